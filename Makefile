@@ -1,0 +1,50 @@
+# srs-toolkit: `make demo` runs the main job, `make test` runs the whole suite.
+# Both create .venv when missing. PyTorch (pulled in by SDV) is installed first as the CPU build
+# torch==2.13.0 and pinned by constraints/cpu-torch.txt so that no CUDA build can come in later.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format clean bench postgres-server-binaries
+
+$(STAMP): pyproject.toml constraints/cpu-torch.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints/cpu-torch.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints/cpu-torch.txt -e ".[dev]"
+	@$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.endswith('+cpu') else 'a non-CPU torch build came in: ' + v)"
+	@touch $(STAMP)
+
+# The registry and audit tests run against a real PostgreSQL server that tests/conftest.py
+# starts on 127.0.0.1; this installs the server binaries (Debian's package) when missing.
+postgres-server-binaries:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL server binaries present"; \
+	else \
+		echo "Installing PostgreSQL server (Debian package postgresql)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/srs demo --home demo-home
+
+test: $(STAMP) postgres-server-binaries
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo-home .pytest_cache

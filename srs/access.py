@@ -1,0 +1,183 @@
+"""Access decisions: may person P, in project Q, do action A on dataset D?
+
+``decide`` is the rule itself, a pure function of the registry facts, the policies and the
+date; ``authorise`` loads the facts, decides, writes the decision (allow or deny, with its
+reason) to the audit log and raises ``AccessDenied`` on a deny. Least privilege: anything not
+positively allowed by a role, a membership and a grant is denied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from srs.audit import record_event
+from srs.errors import SRSError
+from srs.policy import PolicySet
+from srs.registry.models import Dataset, Project, Researcher
+
+# Actions that touch research data need current accreditation and training, and a project.
+ACCREDITED_ACTIONS = frozenset({"dataset.read", "output.create"})
+PROJECT_ACTIONS = frozenset({"dataset.read", "output.create", "project.grant"})
+MEMBER_ACTIONS = frozenset({"dataset.read", "output.create"})
+
+
+class AccessDenied(SRSError):
+    """The access check refused; the message gives the reason (it is also in the audit log)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"access denied: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """An allow or deny, with the reason a checker or auditor would need."""
+
+    allowed: bool
+    reason: str
+
+
+def _deny(reason: str) -> AccessDecision:
+    return AccessDecision(False, reason)
+
+
+def decide(
+    *,
+    person: Researcher | None,
+    username: str,
+    action: str,
+    policies: PolicySet,
+    today: date,
+    project: Project | None = None,
+    project_code: str | None = None,
+    dataset_name: str | None = None,
+    dataset_classification: str | None = None,
+) -> AccessDecision:
+    """Decide one request from the facts; no database, no side effects.
+
+    ``project`` is None when the named project does not exist; ``dataset_classification`` is
+    the stored dataset's level, or the classification policy's level for that name.
+    """
+    if person is None:
+        return _deny(f"no account named {username!r} is registered")
+    if person.locked:
+        return _deny(f"account {username!r} is locked ({person.locked_reason or 'no reason given'})")
+    if action not in policies.access.known_actions:
+        return _deny(f"{action!r} is not an action any role may take")
+    if not any(policies.access.allows(role, action) for role in person.roles):
+        roles = ", ".join(person.roles) or "no role"
+        return _deny(f"{username} ({roles}) may not {action}")
+
+    if action in ACCREDITED_ACTIONS:
+        if person.accreditation_expiry is None:
+            return _deny(f"{username} has no accreditation on record")
+        if person.accreditation_expiry < today:
+            return _deny(
+                f"{username}'s accreditation {person.accreditation_number or ''} expired on "
+                f"{person.accreditation_expiry.isoformat()}".replace("  ", " ")
+            )
+        if person.training_date is None:
+            return _deny(f"{username} has no safe-researcher training on record")
+        training_valid_until = person.training_date + timedelta(
+            days=policies.access.training_validity_days
+        )
+        if training_valid_until < today:
+            return _deny(
+                f"{username}'s training of {person.training_date.isoformat()} lapsed on "
+                f"{training_valid_until.isoformat()}"
+            )
+
+    if action in PROJECT_ACTIONS:
+        if project is None:
+            return _deny(f"no project {project_code!r} is registered")
+        if today < project.start_date:
+            return _deny(f"project {project.code} starts on {project.start_date.isoformat()}")
+        if today > project.end_date:
+            return _deny(f"project {project.code} ended on {project.end_date.isoformat()}")
+        if action in MEMBER_ACTIONS and not any(
+            member.researcher_id == person.id for member in project.members
+        ):
+            return _deny(f"{username} is not a member of project {project.code}")
+
+    if dataset_name is not None and project is not None and action in PROJECT_ACTIONS:
+        level = dataset_classification or policies.classification.level_for(dataset_name)
+        if not policies.classification.at_most(level, project.approved_classification):
+            return _deny(
+                f"{dataset_name} is classified {level}; project {project.code} is approved for "
+                f"data up to {project.approved_classification}"
+            )
+        if action != "project.grant" and not any(
+            grant.dataset_name == dataset_name and grant.revoked_at is None
+            for grant in project.grants
+        ):
+            return _deny(f"project {project.code} has no grant for {dataset_name}")
+
+    if action == "synthetic.read" and dataset_name is not None:
+        level = dataset_classification or policies.classification.level_for(dataset_name)
+        if level != policies.classification.levels[0]:
+            return _deny(f"{dataset_name} is classified {level}, not {policies.classification.levels[0]}")
+
+    return AccessDecision(True, f"{username} may {action}" + (f" {dataset_name}" if dataset_name else ""))
+
+
+def latest_dataset(session: Session, name: str) -> Dataset | None:
+    """The newest stored version of dataset ``name``, or None."""
+    return session.execute(
+        select(Dataset).where(Dataset.name == name).order_by(Dataset.version.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def authorise(
+    session: Session,
+    *,
+    username: str,
+    action: str,
+    policies: PolicySet,
+    project_code: str | None = None,
+    dataset_name: str | None = None,
+    today: date | None = None,
+) -> AccessDecision:
+    """Decide, audit the decision, and raise ``AccessDenied`` if it is a deny.
+
+    A deny is committed to the audit log before the exception leaves, so a refused attempt is
+    on record even when the caller's work is rolled back. An allow is recorded in the caller's
+    transaction.
+    """
+    person = session.execute(
+        select(Researcher).where(Researcher.username == username)
+    ).scalar_one_or_none()
+    project = None
+    if project_code is not None:
+        project = session.execute(
+            select(Project).where(Project.code == project_code)
+        ).scalar_one_or_none()
+    stored = latest_dataset(session, dataset_name) if dataset_name else None
+    decision = decide(
+        person=person,
+        username=username,
+        action=action,
+        policies=policies,
+        today=today or date.today(),
+        project=project,
+        project_code=project_code,
+        dataset_name=dataset_name,
+        dataset_classification=stored.classification if stored else None,
+    )
+    target = dataset_name or project_code or action
+    record_event(
+        session,
+        actor=username,
+        action=f"access.{action}",
+        target=target,
+        outcome="allow" if decision.allowed else "deny",
+        reason=decision.reason,
+        details={"project": project_code, "dataset": dataset_name},
+    )
+    if not decision.allowed:
+        session.commit()
+        raise AccessDenied(decision.reason)
+    return decision

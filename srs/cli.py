@@ -1,0 +1,534 @@
+"""The ``srs`` command: set up a deployment and run its registry, vault, audit log and policies.
+
+Every command prints a clear message and exits 2 on a user mistake (no traceback); ``--help``
+works at every level. Who is acting is given by ``--as USERNAME`` or ``SRS_USER``, and every
+change is authorised against that account's roles and audited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from srs import audit as audit_log
+from srs.access import authorise
+from srs.deployment import HOME_ENV, Deployment
+from srs.errors import SRSError
+from srs.policy import PolicySet, check_policy_dir, default_policy_dir, load_policies
+from srs.registry import Registry, open_registry
+from srs.registry import accounts, projects
+from srs.vault import Vault
+from srs.vault_crypto import MASTER_KEY_ENV, encode_master_key, generate_master_key, write_key_file
+
+console = Console()
+error_console = Console(stderr=True)
+
+app = typer.Typer(
+    help="srs-toolkit: a secure research environment for linked criminal-justice data.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # never print local variables: they may hold keys
+    add_completion=False,
+)
+researcher_app = typer.Typer(help="Register and manage accounts.", no_args_is_help=True)
+project_app = typer.Typer(help="Create projects, add members, grant datasets.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Store datasets in the vault and see the catalogue.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify, read and export the hash-chained audit log.", no_args_is_help=True)
+vault_app = typer.Typer(help="Manage the vault's master key.", no_args_is_help=True)
+policy_app = typer.Typer(help="Validate policy folders.", no_args_is_help=True)
+for sub, name in (
+    (researcher_app, "researcher"),
+    (project_app, "project"),
+    (dataset_app, "dataset"),
+    (audit_app, "audit"),
+    (vault_app, "vault"),
+    (policy_app, "policy"),
+):
+    app.add_typer(sub, name=name)
+
+
+class UsageError(SRSError):
+    """A command-line value that cannot be used."""
+
+
+@dataclass
+class CommandContext:
+    """What every command needs, opened lazily: the deployment, registry, policies and vault."""
+
+    home: Path | None
+    acting_as: str | None
+    _registry: Registry | None = field(default=None, init=False)
+    _policies: PolicySet | None = field(default=None, init=False)
+
+    @property
+    def deployment(self) -> Deployment:
+        return Deployment.from_env(self.home)
+
+    def require_initialised(self) -> Deployment:
+        deployment = self.deployment
+        if not deployment.is_initialised():
+            raise UsageError(
+                f"{deployment.home} is not an srs deployment; run `srs init` there first, or "
+                f"point --home / {HOME_ENV} at one"
+            )
+        return deployment
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = open_registry(self.require_initialised().database_url)
+        return self._registry
+
+    @property
+    def policies(self) -> PolicySet:
+        if self._policies is None:
+            self._policies = load_policies()
+        return self._policies
+
+    @property
+    def vault(self) -> Vault:
+        return Vault(self.require_initialised(), self.policies)
+
+    def actor(self) -> str:
+        if not self.acting_as:
+            raise UsageError("say who is acting: add --as USERNAME (or set SRS_USER)")
+        return self.acting_as
+
+
+def parse_date(text: str | None, option: str) -> date | None:
+    """An ISO date (YYYY-MM-DD) from the command line, or a clear error naming the option."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} must be a date as YYYY-MM-DD, not {text!r}") from None
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    home: Path = typer.Option(
+        None, "--home", envvar=HOME_ENV, help="Deployment folder (default ./srs-home)."
+    ),
+    acting_as: str = typer.Option(
+        None, "--as", envvar="SRS_USER", help="Username of the person running the command."
+    ),
+) -> None:
+    """srs-toolkit: a secure research environment for linked criminal-justice data."""
+    ctx.obj = CommandContext(home=home, acting_as=acting_as)
+
+
+# ---------------------------------------------------------------- init
+@app.command()
+def init(
+    ctx: typer.Context,
+    admin: str = typer.Option("admin", help="Username of the first administrator."),
+    admin_name: str = typer.Option("Administrator", help="Full name of the first administrator."),
+) -> None:
+    """Create a deployment: folders, master key (0600), registry database, first administrator."""
+    state: CommandContext = ctx.obj
+    deployment = state.deployment
+    if deployment.is_initialised():
+        raise UsageError(f"{deployment.home} is already a deployment; nothing was changed")
+    deployment.home.mkdir(parents=True, exist_ok=True)
+    deployment.vault_dir.mkdir(mode=0o700, exist_ok=True)
+    if os.environ.get(MASTER_KEY_ENV):
+        key_note = f"master key taken from {MASTER_KEY_ENV}"
+    else:
+        write_key_file(deployment.key_file, generate_master_key())
+        key_note = f"master key written to {deployment.key_file} (mode 0600; back it up offline)"
+    registry = open_registry(deployment.database_url, migrate=True)
+    with registry.sessions() as session:
+        accounts.bootstrap_admin(session, username=admin, full_name=admin_name)
+    deployment.marker_file.write_text("srs-toolkit deployment\n")
+    registry.dispose()
+    console.print(f"[green]Initialised[/] {deployment.home}")
+    console.print(f"  registry: {deployment.database_url}")
+    console.print(f"  {key_note}")
+    console.print(f"  first administrator: {admin} (use --as {admin})")
+
+
+# ---------------------------------------------------------------- researchers
+@researcher_app.command("add")
+def researcher_add(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Login name: lower-case letters, digits, . _ -"),
+    name: str = typer.Option(..., "--name", help="Full name."),
+    role: list[str] = typer.Option(
+        ..., "--role", help="Role (repeat): admin, steward, researcher, checker, student."
+    ),
+    email: str = typer.Option(None, help="E-mail address."),
+    accreditation_number: str = typer.Option(None, help="Accredited-researcher number."),
+    accreditation_expiry: str = typer.Option(
+        None, help="YYYY-MM-DD; defaults to the policy's validity from today."
+    ),
+    training_date: str = typer.Option(None, help="YYYY-MM-DD of safe-researcher training."),
+) -> None:
+    """Register an account."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        person = accounts.add_researcher(
+            session,
+            actor=state.actor(),
+            policies=state.policies,
+            username=username,
+            full_name=name,
+            roles=role,
+            email=email,
+            accreditation_number=accreditation_number,
+            accreditation_expiry=parse_date(accreditation_expiry, "--accreditation-expiry"),
+            training_date=parse_date(training_date, "--training-date"),
+        )
+    console.print(f"[green]Registered[/] {person.username} ({', '.join(person.roles)})")
+
+
+@researcher_app.command("list")
+def researcher_list(ctx: typer.Context) -> None:
+    """List accounts with roles, accreditation and lock state."""
+    state: CommandContext = ctx.obj
+    table = Table("username", "name", "roles", "accreditation", "expires", "training", "locked")
+    with state.registry.sessions() as session:
+        for p in accounts.list_researchers(session):
+            table.add_row(
+                p.username,
+                p.full_name,
+                ", ".join(p.roles),
+                p.accreditation_number or "-",
+                p.accreditation_expiry.isoformat() if p.accreditation_expiry else "-",
+                p.training_date.isoformat() if p.training_date else "-",
+                "yes" if p.locked else "no",
+            )
+    console.print(table)
+
+
+@researcher_app.command("lock")
+def researcher_lock(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Account to lock."),
+    reason: str = typer.Option("locked by an administrator", help="Why (kept in the audit log)."),
+) -> None:
+    """Lock an account: it can do nothing until unlocked."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        accounts.set_locked(
+            session, actor=state.actor(), policies=state.policies, username=username,
+            locked=True, reason=reason,
+        )
+    console.print(f"[yellow]Locked[/] {username}")
+
+
+@researcher_app.command("unlock")
+def researcher_unlock(
+    ctx: typer.Context, username: str = typer.Argument(..., help="Account to unlock.")
+) -> None:
+    """Unlock an account and clear its failed-login count."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        accounts.set_locked(
+            session, actor=state.actor(), policies=state.policies, username=username, locked=False
+        )
+    console.print(f"[green]Unlocked[/] {username}")
+
+
+# ---------------------------------------------------------------- projects
+@project_app.command("create")
+def project_create(
+    ctx: typer.Context,
+    code: str = typer.Argument(..., help="Project code, e.g. P2026-001."),
+    title: str = typer.Option(..., help="Title."),
+    purpose: str = typer.Option(..., help="Purpose / public benefit statement."),
+    legal_basis: str = typer.Option(..., help="Legal basis for processing."),
+    start: str = typer.Option(..., help="Start date YYYY-MM-DD."),
+    end: str = typer.Option(..., help="End date YYYY-MM-DD."),
+    classification: str = typer.Option(
+        "confidential", help="Highest dataset classification the project is approved for."
+    ),
+    dsa_reference: str = typer.Option(None, help="Data-sharing agreement reference."),
+    budget_rho: float = typer.Option(
+        None, help="Privacy budget in zCDP rho (default: the policy's project budget)."
+    ),
+) -> None:
+    """Register an approved project."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        project = projects.create_project(
+            session,
+            actor=state.actor(),
+            policies=state.policies,
+            code=code,
+            title=title,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            start_date=parse_date(start, "--start"),
+            end_date=parse_date(end, "--end"),
+            approved_classification=classification,
+            dsa_reference=dsa_reference,
+            privacy_budget_rho=budget_rho,
+        )
+    console.print(
+        f"[green]Created[/] project {project.code} ({project.start_date} to {project.end_date}, "
+        f"up to {project.approved_classification}, budget rho={project.privacy_budget_rho})"
+    )
+
+
+@project_app.command("add-member")
+def project_add_member(
+    ctx: typer.Context,
+    code: str = typer.Argument(..., help="Project code."),
+    username: str = typer.Argument(..., help="Account to add."),
+    role: str = typer.Option("researcher", help="lead or researcher."),
+) -> None:
+    """Add a member to a project."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        projects.add_member(
+            session, actor=state.actor(), policies=state.policies, code=code, username=username,
+            role=role,
+        )
+    console.print(f"[green]Added[/] {username} to {code} as {role}")
+
+
+@project_app.command("grant")
+def project_grant(
+    ctx: typer.Context,
+    code: str = typer.Argument(..., help="Project code."),
+    dataset: str = typer.Argument(..., help="Dataset name, e.g. linked/journeys."),
+) -> None:
+    """Grant a project read access to a dataset (stewards only)."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        projects.grant_dataset(
+            session, actor=state.actor(), policies=state.policies, code=code, dataset_name=dataset
+        )
+    console.print(f"[green]Granted[/] {dataset} to {code}")
+
+
+@project_app.command("list")
+def project_list(ctx: typer.Context) -> None:
+    """List projects with dates, members and grants."""
+    state: CommandContext = ctx.obj
+    table = Table("code", "title", "dates", "approved up to", "members", "grants", "budget rho")
+    with state.registry.sessions() as session:
+        for p in projects.list_projects(session):
+            table.add_row(
+                p.code,
+                p.title,
+                f"{p.start_date} to {p.end_date}",
+                p.approved_classification,
+                ", ".join(f"{m.researcher.username} ({m.role})" for m in p.members) or "-",
+                ", ".join(g.dataset_name for g in p.grants if g.revoked_at is None) or "-",
+                f"{p.privacy_budget_rho:g}",
+            )
+    console.print(table)
+
+
+# ---------------------------------------------------------------- datasets
+@dataset_app.command("store")
+def dataset_store(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Dataset name, e.g. linked/journeys."),
+    path: Path = typer.Argument(..., help="A CSV or Parquet file.", exists=True, dir_okay=False),
+    classification: str = typer.Option(
+        None, help="public, confidential or highly_confidential (default: by policy)."
+    ),
+) -> None:
+    """Encrypt a CSV or Parquet file into the vault as the next version of NAME (stewards)."""
+    state: CommandContext = ctx.obj
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix == ".csv":
+            frame = pd.read_csv(path)
+        else:
+            raise UsageError(f"{path} is neither .csv nor .parquet")
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    with state.registry.sessions() as session:
+        dataset = state.vault.store(
+            session, name, frame, actor=state.actor(), classification=classification
+        )
+    console.print(
+        f"[green]Stored[/] {dataset.name}@{dataset.version}: {dataset.row_count} rows, "
+        f"{dataset.classification}, {dataset.content_hash}"
+    )
+
+
+@dataset_app.command("list")
+def dataset_list(ctx: typer.Context) -> None:
+    """List every dataset version in the vault's catalogue."""
+    from sqlalchemy import select
+
+    from srs.registry.models import Dataset
+
+    state: CommandContext = ctx.obj
+    table = Table("name", "version", "classification", "rows", "stored by", "stored at")
+    with state.registry.sessions() as session:
+        for d in session.execute(select(Dataset).order_by(Dataset.name, Dataset.version)).scalars():
+            table.add_row(
+                d.name, str(d.version), d.classification, str(d.row_count), d.created_by,
+                d.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+    console.print(table)
+
+
+@dataset_app.command("show")
+def dataset_show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Dataset name."),
+    version: int = typer.Option(None, help="Version (default: newest)."),
+) -> None:
+    """Show a dataset's catalogue record and data dictionary (never its data)."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        d = state.vault.get(session, name, version)
+    console.print(f"[bold]{d.name}[/] version {d.version}")
+    console.print(f"  classification: {d.classification}")
+    console.print(f"  rows: {d.row_count}   content: {d.content_hash}")
+    console.print(f"  stored by {d.created_by} at {d.created_at.isoformat()}")
+    table = Table("variable", "type", "description")
+    for column in d.data_dictionary:
+        table.add_row(column.get("name", ""), column.get("type", ""), column.get("description", ""))
+    console.print(table)
+
+
+# ---------------------------------------------------------------- audit
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the hash chain; exits 1 and names the first bad event if anything was altered."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        report = audit_log.verify_chain(session)
+    if report.intact:
+        console.print(f"[green]Audit log intact[/]: {report.events_checked} events verified")
+        return
+    error_console.print(
+        f"[red]Audit log broken at event {report.first_bad_seq}[/]: {report.problem} "
+        f"({report.events_checked} events verified before it)"
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("tail")
+def audit_tail(
+    ctx: typer.Context, count: int = typer.Option(20, "-n", "--count", min=1, help="How many.")
+) -> None:
+    """Show the most recent audit events."""
+    state: CommandContext = ctx.obj
+    table = Table("seq", "when (UTC)", "actor", "action", "target", "outcome", "reason")
+    with state.registry.sessions() as session:
+        authorise(session, username=state.actor(), action="audit.read", policies=state.policies)
+        session.commit()
+        for e in audit_log.tail_events(session, count):
+            colour = {"deny": "red", "error": "red", "allow": "green"}.get(e.outcome, "white")
+            table.add_row(
+                str(e.seq), e.occurred_at[:19], e.actor, e.action, e.target,
+                f"[{colour}]{e.outcome}[/]", e.reason,
+            )
+    console.print(table)
+
+
+@audit_app.command("export")
+def audit_export(
+    ctx: typer.Context,
+    out: Path = typer.Option(None, "--out", help="File to write (default: standard output)."),
+) -> None:
+    """Export every audit event as JSON Lines, in sequence order."""
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        authorise(session, username=state.actor(), action="audit.read", policies=state.policies)
+        session.commit()
+        lines = audit_log.export_events(session)
+        if out is None:
+            for line in lines:
+                sys.stdout.write(line + "\n")
+            return
+        count = 0
+        with out.open("w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(line + "\n")
+                count += 1
+    console.print(f"[green]Exported[/] {count} events to {out}")
+
+
+# ---------------------------------------------------------------- vault
+@vault_app.command("rotate-key")
+def vault_rotate_key(
+    ctx: typer.Context,
+    new_key_out: Path = typer.Option(
+        None,
+        help=f"Where to write the new key when the current one comes from {MASTER_KEY_ENV} "
+        "(required then; move it into your secret store and delete the file).",
+    ),
+) -> None:
+    """Generate a new master key and re-wrap every dataset key with it (data files untouched)."""
+    state: CommandContext = ctx.obj
+    new_key = generate_master_key()
+    from_env = bool(os.environ.get(MASTER_KEY_ENV))
+    if from_env:
+        if new_key_out is None:
+            raise UsageError(
+                f"the master key comes from {MASTER_KEY_ENV}: give --new-key-out FILE to receive "
+                "the new key"
+            )
+        write_key_file(new_key_out, new_key)
+    with state.registry.sessions() as session:
+        count = state.vault.rotate_master_key(session, actor=state.actor(), new_key=new_key)
+    console.print(f"[green]Rotated[/] the master key: {count} dataset keys re-wrapped")
+    console.print(f"  new key id: {new_key.key_id}")
+    if from_env:
+        console.print(
+            f"  set {MASTER_KEY_ENV} to the contents of {new_key_out}, then delete that file"
+        )
+
+
+# ---------------------------------------------------------------- policy
+@policy_app.command("check")
+def policy_check(
+    directory: Path = typer.Argument(None, help="Policy folder (default: the deployment's)."),
+) -> None:
+    """Validate every policy file in a folder; exits 1 listing each problem."""
+    folder = directory or default_policy_dir()
+    problems = check_policy_dir(folder)
+    if not problems:
+        console.print(f"[green]Policies valid[/]: {folder}")
+        return
+    for problem in problems:
+        error_console.print(f"[red]invalid[/] {problem}")
+    error_console.print(f"{len(problems)} problem(s) in {folder}")
+    raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- demo
+@app.command()
+def demo(
+    home: Path = typer.Option(
+        Path("demo-home"), help="Folder for the demo deployment (recreated each run)."
+    ),
+) -> None:
+    """Run the end-to-end demonstration on simulated data and print what it did."""
+    from srs.demo import run_demo
+
+    run_demo(home, console)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into a message and exit status 2."""
+    try:
+        app()
+    except SRSError as exc:
+        error_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The registry's tables: researchers, projects and their members, datasets, grants, audit events.
+
+These SQLAlchemy 2 models are the state of the environment (safe people, safe projects, safe
+data's catalogue). The schema is created and changed only by the Alembic migrations in
+``srs/migrations``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every registry table."""
+
+
+class Researcher(Base):
+    """A person with an account: researcher, checker, steward, admin or student (by ``roles``)."""
+
+    __tablename__ = "researchers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    accreditation_number: Mapped[str | None] = mapped_column(String(64), unique=True)
+    accreditation_expiry: Mapped[date | None] = mapped_column(Date)
+    training_date: Mapped[date | None] = mapped_column(Date)
+    locked: Mapped[bool] = mapped_column(default=False)
+    locked_reason: Mapped[str | None] = mapped_column(Text)
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    memberships: Mapped[list[ProjectMember]] = relationship(back_populates="researcher")
+
+
+class Project(Base):
+    """An approved piece of research: purpose, legal basis, dates, members, grants, budget."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    dsa_reference: Mapped[str | None] = mapped_column(String(120))
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    approved_classification: Mapped[str] = mapped_column(String(40))
+    privacy_budget_rho: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    members: Mapped[list[ProjectMember]] = relationship(
+        back_populates="project", cascade="all, delete-orphan"
+    )
+    grants: Mapped[list[Grant]] = relationship(
+        back_populates="project", cascade="all, delete-orphan"
+    )
+
+
+class ProjectMember(Base):
+    """A researcher's membership of a project, with their role in it (``lead`` or ``researcher``)."""
+
+    __tablename__ = "project_members"
+    __table_args__ = (UniqueConstraint("project_id", "researcher_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    researcher_id: Mapped[int] = mapped_column(ForeignKey("researchers.id"))
+    role: Mapped[str] = mapped_column(String(40))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    project: Mapped[Project] = relationship(back_populates="members")
+    researcher: Mapped[Researcher] = relationship(back_populates="memberships")
+
+
+class Dataset(Base):
+    """One version of a named, classified table held encrypted in the vault."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    classification: Mapped[str] = mapped_column(String(40))
+    data_dictionary: Mapped[list[dict]] = mapped_column(JSON, default=list)
+    content_hash: Mapped[str] = mapped_column(String(80))
+    row_count: Mapped[int] = mapped_column(Integer)
+    file_path: Mapped[str] = mapped_column(Text)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Grant(Base):
+    """A project's permission to read every version of one dataset (least privilege: none by default)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("project_id", "dataset_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    dataset_name: Mapped[str] = mapped_column(String(200))
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    project: Mapped[Project] = relationship(back_populates="grants")
+
+
+class AuditEvent(Base):
+    """One append-only audit event, chained to its predecessor by SHA-256 (see ``srs.audit``)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Kept as the exact ISO-8601 text that was hashed, so no database round-trip can change it.
+    occurred_at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    event_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The single row naming the last audit event; lets verification detect a truncated tail."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))

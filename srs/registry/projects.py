@@ -1,0 +1,171 @@
+"""Projects: creating approved projects, adding members and granting datasets to them.
+
+Creating projects and adding members needs ``project.manage`` (administrators); granting a
+dataset needs ``project.grant`` (stewards) and is refused when the dataset's classification is
+above what the project is approved for.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from srs.access import authorise, latest_dataset
+from srs.audit import record_event
+from srs.policy import PolicySet
+from srs.registry.accounts import RegistryError, get_researcher
+from srs.registry.models import Grant, Project, ProjectMember
+
+PROJECT_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
+MEMBER_ROLES = ("lead", "researcher")
+
+
+def get_project(session: Session, code: str) -> Project:
+    """The project ``code``, or ``RegistryError`` saying it is not registered."""
+    project = session.execute(select(Project).where(Project.code == code)).scalar_one_or_none()
+    if project is None:
+        raise RegistryError(f"no project {code!r}; see `srs project list`")
+    return project
+
+
+def create_project(
+    session: Session,
+    *,
+    actor: str,
+    policies: PolicySet,
+    code: str,
+    title: str,
+    purpose: str,
+    legal_basis: str,
+    start_date: date,
+    end_date: date,
+    approved_classification: str,
+    dsa_reference: str | None = None,
+    privacy_budget_rho: float | None = None,
+) -> Project:
+    """Register an approved project; its privacy budget defaults to the policy's."""
+    authorise(session, username=actor, action="project.manage", policies=policies)
+    if not PROJECT_CODE_PATTERN.match(code):
+        raise RegistryError(
+            f"project code {code!r} is not valid: 2-64 letters, digits, '.', '_' or '-'"
+        )
+    if end_date < start_date:
+        raise RegistryError(
+            f"project end date {end_date.isoformat()} is before its start {start_date.isoformat()}"
+        )
+    if approved_classification not in policies.classification.levels:
+        raise RegistryError(
+            f"classification {approved_classification!r} is not one of "
+            f"{', '.join(policies.classification.levels)}"
+        )
+    for name, text in (("title", title), ("purpose", purpose), ("legal basis", legal_basis)):
+        if not text.strip():
+            raise RegistryError(f"a project needs a {name}")
+    rho = (
+        privacy_budget_rho
+        if privacy_budget_rho is not None
+        else policies.privacy_budget.default_project_rho
+    )
+    if rho <= 0:
+        raise RegistryError(f"privacy budget must be a positive zCDP rho, not {rho}")
+    project = Project(
+        code=code,
+        title=title,
+        purpose=purpose,
+        legal_basis=legal_basis,
+        dsa_reference=dsa_reference,
+        start_date=start_date,
+        end_date=end_date,
+        approved_classification=approved_classification,
+        privacy_budget_rho=rho,
+    )
+    session.add(project)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise RegistryError(f"a project {code!r} already exists") from exc
+    record_event(
+        session,
+        actor=actor,
+        action="project.create",
+        target=code,
+        outcome="ok",
+        details={
+            "start": start_date.isoformat(),
+            "end": end_date.isoformat(),
+            "approved_classification": approved_classification,
+            "privacy_budget_rho": rho,
+        },
+    )
+    session.commit()
+    return project
+
+
+def add_member(
+    session: Session,
+    *,
+    actor: str,
+    policies: PolicySet,
+    code: str,
+    username: str,
+    role: str = "researcher",
+) -> ProjectMember:
+    """Make ``username`` a member of project ``code`` with role ``lead`` or ``researcher``."""
+    authorise(session, username=actor, action="project.manage", policies=policies)
+    if role not in MEMBER_ROLES:
+        raise RegistryError(f"member role {role!r} is not one of {', '.join(MEMBER_ROLES)}")
+    project = get_project(session, code)
+    person = get_researcher(session, username)
+    if any(m.researcher_id == person.id for m in project.members):
+        raise RegistryError(f"{username} is already a member of {code}")
+    member = ProjectMember(project=project, researcher=person, role=role)
+    session.add(member)
+    record_event(
+        session, actor=actor, action="project.add_member", target=code, outcome="ok",
+        details={"member": username, "role": role},
+    )
+    session.commit()
+    return member
+
+
+def grant_dataset(
+    session: Session, *, actor: str, policies: PolicySet, code: str, dataset_name: str
+) -> Grant:
+    """Grant project ``code`` read access to every version of ``dataset_name``."""
+    get_project(session, code)
+    authorise(
+        session,
+        username=actor,
+        action="project.grant",
+        policies=policies,
+        project_code=code,
+        dataset_name=dataset_name,
+    )
+    project = get_project(session, code)
+    existing = next((g for g in project.grants if g.dataset_name == dataset_name), None)
+    if existing is not None and existing.revoked_at is None:
+        raise RegistryError(f"project {code} already has a grant for {dataset_name}")
+    if existing is not None:
+        existing.revoked_at = None
+        existing.granted_by = actor
+        grant = existing
+    else:
+        grant = Grant(project=project, dataset_name=dataset_name, granted_by=actor)
+        session.add(grant)
+    stored = latest_dataset(session, dataset_name)
+    record_event(
+        session, actor=actor, action="project.grant", target=dataset_name, outcome="ok",
+        details={"project": code, "dataset_stored": stored is not None},
+    )
+    session.commit()
+    return grant
+
+
+def list_projects(session: Session) -> list[Project]:
+    """Every project, by code."""
+    return list(session.execute(select(Project).order_by(Project.code)).scalars())
