@@ -7,16 +7,18 @@ change is authorised against that account's roles and audited.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import click
 import pandas as pd
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from srs import audit as audit_log
@@ -29,10 +31,23 @@ from srs.registry import accounts, projects
 from srs.vault import Vault
 from srs.vault_crypto import MASTER_KEY_ENV, encode_master_key, generate_master_key, write_key_file
 
-console = Console()
-error_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
+
+
+class SRSCommandGroup(TyperGroup):
+    """The top-level group: a user error (SRSError) becomes a red message and exit status 2."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except SRSError as exc:
+            error_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+
 
 app = typer.Typer(
+    cls=SRSCommandGroup,
     help="srs-toolkit: a secure research environment for linked criminal-justice data.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # never print local variables: they may hold keys
@@ -522,12 +537,8 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into a message and exit status 2."""
-    try:
-        app()
-    except SRSError as exc:
-        error_console.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
+    """Entry point of the ``srs`` command."""
+    app()
 
 
 if __name__ == "__main__":
