@@ -65,7 +65,9 @@ def decide(
     if person is None:
         return _deny(f"no account named {username!r} is registered")
     if person.locked:
-        return _deny(f"account {username!r} is locked ({person.locked_reason or 'no reason given'})")
+        return _deny(
+            f"account {username!r} is locked ({person.locked_reason or 'no reason given'})"
+        )
     if action not in policies.access.known_actions:
         return _deny(f"{action!r} is not an action any role may take")
     if not any(policies.access.allows(role, action) for role in person.roles):
@@ -119,9 +121,13 @@ def decide(
     if action == "synthetic.read" and dataset_name is not None:
         level = dataset_classification or policies.classification.level_for(dataset_name)
         if level != policies.classification.levels[0]:
-            return _deny(f"{dataset_name} is classified {level}, not {policies.classification.levels[0]}")
+            return _deny(
+                f"{dataset_name} is classified {level}, not {policies.classification.levels[0]}"
+            )
 
-    return AccessDecision(True, f"{username} may {action}" + (f" {dataset_name}" if dataset_name else ""))
+    return AccessDecision(
+        True, f"{username} may {action}" + (f" {dataset_name}" if dataset_name else "")
+    )
 
 
 def latest_dataset(session: Session, name: str) -> Dataset | None:

@@ -63,7 +63,9 @@ def record_event(
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {outcome!r}")
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one()
     fields = {
         "seq": head.last_seq + 1,
         "occurred_at": utc_now().isoformat(timespec="microseconds"),

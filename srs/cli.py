@@ -16,20 +16,19 @@ from pathlib import Path
 import click
 import pandas as pd
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from srs import audit as audit_log
 from srs.access import authorise
 from srs.deployment import HOME_ENV, Deployment
 from srs.errors import SRSError
 from srs.policy import PolicySet, check_policy_dir, default_policy_dir, load_policies
-from srs.registry import Registry, open_registry
-from srs.registry import accounts, projects
+from srs.registry import Registry, accounts, open_registry, projects
 from srs.vault import Vault
-from srs.vault_crypto import MASTER_KEY_ENV, encode_master_key, generate_master_key, write_key_file
+from srs.vault_crypto import MASTER_KEY_ENV, generate_master_key, write_key_file
 
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
@@ -54,9 +53,15 @@ app = typer.Typer(
     add_completion=False,
 )
 researcher_app = typer.Typer(help="Register and manage accounts.", no_args_is_help=True)
-project_app = typer.Typer(help="Create projects, add members, grant datasets.", no_args_is_help=True)
-dataset_app = typer.Typer(help="Store datasets in the vault and see the catalogue.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify, read and export the hash-chained audit log.", no_args_is_help=True)
+project_app = typer.Typer(
+    help="Create projects, add members, grant datasets.", no_args_is_help=True
+)
+dataset_app = typer.Typer(
+    help="Store datasets in the vault and see the catalogue.", no_args_is_help=True
+)
+audit_app = typer.Typer(
+    help="Verify, read and export the hash-chained audit log.", no_args_is_help=True
+)
 vault_app = typer.Typer(help="Manage the vault's master key.", no_args_is_help=True)
 policy_app = typer.Typer(help="Validate policy folders.", no_args_is_help=True)
 for sub, name in (
@@ -235,8 +240,12 @@ def researcher_lock(
     state: CommandContext = ctx.obj
     with state.registry.sessions() as session:
         accounts.set_locked(
-            session, actor=state.actor(), policies=state.policies, username=username,
-            locked=True, reason=reason,
+            session,
+            actor=state.actor(),
+            policies=state.policies,
+            username=username,
+            locked=True,
+            reason=reason,
         )
     console.print(f"[yellow]Locked[/] {username}")
 
@@ -306,7 +315,11 @@ def project_add_member(
     state: CommandContext = ctx.obj
     with state.registry.sessions() as session:
         projects.add_member(
-            session, actor=state.actor(), policies=state.policies, code=code, username=username,
+            session,
+            actor=state.actor(),
+            policies=state.policies,
+            code=code,
+            username=username,
             role=role,
         )
     console.print(f"[green]Added[/] {username} to {code} as {role}")
@@ -390,7 +403,11 @@ def dataset_list(ctx: typer.Context) -> None:
     with state.registry.sessions() as session:
         for d in session.execute(select(Dataset).order_by(Dataset.name, Dataset.version)).scalars():
             table.add_row(
-                d.name, str(d.version), d.classification, str(d.row_count), d.created_by,
+                d.name,
+                str(d.version),
+                d.classification,
+                str(d.row_count),
+                d.created_by,
                 d.created_at.strftime("%Y-%m-%d %H:%M"),
             )
     console.print(table)
@@ -446,8 +463,13 @@ def audit_tail(
         for e in audit_log.tail_events(session, count):
             colour = {"deny": "red", "error": "red", "allow": "green"}.get(e.outcome, "white")
             table.add_row(
-                str(e.seq), e.occurred_at[:19], e.actor, e.action, e.target,
-                f"[{colour}]{e.outcome}[/]", e.reason,
+                str(e.seq),
+                e.occurred_at[:19],
+                e.actor,
+                e.action,
+                e.target,
+                f"[{colour}]{e.outcome}[/]",
+                e.reason,
             )
     console.print(table)
 

@@ -75,59 +75,104 @@ def run_demo(home: Path, console: Console) -> None:
         console.print(f"[bold cyan]{step:>2}.[/] {text}")
 
     console.rule("srs-toolkit demo")
-    console.print(f"Deployment: {home} (SQLite registry, encrypted vault, policies from "
-                  f"{policies.source_dir})")
+    console.print(
+        f"Deployment: {home} (SQLite registry, encrypted vault, policies from "
+        f"{policies.source_dir})"
+    )
     with registry.sessions() as s:
         accounts.bootstrap_admin(s, username="admin", full_name="Demo Administrator")
         say("Initialised the deployment and its first administrator 'admin'")
         people = [
             ("steward", "Sam Steward", ["steward"], None, None, None),
-            ("ana", "Ana Researcher", ["researcher"], "AR-1001", today + timedelta(days=900),
-             today - timedelta(days=30)),
-            ("ben", "Ben Lapsed", ["researcher"], "AR-0999", today - timedelta(days=1),
-             today - timedelta(days=400)),
-            ("cho", "Cho Checker", ["checker"], "AR-2001", today + timedelta(days=900),
-             today - timedelta(days=10)),
+            (
+                "ana",
+                "Ana Researcher",
+                ["researcher"],
+                "AR-1001",
+                today + timedelta(days=900),
+                today - timedelta(days=30),
+            ),
+            (
+                "ben",
+                "Ben Lapsed",
+                ["researcher"],
+                "AR-0999",
+                today - timedelta(days=1),
+                today - timedelta(days=400),
+            ),
+            (
+                "cho",
+                "Cho Checker",
+                ["checker"],
+                "AR-2001",
+                today + timedelta(days=900),
+                today - timedelta(days=10),
+            ),
         ]
         for username, name, roles, number, expiry, trained in people:
             accounts.add_researcher(
-                s, actor="admin", policies=policies, username=username, full_name=name,
-                roles=roles, accreditation_number=number, accreditation_expiry=expiry,
+                s,
+                actor="admin",
+                policies=policies,
+                username=username,
+                full_name=name,
+                roles=roles,
+                accreditation_number=number,
+                accreditation_expiry=expiry,
                 training_date=trained,
             )
-        say("Registered steward 'steward', researchers 'ana' and 'ben' (accreditation expired "
-            "yesterday), checker 'cho'")
+        say(
+            "Registered steward 'steward', researchers 'ana' and 'ben' (accreditation expired "
+            "yesterday), checker 'cho'"
+        )
         projects.create_project(
-            s, actor="admin", policies=policies, code="P2026-001",
+            s,
+            actor="admin",
+            policies=policies,
+            code="P2026-001",
             title="Victim attrition through the justice stages",
             purpose="Estimate where and why victims withdraw support, by offence type.",
-            legal_basis="Digital Economy Act 2017 s.64 (research)", dsa_reference="DSA-2026-17",
-            start_date=today - timedelta(days=60), end_date=today + timedelta(days=365),
+            legal_basis="Digital Economy Act 2017 s.64 (research)",
+            dsa_reference="DSA-2026-17",
+            start_date=today - timedelta(days=60),
+            end_date=today + timedelta(days=365),
             approved_classification="confidential",
         )
         for member in ("ana", "ben"):
-            projects.add_member(s, actor="admin", policies=policies, code="P2026-001",
-                                username=member)
+            projects.add_member(
+                s, actor="admin", policies=policies, code="P2026-001", username=member
+            )
         say("Created project P2026-001 (approved up to 'confidential'); members ana and ben")
 
         journeys = simulated_journeys()
-        stored = vault.store(s, "linked/journeys", journeys, actor="steward",
-                             classification="confidential")
-        vault.store(s, "linked/victims_identifiable", journeys.head(50), actor="steward",
-                    classification="highly_confidential")
-        say(f"Stored linked/journeys v{stored.version} ({stored.row_count} rows, AES-256-GCM) "
-            "and a highly_confidential table in the vault")
+        stored = vault.store(
+            s, "linked/journeys", journeys, actor="steward", classification="confidential"
+        )
+        vault.store(
+            s,
+            "linked/victims_identifiable",
+            journeys.head(50),
+            actor="steward",
+            classification="highly_confidential",
+        )
+        say(
+            f"Stored linked/journeys v{stored.version} ({stored.row_count} rows, AES-256-GCM) "
+            "and a highly_confidential table in the vault"
+        )
 
         try:
             vault.read(s, "linked/journeys", actor="ana", project="P2026-001")
         except AccessDenied as exc:
             say(f"Before any grant, ana's read is refused: {exc.reason}")
-        projects.grant_dataset(s, actor="steward", policies=policies, code="P2026-001",
-                               dataset_name="linked/journeys")
+        projects.grant_dataset(
+            s, actor="steward", policies=policies, code="P2026-001", dataset_name="linked/journeys"
+        )
         say("Steward granted linked/journeys to P2026-001")
         frame = vault.read(s, "linked/journeys", actor="ana", project="P2026-001")
-        say(f"ana read linked/journeys through the access check: {len(frame)} rows, "
-            f"{frame['person_key'].nunique()} persons, decrypted in memory only")
+        say(
+            f"ana read linked/journeys through the access check: {len(frame)} rows, "
+            f"{frame['person_key'].nunique()} persons, decrypted in memory only"
+        )
         for actor, dataset, why in (
             ("ben", "linked/journeys", "expired accreditation"),
             ("ana", "linked/victims_identifiable", "classification above the project's approval"),
@@ -137,14 +182,21 @@ def run_demo(home: Path, console: Console) -> None:
             except AccessDenied as exc:
                 say(f"{actor} reading {dataset} refused ({why}): {exc.reason}")
         try:
-            projects.grant_dataset(s, actor="ana", policies=policies, code="P2026-001",
-                                   dataset_name="linked/victims_identifiable")
+            projects.grant_dataset(
+                s,
+                actor="ana",
+                policies=policies,
+                code="P2026-001",
+                dataset_name="linked/victims_identifiable",
+            )
         except AccessDenied as exc:
             say(f"ana tried to grant herself a dataset: {exc.reason}")
 
         report = verify_chain(s)
         say(f"Audit log verified: {report.events_checked} events, chain intact = {report.intact}")
-        table = Table("seq", "actor", "action", "target", "outcome", "reason", title="Last audit events")
+        table = Table(
+            "seq", "actor", "action", "target", "outcome", "reason", title="Last audit events"
+        )
         for e in tail_events(s, 8):
             table.add_row(str(e.seq), e.actor, e.action, e.target, e.outcome, e.reason)
         console.print(table)
@@ -152,4 +204,6 @@ def run_demo(home: Path, console: Console) -> None:
     if not report.intact:
         raise SRSError(f"demo audit log is broken: {report.problem}")
     console.rule("done")
-    console.print(f"Try: srs --home {home} --as admin audit tail    |    srs --home {home} dataset list")
+    console.print(
+        f"Try: srs --home {home} --as admin audit tail    |    srs --home {home} dataset list"
+    )

@@ -122,7 +122,10 @@ class Vault:
         """
         validate_dataset_name(name)
         authorise(
-            session, username=actor, action="dataset.store", policies=self.policies,
+            session,
+            username=actor,
+            action="dataset.store",
+            policies=self.policies,
             dataset_name=name,
         )
         level = classification or self.policies.classification.level_for(name)
@@ -154,8 +157,16 @@ class Vault:
         )
         session.add(dataset)
         record_event(
-            session, actor=actor, action="vault.store", target=f"{name}@{version}", outcome="ok",
-            details={"classification": level, "rows": len(frame), "content_hash": dataset.content_hash},
+            session,
+            actor=actor,
+            action="vault.store",
+            target=f"{name}@{version}",
+            outcome="ok",
+            details={
+                "classification": level,
+                "rows": len(frame),
+                "content_hash": dataset.content_hash,
+            },
         )
         session.commit()
         return dataset
@@ -185,13 +196,20 @@ class Vault:
     ) -> pd.DataFrame:
         """Check access, then decrypt ``name`` in memory and return it as a DataFrame."""
         authorise(
-            session, username=actor, action="dataset.read", policies=self.policies,
-            project_code=project, dataset_name=name, today=today,
+            session,
+            username=actor,
+            action="dataset.read",
+            policies=self.policies,
+            project_code=project,
+            dataset_name=name,
+            today=today,
         )
         try:
             dataset = self.get(session, name, version)
             master = self._key_for(dataset)
-            data_key = unwrap_data_key(master, dataset.wrapped_key, dataset=name, version=dataset.version)
+            data_key = unwrap_data_key(
+                master, dataset.wrapped_key, dataset=name, version=dataset.version
+            )
             blob = (self.deployment.vault_dir / dataset.file_path).read_bytes()
             plaintext = decrypt_dataset_bytes(data_key, blob, dataset=name, version=dataset.version)
             if content_hash(plaintext) != dataset.content_hash:
@@ -203,16 +221,25 @@ class Vault:
         except (SRSError, OSError) as exc:
             session.rollback()
             record_event(
-                session, actor=actor, action="vault.read", target=name, outcome="error",
-                reason=str(exc), details={"project": project},
+                session,
+                actor=actor,
+                action="vault.read",
+                target=name,
+                outcome="error",
+                reason=str(exc),
+                details={"project": project},
             )
             session.commit()
             if isinstance(exc, OSError):
                 raise VaultError(f"cannot read the vault file of {name}: {exc}") from exc
             raise
         record_event(
-            session, actor=actor, action="vault.read", target=f"{name}@{dataset.version}",
-            outcome="ok", details={"project": project, "rows": len(frame)},
+            session,
+            actor=actor,
+            action="vault.read",
+            target=f"{name}@{dataset.version}",
+            outcome="ok",
+            details={"project": project, "rows": len(frame)},
         )
         session.commit()
         return frame
@@ -245,9 +272,16 @@ class Vault:
             )
             dataset.master_key_id = new_key.key_id
         record_event(
-            session, actor=actor, action="vault.rotate_key", target="vault", outcome="ok",
-            details={"datasets": len(datasets), "new_key_id": new_key.key_id,
-                     "old_key_ids": sorted(keys)},
+            session,
+            actor=actor,
+            action="vault.rotate_key",
+            target="vault",
+            outcome="ok",
+            details={
+                "datasets": len(datasets),
+                "new_key_id": new_key.key_id,
+                "old_key_ids": sorted(keys),
+            },
         )
         session.commit()
         if uses_file:

@@ -64,24 +64,49 @@ class PostgresServer:
 
     def start(self) -> str:
         self._run(
-            str(self.bin_dir / "initdb"), "-D", str(self.data_dir / "db"), "-U", "srs",
-            "--auth=trust", "-E", "UTF8", "--no-sync",
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir / "db"),
+            "-U",
+            "srs",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir / "db"), "-o", options, "-w",
-            "-t", "60", "-l", str(self.data_dir / "server.log"), "start",
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data_dir / "db"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.data_dir / "server.log"),
+            "start",
         )
         return f"postgresql+psycopg://srs@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         subprocess.run(
-            [*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir / "db"),
-             "-m", "immediate", "stop"],
-            capture_output=True, timeout=60, check=False,
+            [
+                *self.as_user,
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir / "db"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
         )
         shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -40,7 +40,9 @@ def validate_roles(roles: list[str], policies: PolicySet) -> list[str]:
     known = set(policies.access.roles)
     unknown = sorted(set(roles) - known)
     if unknown:
-        raise RegistryError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(sorted(known))}")
+        raise RegistryError(
+            f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(sorted(known))}"
+        )
     if not roles:
         raise RegistryError(f"give at least one role: {', '.join(sorted(known))}")
     return sorted(set(roles))

@@ -126,7 +126,11 @@ def add_member(
     member = ProjectMember(project=project, researcher=person, role=role)
     session.add(member)
     record_event(
-        session, actor=actor, action="project.add_member", target=code, outcome="ok",
+        session,
+        actor=actor,
+        action="project.add_member",
+        target=code,
+        outcome="ok",
         details={"member": username, "role": role},
     )
     session.commit()
@@ -159,7 +163,11 @@ def grant_dataset(
         session.add(grant)
     stored = latest_dataset(session, dataset_name)
     record_event(
-        session, actor=actor, action="project.grant", target=dataset_name, outcome="ok",
+        session,
+        actor=actor,
+        action="project.grant",
+        target=dataset_name,
+        outcome="ok",
         details={"project": code, "dataset_stored": stored is not None},
     )
     session.commit()

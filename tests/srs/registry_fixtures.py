@@ -33,10 +33,15 @@ def populate(registry: Registry, policies: PolicySet) -> Population:
         accounts.bootstrap_admin(s, username=people.admin, full_name="Admin")
         add = lambda username, roles, expiry=TODAY + timedelta(days=365), number=None: (  # noqa: E731
             accounts.add_researcher(
-                s, actor=people.admin, policies=policies, username=username,
-                full_name=username.title(), roles=roles,
+                s,
+                actor=people.admin,
+                policies=policies,
+                username=username,
+                full_name=username.title(),
+                roles=roles,
                 accreditation_number=number or f"AR-{username}",
-                accreditation_expiry=expiry, training_date=TODAY - timedelta(days=30),
+                accreditation_expiry=expiry,
+                training_date=TODAY - timedelta(days=30),
                 today=TODAY,
             )
         )
@@ -47,12 +52,19 @@ def populate(registry: Registry, policies: PolicySet) -> Population:
         add(people.checker, ["checker"])
         add(people.student, ["student"])
         projects.create_project(
-            s, actor=people.admin, policies=policies, code=PROJECT, title="Attrition",
-            purpose="Study victim attrition", legal_basis="DEA 2017 s.64",
-            start_date=TODAY - timedelta(days=30), end_date=TODAY + timedelta(days=300),
+            s,
+            actor=people.admin,
+            policies=policies,
+            code=PROJECT,
+            title="Attrition",
+            purpose="Study victim attrition",
+            legal_basis="DEA 2017 s.64",
+            start_date=TODAY - timedelta(days=30),
+            end_date=TODAY + timedelta(days=300),
             approved_classification="confidential",
         )
         for member in (people.researcher, people.expired):
-            projects.add_member(s, actor=people.admin, policies=policies, code=PROJECT,
-                                username=member)
+            projects.add_member(
+                s, actor=people.admin, policies=policies, code=PROJECT, username=member
+            )
     return people

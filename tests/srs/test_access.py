@@ -22,8 +22,13 @@ def people(registry: Registry, policies: PolicySet):
 def read(registry, policies, username, dataset="linked/journeys", project=PROJECT, today=TODAY):
     with registry.sessions() as s:
         decision = authorise(
-            s, username=username, action="dataset.read", policies=policies,
-            project_code=project, dataset_name=dataset, today=today,
+            s,
+            username=username,
+            action="dataset.read",
+            policies=policies,
+            project_code=project,
+            dataset_name=dataset,
+            today=today,
         )
         s.commit()
         return decision
@@ -31,8 +36,9 @@ def read(registry, policies, username, dataset="linked/journeys", project=PROJEC
 
 def grant(registry, policies, people, dataset="linked/journeys"):
     with registry.sessions() as s:
-        projects.grant_dataset(s, actor=people.steward, policies=policies, code=PROJECT,
-                               dataset_name=dataset)
+        projects.grant_dataset(
+            s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=dataset
+        )
 
 
 def last_event(registry) -> AuditEvent:
@@ -56,7 +62,10 @@ def test_granted_member_may_read_and_the_allow_is_audited(registry, policies, pe
     assert decision.allowed
     event = last_event(registry)
     assert (event.action, event.outcome, event.target) == (
-        "access.dataset.read", "allow", "linked/journeys")
+        "access.dataset.read",
+        "allow",
+        "linked/journeys",
+    )
 
 
 def test_missing_grant_is_denied_and_audited(registry, policies, people):
@@ -79,19 +88,29 @@ def test_ended_project_is_denied_and_audited(registry, policies, people):
 
 def test_project_not_yet_started_is_denied(registry, policies, people):
     grant(registry, policies, people)
-    assert_denied(registry, policies, people.researcher, "starts on",
-                  today=TODAY - timedelta(days=31))
+    assert_denied(
+        registry, policies, people.researcher, "starts on", today=TODAY - timedelta(days=31)
+    )
 
 
 def test_wrong_classification_is_denied_and_audited(registry, policies, people):
     # The grant itself is refused for a dataset above the project's approval...
     with registry.sessions() as s, pytest.raises(AccessDenied, match="highly_confidential"):
-        projects.grant_dataset(s, actor=people.steward, policies=policies, code=PROJECT,
-                               dataset_name="identifiable/victims")
+        projects.grant_dataset(
+            s,
+            actor=people.steward,
+            policies=policies,
+            code=PROJECT,
+            dataset_name="identifiable/victims",
+        )
     # ...and a read is refused on classification even before looking for a grant.
-    assert_denied(registry, policies, people.researcher,
-                  "classified highly_confidential; project P001 is approved for data up to "
-                  "confidential", dataset="identifiable/victims")
+    assert_denied(
+        registry,
+        policies,
+        people.researcher,
+        "classified highly_confidential; project P001 is approved for data up to confidential",
+        dataset="identifiable/victims",
+    )
 
 
 def test_non_member_is_denied(registry, policies, people):
@@ -109,8 +128,14 @@ def test_locked_account_is_denied(registry, policies, people):
     from srs.registry import accounts
 
     with registry.sessions() as s:
-        accounts.set_locked(s, actor=people.admin, policies=policies, username=people.researcher,
-                            locked=True, reason="left the organisation")
+        accounts.set_locked(
+            s,
+            actor=people.admin,
+            policies=policies,
+            username=people.researcher,
+            locked=True,
+            reason="left the organisation",
+        )
     assert_denied(registry, policies, people.researcher, "locked .*left the organisation")
 
 
@@ -144,14 +169,30 @@ def test_revoked_grant_is_denied(registry, policies, people):
 
 def test_student_reads_only_public_data(registry, policies: PolicySet, people):
     with registry.sessions() as s:
-        assert authorise(s, username=people.student, action="synthetic.read", policies=policies,
-                         dataset_name="synthetic/journeys").allowed
+        assert authorise(
+            s,
+            username=people.student,
+            action="synthetic.read",
+            policies=policies,
+            dataset_name="synthetic/journeys",
+        ).allowed
         s.commit()
     public_names = [p for p, level in policies.classification.datasets.items() if level == "public"]
     assert public_names, "the shipped classification policy should mark synthetic data public"
     with registry.sessions() as s, pytest.raises(AccessDenied, match="not public"):
-        authorise(s, username=people.student, action="synthetic.read", policies=policies,
-                  dataset_name="linked/journeys")
+        authorise(
+            s,
+            username=people.student,
+            action="synthetic.read",
+            policies=policies,
+            dataset_name="linked/journeys",
+        )
     with registry.sessions() as s, pytest.raises(AccessDenied, match="may not dataset.read"):
-        authorise(s, username=people.student, action="dataset.read", policies=policies,
-                  project_code=PROJECT, dataset_name="synthetic/journeys")
+        authorise(
+            s,
+            username=people.student,
+            action="dataset.read",
+            policies=policies,
+            project_code=PROJECT,
+            dataset_name="synthetic/journeys",
+        )

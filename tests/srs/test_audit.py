@@ -17,8 +17,13 @@ def append(registry: Registry, count: int, actor: str = "ana") -> None:
     with registry.sessions() as session:
         for n in range(count):
             record_event(
-                session, actor=actor, action="dataset.read", target=f"linked/t{n}",
-                outcome="allow" if n % 2 else "deny", reason=f"reason {n}", details={"n": n},
+                session,
+                actor=actor,
+                action="dataset.read",
+                target=f"linked/t{n}",
+                outcome="allow" if n % 2 else "deny",
+                reason=f"reason {n}",
+                details={"n": n},
             )
         session.commit()
 
@@ -58,8 +63,10 @@ def test_chain_links_each_event_to_the_previous(registry: Registry) -> None:
 
 def test_database_refuses_update_and_delete(registry: Registry) -> None:
     append(registry, 2)
-    for statement in ("UPDATE audit_events SET reason = 'x' WHERE seq = 1",
-                      "DELETE FROM audit_events WHERE seq = 2"):
+    for statement in (
+        "UPDATE audit_events SET reason = 'x' WHERE seq = 1",
+        "DELETE FROM audit_events WHERE seq = 2",
+    ):
         with pytest.raises(DBAPIError, match="append-only"), registry.engine.begin() as conn:
             conn.execute(text(statement))
     assert report(registry).intact

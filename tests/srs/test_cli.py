@@ -43,10 +43,34 @@ def test_init_creates_a_deployment(home: Path) -> None:
 def test_full_steward_journey(home: Path, tmp_path: Path) -> None:
     steps = [
         ("researcher", "add", "steward", "--name", "Sam", "--role", "steward"),
-        ("researcher", "add", "ana", "--name", "Ana", "--role", "researcher",
-         "--accreditation-number", "AR-1", "--training-date", "2026-10-01"),
-        ("project", "create", "P001", "--title", "T", "--purpose", "P", "--legal-basis", "L",
-         "--start", "2026-01-01", "--end", "2099-12-31"),
+        (
+            "researcher",
+            "add",
+            "ana",
+            "--name",
+            "Ana",
+            "--role",
+            "researcher",
+            "--accreditation-number",
+            "AR-1",
+            "--training-date",
+            "2026-10-01",
+        ),
+        (
+            "project",
+            "create",
+            "P001",
+            "--title",
+            "T",
+            "--purpose",
+            "P",
+            "--legal-basis",
+            "L",
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2099-12-31",
+        ),
         ("project", "add-member", "P001", "ana"),
     ]
     for step in steps:
@@ -96,8 +120,25 @@ def test_audit_verify_fails_on_a_tampered_row(home: Path) -> None:
     [
         (("researcher", "add", "x1", "--name", "X", "--role", "researcher"), None, "--as USERNAME"),
         (("researcher", "add", "x1", "--name", "X", "--role", "wizard"), "admin", "unknown role"),
-        (("project", "create", "P9", "--title", "T", "--purpose", "P", "--legal-basis", "L",
-          "--start", "2026-13-01", "--end", "2027-01-01"), "admin", "--start must be a date"),
+        (
+            (
+                "project",
+                "create",
+                "P9",
+                "--title",
+                "T",
+                "--purpose",
+                "P",
+                "--legal-basis",
+                "L",
+                "--start",
+                "2026-13-01",
+                "--end",
+                "2027-01-01",
+            ),
+            "admin",
+            "--start must be a date",
+        ),
         (("project", "grant", "P404", "linked/x"), "admin", "no project 'P404'"),
         (("dataset", "show", "linked/none"), "admin", "holds no dataset 'linked/none'"),
         (("researcher", "lock", "ghost"), "admin", "no account named 'ghost'"),
@@ -136,13 +177,22 @@ def test_real_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "SRS_HOME": str(tmp_path / "none")}
     result = subprocess.run(
         [sys.executable, "-m", "srs.cli", "--as", "admin", "project", "list"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 2
     assert "is not an srs deployment" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    helped = subprocess.run([sys.executable, "-m", "srs.cli", "vault", "--help"],
-                            capture_output=True, text=True, timeout=120, check=False)
+    helped = subprocess.run(
+        [sys.executable, "-m", "srs.cli", "vault", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert helped.returncode == 0 and "rotate-key" in helped.stdout
 
 

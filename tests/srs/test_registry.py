@@ -17,8 +17,16 @@ from srs.registry.models import AuditEvent
 def test_migrations_create_every_table_and_are_idempotent(registry: Registry) -> None:
     upgrade_schema(registry.engine)  # a second run changes nothing
     tables = set(inspect(registry.engine).get_table_names())
-    assert {"researchers", "projects", "project_members", "datasets", "grants", "audit_events",
-            "audit_head", "alembic_version"} <= tables
+    assert {
+        "researchers",
+        "projects",
+        "project_members",
+        "datasets",
+        "grants",
+        "audit_events",
+        "audit_head",
+        "alembic_version",
+    } <= tables
 
 
 def test_opening_an_empty_database_says_to_run_init(tmp_path) -> None:
@@ -53,11 +61,18 @@ def test_accreditation_expiry_defaults_to_policy_validity(registry, policies) ->
     with registry.sessions() as s:
         accounts.bootstrap_admin(s, username="admin", full_name="Admin")
         person = accounts.add_researcher(
-            s, actor="admin", policies=policies, username="dee", full_name="Dee",
-            roles=["researcher"], accreditation_number="AR-9", today=TODAY,
+            s,
+            actor="admin",
+            policies=policies,
+            username="dee",
+            full_name="Dee",
+            roles=["researcher"],
+            accreditation_number="AR-9",
+            today=TODAY,
         )
     assert person.accreditation_expiry == TODAY + timedelta(
-        days=policies.access.accreditation_validity_days)
+        days=policies.access.accreditation_validity_days
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,8 +87,12 @@ def test_accreditation_expiry_defaults_to_policy_validity(registry, policies) ->
 )
 def test_bad_accounts_are_refused(registry, policies, kwargs, message) -> None:
     populate(registry, policies)
-    args = {"username": "newbie", "full_name": "New", "roles": ["researcher"],
-            "accreditation_number": "AR-new"} | kwargs
+    args = {
+        "username": "newbie",
+        "full_name": "New",
+        "roles": ["researcher"],
+        "accreditation_number": "AR-new",
+    } | kwargs
     with registry.sessions() as s, pytest.raises(accounts.RegistryError, match=message):
         accounts.add_researcher(s, actor="admin", policies=policies, **args)
 
@@ -81,8 +100,14 @@ def test_bad_accounts_are_refused(registry, policies, kwargs, message) -> None:
 def test_only_admins_manage_accounts(registry, policies) -> None:
     people = populate(registry, policies)
     with registry.sessions() as s, pytest.raises(AccessDenied, match="may not researcher.manage"):
-        accounts.add_researcher(s, actor=people.researcher, policies=policies, username="eve",
-                                full_name="Eve", roles=["admin"])
+        accounts.add_researcher(
+            s,
+            actor=people.researcher,
+            policies=policies,
+            username="eve",
+            full_name="Eve",
+            roles=["admin"],
+        )
 
 
 def test_second_bootstrap_is_refused(registry, policies) -> None:
@@ -117,9 +142,15 @@ def test_unlock_clears_failed_logins(registry, policies) -> None:
 )
 def test_bad_projects_are_refused(registry, policies, kwargs, message) -> None:
     populate(registry, policies)
-    args = {"code": "P002", "title": "T", "purpose": "P", "legal_basis": "L",
-            "start_date": date(2026, 1, 1), "end_date": date(2027, 1, 1),
-            "approved_classification": "confidential"} | kwargs
+    args = {
+        "code": "P002",
+        "title": "T",
+        "purpose": "P",
+        "legal_basis": "L",
+        "start_date": date(2026, 1, 1),
+        "end_date": date(2027, 1, 1),
+        "approved_classification": "confidential",
+    } | kwargs
     with registry.sessions() as s, pytest.raises(accounts.RegistryError, match=message):
         projects.create_project(s, actor="admin", policies=policies, **args)
 
@@ -137,16 +168,33 @@ def test_membership_and_grant_errors(registry, policies) -> None:
         with pytest.raises(accounts.RegistryError, match="already a member"):
             projects.add_member(s, actor="admin", policies=policies, code=PROJECT, username="ana")
         with pytest.raises(accounts.RegistryError, match="member role"):
-            projects.add_member(s, actor="admin", policies=policies, code=PROJECT,
-                                username="olga", role="boss")
+            projects.add_member(
+                s, actor="admin", policies=policies, code=PROJECT, username="olga", role="boss"
+            )
         with pytest.raises(accounts.RegistryError, match="no project 'P404'"):
-            projects.grant_dataset(s, actor=people.steward, policies=policies, code="P404",
-                                   dataset_name="linked/journeys")
-        projects.grant_dataset(s, actor=people.steward, policies=policies, code=PROJECT,
-                               dataset_name="linked/journeys")
+            projects.grant_dataset(
+                s,
+                actor=people.steward,
+                policies=policies,
+                code="P404",
+                dataset_name="linked/journeys",
+            )
+        projects.grant_dataset(
+            s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/journeys"
+        )
         with pytest.raises(accounts.RegistryError, match="already has a grant"):
-            projects.grant_dataset(s, actor=people.steward, policies=policies, code=PROJECT,
-                                   dataset_name="linked/journeys")
+            projects.grant_dataset(
+                s,
+                actor=people.steward,
+                policies=policies,
+                code=PROJECT,
+                dataset_name="linked/journeys",
+            )
         with pytest.raises(AccessDenied, match="may not project.grant"):
-            projects.grant_dataset(s, actor=people.researcher, policies=policies, code=PROJECT,
-                                   dataset_name="linked/persons")
+            projects.grant_dataset(
+                s,
+                actor=people.researcher,
+                policies=policies,
+                code=PROJECT,
+                dataset_name="linked/persons",
+            )

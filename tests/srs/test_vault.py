@@ -40,8 +40,9 @@ def setup(registry: Registry, policies, deployment: Deployment):
 def store_and_grant(registry, policies, vault, people, frame, name="linked/journeys"):
     with registry.sessions() as s:
         stored = vault.store(s, name, frame, actor=people.steward, classification="confidential")
-        projects.grant_dataset(s, actor=people.steward, policies=policies, code=PROJECT,
-                               dataset_name=name)
+        projects.grant_dataset(
+            s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=name
+        )
     return stored
 
 
@@ -65,8 +66,9 @@ def test_versions_increase_and_old_versions_stay_readable(registry, policies, se
     people, vault = setup
     store_and_grant(registry, policies, vault, people, frame)
     with registry.sessions() as s:
-        second = vault.store(s, "linked/journeys", frame.head(1), actor=people.steward,
-                             classification="confidential")
+        second = vault.store(
+            s, "linked/journeys", frame.head(1), actor=people.steward, classification="confidential"
+        )
     assert second.version == 2
     assert len(read(registry, vault, people)) == 1
     assert len(read(registry, vault, people, version=1)) == 3
