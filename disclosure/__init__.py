@@ -1,1 +1,1 @@
-"""placeholder"""
+"""disclosure: statistical disclosure control and differential privacy, as pure computation."""

@@ -244,6 +244,11 @@ class Vault:
         session.commit()
         return frame
 
+    def _promote_next_key(self) -> None:
+        # The last step of a rotation: until it runs, both key files are on disk and each
+        # dataset's key id says which one opens it.
+        os.replace(self.deployment.next_key_file, self.deployment.key_file)
+
     def rotate_master_key(self, session: Session, *, actor: str, new_key: MasterKey) -> int:
         """Re-wrap every data key under ``new_key``; returns how many datasets were re-wrapped.
 
@@ -285,6 +290,6 @@ class Vault:
         )
         session.commit()
         if uses_file:
-            os.replace(self.deployment.next_key_file, self.deployment.key_file)
+            self._promote_next_key()
         self._master_key = new_key if self._master_key is not None else None
         return len(datasets)

@@ -74,7 +74,7 @@ def test_database_refuses_update_and_delete(registry: Registry) -> None:
 
 def test_edited_event_is_named(registry: Registry) -> None:
     append(registry, 6)
-    as_attacker(registry, "UPDATE audit_events SET outcome = 'allow' WHERE seq = 4")
+    as_attacker(registry, "UPDATE audit_events SET outcome = 'ok' WHERE seq = 4")
     result = report(registry)
     assert not result.intact
     assert result.first_bad_seq == 4

@@ -17,6 +17,12 @@ from srs.cli import app
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch) -> None:
+    # Rich wraps tables to the terminal width; a wide one keeps each row on one line.
+    monkeypatch.setenv("COLUMNS", "250")
+
+
 def srs(home: Path, *args: str, actor: str | None = "admin"):
     prefix = ["--home", str(home)] + (["--as", actor] if actor else [])
     return runner.invoke(app, [*prefix, *args], catch_exceptions=False)

@@ -175,7 +175,7 @@ def test_crash_after_registry_commit_leaves_data_readable(
     def crash(*_args):
         raise KeyboardInterrupt("power cut before the key file was replaced")
 
-    monkeypatch.setattr("srs.vault.os.replace", crash)
+    monkeypatch.setattr(vault, "_promote_next_key", crash)
     with registry.sessions() as s, pytest.raises(KeyboardInterrupt):
         vault.rotate_master_key(s, actor=people.steward, new_key=generate_master_key())
     monkeypatch.undo()

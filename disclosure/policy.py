@@ -1,0 +1,99 @@
+"""The policy models that disclosure control needs: SDC thresholds by profile and DP budgets.
+
+These are pure data (pydantic, frozen, unknown keys refused). Loading them from files is the
+environment's business (``srs.policy``); ``disclosure`` only reads the validated objects.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class PolicyModel(BaseModel):
+    """Base of every policy model: immutable, and a misspelt or unknown key is an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Rounding(StrEnum):
+    """How released counts are rounded."""
+
+    none = "none"
+    base = "base"  # to the nearest multiple of rounding_base
+    midpoint6 = "midpoint6"  # OpenSAFELY's midpoint-6 rounding
+    controlled = "controlled"  # keeps margins additive
+
+
+class SDCProfile(PolicyModel):
+    """One site's statistical-disclosure-control thresholds."""
+
+    minimum_cell_count: int = Field(ge=1, le=1000)
+    dominance_n: int = Field(ge=1, le=10)
+    dominance_k: float = Field(gt=0, le=100, description="percent")
+    p_percent: float = Field(gt=0, le=100)
+    residual_degrees_of_freedom: int = Field(ge=0, le=10_000)
+    rounding: Rounding
+    rounding_base: int = Field(ge=1, le=1000)
+    redact_at_or_below: int | None = Field(default=None, ge=0, le=1000)
+    zeros_are_disclosive: bool
+    negative_values: str = Field(pattern="^(allow|flag)$")
+    missing_values: str = Field(pattern="^(allow|flag)$")
+    max_min_median_release: str = Field(pattern="^(forbid|allow|check)$")
+    min_observations_per_category: int = Field(ge=1, le=1000)
+    max_parameters_fraction: float | None = Field(default=None, gt=0, le=1)
+    survival_minimum_at_risk: int = Field(ge=1, le=1000)
+
+
+class SDCPolicy(PolicyModel):
+    """The named SDC profiles a deployment ships and the one in force."""
+
+    profile: str
+    profiles: dict[str, SDCProfile] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _active_profile_exists(self) -> SDCPolicy:
+        if self.profile not in self.profiles:
+            raise ValueError(
+                f"profile {self.profile!r} is not defined; available: {', '.join(sorted(self.profiles))}"
+            )
+        return self
+
+    @property
+    def active(self) -> SDCProfile:
+        """The thresholds of the profile in force."""
+        return self.profiles[self.profile]
+
+
+class PrivacyBudgetPolicy(PolicyModel):
+    """Differential-privacy budgets, in zero-concentrated DP (rho), reported as (epsilon, delta)."""
+
+    default_project_rho: float = Field(gt=0, le=100)
+    delta: float = Field(gt=0, lt=1)
+    max_rho_per_query: float = Field(gt=0)
+    per_researcher_rho_cap: float | None = Field(default=None, gt=0)
+    allow_accuracy_targets: bool = True
+
+    @model_validator(mode="after")
+    def _query_within_project(self) -> PrivacyBudgetPolicy:
+        if self.max_rho_per_query > self.default_project_rho:
+            raise ValueError(
+                f"max_rho_per_query ({self.max_rho_per_query}) must not exceed "
+                f"default_project_rho ({self.default_project_rho})"
+            )
+        return self
+
+    def epsilon_at(self, rho: float) -> float:
+        """The epsilon that ``rho``-zCDP implies at this policy's delta.
+
+        Bun and Steinke (2016), Proposition 1.3: rho-zCDP implies
+        (rho + 2 sqrt(rho ln(1/delta)), delta)-DP.
+
+        >>> PrivacyBudgetPolicy(default_project_rho=1, delta=1e-6, max_rho_per_query=0.5).epsilon_at(0.5)
+        5.756...
+        """
+        if rho < 0:
+            raise ValueError(f"rho must be non-negative, not {rho}")
+        return rho + 2 * math.sqrt(rho * math.log(1 / self.delta))

@@ -1,0 +1,234 @@
+"""Policies as data: load and validate the YAML files of a policy folder into one PolicySet.
+
+Each file holds one part (``sdc.yaml``, ``privacy_budget.yaml``, ``classification.yaml``,
+``access.yaml``, ``release.yaml``). A malformed or out-of-range value is refused at load with
+the file, the dotted key, what is allowed and the value found. A site uses its own folder by
+setting ``SRS_POLICY_DIR``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from disclosure.policy import PolicyModel, PrivacyBudgetPolicy, SDCPolicy
+from srs.errors import SRSError
+
+POLICY_DIR_ENV = "SRS_POLICY_DIR"
+DESIGN_ROLES = frozenset({"admin", "steward", "researcher", "checker", "student"})
+
+
+class PolicyError(SRSError):
+    """A policy file is missing, unreadable, or holds a value that is not allowed."""
+
+    def __init__(self, message: str, *, file: Path | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        where = ": ".join(str(part) for part in (file, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ClassificationPolicy(PolicyModel):
+    """Classification levels (least to most sensitive) and the level of each dataset name."""
+
+    levels: list[str] = Field(min_length=1)
+    default_level: str
+    datasets: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _levels_known(self) -> ClassificationPolicy:
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels must be unique, got {self.levels}")
+        for name, level in [("default_level", self.default_level), *self.datasets.items()]:
+            if level not in self.levels:
+                raise ValueError(f"{name}: level {level!r} is not one of {', '.join(self.levels)}")
+        return self
+
+    def rank(self, level: str) -> int:
+        """Position of ``level`` from least (0) to most sensitive."""
+        try:
+            return self.levels.index(level)
+        except ValueError:
+            raise PolicyError(
+                f"classification {level!r} is not one of {', '.join(self.levels)}"
+            ) from None
+
+    def level_for(self, dataset_name: str) -> str:
+        """The level of ``dataset_name``: the longest matching pattern wins, else the default."""
+        matches = [p for p in self.datasets if fnmatch.fnmatchcase(dataset_name, p)]
+        if not matches:
+            return self.default_level
+        return self.datasets[max(matches, key=len)]
+
+    def at_most(self, level: str, ceiling: str) -> bool:
+        """True when ``level`` is no more sensitive than ``ceiling``."""
+        return self.rank(level) <= self.rank(ceiling)
+
+
+class AccessPolicy(PolicyModel):
+    """Safe-people and safe-settings rules: lockout, idle timeout, validity, role permissions."""
+
+    failed_login_limit: int = Field(ge=1, le=100)
+    idle_timeout_minutes: int = Field(ge=1, le=1440)
+    accreditation_validity_days: int = Field(ge=1, le=3650)
+    training_validity_days: int = Field(ge=1, le=3650)
+    roles: dict[str, list[str]]
+
+    @field_validator("roles")
+    @classmethod
+    def _design_roles(cls, roles: dict[str, list[str]]) -> dict[str, list[str]]:
+        if set(roles) != DESIGN_ROLES:
+            missing = sorted(DESIGN_ROLES - set(roles))
+            extra = sorted(set(roles) - DESIGN_ROLES)
+            raise ValueError(
+                f"roles must be exactly {', '.join(sorted(DESIGN_ROLES))}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(extra)}" if extra else "")
+            )
+        for role, actions in roles.items():
+            for action in actions:
+                if not re.fullmatch(r"[a-z_]+\.[a-z_]+", action):
+                    raise ValueError(f"{role}: action {action!r} is not of the form area.verb")
+        return roles
+
+    def allows(self, role: str, action: str) -> bool:
+        """True when ``role`` may take ``action``."""
+        return action in self.roles.get(role, ())
+
+    @property
+    def known_actions(self) -> set[str]:
+        """Every action some role may take."""
+        return {action for actions in self.roles.values() for action in actions}
+
+
+class ReleasePolicy(PolicyModel):
+    """Output-release rules: reviews, signing and the file gate."""
+
+    independent_reviews: int = Field(ge=1, le=5)
+    blind_reviews: bool
+    checker_may_review_own_project: bool
+    signing_algorithm: str = Field(pattern="^ed25519$")
+    allowed_file_types: list[str] = Field(min_length=1)
+    max_file_size_mb: float = Field(gt=0, le=10_000)
+    max_csv_rows: int = Field(gt=0)
+    identifier_column_patterns: list[str]
+
+    @field_validator("checker_may_review_own_project")
+    @classmethod
+    def _two_person_rule(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "must be false: a checker reviewing their own project's outputs breaks the "
+                "two-person rule"
+            )
+        return value
+
+    @field_validator("identifier_column_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from None
+        return patterns
+
+
+class PolicySet(PolicyModel):
+    """Every policy of a deployment, validated."""
+
+    sdc: SDCPolicy
+    privacy_budget: PrivacyBudgetPolicy
+    classification: ClassificationPolicy
+    access: AccessPolicy
+    release: ReleasePolicy
+    source_dir: Path
+
+
+POLICY_FILES: dict[str, tuple[str, type[PolicyModel], str]] = {
+    "sdc": ("sdc.yaml", SDCPolicy, "the active SDC profile and the named profiles"),
+    "privacy_budget": ("privacy_budget.yaml", PrivacyBudgetPolicy, "the DP budgets"),
+    "classification": ("classification.yaml", ClassificationPolicy, "classification levels"),
+    "access": ("access.yaml", AccessPolicy, "lockout, timeouts, validity and role actions"),
+    "release": ("release.yaml", ReleasePolicy, "review, signing and file-gate rules"),
+}
+
+
+def default_policy_dir() -> Path:
+    """``SRS_POLICY_DIR`` if set, else the ``policies/`` folder shipped beside the packages."""
+    configured = os.environ.get(POLICY_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[1] / "policies"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in {"missing", "extra_forbidden"}:
+        return (
+            "a required key is missing"
+            if error["type"] == "missing"
+            else ("unknown key (misspelt?); it is not allowed here")
+        )
+    return f"{message} (got {error.get('input')!r})"
+
+
+def _read_part(directory: Path, part: str) -> tuple[PolicyModel | None, list[PolicyError]]:
+    filename, model, contents = POLICY_FILES[part]
+    path = directory / filename
+    if not path.is_file():
+        return None, [PolicyError(f"missing; it must hold {contents}", file=path)]
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        return None, [PolicyError(f"not valid YAML{line}: {exc}", file=path)]
+    except UnicodeDecodeError:
+        return None, [PolicyError("not UTF-8 text", file=path)]
+    if not isinstance(data, dict):
+        return None, [
+            PolicyError(f"must be a mapping of keys to values holding {contents}", file=path)
+        ]
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, [
+            PolicyError(
+                _describe(error), file=path, key=".".join(str(p) for p in error["loc"]) or None
+            )
+            for error in exc.errors()
+        ]
+
+
+def check_policy_dir(directory: Path | str | None = None) -> list[PolicyError]:
+    """Every problem in every policy file of ``directory`` (an empty list means valid)."""
+    folder = Path(directory) if directory is not None else default_policy_dir()
+    if not folder.is_dir():
+        return [PolicyError("is not a folder of policy files", file=folder)]
+    problems: list[PolicyError] = []
+    for part in POLICY_FILES:
+        problems.extend(_read_part(folder, part)[1])
+    return problems
+
+
+def load_policies(directory: Path | str | None = None) -> PolicySet:
+    """Load and validate a policy folder; raise ``PolicyError`` on the first problem found."""
+    folder = Path(directory) if directory is not None else default_policy_dir()
+    if not folder.is_dir():
+        raise PolicyError(f"is not a folder of policy files (set {POLICY_DIR_ENV})", file=folder)
+    parts: dict[str, Any] = {}
+    for part in POLICY_FILES:
+        model, problems = _read_part(folder, part)
+        if problems:
+            raise problems[0]
+        parts[part] = model
+    return PolicySet(**parts, source_dir=folder.resolve())
