@@ -201,11 +201,13 @@ def _read_part(directory: Path, part: str) -> tuple[PolicyModel | None, list[Pol
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
+        # A misspelt key shows up as "unknown" plus "missing"; the unknown one says more.
+        errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
         return None, [
             PolicyError(
                 _describe(error), file=path, key=".".join(str(p) for p in error["loc"]) or None
             )
-            for error in exc.errors()
+            for error in errors
         ]
 
 

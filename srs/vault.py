@@ -249,6 +249,19 @@ class Vault:
         # dataset's key id says which one opens it.
         os.replace(self.deployment.next_key_file, self.deployment.key_file)
 
+    def _finish_interrupted_rotation(self, session: Session) -> None:
+        # A rotation re-wraps every data key in one transaction, so after a crash either every
+        # dataset uses the pending key (promote it) or none does (it was never committed).
+        pending_file = self.deployment.next_key_file
+        if not pending_file.exists():
+            return
+        pending = read_key_file(pending_file)
+        key_ids = set(session.execute(select(Dataset.master_key_id)).scalars())
+        if key_ids and key_ids == {pending.key_id}:
+            self._promote_next_key()
+        else:
+            pending_file.unlink()
+
     def rotate_master_key(self, session: Session, *, actor: str, new_key: MasterKey) -> int:
         """Re-wrap every data key under ``new_key``; returns how many datasets were re-wrapped.
 
@@ -258,37 +271,46 @@ class Vault:
         ``SRS_MASTER_KEY`` the caller must store the new key (see ``srs vault rotate-key``).
         """
         authorise(session, username=actor, action="vault.rotate_key", policies=self.policies)
-        keys = self._keys()
         uses_file = self._master_key is None and not os.environ.get("SRS_MASTER_KEY")
         if uses_file:
+            self._finish_interrupted_rotation(session)
+        keys = self._keys()
+        if uses_file:
             write_key_file(self.deployment.next_key_file, new_key, overwrite=True)
-        datasets = list(session.execute(select(Dataset)).scalars())
-        for dataset in datasets:
-            if dataset.master_key_id == new_key.key_id:
-                continue
-            old = keys.get(dataset.master_key_id)
-            if old is None:
-                raise VaultKeyError(
-                    f"{dataset.name}@{dataset.version} is wrapped by unknown master key "
-                    f"{dataset.master_key_id}; nothing was rotated"
+        try:
+            datasets = list(session.execute(select(Dataset)).scalars())
+            for dataset in datasets:
+                if dataset.master_key_id == new_key.key_id:
+                    continue
+                old = keys.get(dataset.master_key_id)
+                if old is None:
+                    raise VaultKeyError(
+                        f"{dataset.name}@{dataset.version} is wrapped by unknown master key "
+                        f"{dataset.master_key_id}; nothing was rotated"
+                    )
+                dataset.wrapped_key = rewrap_data_key(
+                    old, new_key, dataset.wrapped_key, dataset=dataset.name, version=dataset.version
                 )
-            dataset.wrapped_key = rewrap_data_key(
-                old, new_key, dataset.wrapped_key, dataset=dataset.name, version=dataset.version
+                dataset.master_key_id = new_key.key_id
+            record_event(
+                session,
+                actor=actor,
+                action="vault.rotate_key",
+                target="vault",
+                outcome="ok",
+                details={
+                    "datasets": len(datasets),
+                    "new_key_id": new_key.key_id,
+                    "old_key_ids": sorted(keys),
+                },
             )
-            dataset.master_key_id = new_key.key_id
-        record_event(
-            session,
-            actor=actor,
-            action="vault.rotate_key",
-            target="vault",
-            outcome="ok",
-            details={
-                "datasets": len(datasets),
-                "new_key_id": new_key.key_id,
-                "old_key_ids": sorted(keys),
-            },
-        )
-        session.commit()
+            session.commit()
+        except BaseException:
+            # Nothing was committed, so the new key wraps nothing yet: discard it.
+            session.rollback()
+            if uses_file:
+                self.deployment.next_key_file.unlink(missing_ok=True)
+            raise
         if uses_file:
             self._promote_next_key()
         self._master_key = new_key if self._master_key is not None else None

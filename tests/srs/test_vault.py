@@ -182,3 +182,41 @@ def test_crash_after_registry_commit_leaves_data_readable(
     # The registry already holds keys wrapped by the new key, which waits in master.key.next.
     assert deployment.next_key_file.exists()
     pd.testing.assert_frame_equal(read(registry, Vault(deployment, policies), people), frame)
+
+
+def test_failed_rotation_discards_the_new_key(registry, policies, setup, frame, deployment):
+    people, vault = setup
+    store_and_grant(registry, policies, vault, people, frame)
+    before = deployment.key_file.read_bytes()
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("disk full")
+
+    with registry.sessions() as s:
+        original = s.commit
+        s.commit = fail  # the registry transaction fails
+        with pytest.raises(RuntimeError, match="disk full"):
+            vault.rotate_master_key(s, actor=people.steward, new_key=generate_master_key())
+        s.commit = original
+    assert not deployment.next_key_file.exists()
+    assert deployment.key_file.read_bytes() == before
+    pd.testing.assert_frame_equal(read(registry, vault, people), frame)
+
+
+def test_next_rotation_finishes_an_interrupted_one(
+    registry, policies, setup, frame, deployment, monkeypatch
+):
+    people, vault = setup
+    store_and_grant(registry, policies, vault, people, frame)
+    interrupted = generate_master_key()
+    with monkeypatch.context() as patch:
+        patch.setattr(vault, "_promote_next_key", lambda: None)  # crash before promotion
+        with registry.sessions() as s:
+            vault.rotate_master_key(s, actor=people.steward, new_key=interrupted)
+    assert deployment.next_key_file.exists()
+    final = generate_master_key()
+    with registry.sessions() as s:
+        vault.rotate_master_key(s, actor=people.steward, new_key=final)
+    assert read_key_file(deployment.key_file).key_id == final.key_id
+    assert not deployment.next_key_file.exists()
+    pd.testing.assert_frame_equal(read(registry, vault, people), frame)

@@ -1,0 +1,217 @@
+"""Policies as data: the shipped folder loads, and every kind of bad file is refused precisely."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from srs.policy import (
+    PolicyError,
+    PolicySet,
+    check_policy_dir,
+    default_policy_dir,
+    load_policies,
+)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    copy = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), copy)
+    return copy
+
+
+def edit(folder: Path, name: str, old: str, new: str) -> None:
+    path = folder / name
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {name}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_shipped_policies_load(policies: PolicySet) -> None:
+    assert policies.sdc.profile == "ons-srs"
+    assert policies.source_dir == default_policy_dir().resolve()
+    assert check_policy_dir() == []
+
+
+def test_profiles_carry_the_documented_thresholds(policies: PolicySet) -> None:
+    ons = policies.sdc.profiles["ons-srs"]
+    assert (
+        ons.minimum_cell_count,
+        ons.dominance_n,
+        ons.dominance_k,
+        ons.p_percent,
+        ons.residual_degrees_of_freedom,
+        ons.rounding_base,
+    ) == (10, 2, 90, 10, 10, 5)
+    opensafely = policies.sdc.profiles["opensafely"]
+    assert (opensafely.redact_at_or_below, opensafely.rounding_base) == (7, 5)
+    datashield = policies.sdc.profiles["datashield"]
+    assert (datashield.minimum_cell_count, datashield.max_parameters_fraction) == (3, 0.33)
+    assert policies.sdc.active is ons
+
+
+def test_site_folder_from_environment(folder: Path, monkeypatch) -> None:
+    edit(folder, "sdc.yaml", "profile: ons-srs", "profile: datashield")
+    monkeypatch.setenv("SRS_POLICY_DIR", str(folder))
+    assert load_policies().sdc.active.minimum_cell_count == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "key", "fragment"),
+    [
+        (
+            "sdc.yaml",
+            "minimum_cell_count: 10",
+            "minimum_cell_count: 0",
+            "profiles.ons-srs.minimum_cell_count",
+            "got 0",
+        ),
+        ("sdc.yaml", "p_percent: 10", "p_percent: 150", "profiles.ons-srs.p_percent", "got 150"),
+        (
+            "sdc.yaml",
+            "rounding: base",
+            "rounding: sometimes",
+            "profiles.ons-srs.rounding",
+            "sometimes",
+        ),
+        (
+            "sdc.yaml",
+            "dominance_n: 2",
+            "dominanse_n: 2",
+            "profiles.ons-srs.dominanse_n",
+            "unknown key",
+        ),
+        ("privacy_budget.yaml", "delta: 1.0e-7", "delta: 2", "delta", "got 2"),
+        (
+            "privacy_budget.yaml",
+            "max_rho_per_query: 0.05",
+            "max_rho_per_query: 5",
+            None,
+            "must not exceed",
+        ),
+        (
+            "access.yaml",
+            "failed_login_limit: 5",
+            "failed_login_limit: 0",
+            "failed_login_limit",
+            "got 0",
+        ),
+        ("access.yaml", "  student: [synthetic.read]\n", "", "roles", "missing student"),
+        ("access.yaml", "checker: [output.review", "checker: [Review!", "roles", "area.verb"),
+        (
+            "classification.yaml",
+            '"linked/*": confidential',
+            '"linked/*": secret',
+            None,
+            "'secret' is not one of",
+        ),
+        (
+            "release.yaml",
+            "checker_may_review_own_project: false",
+            "checker_may_review_own_project: true",
+            "checker_may_review_own_project",
+            "two-person rule",
+        ),
+        (
+            "release.yaml",
+            '"^person_key$"',
+            '"^(person_key$"',
+            "identifier_column_patterns",
+            "not a valid regular expression",
+        ),
+    ],
+)
+def test_bad_values_are_refused_with_file_key_and_value(folder, name, old, new, key, fragment):
+    edit(folder, name, old, new)
+    with pytest.raises(PolicyError) as caught:
+        load_policies(folder)
+    message = str(caught.value)
+    assert name in message
+    assert fragment in message
+    if key:
+        assert caught.value.key == key and key in message
+    assert caught.value.file == folder / name
+
+
+def test_unknown_active_profile_lists_the_available_ones(folder: Path) -> None:
+    edit(folder, "sdc.yaml", "profile: ons-srs", "profile: strict")
+    with pytest.raises(
+        PolicyError, match="'strict' is not defined; available: datashield, ons-srs, opensafely"
+    ):
+        load_policies(folder)
+
+
+def test_missing_file(folder: Path) -> None:
+    (folder / "access.yaml").unlink()
+    with pytest.raises(PolicyError, match="access.yaml: missing; it must hold"):
+        load_policies(folder)
+
+
+def test_malformed_yaml_names_the_line(folder: Path) -> None:
+    (folder / "release.yaml").write_text("independent_reviews: 2\nblind_reviews: [true\n")
+    with pytest.raises(PolicyError, match="release.yaml: not valid YAML at line"):
+        load_policies(folder)
+
+
+@pytest.mark.parametrize("content", ["", "- a\n- b\n", "just text\n"])
+def test_file_that_is_not_a_mapping(folder: Path, content: str) -> None:
+    (folder / "sdc.yaml").write_text(content)
+    with pytest.raises(PolicyError, match="sdc.yaml: must be a mapping"):
+        load_policies(folder)
+
+
+def test_not_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="not a folder"):
+        load_policies(tmp_path / "absent")
+    assert len(check_policy_dir(tmp_path / "absent")) == 1
+
+
+def test_check_reports_every_problem_at_once(folder: Path) -> None:
+    edit(folder, "sdc.yaml", "minimum_cell_count: 10", "minimum_cell_count: 0")
+    edit(folder, "sdc.yaml", "p_percent: 10", "p_percent: 0")
+    edit(folder, "access.yaml", "idle_timeout_minutes: 30", "idle_timeout_minutes: 0")
+    (folder / "release.yaml").unlink()
+    problems = check_policy_dir(folder)
+    assert len(problems) == 4
+    keys = {(p.file.name, p.key) for p in problems}
+    assert ("sdc.yaml", "profiles.ons-srs.minimum_cell_count") in keys
+    assert ("sdc.yaml", "profiles.ons-srs.p_percent") in keys
+    assert ("access.yaml", "idle_timeout_minutes") in keys
+    assert ("release.yaml", None) in keys
+
+
+def test_classification_rules(policies: PolicySet) -> None:
+    c = policies.classification
+    assert c.level_for("synthetic/journeys") == "public"
+    assert c.level_for("linked/journeys") == "confidential"
+    assert c.level_for("source/police_arrests") == "highly_confidential"
+    assert c.level_for("anything/else") == "highly_confidential"  # deny by default
+    assert c.rank("public") < c.rank("confidential") < c.rank("highly_confidential")
+    assert c.at_most("public", "confidential") and not c.at_most(
+        "highly_confidential", "confidential"
+    )
+    with pytest.raises(PolicyError, match="'secret' is not one of"):
+        c.rank("secret")
+
+
+def test_longest_pattern_wins(folder: Path) -> None:
+    edit(
+        folder,
+        "classification.yaml",
+        '  "linked/*": confidential',
+        '  "linked/*": confidential\n  "linked/victims*": highly_confidential',
+    )
+    c = load_policies(folder).classification
+    assert c.level_for("linked/victims") == "highly_confidential"
+    assert c.level_for("linked/journeys") == "confidential"
+
+
+def test_access_rules(policies: PolicySet) -> None:
+    a = policies.access
+    assert a.allows("steward", "project.grant") and not a.allows("researcher", "project.grant")
+    assert not a.allows("nobody", "dataset.read")
+    assert "dataset.read" in a.known_actions
+    assert a.accreditation_validity_days == 1826
