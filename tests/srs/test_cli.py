@@ -107,18 +107,39 @@ def test_full_steward_journey(home: Path, tmp_path: Path) -> None:
     assert len(out.read_text().splitlines()) >= 10
 
 
-def test_audit_verify_fails_on_a_tampered_row(home: Path) -> None:
+@pytest.mark.parametrize(
+    ("statements", "expected"),
+    [
+        (["UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"], "broken at event 2"),
+        (["DELETE FROM audit_events WHERE seq = 2"], "broken at event 2"),
+        (
+            [
+                "UPDATE audit_events SET seq = 100 WHERE seq = 2",
+                "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_events SET seq = 3 WHERE seq = 100",
+            ],
+            "broken at event 2",
+        ),
+        (["DELETE FROM audit_events WHERE seq = 3"], "broken at event 3"),
+    ],
+    ids=["edit", "delete", "swap", "delete-last"],
+)
+def test_audit_verify_fails_on_tampering(home: Path, statements, expected) -> None:
     import sqlite3
 
     srs(home, "researcher", "add", "ana", "--name", "Ana", "--role", "researcher")
+    srs(home, "researcher", "lock", "ana")
+    assert srs(home, "audit", "verify").exit_code == 0
     connection = sqlite3.connect(home / "srs.db")
     connection.execute("DROP TRIGGER audit_events_no_update")
-    connection.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+    connection.execute("DROP TRIGGER audit_events_no_delete")
+    for statement in statements:
+        connection.execute(statement)
     connection.commit()
     connection.close()
     result = srs(home, "audit", "verify")
     assert result.exit_code == 1
-    assert "broken at event 2" in result.output and "edited" in result.output
+    assert expected in result.output
 
 
 @pytest.mark.parametrize(
