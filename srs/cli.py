@@ -32,6 +32,9 @@ from srs.vault_crypto import MASTER_KEY_ENV, generate_master_key, write_key_file
 
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    # Piped or logged output (make demo, CI) gets room for audit tables, not rich's 80 columns.
+    console.width = 160
 
 
 class SRSCommandGroup(TyperGroup):
