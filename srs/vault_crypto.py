@@ -88,18 +88,7 @@ def write_key_file(path: Path, key: MasterKey, *, overwrite: bool = False) -> No
     if path.exists() and not overwrite:
         raise VaultKeyError(f"{path} already exists; refusing to overwrite a master key")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-            handle.write(encode_master_key(key) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    _write_atomically(path, (encode_master_key(key) + "\n").encode("ascii"))
 
 
 def read_key_file(path: Path) -> MasterKey:
@@ -198,6 +187,23 @@ def decrypt_dataset_bytes(data_key: bytes, blob: bytes, *, dataset: str, version
         ) from None
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    # Readers see the old file or the new one, never a half-written one: write a private
+    # (0600) temporary file beside it, flush it to disk, rename it over, then sync the folder.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
 def _fsync_directory(directory: Path) -> None:
     descriptor = os.open(directory, os.O_RDONLY)
     try:
@@ -207,20 +213,10 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def write_encrypted_file(path: Path, blob: bytes) -> None:
-    """Write ciphertext atomically (temporary file, fsync, rename), creating 0700 folders."""
+    """Write ciphertext atomically as a 0600 file (temporary, fsync, rename) in 0700 folders."""
     path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    _write_atomically(path, blob)
 
 
 def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:

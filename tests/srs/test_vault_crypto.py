@@ -56,6 +56,7 @@ def test_frame_round_trip_through_an_encrypted_file(tmp_path: Path) -> None:
     )
     assert b"VERY-SECRET-VALUE" not in path.read_bytes()
     assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert path.stat().st_mode & 0o777 == 0o600
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     back = parquet_bytes_to_frame(decrypt_dataset_bytes(DATA_KEY, path.read_bytes(), **IDENTITY))
     pd.testing.assert_frame_equal(back, frame)
