@@ -1,0 +1,217 @@
+"""Simulated identities and the ways real extracts get them wrong.
+
+Names are drawn with realistic frequency (Faker's en_GB lists, which are in popularity order,
+weighted by a Zipf law; surnames from its frequency-weighted en_GB and en_US tables), postcodes
+follow the UK format, and the noise functions reproduce what record linkage meets in practice:
+typing errors, nicknames, day and month swapped, missing or stale postcodes.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+import pandas as pd
+from faker.providers.person.en_GB import Provider as GBNames
+from faker.providers.person.en_US import Provider as USNames
+
+# Common English nicknames: a record may carry the nickname instead of the registered name.
+NICKNAMES: dict[str, list[str]] = {
+    "William": ["Bill", "Will", "Billy"],
+    "Robert": ["Bob", "Rob", "Bobby"],
+    "Richard": ["Rick", "Dick", "Richie"],
+    "James": ["Jim", "Jimmy", "Jamie"],
+    "John": ["Jack", "Johnny"],
+    "Michael": ["Mike", "Mick"],
+    "Thomas": ["Tom", "Tommy"],
+    "Christopher": ["Chris", "Kit"],
+    "Daniel": ["Dan", "Danny"],
+    "Matthew": ["Matt"],
+    "Anthony": ["Tony"],
+    "Joseph": ["Joe", "Joey"],
+    "David": ["Dave", "Davy"],
+    "Andrew": ["Andy", "Drew"],
+    "Stephen": ["Steve"],
+    "Steven": ["Steve"],
+    "Edward": ["Ed", "Eddie", "Ted"],
+    "Benjamin": ["Ben"],
+    "Samuel": ["Sam"],
+    "Alexander": ["Alex", "Sandy"],
+    "Nicholas": ["Nick"],
+    "Jonathan": ["Jon"],
+    "Timothy": ["Tim"],
+    "Peter": ["Pete"],
+    "Charles": ["Charlie", "Chas"],
+    "Elizabeth": ["Liz", "Beth", "Lizzie"],
+    "Katherine": ["Kate", "Kathy"],
+    "Catherine": ["Cathy", "Kate"],
+    "Margaret": ["Maggie", "Peggy"],
+    "Jennifer": ["Jen", "Jenny"],
+    "Rebecca": ["Becky", "Becca"],
+    "Victoria": ["Vicky", "Tori"],
+    "Samantha": ["Sam"],
+    "Alexandra": ["Alex"],
+    "Deborah": ["Debbie", "Deb"],
+    "Susan": ["Sue"],
+    "Patricia": ["Pat", "Trish"],
+    "Jessica": ["Jess"],
+    "Christine": ["Chris"],
+    "Nicola": ["Nicky"],
+    "Abigail": ["Abby"],
+    "Eleanor": ["Ellie", "Nell"],
+}
+POSTCODE_AREAS = {
+    "B": 8,
+    "M": 7,
+    "LS": 6,
+    "L": 5,
+    "S": 5,
+    "NE": 4,
+    "BS": 4,
+    "NG": 4,
+    "LE": 4,
+    "CV": 3,
+    "BD": 3,
+    "SR": 2,
+    "HU": 3,
+    "PL": 2,
+    "SO": 3,
+    "PO": 3,
+    "BN": 3,
+    "CF": 3,
+    "SA": 2,
+    "G": 6,
+    "EH": 4,
+    "E": 6,
+    "N": 5,
+    "SE": 6,
+    "SW": 6,
+    "W": 4,
+    "NW": 4,
+    "CR": 3,
+    "OL": 2,
+    "BL": 2,
+    "WA": 2,
+    "ST": 3,
+    "DE": 3,
+    "WV": 3,
+    "DY": 2,
+    "TS": 3,
+    "DN": 3,
+    "YO": 2,
+    "NR": 2,
+    "IP": 2,
+}
+POSTCODE_UNIT_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # the letters the inward code uses
+
+
+def _zipf(count: int, exponent: float = 0.9) -> np.ndarray:
+    weights = 1.0 / np.arange(1, count + 1) ** exponent
+    return weights / weights.sum()
+
+
+def _surname_table() -> tuple[np.ndarray, np.ndarray]:
+    weights: dict[str, float] = {}
+    for table, share in ((GBNames.last_names, 0.6), (USNames.last_names, 0.4)):
+        total = sum(table.values())
+        for name, weight in table.items():
+            weights[name] = weights.get(name, 0.0) + share * weight / total
+    names = np.array(list(weights))
+    probabilities = np.array(list(weights.values()))
+    return names, probabilities / probabilities.sum()
+
+
+SURNAMES, SURNAME_P = _surname_table()
+MALE_FORENAMES = np.array(GBNames.first_names_male)
+FEMALE_FORENAMES = np.array(GBNames.first_names_female)
+MALE_P, FEMALE_P = _zipf(len(MALE_FORENAMES)), _zipf(len(FEMALE_FORENAMES))
+AREAS = np.array(list(POSTCODE_AREAS))
+AREA_P = np.array(list(POSTCODE_AREAS.values()), dtype=float) / sum(POSTCODE_AREAS.values())
+
+
+def draw_forenames(rng: np.random.Generator, sex: np.ndarray) -> np.ndarray:
+    """A forename for each person, by sex ('M' or 'F'), with realistic frequency."""
+    names = np.empty(len(sex), dtype=object)
+    male = sex == "M"
+    names[male] = rng.choice(MALE_FORENAMES, male.sum(), p=MALE_P)
+    names[~male] = rng.choice(FEMALE_FORENAMES, (~male).sum(), p=FEMALE_P)
+    return names
+
+
+def draw_surnames(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Surnames with realistic frequency."""
+    return rng.choice(SURNAMES, count, p=SURNAME_P).astype(object)
+
+
+def draw_postcodes(rng: np.random.Generator, count: int) -> np.ndarray:
+    """UK-format postcodes (area, district, sector, unit), e.g. 'LS12 4TX'."""
+    areas = rng.choice(AREAS, count, p=AREA_P)
+    districts = rng.integers(1, 30, count)
+    sectors = rng.integers(0, 10, count)
+    letters = np.array(list(POSTCODE_UNIT_LETTERS))
+    units = np.char.add(rng.choice(letters, count), rng.choice(letters, count))
+    outward = np.char.add(areas.astype(str), districts.astype(str))
+    inward = np.char.add(sectors.astype(str), units)
+    return np.char.add(np.char.add(outward, " "), inward).astype(object)
+
+
+def postcode_area(postcodes: pd.Series) -> pd.Series:
+    """The postcode area (the leading letters), e.g. 'LS' for 'LS12 4TX'."""
+    return postcodes.str.extract(r"^([A-Z]{1,2})", expand=False)
+
+
+# ---------------------------------------------------------------- noise
+def typo(rng: np.random.Generator, text: str) -> str:
+    """One keying error: a letter deleted, inserted, substituted, or two letters transposed."""
+    if len(text) < 3:
+        return text
+    position = int(rng.integers(1, len(text) - 1))
+    kind = int(rng.integers(0, 4))
+    letter = string.ascii_lowercase[int(rng.integers(0, 26))]
+    if text[position].isupper():
+        letter = letter.upper()
+    if kind == 0:
+        return text[:position] + text[position + 1 :]
+    if kind == 1:
+        return text[:position] + letter + text[position:]
+    if kind == 2:
+        return text[:position] + letter + text[position + 1 :]
+    return text[: position - 1] + text[position] + text[position - 1] + text[position + 1 :]
+
+
+def apply_typos(rng: np.random.Generator, values: np.ndarray, rate: float) -> np.ndarray:
+    """Introduce one typing error into a share ``rate`` of the values."""
+    out = values.copy()
+    for index in np.flatnonzero(rng.random(len(values)) < rate):
+        if isinstance(out[index], str):
+            out[index] = typo(rng, out[index])
+    return out
+
+
+def apply_nicknames(rng: np.random.Generator, forenames: np.ndarray, rate: float) -> np.ndarray:
+    """Replace a share ``rate`` of forenames that have a common nickname by one of them."""
+    out = forenames.copy()
+    for index in np.flatnonzero(rng.random(len(forenames)) < rate):
+        options = NICKNAMES.get(out[index])
+        if options:
+            out[index] = options[int(rng.integers(0, len(options)))]
+    return out
+
+
+def swap_day_month(rng: np.random.Generator, dates: pd.Series, rate: float) -> pd.Series:
+    """Swap day and month for a share ``rate`` of dates where the swap gives a valid date."""
+    out = dates.copy()
+    pick = (rng.random(len(dates)) < rate) & (dates.dt.day <= 12) & (dates.dt.day != dates.dt.month)
+    if pick.any():
+        chosen = dates[pick]
+        out[pick] = pd.to_datetime(
+            {"year": chosen.dt.year, "month": chosen.dt.day, "day": chosen.dt.month}
+        )
+    return out
+
+
+def blank(rng: np.random.Generator, values: np.ndarray, rate: float) -> np.ndarray:
+    """Set a share ``rate`` of the values to missing."""
+    out = values.astype(object).copy()
+    out[rng.random(len(values)) < rate] = None
+    return out
