@@ -15,51 +15,9 @@ import pandas as pd
 from faker.providers.person.en_GB import Provider as GBNames
 from faker.providers.person.en_US import Provider as USNames
 
-# Common English nicknames: a record may carry the nickname instead of the registered name.
-NICKNAMES: dict[str, list[str]] = {
-    "William": ["Bill", "Will", "Billy"],
-    "Robert": ["Bob", "Rob", "Bobby"],
-    "Richard": ["Rick", "Dick", "Richie"],
-    "James": ["Jim", "Jimmy", "Jamie"],
-    "John": ["Jack", "Johnny"],
-    "Michael": ["Mike", "Mick"],
-    "Thomas": ["Tom", "Tommy"],
-    "Christopher": ["Chris", "Kit"],
-    "Daniel": ["Dan", "Danny"],
-    "Matthew": ["Matt"],
-    "Anthony": ["Tony"],
-    "Joseph": ["Joe", "Joey"],
-    "David": ["Dave", "Davy"],
-    "Andrew": ["Andy", "Drew"],
-    "Stephen": ["Steve"],
-    "Steven": ["Steve"],
-    "Edward": ["Ed", "Eddie", "Ted"],
-    "Benjamin": ["Ben"],
-    "Samuel": ["Sam"],
-    "Alexander": ["Alex", "Sandy"],
-    "Nicholas": ["Nick"],
-    "Jonathan": ["Jon"],
-    "Timothy": ["Tim"],
-    "Peter": ["Pete"],
-    "Charles": ["Charlie", "Chas"],
-    "Elizabeth": ["Liz", "Beth", "Lizzie"],
-    "Katherine": ["Kate", "Kathy"],
-    "Catherine": ["Cathy", "Kate"],
-    "Margaret": ["Maggie", "Peggy"],
-    "Jennifer": ["Jen", "Jenny"],
-    "Rebecca": ["Becky", "Becca"],
-    "Victoria": ["Vicky", "Tori"],
-    "Samantha": ["Sam"],
-    "Alexandra": ["Alex"],
-    "Deborah": ["Debbie", "Deb"],
-    "Susan": ["Sue"],
-    "Patricia": ["Pat", "Trish"],
-    "Jessica": ["Jess"],
-    "Christine": ["Chris"],
-    "Nicola": ["Nicky"],
-    "Abigail": ["Abby"],
-    "Eleanor": ["Ellie", "Nell"],
-}
+from srs.names import read_nicknames
+
+NICKNAMES = read_nicknames()
 POSTCODE_AREAS = {
     "B": 8,
     "M": 7,
