@@ -105,6 +105,17 @@ def decide(
         ):
             return _deny(f"{username} is not a member of project {project.code}")
 
+    steward_zone = dataset_name is not None and policies.access.in_steward_zone(dataset_name)
+    if steward_zone and action in ("project.grant", "dataset.read"):
+        return _deny(
+            f"{dataset_name} is in the steward zone (identifiable data or keys) and is never "
+            "granted to or read by a project"
+        )
+    if action == "steward.read" and not steward_zone:
+        return _deny(
+            f"{dataset_name} is not a steward-zone dataset; research data is read through a project"
+        )
+
     if dataset_name is not None and project is not None and action in PROJECT_ACTIONS:
         level = dataset_classification or policies.classification.level_for(dataset_name)
         if not policies.classification.at_most(level, project.approved_classification):

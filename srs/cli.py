@@ -67,6 +67,12 @@ audit_app = typer.Typer(
 )
 vault_app = typer.Typer(help="Manage the vault's master key.", no_args_is_help=True)
 policy_app = typer.Typer(help="Validate policy folders.", no_args_is_help=True)
+link_app = typer.Typer(
+    help="Link persons across sources with Splink (steward zone).", no_args_is_help=True
+)
+linked_app = typer.Typer(
+    help="Build the de-identified linked research datasets.", no_args_is_help=True
+)
 for sub, name in (
     (researcher_app, "researcher"),
     (project_app, "project"),
@@ -74,6 +80,8 @@ for sub, name in (
     (audit_app, "audit"),
     (vault_app, "vault"),
     (policy_app, "policy"),
+    (link_app, "link"),
+    (linked_app, "linked"),
 ):
     app.add_typer(sub, name=name)
 
@@ -537,8 +545,21 @@ def policy_check(
     directory: Path = typer.Argument(None, help="Policy folder (default: the deployment's)."),
 ) -> None:
     """Validate every policy file in a folder; exits 1 listing each problem."""
+    from srs.ingest import known_sources, load_dictionary
+    from srs.linkage import load_linkage_settings
+    from srs.names import read_nicknames
+    from srs.offences import load_offences
+
     folder = directory or default_policy_dir()
-    problems = check_policy_dir(folder)
+    problems: list[SRSError] = list(check_policy_dir(folder))
+    if folder.is_dir():
+        loaders = [load_offences, load_linkage_settings, read_nicknames]
+        loaders += [lambda f, s=s: load_dictionary(s, f) for s in known_sources(folder)]
+        for loader in loaders:
+            try:
+                loader(folder)
+            except SRSError as exc:
+                problems.append(exc)
     if not problems:
         console.print(f"[green]Policies valid[/]: {folder}")
         return
@@ -546,6 +567,211 @@ def policy_check(
         error_console.print(f"[red]invalid[/] {problem}")
     error_console.print(f"{len(problems)} problem(s) in {folder}")
     raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- data pipeline
+def _progress(text: str) -> None:
+    console.print(f"  [dim]{escape(text)}[/]")
+
+
+@app.command()
+def simulate(
+    persons: int = typer.Option(..., "--persons", min=10, help="How many persons to simulate."),
+    seed: int = typer.Option(..., "--seed", help="Random seed (same seed, same data)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for extracts/, ground_truth/, manifest.json."
+    ),
+    file_format: str = typer.Option("csv", "--format", help="csv or parquet."),
+) -> None:
+    """Simulate a population and the seven agency extracts of its journeys (with ground truth)."""
+    import time
+
+    from srs.simulation import simulate as run_simulation
+    from srs.simulation import write_simulation
+
+    start = time.perf_counter()
+    result = run_simulation(persons, seed, progress=_progress)
+    paths = write_simulation(result, out, file_format, progress=_progress)
+    table = Table("source", "records", "file")
+    for source, frame in result.extracts.items():
+        table.add_row(source, f"{len(frame):,}", str(paths[source]))
+    console.print(table)
+    console.print(
+        f"[green]Simulated[/] {persons:,} persons (seed {seed}) in {time.perf_counter() - start:.1f} s; "
+        f"ground truth in {paths['ground_truth']} (the pipeline never reads it)"
+    )
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    source: str = typer.Argument(
+        ..., help="Source name, e.g. police_arrests (see policies/data_dictionaries)."
+    ),
+    path: Path = typer.Argument(..., help="The extract: CSV or Parquet."),
+    rejects: Path = typer.Option(
+        None, help="Rejects file (default: FILE.rejects.csv beside the extract)."
+    ),
+) -> None:
+    """Validate an extract against its data dictionary and store the accepted rows (stewards)."""
+    from srs.offences import load_offences
+    from srs.stewardship import ingest_into_vault
+
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        result, stored = ingest_into_vault(
+            session,
+            state.vault,
+            actor=state.actor(),
+            source=source,
+            path=path,
+            offences=load_offences(state.policies.source_dir),
+            rejects_path=rejects,
+        )
+    console.print(
+        f"[green]Ingested[/] {source}: {result.rows_in:,} rows in = {result.rows_accepted:,} accepted "
+        f"+ {result.rows_rejected:,} rejected; stored as {stored.name}@{stored.version}"
+    )
+    if result.rows_rejected:
+        where = rejects or path.with_name(path.name + ".rejects.csv")
+        console.print(f"  rejects with reasons: {where}")
+        for reason in result.rejects["reasons"].head(5):
+            console.print(f"  [yellow]-[/] {escape(reason)}")
+
+
+@link_app.command("run")
+def link_run(
+    ctx: typer.Context,
+    review_out: Path = typer.Option(
+        None,
+        help="Clerical-review sample of borderline pairs (default: HOME/steward/clerical_review.csv).",
+    ),
+) -> None:
+    """Link and deduplicate persons across every ingested source; store the lookup (stewards)."""
+    from srs.linkage import load_linkage_settings
+    from srs.stewardship import PERSON_LOOKUP, link_in_vault
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    review_out = review_out or deployment.home / "steward" / "clerical_review.csv"
+    with state.registry.sessions() as session:
+        result = link_in_vault(
+            session,
+            state.vault,
+            actor=state.actor(),
+            settings=load_linkage_settings(state.policies.source_dir),
+            clerical_path=review_out,
+            progress=_progress,
+        )
+    clusters = result.lookup["cluster_id"].nunique()
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    console.print(
+        f"[green]Linked[/] {len(result.records):,} records into {clusters:,} persons ({seconds})"
+    )
+    console.print(f"  lookup stored as {PERSON_LOOKUP}; clerical review sample: {review_out}")
+    for note in result.notes:
+        console.print(f"  [yellow]splink[/] {escape(note)}")
+
+
+@link_app.command("files")
+def link_files(
+    tables: list[str] = typer.Argument(
+        ..., help="NAME=PATH for each CSV or Parquet table (two or more, or one to deduplicate)."
+    ),
+    mapping: Path = typer.Option(..., help="YAML mapping each table's columns to linkage roles."),
+    out: Path = typer.Option(
+        ..., help="Where to write the lookup (CSV: source, record_id, cluster_id)."
+    ),
+) -> None:
+    """Link any tables outside the vault, given a column mapping (see README)."""
+    from srs.linkage import link_tables, load_linkage_settings, read_mapping_file
+
+    frames = {}
+    for item in tables:
+        name, _, location = item.partition("=")
+        if not location:
+            raise UsageError(f"give tables as NAME=PATH, not {item!r}")
+        file = Path(location)
+        if not file.is_file():
+            raise UsageError(f"{file}: no such file")
+        frames[name] = (
+            pd.read_parquet(file)
+            if file.suffix == ".parquet"
+            else pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
+        )
+    result = link_tables(frames, read_mapping_file(mapping), load_linkage_settings(), _progress)
+    result.lookup.to_csv(out, index=False)
+    console.print(
+        f"[green]Linked[/] {len(result.records):,} records into {result.lookup['cluster_id'].nunique():,} clusters; lookup: {out}"
+    )
+
+
+@link_app.command("evaluate")
+def link_evaluate(
+    ctx: typer.Context,
+    truth: Path = typer.Option(
+        ..., help="Ground truth (source, record_id, person_id), CSV or Parquet."
+    ),
+    lookup: Path = typer.Option(
+        None, help="A lookup file from `srs link files` (default: the vault's)."
+    ),
+) -> None:
+    """Report precision, recall and F1 of the linkage against a ground truth."""
+    from srs.linkage import evaluate
+    from srs.stewardship import PERSON_LOOKUP
+
+    def read(path: Path) -> pd.DataFrame:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        return (
+            pd.read_parquet(path)
+            if path.suffix == ".parquet"
+            else pd.read_csv(path, dtype={"record_id": str})
+        )
+
+    state: CommandContext = ctx.obj
+    if lookup is None:
+        with state.registry.sessions() as session:
+            linked = state.vault.read_steward_zone(session, PERSON_LOOKUP, actor=state.actor())
+    else:
+        linked = read(lookup)
+    quality = evaluate(linked, read(truth))
+    table = Table("measure", "value")
+    for label, value in (
+        ("records", f"{quality.records:,}"),
+        ("precision", f"{quality.precision:.4f}"),
+        ("recall", f"{quality.recall:.4f}"),
+        ("F1", f"{quality.f1:.4f}"),
+        ("true pairs", f"{quality.true_pairs:,}"),
+        ("predicted pairs", f"{quality.predicted_pairs:,}"),
+        ("clusters wrongly merged", f"{quality.wrongly_merged_clusters:,}"),
+        ("persons wrongly split", f"{quality.wrongly_split_persons:,}"),
+    ):
+        table.add_row(label, value)
+    console.print(table)
+
+
+@linked_app.command("build")
+def linked_build(ctx: typer.Context) -> None:
+    """Build linked/persons, linked/journeys, linked/victims, linked/reoffending (stewards)."""
+    from srs.offences import load_offences
+    from srs.stewardship import publish_linked_datasets
+
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        linked = publish_linked_datasets(
+            session,
+            state.vault,
+            actor=state.actor(),
+            offences=load_offences(state.policies.source_dir),
+        )
+    table = Table("dataset", "rows", "columns")
+    for name, frame in linked.tables.items():
+        table.add_row(name, f"{len(frame):,}", str(frame.shape[1]))
+    console.print(table)
+    for key, value in linked.report.items():
+        if not key.startswith("rows_"):
+            console.print(f"  [yellow]note[/] {key}: {value}")
 
 
 # ---------------------------------------------------------------- demo

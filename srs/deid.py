@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from srs.errors import SRSError
@@ -64,10 +65,10 @@ class Pseudonymiser:
 
     def series(self, values: pd.Series, namespace: str) -> pd.Series:
         """Pseudonyms of a Series; missing values stay missing."""
-        present = values.notna()
-        out = pd.Series(pd.NA, index=values.index, dtype="string")
+        present = values.notna().to_numpy()
+        out = np.full(len(values), None, dtype=object)
         out[present] = self.pseudonyms(values[present].astype(str), namespace)
-        return out
+        return pd.Series(out, index=values.index, dtype="string")
 
 
 def birth_year(dates: pd.Series) -> pd.Series:

@@ -1,8 +1,11 @@
-"""The end-to-end demonstration behind ``make demo``: a deployment, people, a project, a dataset.
+"""The end-to-end demonstration behind ``make demo``: from simulated agency extracts to a
+researcher reading linked, de-identified data through the access check.
 
 It builds a fresh deployment in a folder of its own, registers a steward, researchers and a
-checker, creates a project, stores a small simulated dataset in the vault, reads it back through
-the access check, shows the refusals the rules require, and verifies the audit log.
+checker, creates a project; simulates a small population's extracts, ingests them (rejecting
+a few deliberately broken rows), links persons with Splink and reports linkage quality against
+the ground truth, builds and stores the linked research datasets, grants one to the project,
+reads it back as a researcher, shows the refusals the rules require, and verifies the audit log.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -20,34 +21,17 @@ from srs.access import AccessDenied
 from srs.audit import tail_events, verify_chain
 from srs.deployment import Deployment
 from srs.errors import SRSError
+from srs.linkage import evaluate, load_linkage_settings
+from srs.offences import load_offences
 from srs.policy import load_policies
 from srs.registry import accounts, open_registry, projects
+from srs.simulation import SOURCES, simulate, write_simulation
+from srs.stewardship import ingest_into_vault, link_in_vault, publish_linked_datasets
 from srs.vault import Vault
 from srs.vault_crypto import generate_master_key, write_key_file
 
 DEMO_SEED = 20261122
-ICCS_DIVISIONS = ["0101", "0201", "0301", "0401", "0501", "0601", "0701", "0801"]
-
-
-def simulated_journeys(rows: int = 500, seed: int = DEMO_SEED) -> pd.DataFrame:
-    """A small, clearly fake case-level table (person_key, ICCS division, outcome, dates)."""
-    rng = np.random.default_rng(seed)
-    offence_dates = pd.Timestamp("2021-01-01") + pd.to_timedelta(
-        rng.integers(0, 3 * 365, rows), unit="D"
-    )
-    charge_lag = pd.to_timedelta(rng.integers(1, 120, rows), unit="D")
-    return pd.DataFrame(
-        {
-            "case_key": [f"C{n:06d}" for n in range(rows)],
-            "person_key": [f"P{n:06d}" for n in rng.integers(0, rows // 2, rows)],
-            "iccs_division": pd.Categorical(rng.choice(ICCS_DIVISIONS, rows)),
-            "offence_date": offence_dates.date,
-            "charge_date": (offence_dates + charge_lag).date,
-            "outcome": pd.Categorical(
-                rng.choice(["convicted", "acquitted", "no_further_action", "out_of_court"], rows)
-            ),
-        }
-    )
+DEMO_PERSONS = 3000
 
 
 def run_demo(home: Path, console: Console) -> None:
@@ -144,22 +128,57 @@ def run_demo(home: Path, console: Console) -> None:
             )
         say("Created project P2026-001 (approved up to 'confidential'); members ana and ben")
 
-        journeys = simulated_journeys()
-        stored = vault.store(
-            s, "linked/journeys", journeys, actor="steward", classification="confidential"
+        extracts = home / "simulation"
+        simulation = simulate(DEMO_PERSONS, DEMO_SEED)
+        paths = write_simulation(simulation, extracts)
+        say(
+            f"Simulated {DEMO_PERSONS:,} persons: {sum(len(f) for f in simulation.extracts.values()):,} "
+            f"records in 7 agency extracts ({extracts / 'extracts'})"
+        )
+        police = paths["police_arrests"]
+        lines = police.read_text().splitlines()
+        # Break two rows the way real extracts break, to show the rejects file.
+        lines[3] = lines[3].replace(lines[3].split(",")[8], "ZZZ99", 1)
+        lines[5] = ",".join(lines[5].split(",")[:6] + ["31/31/1990"] + lines[5].split(",")[7:])
+        police.write_text("\n".join(lines) + "\n")
+        offences = load_offences()
+        for source in SOURCES:
+            result, _ = ingest_into_vault(
+                s, vault, actor="steward", source=source, path=paths[source], offences=offences
+            )
+            note = f", {result.rows_rejected} rejected" if result.rows_rejected else ""
+            console.print(
+                f"      {source}: {result.rows_in:,} in, {result.rows_accepted:,} accepted{note}"
+            )
+        say(
+            "Ingested every extract against its data dictionary into the steward zone; rejects "
+            f"and reasons in {police}.rejects.csv"
+        )
+        settings = load_linkage_settings()
+        linkage = link_in_vault(
+            s,
+            vault,
+            actor="steward",
+            settings=settings,
+            clerical_path=home / "steward" / "clerical_review.csv",
+        )
+        quality = evaluate(linkage.lookup, simulation.ground_truth)
+        say(
+            f"Linked {len(linkage.records):,} records into {linkage.lookup['cluster_id'].nunique():,} "
+            f"persons with Splink: precision {quality.precision:.4f}, recall {quality.recall:.4f}, "
+            f"F1 {quality.f1:.4f} against the ground truth"
+        )
+        linked = publish_linked_datasets(s, vault, actor="steward", offences=offences)
+        say(
+            "Built and stored the de-identified linked datasets: "
+            + ", ".join(f"{name} ({len(table):,} rows)" for name, table in linked.tables.items())
         )
         vault.store(
             s,
-            "linked/victims_identifiable",
-            journeys.head(50),
+            "source/identifiable_sample",
+            simulation.extracts["victims"].head(20),
             actor="steward",
-            classification="highly_confidential",
         )
-        say(
-            f"Stored linked/journeys v{stored.version} ({stored.row_count} rows, AES-256-GCM) "
-            "and a highly_confidential table in the vault"
-        )
-
         try:
             vault.read(s, "linked/journeys", actor="ana", project="P2026-001")
         except AccessDenied as exc:
@@ -170,12 +189,13 @@ def run_demo(home: Path, console: Console) -> None:
         say("Steward granted linked/journeys to P2026-001")
         frame = vault.read(s, "linked/journeys", actor="ana", project="P2026-001")
         say(
-            f"ana read linked/journeys through the access check: {len(frame)} rows, "
-            f"{frame['person_key'].nunique()} persons, decrypted in memory only"
+            f"ana read linked/journeys through the access check: {len(frame):,} cases of "
+            f"{frame['person_key'].nunique():,} persons, decrypted in memory only; no names, "
+            "dates of birth or postcodes, only pseudonymous keys, ages and areas"
         )
         for actor, dataset, why in (
             ("ben", "linked/journeys", "expired accreditation"),
-            ("ana", "linked/victims_identifiable", "classification above the project's approval"),
+            ("ana", "source/identifiable_sample", "steward-zone data"),
         ):
             try:
                 vault.read(s, dataset, actor=actor, project="P2026-001")
@@ -187,7 +207,7 @@ def run_demo(home: Path, console: Console) -> None:
                 actor="ana",
                 policies=policies,
                 code="P2026-001",
-                dataset_name="linked/victims_identifiable",
+                dataset_name="linked/victims",
             )
         except AccessDenied as exc:
             say(f"ana tried to grant herself a dataset: {exc.reason}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -294,6 +294,7 @@ class LinkageResult:
     pairs: pd.DataFrame  # unique_id_l, unique_id_r, match_probability (>= clerical low)
     records: pd.DataFrame  # the standardised input
     seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)  # Splink's warnings during the run
 
     @property
     def lookup(self) -> pd.DataFrame:
@@ -307,12 +308,39 @@ def run_splink(
     records: pd.DataFrame, settings: LinkageSettings, progress: Callable[[str], None] | None = None
 ) -> LinkageResult:
     """Train, predict and cluster standardised records with Splink."""
+    say = progress or (lambda _m: None)
+    notes = _SplinkNotes()
+    splink_logger = logging.getLogger("splink")
+    splink_logger.addHandler(notes)
+    previous = splink_logger.propagate, splink_logger.level
+    # Splink reports untrained levels and the like as warnings; keep them with the result
+    # (the steward's report) instead of printing them over the progress output.
+    splink_logger.propagate, splink_logger.level = False, logging.WARNING
+    try:
+        return _run_splink(records, settings, say, notes)
+    finally:
+        splink_logger.removeHandler(notes)
+        splink_logger.propagate, splink_logger.level = previous
+
+
+class _SplinkNotes(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = " ".join(record.getMessage().split())
+        if message and message not in self.messages:
+            self.messages.append(message)
+
+
+def _run_splink(
+    records: pd.DataFrame, settings: LinkageSettings, say, notes: _SplinkNotes
+) -> LinkageResult:
     import time
 
     from splink import Linker, block_on
 
-    say = progress or (lambda _m: None)
-    logging.getLogger("splink").setLevel(logging.WARNING)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     linker = Linker(
@@ -354,7 +382,9 @@ def run_splink(
     )
     # A record in no predicted pair is a cluster of its own.
     clustered["cluster_id"] = clustered["cluster_id"].fillna(clustered["unique_id"])
-    return LinkageResult(clusters=clustered, pairs=pairs, records=records, seconds=seconds)
+    return LinkageResult(
+        clusters=clustered, pairs=pairs, records=records, seconds=seconds, notes=notes.messages
+    )
 
 
 def link_tables(

@@ -28,7 +28,7 @@ def _read(path: Path) -> dict[str, list[str]]:
 
 def read_nicknames(policy_dir: Path | None = None) -> dict[str, list[str]]:
     """Registered name -> its nicknames (e.g. 'William' -> ['Bill', 'Will', 'Billy'])."""
-    return _read((policy_dir or default_policy_dir()) / NICKNAMES_FILE)
+    return _read(Path(policy_dir or default_policy_dir()) / NICKNAMES_FILE)
 
 
 def canonical_forenames(policy_dir: Path | None = None) -> dict[str, str]:

@@ -78,6 +78,7 @@ class AccessPolicy(PolicyModel):
     idle_timeout_minutes: int = Field(ge=1, le=1440)
     accreditation_validity_days: int = Field(ge=1, le=3650)
     training_validity_days: int = Field(ge=1, le=3650)
+    steward_zone: list[str] = Field(min_length=1)
     roles: dict[str, list[str]]
 
     @field_validator("roles")
@@ -100,6 +101,10 @@ class AccessPolicy(PolicyModel):
     def allows(self, role: str, action: str) -> bool:
         """True when ``role`` may take ``action``."""
         return action in self.roles.get(role, ())
+
+    def in_steward_zone(self, dataset_name: str) -> bool:
+        """True for datasets only stewards may read (extracts with identifiers, keys, lookups)."""
+        return any(fnmatch.fnmatchcase(dataset_name, pattern) for pattern in self.steward_zone)
 
     @property
     def known_actions(self) -> set[str]:

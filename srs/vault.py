@@ -204,6 +204,28 @@ class Vault:
             dataset_name=name,
             today=today,
         )
+        return self._decrypt(session, name, version, actor=actor, context={"project": project})
+
+    def read_steward_zone(
+        self, session: Session, name: str, *, actor: str, version: int | None = None
+    ) -> pd.DataFrame:
+        """A steward reads a steward-zone dataset (extracts, lookups, keys), outside any project."""
+        authorise(
+            session,
+            username=actor,
+            action="steward.read",
+            policies=self.policies,
+            dataset_name=name,
+        )
+        return self._decrypt(session, name, version, actor=actor, context={"zone": "steward"})
+
+    def exists(self, session: Session, name: str) -> bool:
+        """True when some version of ``name`` is stored."""
+        return latest_dataset(session, name) is not None
+
+    def _decrypt(
+        self, session: Session, name: str, version: int | None, *, actor: str, context: dict
+    ) -> pd.DataFrame:
         try:
             dataset = self.get(session, name, version)
             master = self._key_for(dataset)
@@ -227,7 +249,7 @@ class Vault:
                 target=name,
                 outcome="error",
                 reason=str(exc),
-                details={"project": project},
+                details=context,
             )
             session.commit()
             if isinstance(exc, OSError):
@@ -239,7 +261,7 @@ class Vault:
             action="vault.read",
             target=f"{name}@{dataset.version}",
             outcome="ok",
-            details={"project": project, "rows": len(frame)},
+            details={**context, "rows": len(frame)},
         )
         session.commit()
         return frame
