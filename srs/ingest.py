@@ -369,8 +369,8 @@ def validate_extract(
     for index in repeated[repeated].index:
         reasons[index].append(f"{dictionary.record_id} {record_ids[index]} appears more than once")
 
-    rejected = reasons.map(bool)
-    accepted = pd.DataFrame(typed)[~rejected.to_numpy()].reset_index(drop=True)
+    rejected = reasons.map(bool).astype(bool)
+    accepted = pd.DataFrame(typed, index=frame.index)[~rejected.to_numpy()].reset_index(drop=True)
     for spec in dictionary.columns:
         if spec.type in ("category", "flag", "code") or spec.type == "string":
             accepted[spec.name] = accepted[spec.name].astype("string")
@@ -381,7 +381,7 @@ def validate_extract(
         {
             "line": line_numbers[rejected.to_numpy()] if len(line_numbers) else [],
             "reasons": ["; ".join(r) for r in reasons[rejected]],
-            "record": frame[rejected.to_numpy()].astype(str).agg(",".join, axis=1)
+            "record": frame[rejected.to_numpy()].astype(str).agg(",".join, axis=1).to_numpy()
             if rejected.any()
             else [],
         }
