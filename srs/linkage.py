@@ -280,7 +280,7 @@ def database_api(backend: str):
             from splink.backends.spark import SparkAPI
         except ImportError as exc:
             raise LinkageError(
-                "the spark backend needs pyspark: pip install 'splink[spark]'"
+                "the spark backend needs pyspark and a Java runtime: pip install 'srs-toolkit[spark]'"
             ) from exc
         return SparkAPI(spark_session=SparkSession.builder.getOrCreate())
     raise LinkageError(f"unknown linkage backend {backend!r}; use duckdb or spark")
