@@ -49,6 +49,7 @@ class TrainingSpec(PolicyModel):
     deterministic_recall: float = Field(gt=0, le=1)
     u_max_pairs: int = Field(ge=10_000)
     em_blocking: list[list[str]] = Field(min_length=1)
+    max_records: int = Field(default=250_000, ge=1000)
     seed: int = 42
 
 
@@ -180,6 +181,7 @@ def standardise(
         if not pd.api.types.is_datetime64_any_dtype(dob):
             dob = pd.to_datetime(dob.astype("string"), format=mapping.date_format, errors="coerce")
         part["date_of_birth"] = dob.dt.strftime("%Y-%m-%d")
+        part["birth_year"] = part["date_of_birth"].str[:4]
         part["postcode"] = (
             part["postcode"]
             .astype("string")
@@ -343,17 +345,21 @@ def _run_splink(
 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    training = settings.training
+    deterministic = [block_on(*rule) for rule in training.deterministic_rules]
+    sample = records
+    if len(records) > training.max_records:
+        sample = records.sample(n=training.max_records, random_state=training.seed)
+        say(f"training on a random sample of {len(sample):,} of {len(records):,} records")
     linker = Linker(
-        records,
+        sample,
         splink_settings(settings),
         db_api=database_api(settings.backend),
         set_up_basic_logging=False,
     )
-    training = settings.training
     say("training: probability two random records match")
     linker.training.estimate_probability_two_random_records_match(
-        [block_on(*rule) for rule in training.deterministic_rules],
-        recall=training.deterministic_recall,
+        deterministic, recall=training.deterministic_recall
     )
     say("training: u probabilities from random pairs")
     linker.training.estimate_u_using_random_sampling(
@@ -362,6 +368,16 @@ def _run_splink(
     for rule in training.em_blocking:
         say(f"training: expectation maximisation blocked on {', '.join(rule)}")
         linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
+    if sample is not records:
+        # The trained m and u apply to all records; the prior that two records match does not
+        # (it falls with the number of records), so it is estimated again on all of them.
+        model = linker.misc.save_model_to_json()
+        linker = Linker(
+            records, model, db_api=database_api(settings.backend), set_up_basic_logging=False
+        )
+        linker.training.estimate_probability_two_random_records_match(
+            deterministic, recall=training.deterministic_recall
+        )
     seconds["train"] = time.perf_counter() - start
     start = time.perf_counter()
     say("predicting pairs")

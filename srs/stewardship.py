@@ -115,7 +115,11 @@ def link_in_vault(
         s: mapping_from_dictionary(load_dictionary(s, vault.policies.source_dir)) for s in tables
     }
     result = link_tables(tables, mappings, settings, progress)
-    vault.store(session, PERSON_LOOKUP, result.lookup, actor=actor)
+    keys = pseudonymiser(session, vault, actor=actor)
+    lookup = result.lookup.assign(
+        person_key=keys.series(result.lookup["cluster_id"].astype(str), "person")
+    )
+    vault.store(session, PERSON_LOOKUP, lookup, actor=actor)
     if clerical_path is not None:
         clerical_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         clerical_sample(result, settings).to_csv(clerical_path, index=False)

@@ -28,17 +28,46 @@ def test_simulated_population_reaches_the_f1_target(pipeline) -> None:
     assert quality.records == sum(len(f) for f in pipeline.simulation.extracts.values())
 
 
-def test_clerical_review_sample_holds_borderline_pairs(pipeline) -> None:
-    review = pd.read_csv(pipeline.deployment.home / "steward" / "review.csv")
+def test_clerical_review_file_is_written_privately(pipeline) -> None:
+    path = pipeline.deployment.home / "steward" / "review.csv"
+    review = pd.read_csv(path)
     settings = load_linkage_settings()
-    assert len(review) > 0
+    assert {"unique_id_l", "unique_id_r", "forename_l", "forename_r", "steward_decision"} <= set(
+        review.columns
+    )
     assert (
         review["match_probability"]
         .between(settings.clerical_review.low, settings.clerical_review.high)
         .all()
     )
-    assert {"forename_l", "forename_r", "steward_decision"} <= set(review.columns)
-    assert (pipeline.deployment.home / "steward" / "review.csv").stat().st_mode & 0o777 == 0o600
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_clerical_sample_takes_only_borderline_pairs() -> None:
+    from srs.linkage import LinkageResult, clerical_sample
+
+    records = pd.DataFrame(
+        {"unique_id": [f"t:{n}" for n in range(10)], "forename": list("ABCDEFGHIJ")}
+    )
+    probabilities = [0.2, 0.49, 0.5, 0.6, 0.8, 0.94, 0.95, 0.99, 0.7, 0.3]
+    pairs = pd.DataFrame(
+        {
+            "unique_id_l": [f"t:{n}" for n in range(10)],
+            "unique_id_r": [f"t:{(n + 1) % 10}" for n in range(10)],
+            "match_probability": probabilities,
+        }
+    )
+    result = LinkageResult(clusters=pd.DataFrame(), pairs=pairs, records=records, seconds={})
+    settings = load_linkage_settings()
+    sample = clerical_sample(result, settings)
+    assert sorted(sample["match_probability"]) == [0.5, 0.6, 0.7, 0.8, 0.94]
+    assert sample["same_cluster"].tolist() == [
+        p >= settings.match_threshold for p in sample["match_probability"]
+    ]
+    small = settings.model_copy(
+        update={"clerical_review": settings.clerical_review.model_copy(update={"sample_size": 2})}
+    )
+    assert len(clerical_sample(result, small)) == 2
 
 
 def test_evaluation_counts_pairs_exactly() -> None:
@@ -212,3 +241,18 @@ def test_settings_and_backends_fail_clearly(tmp_path: Path) -> None:
         load_linkage_settings(tmp_path)
     with pytest.raises(LinkageError, match="unknown linkage backend"):
         database_api("oracle")
+
+
+def test_training_on_a_sample_still_reaches_the_target(pipeline) -> None:
+    settings = load_linkage_settings()
+    sampled = settings.model_copy(
+        update={"training": settings.training.model_copy(update={"max_records": 1500})}
+    )
+    assert len(pipeline.linkage.records) > 1500
+    from srs.linkage import run_splink
+
+    notes: list[str] = []
+    result = run_splink(pipeline.linkage.records, sampled, progress=notes.append)
+    assert any("random sample of 1,500" in note for note in notes)
+    quality = evaluate(result.lookup, pipeline.simulation.ground_truth)
+    assert quality.f1 >= F1_TARGET, quality

@@ -101,6 +101,14 @@ def test_out_of_order_dates_are_blanked_and_reported(pipeline, offences) -> None
     assert linked.report["dates_blanked_decision_date_before_arrest_date"] == 1
 
 
+def test_the_lookup_maps_every_record_to_its_person_key(pipeline) -> None:
+    with pipeline.registry.sessions() as s:
+        lookup = pipeline.vault.read_steward_zone(s, PERSON_LOOKUP, actor="steward")
+    assert len(lookup) == sum(len(f) for f in pipeline.simulation.extracts.values())
+    assert lookup["person_key"].notna().all()
+    assert set(lookup["person_key"]) == set(pipeline.linked.tables["linked/persons"]["person_key"])
+
+
 def test_keys_are_consistent_across_datasets(pipeline) -> None:
     t = pipeline.linked.tables
     persons = set(t["linked/persons"]["person_key"])
