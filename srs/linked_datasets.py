@@ -21,13 +21,27 @@ from srs.offences import OffenceList
 EXTRACT_END = pd.Timestamp("2024-12-31")
 FOLLOW_UP_DAYS = 365  # proven reoffending: offences within a year of release or sentence
 COURT_REF = {"magistrates_cases": "mc_case_no", "crown_court_cases": "cc_case_no"}
-OFFENDER_SOURCES = (
+# The seven agency sources the linked datasets are built from (the simulator makes exactly these).
+JUSTICE_SOURCES = (
     "police_arrests",
     "cps_charging",
     "magistrates_cases",
     "crown_court_cases",
     "prison_spells",
     "probation_episodes",
+    "victims",
+)
+OFFENDER_SOURCES = tuple(s for s in JUSTICE_SOURCES if s != "victims")
+# Stage dates of a case, in the order they must occur.
+STAGE_DATES = (
+    "offence_date",
+    "arrest_date",
+    "decision_date",
+    "first_hearing_date",
+    "committal_date",
+    "outcome_date",
+    "custody_start",
+    "custody_release",
 )
 
 
@@ -156,17 +170,8 @@ def _first(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def _blank_out_of_order(journeys: pd.DataFrame, report: dict[str, int]) -> None:
-    order = [
-        "offence_date",
-        "arrest_date",
-        "decision_date",
-        "first_hearing_date",
-        "committal_date",
-        "outcome_date",
-        "custody_start",
-        "custody_release",
-    ]
-    for earlier, later in zip(order, order[1:], strict=False):
+
+    for earlier, later in zip(STAGE_DATES, STAGE_DATES[1:], strict=False):
         bad = (
             journeys[later].notna()
             & journeys[earlier].notna()
@@ -272,18 +277,7 @@ def build_linked_datasets(
     v = victims.set_index("crime_ref").reindex(j["crime_ref"])
     j["victim_withdrew"] = (v["withdrew_support"] == "Y").fillna(False).to_numpy(dtype=bool)
     j["victim_withdrawal_stage"] = v["withdrawal_stage"].to_numpy()
-    for column in (
-        "offence_date",
-        "arrest_date",
-        "decision_date",
-        "first_hearing_date",
-        "committal_date",
-        "outcome_date",
-        "custody_start",
-        "custody_release",
-        "probation_start",
-        "probation_end",
-    ):
+    for column in (*STAGE_DATES, "probation_start", "probation_end"):
         j[column] = pd.to_datetime(j[column])
     _blank_out_of_order(j, report)
     missing_person = j["person_key"].isna()

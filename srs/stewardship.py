@@ -26,7 +26,7 @@ from srs.linkage import (
     link_tables,
     mapping_from_dictionary,
 )
-from srs.linked_datasets import LinkedDatasets, build_linked_datasets
+from srs.linked_datasets import JUSTICE_SOURCES, LinkedDatasets, build_linked_datasets
 from srs.offences import OffenceList
 from srs.registry.models import Dataset
 from srs.vault import Vault
@@ -159,18 +159,7 @@ def publish_linked_datasets(
     if not vault.exists(session, PERSON_LOOKUP):
         raise PipelineError("no person lookup yet; run `srs link run` first")
     lookup = vault.read_steward_zone(session, PERSON_LOOKUP, actor=actor)
-    missing = sorted(
-        {
-            "police_arrests",
-            "cps_charging",
-            "magistrates_cases",
-            "crown_court_cases",
-            "prison_spells",
-            "probation_episodes",
-            "victims",
-        }
-        - set(sources)
-    )
+    missing = sorted(set(JUSTICE_SOURCES) - set(sources))
     if missing:
         raise PipelineError(
             f"the linked datasets need every source; not yet ingested: {', '.join(missing)}"

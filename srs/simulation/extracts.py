@@ -14,18 +14,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from srs.linked_datasets import JUSTICE_SOURCES
 from srs.simulation.identities import apply_nicknames, apply_typos, blank, swap_day_month
 from srs.simulation.journeys import PERIOD_END
 
-SOURCES = (
-    "police_arrests",
-    "cps_charging",
-    "magistrates_cases",
-    "crown_court_cases",
-    "prison_spells",
-    "probation_episodes",
-    "victims",
-)
+SOURCES = JUSTICE_SOURCES
 
 
 @dataclass(frozen=True)
