@@ -1,0 +1,196 @@
+"""Evidence of disclosure checks: per-cell findings with the figures that decided them.
+
+A ``TableCheck`` holds the table, its contributor counts, each cell's status (ok, review,
+fail) and every finding ("count 6 < 10", "top 2 contribute 93% >= 90%"). It renders as HTML
+in a notebook (failing cells red, cells for review amber), serialises to JSON for the
+output-checking workflow, and to ACRO's ``results.json`` record layout so checkers' existing
+tools (SACRO-Viewer) can read it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+OK, REVIEW, FAIL = "ok", "review", "fail"
+STATUS_RANK = {OK: 0, REVIEW: 1, FAIL: 2}
+ACRO_RULE_NAMES = {
+    "threshold": "threshold",
+    "redaction": "threshold",
+    "dominance": "nk-rule",
+    "p_percent": "p-ratio",
+    "zero": "zeros",
+    "class_disclosure": "class-disclosure",
+    "negative": "negative",
+    "missing": "missing",
+    "max_min_median": "max-min-median",
+}
+
+
+@dataclass(frozen=True)
+class CellFinding:
+    """One rule's verdict on one cell."""
+
+    row: Any
+    column: Any
+    rule: str
+    status: str
+    message: str
+    figures: dict[str, float | int | str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row": _plain(self.row),
+            "column": _plain(self.column),
+            "rule": self.rule,
+            "status": self.status,
+            "message": self.message,
+            "figures": {k: _plain(v) for k, v in self.figures.items()},
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+@dataclass
+class TableCheck:
+    """The result of checking one table: values, counts, per-cell status and findings."""
+
+    statistic: str
+    table: pd.DataFrame
+    counts: pd.DataFrame
+    status: pd.DataFrame
+    findings: list[CellFinding]
+    profile: str
+    description: str = ""
+
+    @property
+    def overall(self) -> str:
+        """``fail`` if any cell fails, else ``review`` if any needs review, else ``ok``."""
+        worst = max((STATUS_RANK[s] for s in self.status.to_numpy().ravel()), default=0)
+        return {0: OK, 1: REVIEW, 2: FAIL}[worst]
+
+    def failing_cells(self) -> list[tuple[Any, Any]]:
+        """(row, column) of every cell whose status is ``fail``."""
+        return [
+            (r, c)
+            for r, c in zip(*np.nonzero(self.status.to_numpy() == FAIL), strict=False)
+            for r, c in [(self.status.index[r], self.status.columns[c])]
+        ]
+
+    def findings_for(self, row: Any, column: Any) -> list[CellFinding]:
+        """Every finding on one cell."""
+        return [f for f in self.findings if f.row == row and f.column == column]
+
+    def summary(self) -> str:
+        """One line a checker can read: how many cells fail or need review, and why."""
+        cells = self.status.size
+        failing = int((self.status == FAIL).to_numpy().sum())
+        review = int((self.status == REVIEW).to_numpy().sum())
+        rules = sorted({f.rule for f in self.findings})
+        text = f"{self.overall}: {failing} of {cells} cells fail, {review} need review"
+        return text + (f" ({', '.join(rules)})" if rules else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe evidence for the output-checking workflow."""
+        return {
+            "kind": "table",
+            "statistic": self.statistic,
+            "profile": self.profile,
+            "description": self.description,
+            "overall": self.overall,
+            "summary": self.summary(),
+            "rows": [_plain(r) for r in self.table.index],
+            "columns": [_plain(c) for c in self.table.columns],
+            "values": [[_plain(v) for v in row] for row in self.table.to_numpy().tolist()],
+            "counts": self.counts.to_numpy().tolist(),
+            "status": self.status.to_numpy().tolist(),
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), default=str)
+
+    def acro_outcome(self) -> pd.DataFrame:
+        """ACRO's outcome table: per cell, 'ok' or the failed rules joined by '; '."""
+        outcome = pd.DataFrame(
+            "ok", index=self.table.index, columns=self.table.columns, dtype=object
+        )
+        names: dict[tuple, list[str]] = {}
+        for f in self.findings:
+            names.setdefault((f.row, f.column), []).append(ACRO_RULE_NAMES.get(f.rule, f.rule))
+        for (row, column), rules in names.items():
+            outcome.loc[row, column] = "; ".join(dict.fromkeys(rules)) + ";"
+        return outcome
+
+    def to_acro_record(
+        self, uid: str, command: str = "", files: list[str] | None = None
+    ) -> dict[str, Any]:
+        """One record in ACRO's ``results.json`` layout."""
+        status = {OK: "pass", REVIEW: "review", FAIL: "fail"}[self.overall]
+        outcome = self.acro_outcome()
+        outcome.index = [str(i) for i in outcome.index]
+        outcome.columns = [str(c) for c in outcome.columns]
+        return {
+            "uid": uid,
+            "status": status,
+            "type": "table",
+            "properties": {"method": self.statistic},
+            "files": [{"name": name, "sdc": {}} for name in (files or [])],
+            "outcome": json.loads(outcome.to_json()),
+            "command": command,
+            "summary": self.summary(),
+            "timestamp": datetime.now(UTC).isoformat(),
+            "comments": [],
+            "exception": "",
+        }
+
+    def _repr_html_(self) -> str:
+        colours = {FAIL: "#f8d0d0", REVIEW: "#fbe7b5", OK: ""}
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.table.columns)
+        rows = []
+        for r, row_key in enumerate(self.table.index):
+            cells = []
+            for c, column_key in enumerate(self.table.columns):
+                status = self.status.iat[r, c]
+                value = self.table.iat[r, c]
+                text = (
+                    ""
+                    if pd.isna(value)
+                    else (
+                        f"{value:,.2f}"
+                        if isinstance(value, float) and not float(value).is_integer()
+                        else f"{value:,.0f}"
+                        if isinstance(value, (int, float, np.number))
+                        else str(value)
+                    )
+                )
+                reasons = "; ".join(f.message for f in self.findings_for(row_key, column_key))
+                style = f' style="background:{colours[status]}"' if colours[status] else ""
+                title = f' title="{html.escape(reasons)}"' if reasons else ""
+                cells.append(f"<td{style}{title}>{html.escape(text)}</td>")
+            rows.append(f"<tr><th>{html.escape(str(row_key))}</th>{''.join(cells)}</tr>")
+        items = "".join(
+            f"<li><b>{html.escape(str(f.row))} / {html.escape(str(f.column))}</b>: {html.escape(f.message)}</li>"
+            for f in self.findings[:50]
+        )
+        more = f"<li>... and {len(self.findings) - 50} more</li>" if len(self.findings) > 50 else ""
+        return (
+            f"<div class='srs-table-check'><p><b>{html.escape(self.summary())}</b> "
+            f"(profile {html.escape(self.profile)}, statistic {html.escape(self.statistic)})</p>"
+            f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<ul>{items}{more}</ul></div>"
+        )
