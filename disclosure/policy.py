@@ -45,6 +45,10 @@ class SDCProfile(PolicyModel):
     min_observations_per_category: int = Field(ge=1, le=1000)
     max_parameters_fraction: float | None = Field(default=None, gt=0, le=1)
     survival_minimum_at_risk: int = Field(ge=1, le=1000)
+    # Secondary suppression: an attacker's interval for a suppressed cell must be at least
+    # max(secondary_protection_minimum, secondary_protection_percent% of its value) wide.
+    secondary_protection_minimum: float = Field(ge=0)
+    secondary_protection_percent: float = Field(ge=0, le=100)
 
 
 class SDCPolicy(PolicyModel):
