@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 OK, REVIEW, FAIL = "ok", "review", "fail"
+# The ACRO results.json version our records follow (ACRO's loader insists on an exact match).
+ACRO_RESULTS_VERSION = "1.0.2"
 STATUS_RANK = {OK: 0, REVIEW: 1, FAIL: 2}
 ACRO_RULE_NAMES = {
     "threshold": "threshold",
@@ -149,13 +151,32 @@ class TableCheck:
             "status": status,
             "type": "table",
             "properties": {"method": self.statistic},
-            "files": [{"name": name, "sdc": {}} for name in (files or [])],
+            "files": [{"name": name, "sdc": self.acro_sdc()} for name in (files or [])],
             "outcome": json.loads(outcome.to_json()),
             "command": command,
             "summary": self.summary(),
             "timestamp": datetime.now(UTC).isoformat(),
             "comments": [],
             "exception": "",
+            "fair": {},
+        }
+
+    def acro_sdc(self) -> dict[str, Any]:
+        """ACRO's per-file ``sdc`` summary: cells failing each kind of check."""
+        counts: dict[str, int] = {}
+        for f in self.findings:
+            name = ACRO_RULE_NAMES.get(f.rule, f.rule)
+            counts[name] = counts.get(name, 0) + 1
+        return {
+            "summary": {
+                "suppressed": False,
+                "negative": counts.get("negative", 0),
+                "missing": counts.get("missing", 0),
+                "threshold": counts.get("threshold", 0),
+                "p-ratio": counts.get("p-ratio", 0),
+                "nk-rule": counts.get("nk-rule", 0),
+            },
+            "cells": {name: [] for name in counts},
         }
 
     def _repr_html_(self) -> str:
@@ -194,3 +215,14 @@ class TableCheck:
             f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<ul>{items}{more}</ul></div>"
         )
+
+
+def acro_results_document(
+    records: list[dict[str, Any]], tool: str = "srs-toolkit"
+) -> dict[str, Any]:
+    """A whole ``results.json`` in ACRO's layout from records made by ``to_acro_record``."""
+    return {
+        "version": ACRO_RESULTS_VERSION,
+        "tool": {"name": tool},
+        "results": {record["uid"]: record for record in records},
+    }
