@@ -80,8 +80,14 @@ def check_regression(results: Any, profile: SDCProfile) -> ModelCheck:
     """Check a fitted statsmodels regression result against ``profile``."""
     model_name = type(getattr(results, "model", results)).__name__
     findings: list[dict[str, Any]] = []
-    nobs = int(getattr(results, "nobs", 0))
+    nobs = int(getattr(results, "nobs", 0) or 0)
     df_resid = getattr(results, "df_resid", None)
+    status_flags = getattr(results.model, "status", None)
+    if status_flags is not None:
+        # Cox regression: the information is in the events, not the observations.
+        events = int(np.asarray(status_flags).sum())
+        nobs = nobs or len(np.asarray(status_flags))
+        df_resid = events - len(np.asarray(getattr(results, "params", [])))
     if df_resid is None:
         findings.append(
             {

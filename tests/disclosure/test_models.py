@@ -95,3 +95,20 @@ def test_survival_at_risk_threshold(policies) -> None:
     assert findings[0]["message"] == "at time 22, 9 at risk < 10"
     safe = safe_survival_table(durations, events, profile)
     assert safe["at_risk"].min() >= 10 and (safe["at_risk"] % 5 == 0).all()
+
+
+def test_cox_regression_counts_events(policies) -> None:
+    rng = np.random.default_rng(2)
+    frame = data(200)
+    frame["time"] = rng.exponential(10, 200)
+    frame["event"] = (rng.random(200) < 0.5).astype(int)
+    fitted = smf.phreg("time ~ age + C(sentence)", frame, status=frame["event"]).fit()
+    assert check_regression(fitted, policies.sdc.active).status == OK
+    few = frame.assign(event=0)
+    few.loc[:11, "event"] = 1  # 12 events, 3 parameters: 9 < 10
+    thin = check_regression(
+        smf.phreg("time ~ age + C(sentence)", few, status=few["event"]).fit(), policies.sdc.active
+    )
+    assert thin.status == FAIL and any(
+        "residual degrees of freedom 9" in f["message"] for f in thin.findings
+    )
