@@ -31,6 +31,7 @@ import pandas as pd
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
 
+from disclosure.evidence import FAIL, TableCheck
 from disclosure.policy import SDCProfile
 
 TOTAL = "Total"
@@ -374,3 +375,32 @@ def secondary_suppression(
     else:
         lower = upper = np.full(table.values.size, np.nan)
     return SuppressionResult(table, primary, suppressed, lower, upper, levels)
+
+
+def protect_table(
+    check: TableCheck,
+    profile: SDCProfile,
+    hierarchies: Sequence[Mapping[Any, list[Any]] | None] | None = None,
+) -> SuppressionResult:
+    """From a checked count or sum table to a publishable one: its margins added, failing cells
+    suppressed, and complementary cells suppressed so none can be recomputed.
+
+    >>> result = protect_table(check_table(journeys, index="iccs_section",
+    ...                                    columns="sentence_type", profile=profile), profile)  # doctest: +SKIP
+    >>> result.published()                                                                        # doctest: +SKIP
+    """
+    if check.statistic not in ("count", "sum"):
+        raise SuppressionError(
+            f"a {check.statistic} table has no additive margins; secondary suppression needs counts or sums"
+        )
+    interior = check.table.fillna(0)
+    one_way = list(check.table.columns) == ["value"]
+    table = linear_table(interior["value"] if one_way else interior, hierarchies)
+    primary = np.zeros(table.values.size, dtype=bool)
+    failing = check.status == FAIL
+    for row in check.table.index:
+        for column in check.table.columns:
+            if failing.loc[row, column]:
+                labels = (row if isinstance(row, tuple) else (row,)) if one_way else (row, column)
+                primary[table.index_of(labels)] = True
+    return secondary_suppression(table, primary, profile)

@@ -182,3 +182,33 @@ def test_hypothesis_hierarchical_and_three_way_tables_are_protected(seed, depth)
     small = (table.values > 0) & (table.values < 10) & table.interior
     result = secondary_suppression(table, small, profile)
     assert_protected(result)
+
+
+def test_protect_a_checked_table_end_to_end(ons) -> None:
+    from disclosure.suppression import protect_table
+    from disclosure.tables import check_table
+
+    rng = np.random.default_rng(12)
+    data = pd.DataFrame(
+        {
+            "section": rng.choice(["01", "02", "05", "06"], 900, p=[0.02, 0.38, 0.4, 0.2]),
+            "sentence": rng.choice(["custody", "community", "fine"], 900),
+        }
+    )
+    check = check_table(data, index="section", columns="sentence", profile=ons)
+    assert check.overall == FAIL_STATUS
+    result = protect_table(check, ons)
+    published = result.published()
+    for row, column in check.failing_cells():
+        assert np.isnan(published.loc[row, column])
+    assert published.loc[TOTAL, TOTAL] == 900
+    assert result.secondary.any()
+    assert_protected(result)
+    mean = check_table(
+        data.assign(v=1.0), index="section", values="v", statistic="mean", profile=ons
+    )
+    with pytest.raises(SuppressionError, match="no additive margins"):
+        protect_table(mean, ons)
+
+
+FAIL_STATUS = "fail"
