@@ -79,6 +79,19 @@ class PrivacyBudgetPolicy(PolicyModel):
     max_rho_per_query: float = Field(gt=0)
     per_researcher_rho_cap: float | None = Field(default=None, gt=0)
     allow_accuracy_targets: bool = True
+    # How DP queries bound and report (disclosure.dp). The privacy unit is the person: before any
+    # statistic, each person's rows are cut to a random sample of max_rows_per_person.
+    confidence_level: float = Field(default=0.95, ge=0.5, lt=1)
+    max_rows_per_person: int = Field(default=5, ge=1, le=1000)
+    # A public upper bound on a table's length; OpenDP needs one to bound sums and quantiles.
+    max_dataset_rows: int = Field(default=100_000_000, ge=1, le=10**12)
+    # Group keys that are not public are released only above a DP threshold; each such query
+    # spends this delta, and a project may spend at most max_key_release_delta in all.
+    key_release_delta: float = Field(default=1e-9, gt=0, le=1e-3)
+    max_key_release_delta: float = Field(default=1e-7, gt=0, le=1e-2)
+    quantile_candidates: int = Field(default=100, ge=2, le=10_000)
+    # Public clipping bounds of numeric columns; a researcher may give narrower ones per query.
+    value_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _query_within_project(self) -> PrivacyBudgetPolicy:
@@ -87,6 +100,16 @@ class PrivacyBudgetPolicy(PolicyModel):
                 f"max_rho_per_query ({self.max_rho_per_query}) must not exceed "
                 f"default_project_rho ({self.default_project_rho})"
             )
+        if self.key_release_delta > self.max_key_release_delta:
+            raise ValueError(
+                f"key_release_delta ({self.key_release_delta}) must not exceed "
+                f"max_key_release_delta ({self.max_key_release_delta})"
+            )
+        for column, (low, high) in self.value_bounds.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(
+                    f"value_bounds.{column}: need finite lower < upper, got [{low}, {high}]"
+                )
         return self
 
     def epsilon_at(self, rho: float) -> float:

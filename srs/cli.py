@@ -70,6 +70,9 @@ policy_app = typer.Typer(help="Validate policy folders.", no_args_is_help=True)
 link_app = typer.Typer(
     help="Link persons across sources with Splink (steward zone).", no_args_is_help=True
 )
+budget_app = typer.Typer(
+    help="Privacy budgets of projects (differential privacy).", no_args_is_help=True
+)
 linked_app = typer.Typer(
     help="Build the de-identified linked research datasets.", no_args_is_help=True
 )
@@ -82,6 +85,7 @@ for sub, name in (
     (policy_app, "policy"),
     (link_app, "link"),
     (linked_app, "linked"),
+    (budget_app, "budget"),
 ):
     app.add_typer(sub, name=name)
 
@@ -772,6 +776,42 @@ def linked_build(ctx: typer.Context) -> None:
     for key, value in linked.report.items():
         if not key.startswith("rows_"):
             console.print(f"  [yellow]note[/] {key}: {value}")
+
+
+@budget_app.command("show")
+def budget_show(
+    ctx: typer.Context, project: str = typer.Argument(..., help="Project code.")
+) -> None:
+    """Show a project's privacy budget: total, spent, remaining, per researcher, and each spend."""
+    from srs.budget import budget_state, spends
+
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        authorise(
+            session,
+            username=state.actor(),
+            action="audit.read",
+            policies=state.policies,
+            project_code=None,
+        )
+        session.commit()
+        budget = budget_state(session, project, state.policies)
+        rows = spends(session, project)
+    console.print(
+        f"[bold]{project}[/] budget rho {budget.total_rho:g} (epsilon {budget.epsilon_total:.3g} at delta "
+        f"{budget.delta:g}): spent {budget.spent_rho:.6g} in {budget.spends} quer{'y' if budget.spends == 1 else 'ies'}, "
+        f"remaining {budget.remaining_rho:.6g}"
+    )
+    table = Table("#", "when (UTC)", "researcher", "rho", "purpose")
+    for spend in rows:
+        table.add_row(
+            str(spend.id),
+            spend.created_at.strftime("%Y-%m-%d %H:%M"),
+            spend.researcher,
+            f"{spend.nano_rho / 1e9:.6g}",
+            spend.purpose,
+        )
+    console.print(table)
 
 
 # ---------------------------------------------------------------- demo

@@ -133,7 +133,36 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def _dictionary(name: str, frame: pd.DataFrame) -> list[dict[str, str]]:
+# Columns whose possible values are public (they come from the source data dictionaries'
+# allowed values), listed in the data dictionary so that DP queries can group by them without a
+# threshold. Offence codes and ICCS levels come from the offence list (policy data).
+PUBLIC_VALUES: dict[str, list[str]] = {
+    "sex": ["F", "M"],
+    "court": ["crown", "magistrates"],
+    "charge_decision": ["charged", "nfa", "out_of_court"],
+    "plea": ["guilty", "not_guilty"],
+    "court_outcome": ["acquitted", "convicted", "withdrawn"],
+    "sentence_type": ["community", "custody", "discharge", "fine", "suspended"],
+    "probation_order_type": ["community_order", "licence", "suspended_sentence_order"],
+    "victim_withdrawal_stage": ["at_court", "before_charge"],
+    "withdrawal_stage": ["at_court", "before_charge"],
+}
+FLAG_VALUES = ["false", "true"]
+
+
+def public_values(offences: OffenceList) -> dict[str, list[str]]:
+    """Every column's public values: fixed categories, flags, and the offence list's codes."""
+    table = offences.table()
+    values = dict(PUBLIC_VALUES)
+    values["offence_code"] = sorted(offences.codes)
+    for level in ("iccs_code", "iccs_section", "iccs_division", "iccs_group", "iccs_class"):
+        values[level] = sorted(table[level].dropna().unique().tolist())
+    return values
+
+
+def _dictionary(
+    name: str, frame: pd.DataFrame, values: dict[str, list[str]] | None = None
+) -> list[dict]:
     def kind(dtype) -> str:
         if pd.api.types.is_bool_dtype(dtype):
             return "flag"
@@ -146,15 +175,21 @@ def _dictionary(name: str, frame: pd.DataFrame) -> list[dict[str, str]]:
         return "string"
 
     keys = {"person_key", "case_key", "victim_person_key"}
-    return [
-        {
+    values = values or {}
+    entries = []
+    for column in frame.columns:
+        entry = {
             "name": column,
             "type": kind(frame[column].dtype),
             "description": DESCRIPTIONS[name][column],
             "classification": "pseudonym" if column in keys else "research",
         }
-        for column in frame.columns
-    ]
+        if entry["type"] == "flag":
+            entry["values"] = FLAG_VALUES
+        elif column in values:
+            entry["values"] = values[column]
+        entries.append(entry)
+    return entries
 
 
 def _column_or_missing(frame: pd.DataFrame, column: str | None, convert, dtype: str) -> pd.Series:
@@ -448,6 +483,9 @@ def build_linked_datasets(
         report[f"rows_{name.split('/')[1]}"] = len(table)
     return LinkedDatasets(
         tables=tables,
-        dictionaries={name: _dictionary(name, table) for name, table in tables.items()},
+        dictionaries={
+            name: _dictionary(name, table, public_values(offences))
+            for name, table in tables.items()
+        },
         report=report,
     )

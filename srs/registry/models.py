@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Date,
     DateTime,
     Float,
@@ -130,6 +131,47 @@ class Grant(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     project: Mapped[Project] = relationship(back_populates="grants")
+
+
+class BudgetSpend(Base):
+    """One debit of a project's privacy budget, in whole nano-rho (zCDP), made before release."""
+
+    __tablename__ = "budget_spends"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    researcher: Mapped[str] = mapped_column(String(64))
+    nano_rho: Mapped[int] = mapped_column(BigInteger)
+    # Delta spent to release group keys that are not public (0 for most queries).
+    femto_delta: Mapped[int] = mapped_column(BigInteger, default=0)
+    purpose: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Output(Base):
+    """Something a researcher wants to take out, with its evidence (DESIGN: outputs, one contract).
+
+    ``content`` holds the output itself in open form (for a DP result: the released table, its
+    error bounds and the noise evidence); ``checksum`` is the SHA-256 of its canonical JSON. A DP
+    result points at the budget spend that paid for it.
+    """
+
+    __tablename__ = "outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32), default="draft")
+    differentially_private: Mapped[bool] = mapped_column(default=False)
+    budget_spend_id: Mapped[int | None] = mapped_column(ForeignKey("budget_spends.id"), unique=True)
+    content: Mapped[dict] = mapped_column(JSON)
+    checks: Mapped[list[dict]] = mapped_column(JSON, default=list)
+    context: Mapped[str] = mapped_column(Text, default="")
+    controls: Mapped[str] = mapped_column(Text, default="")
+    checksum: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
 class AuditEvent(Base):

@@ -1,0 +1,550 @@
+"""Differentially private statistics on OpenDP's Context/Polars API, with person-level privacy.
+
+``plan(query, data, policy, rho=...)`` prepares one query: the privacy unit is the person
+(``dp.unit_of(contributions=1, identifier=person_key)``) and each person's rows are cut to a
+random sample of ``policy.max_rows_per_person`` before any statistic, since one person has many
+cases. A plan can be previewed (expected error per statistic, without spending), and released
+exactly once, and only against a committed spend (see ``srs.budget.debit``): nothing releases
+without accounting.
+
+Guards against known OpenDP pitfalls, each with a regression test:
+- no margin is declared with ``invariant="keys"`` (OpenDP issue 2945: grouped sums under such a
+  margin under-count sensitivity); public keys are joined with ``with_keys`` instead;
+- values are clipped, scaled to ``decimals`` and summed as exact integers, so no float domain
+  can hold NaN and no float rounding slack inflates the noise;
+- rows whose value is missing are left out of a statistic of that column, never imputed to the
+  bounds' midpoint as OpenDP would;
+- each plan spends its whole loss in one query, so float composition cannot refuse a spend that
+  exactly meets the remainder (OpenDP issue 2789); the ledger counts exact nano-rho.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import warnings
+from typing import Any, Protocol
+
+import numpy as np
+import opendp.prelude as dp
+import pandas as pd
+import polars as pl
+
+from disclosure.dp.queries import MISSING_KEY, DPQuery, DPQueryError
+from disclosure.dp.results import DPPreview, DPResult, NoiseLine
+from disclosure.policy import PrivacyBudgetPolicy
+
+dp.enable_features("contrib")
+
+VALUE = "__value"
+CENTRED = "__centred"
+SQUARED = "__squared"
+MAX_CELLS = 100_000
+NANO = 1_000_000_000
+I64_MAX = 2**63 - 1
+
+
+class DPReleaseRefused(RuntimeError):
+    """A release was attempted without a committed spend that covers the plan, or twice."""
+
+
+class Spend(Protocol):
+    """What a committed budget debit must show to release a plan (``srs.budget.SpendReceipt``)."""
+
+    spend_id: int
+    rho: float
+    delta: float
+
+
+def on_nano_grid(rho: float) -> float:
+    """``rho`` rounded up to whole nano-rho, the ledger's unit, so plan and spend agree exactly."""
+    if not math.isfinite(rho) or rho <= 0:
+        raise DPQueryError(f"a DP query must spend a positive, finite rho, not {rho!r}")
+    return math.ceil(round(rho * NANO, 3)) / NANO
+
+
+def _to_polars(data: Any, columns: list[str]) -> pl.LazyFrame:
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in columns if c not in data.columns]
+        if missing:
+            raise DPQueryError(
+                f"columns not in the data: {missing}; it has {list(map(str, data.columns))}"
+            )
+        frame = data[columns]
+        # Nullable pandas dtypes and objects convert cleanly through Arrow.
+        return pl.from_pandas(frame).lazy()
+    if isinstance(data, pl.DataFrame):
+        data = data.lazy()
+    if not isinstance(data, pl.LazyFrame):
+        raise DPQueryError(f"data must be a pandas or polars data frame, not {type(data).__name__}")
+    names = data.collect_schema().names()
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DPQueryError(f"columns not in the data: {missing}; it has {names}")
+    return data.select(columns)
+
+
+class DPPlan:
+    """One DP query prepared on one table at one privacy loss; preview it, release it once."""
+
+    def __init__(
+        self,
+        query: DPQuery,
+        data: Any,
+        policy: PrivacyBudgetPolicy,
+        rho: float,
+        *,
+        allowance: float | None = None,
+    ) -> None:
+        self.query = query
+        self.policy = policy
+        self.rho = on_nano_grid(rho)
+        # The most this plan's OpenDP context may ever spend (>= rho); see ``retarget``.
+        self.allowance = on_nano_grid(max(allowance or self.rho, self.rho))
+        self.delta = 0.0 if query.public_keys else policy.key_release_delta
+        self.confidence = policy.confidence_level
+        self.factor = 10**query.decimals
+        self._bounds = (
+            query.bounds_under(policy)
+            if query.statistic in ("sum", "mean", "variance", "quantile")
+            else None
+        )
+        self._frame = self._prepare(data)
+        self._candidates = self._quantile_candidates()
+        self._keys = self._key_frame()
+        self._context, self._query_plan = self._build()
+        self._measurement = None
+        self._released = False
+
+    # ------------------------------------------------------------------ preparation
+    def _scaled_bounds(self) -> tuple[int, int]:
+        low, high = self._bounds
+        return math.floor(low * self.factor), math.ceil(high * self.factor)
+
+    def _prepare(self, data: Any) -> pl.LazyFrame:
+        """Row-by-row preparation (each row alone decides its fate, so privacy is unaffected)."""
+        q = self.query
+        columns = [q.identifier, *q.by] + ([q.column] if q.column else [])
+        frame = _to_polars(data, list(dict.fromkeys(columns)))
+        frame = frame.with_columns(pl.col(q.identifier).cast(pl.String)).filter(
+            pl.col(q.identifier).is_not_null()
+        )
+        frame = frame.with_columns([pl.col(c).cast(pl.String).fill_null(MISSING_KEY) for c in q.by])
+        if q.column is None:
+            return frame.select(q.identifier, *q.by)
+        value = pl.col(q.column).cast(pl.Float64, strict=False).fill_nan(None)
+        frame = frame.with_columns(value.alias(VALUE)).filter(pl.col(VALUE).is_not_null())
+        if q.statistic == "histogram":
+            labels = list(q.histogram_labels())
+            binned = pl.col(VALUE).cut(list(q.edges), labels=labels, left_closed=True)
+            return frame.select(
+                q.identifier, *q.by, binned.cast(pl.String).alias(q.histogram_column)
+            )
+        low, high = self._scaled_bounds()
+        scaled = (pl.col(VALUE) * self.factor).round(0).clip(low, high).cast(pl.Int64)
+        frame = frame.select(q.identifier, *q.by, scaled.alias(VALUE))
+        if q.statistic == "variance":
+            centre = (low + high) // 2
+            frame = frame.with_columns((pl.col(VALUE) - centre).alias(CENTRED)).with_columns(
+                (pl.col(CENTRED) * pl.col(CENTRED)).alias(SQUARED)
+            )
+        return frame
+
+    def _quantile_candidates(self) -> list[int] | None:
+        q = self.query
+        if q.statistic != "quantile":
+            return None
+        low, high = self._scaled_bounds()
+        if q.candidates is not None:
+            raw = [round(c * self.factor) for c in q.candidates]
+            outside = [c for c in q.candidates if not self._bounds[0] <= c <= self._bounds[1]]
+            if outside:
+                raise DPQueryError(
+                    f"quantile candidates outside the bounds {self._bounds}: {outside[:5]}"
+                )
+        else:
+            raw = np.linspace(low, high, self.policy.quantile_candidates).round().astype(int)
+        candidates = sorted(set(int(c) for c in raw))
+        if len(candidates) < 2:
+            raise DPQueryError("quantile candidates collapse to one value at this precision")
+        return candidates
+
+    def _key_frame(self) -> pl.LazyFrame | None:
+        q = self.query
+        if not q.groups or not q.public_keys:
+            return None
+        values = []
+        if q.statistic == "histogram":
+            values.append(list(q.histogram_labels()))
+        values.extend(list(q.keys[c]) for c in q.by)
+        cells = math.prod(len(v) for v in values)
+        if cells > MAX_CELLS:
+            raise DPQueryError(
+                f"{cells:,} cells is more than {MAX_CELLS:,}: group by fewer or coarser keys"
+            )
+        rows = list(itertools.product(*values))
+        return pl.LazyFrame(
+            {c: [row[i] for row in rows] for i, c in enumerate(q.groups)},
+            schema={c: pl.String for c in q.groups},
+        )
+
+    def _aggregates(self) -> list[pl.Expr]:
+        q = self.query
+        count = dp.len(signed=True).alias("count")
+        if q.statistic in ("count", "histogram", "crosstab"):
+            return [count]
+        low, high = self._scaled_bounds()
+        if q.statistic == "quantile":
+            exprs = [
+                pl.col(VALUE).dp.quantile(p, self._candidates).alias(_quantile_name(i))
+                for i, p in enumerate(q.quantiles)
+            ]
+            return exprs if q.public_keys or not q.by else [count, *exprs]
+        total = pl.col(VALUE).dp.sum((low, high)).alias("sum")
+        if q.statistic == "sum":
+            return [total] if q.public_keys or not q.by else [count, total]
+        if q.statistic == "mean":
+            return [count, total]
+        centre = (low + high) // 2
+        c_low, c_high = low - centre, high - centre
+        square_high = max(c_low**2, c_high**2)
+        if square_high > I64_MAX // self.policy.max_dataset_rows:
+            raise DPQueryError(
+                f"sums of squares could overflow at {q.decimals} decimals with bounds {self._bounds}; "
+                "use fewer decimals or narrower bounds"
+            )
+        return [
+            count,
+            pl.col(CENTRED).dp.sum((c_low, c_high)).alias("sum"),
+            pl.col(SQUARED).dp.sum((0, square_high)).alias("sum_of_squares"),
+        ]
+
+    def _build(self):
+        q, policy = self.query, self.policy
+        rho = self.allowance
+        loss = dp.loss_of(rho=rho, delta=self.delta) if self.delta else dp.loss_of(rho=rho)
+        with warnings.catch_warnings():
+            # OpenDP warns when rho exceeds its usual range; our policy sets the range.
+            warnings.simplefilter("ignore")
+            context = dp.Context.compositor(
+                data=self._frame,
+                privacy_unit=dp.unit_of(contributions=1, identifier=pl.col(q.identifier)),
+                privacy_loss=loss,
+                split_evenly_over=1,
+                # A public bound on the table's length and nothing else: no invariant keys or
+                # lengths, so OpenDP protects both (see the module notes on issue 2945).
+                margins=[dp.polars.Margin(by=[], max_length=policy.max_dataset_rows)],
+            )
+        query = context.query().truncate_per_group(policy.max_rows_per_person)
+        aggregates = self._aggregates()
+        if q.groups:
+            query = query.group_by(*q.groups).agg(*aggregates)
+            if self._keys is not None:
+                query = query.with_keys(self._keys)
+        else:
+            query = query.select(*aggregates)
+        return context, query
+
+    def _measure_at(self, scale: float):
+        accountant = self._context.accountant
+        return dp.m.make_private_lazyframe(
+            input_domain=accountant.input_domain,
+            input_metric=accountant.input_metric,
+            output_measure=accountant.output_measure,
+            lazyframe=object.__getattribute__(self._query_plan, "polars_plan"),
+            global_scale=scale,
+        )
+
+    def retarget(self, rho: float) -> None:
+        """Spend ``rho`` instead (at most the allowance), before anything is released."""
+        rho = on_nano_grid(rho)
+        if self._released or rho > self.allowance or self.delta:
+            raise DPReleaseRefused(
+                "a plan can be retargeted only before release, within its allowance, and "
+                "only when its keys are public"
+            )
+        self.rho, self._measurement = rho, None
+
+    def accuracy_at(self, rho: float, statistic: str) -> float:
+        """The error half-width of ``statistic`` were this plan to spend ``rho`` (no spending)."""
+        measurement = self._solve_scale(on_nano_grid(rho))
+        alpha = (1 - self.confidence) / self.components
+        summary = dp.summarize_polars_measurement(measurement, alpha)
+        row = summary.filter(pl.col("column") == statistic).row(0, named=True)
+        return float(row["accuracy"])
+
+    def _solve_scale(self, rho: float | None = None):
+        """The measurement at the smallest noise scale whose loss is within this plan's rho.
+
+        Under zCDP both the Gaussian mechanism and the Gumbel (exponential) mechanism lose
+        rho proportional to 1 / scale^2, so one measurement at scale 1 gives the answer; OpenDP's
+        own check then confirms it, nudging the scale up where rounding needs it. (OpenDP's
+        generic resolve() bisects instead: hundreds of checks, seconds per query.)
+        """
+        rho = self.rho if rho is None else rho
+        d_in = self._context.d_in
+        unit_loss = self._measure_at(1.0).map(d_in)
+        scale = math.sqrt(unit_loss / rho)
+        for _ in range(50):
+            measurement = self._measure_at(scale)
+            if measurement.check(d_in, rho):
+                return measurement
+            scale *= 1 + 1e-9
+        raise DPQueryError("OpenDP could not calibrate the noise for this query")
+
+    def _resolved(self):
+        if self._measurement is None:
+            try:
+                self._measurement = (
+                    self._query_plan.resolve() if self.delta else self._solve_scale()
+                )
+            except dp.OpenDPException as exc:
+                raise DPQueryError(f"OpenDP cannot build this query: {exc.message}") from exc
+        return self._measurement
+
+    # ------------------------------------------------------------------ accuracy
+    @property
+    def components(self) -> int:
+        """How many noisy statistics combine into one released figure (shares the error rate)."""
+        return {"mean": 2, "variance": 3}.get(self.query.statistic, 1)
+
+    def noise(self, alpha: float | None = None) -> list[NoiseLine]:
+        """OpenDP's description of each noisy aggregate, with its accuracy at ``alpha``."""
+        alpha = alpha if alpha is not None else (1 - self.confidence) / self.components
+        summary = dp.summarize_polars_measurement(self._resolved(), alpha)
+        lines = []
+        for row in summary.iter_rows(named=True):
+            name = row["column"]
+            accuracy = row.get("accuracy")
+            if name.startswith("quantile_") and self._candidates is not None:
+                # Report-noisy-min with Gumbel(scale) picks a candidate whose score exceeds the
+                # best by t with probability at most |C| exp(-t / scale); a score is the distance
+                # in ranks from the target rank times a factor that depends on the quantile.
+                quantile = self.query.quantiles[int(name.removeprefix("quantile_"))]
+                accuracy = (
+                    row["scale"]
+                    * math.log(len(self._candidates) / alpha)
+                    / score_per_rank(quantile)
+                )
+            lines.append(
+                NoiseLine(
+                    statistic=name,
+                    aggregate=row["aggregate"],
+                    distribution=row["distribution"],
+                    scale=float(row["scale"]),
+                    accuracy=None if accuracy is None else float(accuracy),
+                    threshold=row.get("threshold"),
+                    alpha=alpha,
+                )
+            )
+        return lines
+
+    def preview(self) -> DPPreview:
+        """The cost and the expected error of this query, without spending anything."""
+        return DPPreview(
+            query=self.query,
+            rho=self.rho,
+            delta=self.delta,
+            epsilon=self.policy.epsilon_at(self.rho),
+            policy_delta=self.policy.delta,
+            confidence=self.confidence,
+            rows_per_person=self.policy.max_rows_per_person,
+            noise=self.noise(),
+            value_scale=1 / self.factor,
+        )
+
+    # ------------------------------------------------------------------ release
+    def release(self, spend: Spend) -> DPResult:
+        """Draw the noise and return the result: only once, and only against a spend that
+        covers this plan's rho and delta (committed to the ledger before this call)."""
+        if self._released:
+            raise DPReleaseRefused("this plan was already released; prepare a new one")
+        if spend is None or not getattr(spend, "spend_id", None):
+            raise DPReleaseRefused("no committed spend: debit the project budget first")
+        if round(spend.rho * NANO) < round(self.rho * NANO) or spend.delta < self.delta:
+            raise DPReleaseRefused(
+                f"spend {spend.spend_id} covers rho {spend.rho:g}, delta {spend.delta:g}; this "
+                f"plan needs rho {self.rho:g}, delta {self.delta:g}"
+            )
+        preview = self.preview()
+        self._released = True
+        released = self._context(self._resolved()).collect()
+        table = _estimates(self, released.to_pandas(), {n.statistic: n for n in preview.noise})
+        return DPResult(preview=preview, table=table, spend_id=spend.spend_id)
+
+
+@functools.cache
+def score_per_rank(quantile: float) -> float:
+    """OpenDP's quantile score per row of rank distance (2 for the median, 4 for quartiles...).
+
+    Read off OpenDP's own score on a known vector: candidate 100 over 0..99 has every row below
+    it, so its rank distance is (1 - quantile) * 100.
+    """
+    score = dp.t.make_quantile_score_candidates(
+        dp.vector_domain(dp.atom_domain(T=int)), dp.symmetric_distance(), [0, 100], quantile
+    )(list(range(100)))[1]
+    return score / ((1 - quantile) * 100)
+
+
+def _quantile_name(index: int) -> str:
+    return f"quantile_{index}"
+
+
+def _estimates(plan: DPPlan, raw: pd.DataFrame, noise: dict[str, NoiseLine]) -> pd.DataFrame:
+    """Released figures with their error bounds, in the column's units."""
+    q, f = plan.query, plan.factor
+    groups = list(q.groups)
+    out = raw[groups].copy() if groups else pd.DataFrame(index=raw.index)
+
+    def interval(name: str, scale: float = 1.0) -> tuple[pd.Series, pd.Series, pd.Series]:
+        estimate = raw[name].astype(float)
+        width = noise[name].accuracy
+        return estimate / scale, (estimate - width) / scale, (estimate + width) / scale
+
+    if q.statistic in ("count", "histogram", "crosstab"):
+        out["estimate"], out["lower"], out["upper"] = interval("count")
+    elif q.statistic == "sum":
+        out["estimate"], out["lower"], out["upper"] = interval("sum", f)
+    elif q.statistic == "mean":
+        out["estimate"], out["lower"], out["upper"] = _mean_interval(plan, raw, noise)
+    elif q.statistic == "variance":
+        out["estimate"], out["lower"], out["upper"] = _variance_interval(plan, raw, noise)
+    else:
+        frames = []
+        for i, p in enumerate(q.quantiles):
+            name = _quantile_name(i)
+            part = out.copy()
+            part["quantile"] = p
+            part["estimate"] = raw[name].astype(float) / f
+            part["rank_error"] = noise[name].accuracy
+            frames.append(part)
+        out = pd.concat(frames, ignore_index=True)
+    if (
+        not q.public_keys
+        and q.by
+        and "count" in raw
+        and q.statistic not in ("count", "crosstab", "histogram")
+    ):
+        out["count"] = raw["count"].astype(float)
+    if groups:
+        out = out.sort_values(groups, kind="stable").reset_index(drop=True)
+    return out
+
+
+def _mean_interval(plan: DPPlan, raw: pd.DataFrame, noise: dict[str, NoiseLine]):
+    low, high = plan._scaled_bounds()
+    n, s = raw["count"].astype(float), raw["sum"].astype(float)
+    a_n, a_s = noise["count"].accuracy, noise["sum"].accuracy
+    estimate = (s / n.where(n > 0)).clip(low, high)
+    lower, upper = _ratio_box(s - a_s, s + a_s, n - a_n, n + a_n, low, high)
+    return estimate / plan.factor, lower / plan.factor, upper / plan.factor
+
+
+def _ratio_box(s_low, s_high, n_low, n_high, low, high):
+    """Range of s / n over the box, where n > 0; the whole [low, high] where n may be 0."""
+    corners = [s_low / n_low, s_low / n_high, s_high / n_low, s_high / n_high]
+    stacked = pd.concat(corners, axis=1)
+    valid = n_low > 0
+    lower = stacked.min(axis=1).where(valid, low).clip(low, high)
+    upper = stacked.max(axis=1).where(valid, high).clip(low, high)
+    return lower, upper
+
+
+def _variance_interval(plan: DPPlan, raw: pd.DataFrame, noise: dict[str, NoiseLine]):
+    low, high = plan._scaled_bounds()
+    half = (high - low) / 2
+    n = raw["count"].astype(float)
+    s1, s2 = raw["sum"].astype(float), raw["sum_of_squares"].astype(float)
+    a_n, a1, a2 = (noise[k].accuracy for k in ("count", "sum", "sum_of_squares"))
+    ceiling = half**2  # the largest variance of values within the bounds
+    usable = n.where(n > 0)
+    estimate = (s2 / usable - (s1 / usable) ** 2).clip(0, ceiling)
+    m1_low, m1_high = _ratio_box(s1 - a1, s1 + a1, n - a_n, n + a_n, -half, half)
+    m2_low, m2_high = _ratio_box((s2 - a2).clip(lower=0), s2 + a2, n - a_n, n + a_n, 0, ceiling)
+    spans_zero = (m1_low <= 0) & (m1_high >= 0)
+    sq_low = pd.concat([m1_low**2, m1_high**2], axis=1).min(axis=1).where(~spans_zero, 0.0)
+    sq_high = pd.concat([m1_low**2, m1_high**2], axis=1).max(axis=1)
+    lower = (m2_low - sq_high).clip(0, ceiling)
+    upper = (m2_high - sq_low).clip(0, ceiling)
+    f2 = plan.factor**2
+    return estimate / f2, lower / f2, upper / f2
+
+
+def plan(
+    query: DPQuery,
+    data: Any,
+    policy: PrivacyBudgetPolicy,
+    *,
+    rho: float | None = None,
+    accuracy: float | None = None,
+) -> DPPlan:
+    """Prepare ``query`` on ``data`` at a spend of ``rho``, or at the smallest spend whose error
+    half-width (at the policy's confidence) is at most ``accuracy``.
+
+    >>> from disclosure.dp import count
+    >>> from disclosure.policy import PrivacyBudgetPolicy
+    >>> policy = PrivacyBudgetPolicy(default_project_rho=1, delta=1e-7, max_rho_per_query=0.5)
+    >>> data = pd.DataFrame({"person_key": ["a", "b", "c"], "sex": ["F", "M", "M"]})
+    >>> p = plan(count(by=["sex"], keys={"sex": ["F", "M"]}), data, policy, rho=0.01)
+    >>> p.preview().noise[0].distribution
+    'Integer Gaussian'
+    """
+    if (rho is None) == (accuracy is None):
+        raise DPQueryError("give either rho (the spend) or accuracy (the error you need), not both")
+    if rho is not None:
+        return DPPlan(query, data, policy, rho)
+    if not policy.allow_accuracy_targets:
+        raise DPQueryError("this site's policy does not allow accuracy targets: give rho")
+    _accuracy_target(query, accuracy)
+    ceiling = policy.max_rho_per_query
+    prepared = DPPlan(query, data, policy, ceiling, allowance=ceiling)
+    prepared.retarget(_smallest_rho(prepared, accuracy))
+    return prepared
+
+
+ACCURACY_TARGETS = {"count": "count", "histogram": "count", "crosstab": "count", "sum": "sum"}
+
+
+def _accuracy_target(query: DPQuery, accuracy: float) -> str:
+    if query.statistic not in ACCURACY_TARGETS:
+        raise DPQueryError(
+            f"accuracy targets are offered for {', '.join(sorted(ACCURACY_TARGETS))}; for a "
+            f"{query.statistic} give rho and preview its error"
+        )
+    if query.by and not query.public_keys:
+        raise DPQueryError("accuracy targets need public group keys; give rho for this query")
+    if not isinstance(accuracy, int | float) or not (math.isfinite(accuracy) and accuracy > 0):
+        raise DPQueryError(f"accuracy must be a positive number, not {accuracy!r}")
+    return ACCURACY_TARGETS[query.statistic]
+
+
+def _smallest_rho(prepared: DPPlan, accuracy: float) -> float:
+    """Bisect log-rho down to about one part in a million: the error only falls as rho grows,
+    and each trial builds a measurement alone (no data moves)."""
+    name = _accuracy_target(prepared.query, accuracy)
+    target = accuracy * (prepared.factor if name == "sum" else 1)
+    high = prepared.allowance
+    if prepared.accuracy_at(high, name) > target:
+        raise DPQueryError(
+            f"accuracy {accuracy:g} needs more than the largest spend one query may make "
+            f"(rho {high:g}, policy max_rho_per_query); ask for a looser accuracy"
+        )
+    low = 1 / NANO
+    while high / low > 1 + 1e-6:
+        middle = on_nano_grid(math.sqrt(low * high))
+        if middle >= high:
+            break
+        if prepared.accuracy_at(middle, name) <= target:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def rho_for_accuracy(
+    query: DPQuery, data: Any, policy: PrivacyBudgetPolicy, accuracy: float
+) -> float:
+    """The smallest rho (to about one part in a million) whose error half-width is at most
+    ``accuracy``, for counts, histograms, crosstabs and sums with public keys."""
+    return plan(query, data, policy, accuracy=accuracy).rho

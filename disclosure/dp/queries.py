@@ -1,0 +1,325 @@
+"""What a differentially private query asks for: a statistic, its column, its groups and the
+public facts it relies on (clipping bounds, group keys, quantile candidates, histogram edges).
+
+A ``DPQuery`` is plain, validated data: it holds no data and spends nothing. Build one with the
+constructors below (``count``, ``sum_of``, ``mean``, ``variance``, ``quantiles``, ``median``,
+``histogram``, ``crosstab``), then preview and release it with ``disclosure.dp.engine``.
+
+>>> q = mean("sentence_months", by=["sex"], keys={"sex": ["F", "M"]})
+>>> q.statistic, q.by
+('mean', ('sex',))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from disclosure.policy import PrivacyBudgetPolicy
+
+STATISTICS = ("count", "sum", "mean", "variance", "quantile", "histogram", "crosstab")
+# Statistics of a numeric column: they need clipping bounds.
+VALUE_STATISTICS = ("sum", "mean", "variance", "quantile")
+MAX_DIMENSIONS = 3
+MAX_DECIMALS = 6
+PERSON_KEY = "person_key"
+MISSING_KEY = "(missing)"
+# Quantiles are released at multiples of 1/1024 (see DPQuery.__post_init__).
+QUANTILE_GRID = 1024
+
+
+class DPQueryError(ValueError):
+    """A DP query is malformed: the message says which part and what is allowed."""
+
+
+@dataclass(frozen=True)
+class DPQuery:
+    """One DP statistic over a table, grouped by up to three public keys.
+
+    ``keys`` maps each grouping column to its public values (from the data dictionary); a
+    grouping column absent from ``keys`` makes its groups private, and they are then released
+    only above a DP threshold (which spends a delta). ``bounds`` clip the column's values;
+    ``decimals`` is the precision kept (values are summed as exact fixed-point integers).
+    """
+
+    statistic: str
+    column: str | None = None
+    by: tuple[str, ...] = ()
+    keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    bounds: tuple[float, float] | None = None
+    decimals: int = 0
+    quantiles: tuple[float, ...] = ()
+    candidates: tuple[float, ...] | None = None
+    edges: tuple[float, ...] | None = None
+    identifier: str = PERSON_KEY
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise DPQueryError(
+                f"statistic {self.statistic!r} is not one of {', '.join(STATISTICS)}"
+            )
+        needs_column = self.statistic in (*VALUE_STATISTICS, "histogram")
+        if needs_column and not self.column:
+            raise DPQueryError(f"a DP {self.statistic} needs the column it is of")
+        if len(set(self.by)) != len(self.by):
+            raise DPQueryError(f"group columns repeat: {list(self.by)}")
+        if len(self.by) > MAX_DIMENSIONS:
+            raise DPQueryError(
+                f"at most {MAX_DIMENSIONS} group columns (a 1-3 dimensional table); got {len(self.by)}"
+            )
+        if self.statistic == "crosstab" and not self.by:
+            raise DPQueryError("a crosstab needs 1 to 3 columns to cross")
+        if self.identifier in self.by or self.identifier == self.column:
+            raise DPQueryError(
+                f"{self.identifier!r} is the privacy unit: it may not be grouped by or summarised"
+            )
+        unknown = set(self.keys) - set(self.by)
+        if unknown:
+            raise DPQueryError(f"keys given for columns not grouped by: {sorted(unknown)}")
+        for column, values in self.keys.items():
+            if not values:
+                raise DPQueryError(f"keys for {column!r} are empty: give its public values")
+        if self.bounds is not None:
+            low, high = self.bounds
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise DPQueryError(f"bounds must be finite with lower < upper, got [{low}, {high}]")
+        if not 0 <= self.decimals <= MAX_DECIMALS:
+            raise DPQueryError(f"decimals must be 0 to {MAX_DECIMALS}, got {self.decimals}")
+        if self.statistic == "quantile":
+            if not self.quantiles:
+                raise DPQueryError("a quantile query needs at least one quantile in (0, 1)")
+            for q in self.quantiles:
+                if not 0 < q < 1:
+                    raise DPQueryError(f"quantiles must lie in (0, 1), got {q}")
+            # OpenDP scores a quantile exactly only when it is a dyadic fraction; others are
+            # approximated inside OpenDP in a way whose error bound we cannot state. Snapping to
+            # 1/1024 moves a quantile by at most 0.0005 and keeps every bound exact.
+            snapped = tuple(
+                min(max(round(q * QUANTILE_GRID), 1), QUANTILE_GRID - 1) / QUANTILE_GRID
+                for q in self.quantiles
+            )
+            if len(set(snapped)) != len(snapped):
+                raise DPQueryError(
+                    f"quantiles {list(self.quantiles)} repeat at a 1/{QUANTILE_GRID} grid"
+                )
+            object.__setattr__(self, "quantiles", snapped)
+        if self.candidates is not None and len(self.candidates) < 2:
+            raise DPQueryError("give at least two quantile candidates")
+        if self.statistic == "histogram":
+            edges = self.edges or ()
+            if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+                raise DPQueryError(
+                    "histogram edges must be at least two strictly increasing numbers"
+                )
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The columns the released table is keyed by (the histogram's bins come first)."""
+        return (self.histogram_column, *self.by) if self.statistic == "histogram" else self.by
+
+    @property
+    def histogram_column(self) -> str:
+        return f"{self.column}_bin"
+
+    @property
+    def public_keys(self) -> bool:
+        """True when every group column's values are public (no threshold is needed)."""
+        return all(column in self.keys for column in self.by)
+
+    def bounds_under(self, policy: PrivacyBudgetPolicy) -> tuple[float, float]:
+        """The clipping bounds: the query's own, else the policy's for this column."""
+        if self.bounds is not None:
+            return self.bounds
+        if self.column in policy.value_bounds:
+            return policy.value_bounds[self.column]
+        raise DPQueryError(
+            f"no clipping bounds for {self.column!r}: pass bounds=(lower, upper) chosen without "
+            "looking at the data (policy value_bounds has "
+            f"{', '.join(sorted(policy.value_bounds)) or 'none'})"
+        )
+
+    def histogram_labels(self) -> tuple[str, ...]:
+        """The bins' labels, open-ended at both ends so every value falls in one."""
+        edges = self.edges or ()
+        fmt = _edge_text
+        return (
+            f"< {fmt(edges[0])}",
+            *(f"[{fmt(a)}, {fmt(b)})" for a, b in zip(edges, edges[1:], strict=False)),
+            f">= {fmt(edges[-1])}",
+        )
+
+    def describe(self) -> str:
+        """One line a checker can read: what was asked."""
+        what = {
+            "count": "count of rows",
+            "histogram": f"histogram of {self.column}",
+            "crosstab": "table of counts",
+        }.get(self.statistic, f"{self.statistic} of {self.column}")
+        if self.statistic == "quantile":
+            what = f"quantiles {', '.join(f'{q:g}' for q in self.quantiles)} of {self.column}"
+        return what + (f" by {', '.join(self.by)}" if self.by else "")
+
+
+def _edge_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def key_text(value: object) -> str:
+    """A group key as the text it is compared as (flags as polars writes them: true, false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _keys(
+    by: Sequence[str], keys: Mapping[str, Iterable] | None
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    if isinstance(by, str):
+        by = [by]
+    return tuple(by), {
+        c: tuple(dict.fromkeys(key_text(v) for v in values)) for c, values in (keys or {}).items()
+    }
+
+
+def with_dictionary_keys(
+    query: DPQuery, dictionary: Iterable[Mapping[str, object]] | None
+) -> DPQuery:
+    """``query`` with public keys taken from a data dictionary's ``values`` where it gives none.
+
+    A grouping column whose values the dictionary does not list stays private (its groups are
+    then released above a DP threshold).
+    """
+    if not dictionary:
+        return query
+    listed = {
+        str(entry["name"]): entry["values"]
+        for entry in dictionary
+        if entry.get("values") and "name" in entry
+    }
+    keys = dict(query.keys)
+    for column in query.by:
+        if column not in keys and column in listed:
+            keys[column] = tuple(dict.fromkeys(key_text(v) for v in listed[column]))
+    return replace(query, keys=keys) if keys != dict(query.keys) else query
+
+
+def count(
+    *,
+    by: Sequence[str] = (),
+    keys: Mapping[str, Iterable] | None = None,
+    identifier: str = PERSON_KEY,
+) -> DPQuery:
+    """Number of rows, overall or by groups.
+
+    >>> count(by=["court"], keys={"court": ["crown", "magistrates"]}).describe()
+    'count of rows by court'
+    """
+    by, keys = _keys(by, keys)
+    return DPQuery("count", by=by, keys=keys, identifier=identifier)
+
+
+def sum_of(
+    column: str,
+    *,
+    bounds: tuple[float, float] | None = None,
+    by: Sequence[str] = (),
+    keys: Mapping[str, Iterable] | None = None,
+    decimals: int = 0,
+    identifier: str = PERSON_KEY,
+) -> DPQuery:
+    """Sum of a column's recorded values, clipped to ``bounds``."""
+    by, keys = _keys(by, keys)
+    return DPQuery("sum", column, by, keys, bounds, decimals, identifier=identifier)
+
+
+def mean(
+    column: str,
+    *,
+    bounds: tuple[float, float] | None = None,
+    by: Sequence[str] = (),
+    keys: Mapping[str, Iterable] | None = None,
+    decimals: int = 0,
+    identifier: str = PERSON_KEY,
+) -> DPQuery:
+    """Mean of a column's recorded values (a DP sum over a DP count of the same rows)."""
+    by, keys = _keys(by, keys)
+    return DPQuery("mean", column, by, keys, bounds, decimals, identifier=identifier)
+
+
+def variance(
+    column: str,
+    *,
+    bounds: tuple[float, float] | None = None,
+    by: Sequence[str] = (),
+    keys: Mapping[str, Iterable] | None = None,
+    decimals: int = 0,
+    identifier: str = PERSON_KEY,
+) -> DPQuery:
+    """Population variance of a column's recorded values (from DP count, sum and sum of squares)."""
+    by, keys = _keys(by, keys)
+    return DPQuery("variance", column, by, keys, bounds, decimals, identifier=identifier)
+
+
+def quantiles(
+    column: str,
+    qs: Sequence[float],
+    *,
+    bounds: tuple[float, float] | None = None,
+    candidates: Sequence[float] | None = None,
+    by: Sequence[str] = (),
+    keys: Mapping[str, Iterable] | None = None,
+    decimals: int = 0,
+    identifier: str = PERSON_KEY,
+) -> DPQuery:
+    """Quantiles of a column's recorded values, each chosen among public ``candidates``
+    (default: the policy's number of evenly spaced values between the bounds)."""
+    by, keys = _keys(by, keys)
+    return DPQuery(
+        "quantile",
+        column,
+        by,
+        keys,
+        bounds,
+        decimals,
+        tuple(float(q) for q in qs),
+        tuple(float(c) for c in candidates) if candidates is not None else None,
+        identifier=identifier,
+    )
+
+
+def median(column: str, **options) -> DPQuery:
+    """The median of a column's recorded values: ``quantiles(column, [0.5], ...)``."""
+    return quantiles(column, [0.5], **options)
+
+
+def histogram(
+    column: str,
+    edges: Sequence[float],
+    *,
+    by: Sequence[str] = (),
+    keys: Mapping[str, Iterable] | None = None,
+    identifier: str = PERSON_KEY,
+) -> DPQuery:
+    """Counts of a numeric column in bins between public ``edges`` (plus one open bin at each end)."""
+    by, keys = _keys(by, keys)
+    return DPQuery(
+        "histogram",
+        column,
+        by,
+        keys,
+        edges=tuple(float(e) for e in edges),
+        identifier=identifier,
+    )
+
+
+def crosstab(
+    *columns: str, keys: Mapping[str, Iterable] | None = None, identifier: str = PERSON_KEY
+) -> DPQuery:
+    """A 1-3 dimensional contingency table of counts.
+
+    >>> crosstab("sex", "court", keys={"sex": ["F", "M"], "court": ["crown", "magistrates"]}).by
+    ('sex', 'court')
+    """
+    by, keys = _keys(list(columns), keys)
+    return DPQuery("crosstab", by=by, keys=keys, identifier=identifier)

@@ -1,0 +1,178 @@
+"""The privacy-budget ledger: exact arithmetic, clear refusals, and no overspend under
+concurrent spends from many processes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+from sqlalchemy import select, update
+
+from registry_fixtures import PROJECT, populate
+from srs.access import AccessDenied
+from srs.budget import NANO, BudgetExhausted, SpendRefused, budget_state, debit, spends
+from srs.policy import load_policies
+from srs.registry import Registry, open_registry
+from srs.registry.models import AuditEvent, Project
+
+
+def set_budget(registry: Registry, rho: float) -> None:
+    with registry.sessions() as s:
+        s.execute(update(Project).values(privacy_budget_rho=rho))
+        s.commit()
+
+
+def spend(registry, policies, rho, who="ana", purpose="count by sentence"):
+    with registry.sessions() as s:
+        return debit(
+            s, project_code=PROJECT, researcher=who, rho=rho, purpose=purpose, policies=policies
+        )
+
+
+@pytest.fixture
+def people(registry, policies):
+    return populate(registry, policies)
+
+
+def test_spends_until_exhausted_then_refuses_clearly(registry, policies, people) -> None:
+    set_budget(registry, 0.1)
+    receipts = [spend(registry, policies, 0.04), spend(registry, policies, 0.04)]
+    assert receipts[-1].remaining_rho == pytest.approx(0.02)
+    assert receipts[0].epsilon == pytest.approx(policies.privacy_budget.epsilon_at(0.04))
+    with pytest.raises(BudgetExhausted, match=r"has rho 0.02 left .* this query needs 0.03"):
+        spend(registry, policies, 0.03)
+    with registry.sessions() as s:
+        assert budget_state(s, PROJECT, policies).spent_rho == pytest.approx(0.08)
+        assert len(spends(s, PROJECT)) == 2
+        last = s.execute(select(AuditEvent).order_by(AuditEvent.seq.desc())).scalars().first()
+    assert (last.action, last.outcome) == ("budget.spend", "deny")
+
+
+def test_a_spend_exactly_meeting_the_remainder_is_allowed(registry, policies, people) -> None:
+    set_budget(registry, 0.5)
+    for _ in range(10):
+        spend(registry, policies, 0.05)  # 0.05 * 10 in floating point is 0.5000000000000001
+    with registry.sessions() as s:
+        assert budget_state(s, PROJECT, policies).remaining_rho == 0
+    with pytest.raises(BudgetExhausted):
+        spend(registry, policies, 1e-9)
+
+
+def test_refusals_before_any_spend(registry, policies, people) -> None:
+    for rho in (0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(SpendRefused, match="positive"):
+            spend(registry, policies, rho)
+    with pytest.raises(SpendRefused, match="at most rho 0.05"):
+        spend(registry, policies, 0.06)
+    with pytest.raises(AccessDenied, match="expired"):
+        spend(registry, policies, 0.01, who=people.expired)
+    with pytest.raises(AccessDenied, match="not a member"):
+        spend(registry, policies, 0.01, who=people.outsider)
+    with registry.sessions() as s:
+        assert budget_state(s, PROJECT, policies).spends == 0
+
+
+def test_per_researcher_cap(registry, policies, people) -> None:
+    capped = policies.model_copy(
+        update={
+            "privacy_budget": policies.privacy_budget.model_copy(
+                update={"per_researcher_rho_cap": 0.05}
+            )
+        }
+    )
+    spend(registry, capped, 0.05)
+    with pytest.raises(BudgetExhausted, match="per-researcher cap"):
+        spend(registry, capped, 0.01)
+
+
+def _spend_in_a_process(url: str) -> int | None:
+    registry = open_registry(url)
+    try:
+        with registry.sessions() as s:
+            return debit(
+                s,
+                project_code=PROJECT,
+                researcher="ana",
+                rho=0.01,
+                purpose="concurrent",
+                policies=load_policies(),
+            ).spend_id
+    except BudgetExhausted:
+        return None
+    finally:
+        registry.dispose()
+
+
+def test_64_concurrent_spends_from_separate_processes_never_overspend(
+    registry, policies, people, database_url
+) -> None:
+    set_budget(registry, 0.5)  # room for exactly 50 spends of 0.01
+    registry.dispose()
+    with ProcessPoolExecutor(
+        max_workers=64, mp_context=multiprocessing.get_context("fork")
+    ) as pool:
+        results = list(pool.map(_spend_in_a_process, [database_url] * 64))
+    granted = [r for r in results if r is not None]
+    assert len(granted) == 50
+    with registry.sessions() as s:
+        state = budget_state(s, PROJECT, policies)
+        rows = spends(s, PROJECT)
+    assert state.spent_rho <= 0.5 and sum(r.nano_rho for r in rows) == 50 * NANO // 100
+    assert sorted(granted) == sorted(r.id for r in rows)  # every released result is accounted for
+
+
+def test_cli_budget_show(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from srs.cli import app
+
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.delenv("SRS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SRS_MASTER_KEY", raising=False)
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    assert runner.invoke(app, ["--home", home, "init"]).exit_code == 0
+    registry = open_registry(f"sqlite:///{tmp_path / 'home' / 'srs.db'}")
+    with registry.sessions() as s:
+        s.query(AuditEvent).count()
+    policies = load_policies()
+    from datetime import date, timedelta
+
+    from srs.registry import accounts, projects
+
+    with registry.sessions() as s:
+        accounts.add_researcher(
+            s,
+            actor="admin",
+            policies=policies,
+            username="ana",
+            full_name="Ana",
+            roles=["researcher"],
+            accreditation_number="AR-1",
+            training_date=date.today(),
+        )
+        projects.create_project(
+            s,
+            actor="admin",
+            policies=policies,
+            code=PROJECT,
+            title="T",
+            purpose="P",
+            legal_basis="L",
+            start_date=date.today() - timedelta(days=1),
+            end_date=date.today() + timedelta(days=9),
+            approved_classification="confidential",
+        )
+        projects.add_member(s, actor="admin", policies=policies, code=PROJECT, username="ana")
+        debit(
+            s,
+            project_code=PROJECT,
+            researcher="ana",
+            rho=0.02,
+            purpose="count by area",
+            policies=policies,
+        )
+    result = runner.invoke(app, ["--home", home, "--as", "admin", "budget", "show", PROJECT])
+    assert result.exit_code == 0, result.output
+    assert "spent 0.02 in 1 query" in result.output and "count by area" in result.output
