@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from disclosure.errors import DisclosureError
 
-class MicrodataSpecError(ValueError):
+
+class MicrodataSpecError(DisclosureError, ValueError):
     """Quasi-identifiers or sensitive attributes that are not in the data."""
 
 

@@ -13,10 +13,11 @@ import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
 
+from disclosure.errors import DisclosureError
 from disclosure.evidence import FAIL, TableCheck
 
 
-class ProtectionError(ValueError):
+class ProtectionError(DisclosureError, ValueError):
     """A protection method cannot be applied as asked (bad base, no solution)."""
 
 

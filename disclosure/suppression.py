@@ -31,13 +31,14 @@ import pandas as pd
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
 
+from disclosure.errors import DisclosureError
 from disclosure.evidence import FAIL, TableCheck
 from disclosure.policy import SDCProfile
 
 TOTAL = "Total"
 
 
-class SuppressionError(ValueError):
+class SuppressionError(DisclosureError, ValueError):
     """A suppression problem that cannot be solved as posed (bad hierarchy, infeasible)."""
 
 

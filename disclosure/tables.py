@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from disclosure.errors import DisclosureError
 from disclosure.evidence import FAIL, OK, REVIEW, STATUS_RANK, CellFinding, TableCheck
 from disclosure.policy import SDCProfile
 
@@ -28,7 +29,7 @@ MAGNITUDE = ("sum", "mean", "std")
 SINGLE_VALUE = ("median", "max", "min")
 
 
-class TableSpecError(ValueError):
+class TableSpecError(DisclosureError, ValueError):
     """The table asked for cannot be built from the data (unknown column, bad statistic)."""
 
 

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from disclosure.errors import DisclosureError
 from srs import audit as audit_log
 from srs.access import authorise
 from srs.deployment import HOME_ENV, Deployment
@@ -38,12 +39,13 @@ if not console.is_terminal and "COLUMNS" not in os.environ:
 
 
 class SRSCommandGroup(TyperGroup):
-    """The top-level group: a user error (SRSError) becomes a red message and exit status 2."""
+    """The top-level group: a user error (SRSError, DisclosureError) becomes a red message and
+    exit status 2."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except SRSError as exc:
+        except (SRSError, DisclosureError) as exc:
             error_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 

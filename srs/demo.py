@@ -212,6 +212,8 @@ def run_demo(home: Path, console: Console) -> None:
         except AccessDenied as exc:
             say(f"ana tried to grant herself a dataset: {exc.reason}")
 
+        _differential_privacy(s, policies, frame, say, console)
+
         report = verify_chain(s)
         say(f"Audit log verified: {report.events_checked} events, chain intact = {report.intact}")
         table = Table(
@@ -226,4 +228,69 @@ def run_demo(home: Path, console: Console) -> None:
     console.rule("done")
     console.print(
         f"Try: srs --home {home} --as admin audit tail    |    srs --home {home} dataset list"
+    )
+
+
+def _differential_privacy(session, policies, journeys, say, console: Console) -> None:
+    """ana previews and releases DP statistics against the project's budget; each release is
+    debited first and recorded as an output, and a spend over the per-query limit is refused."""
+    from disclosure import dp
+    from output_checking.dp_release import preview_dp, release_dp
+    from srs.access import latest_dataset
+    from srs.budget import SpendRefused, budget_state
+
+    dictionary = latest_dataset(session, "linked/journeys").data_dictionary
+    by_section = dp.count(by=["iccs_section"])
+    preview = preview_dp(by_section, journeys, policies, accuracy=40, dictionary=dictionary)
+    say(f"DP preview (nothing spent): {preview}")
+    released = release_dp(
+        session,
+        project_code="P2026-001",
+        researcher="ana",
+        query=by_section,
+        data=journeys,
+        policies=policies,
+        accuracy=40,
+        dictionary=dictionary,
+        name="Cases by ICCS section (DP)",
+    )
+    mean_sentence = release_dp(
+        session,
+        project_code="P2026-001",
+        researcher="ana",
+        query=dp.mean("age_at_offence", by=["sex"]),
+        data=journeys,
+        policies=policies,
+        rho=policies.privacy_budget.max_rho_per_query,
+        dictionary=dictionary,
+        name="Mean age at offence by sex (DP)",
+    )
+    table = Table("iccs_section", "DP count", "95% interval", title="Released: cases by section")
+    for row in released.result.table.itertuples():
+        table.add_row(
+            row.iccs_section, f"{row.estimate:,.0f}", f"{row.lower:,.0f} .. {row.upper:,.0f}"
+        )
+    console.print(table)
+    for row in mean_sentence.result.table.itertuples():
+        say(
+            f"DP mean age at offence, sex {row.sex}: {row.estimate:.1f} years "
+            f"(95% {row.lower:.1f} .. {row.upper:.1f})"
+        )
+    try:
+        release_dp(
+            session,
+            project_code="P2026-001",
+            researcher="ana",
+            query=dp.count(),
+            data=journeys,
+            policies=policies,
+            rho=policies.privacy_budget.max_rho_per_query * 2,
+        )
+    except SpendRefused as exc:
+        say(f"A larger spend is refused before any noise is drawn: {exc}")
+    state = budget_state(session, "P2026-001", policies)
+    say(
+        f"Budget of P2026-001: spent rho {state.spent_rho:.4g} of {state.total_rho:g} in "
+        f"{state.spends} queries (outputs #{released.output_id}, #{mean_sentence.output_id}, "
+        f"recorded as DP results); rho {state.remaining_rho:.4g} left"
     )

@@ -33,6 +33,7 @@ import polars as pl
 
 from disclosure.dp.queries import MISSING_KEY, DPQuery, DPQueryError
 from disclosure.dp.results import DPPreview, DPResult, NoiseLine
+from disclosure.errors import DisclosureError
 from disclosure.policy import PrivacyBudgetPolicy
 
 dp.enable_features("contrib")
@@ -41,11 +42,12 @@ VALUE = "__value"
 CENTRED = "__centred"
 SQUARED = "__squared"
 MAX_CELLS = 100_000
+IDENTIFIER_HASH_SEED = 20261122
 NANO = 1_000_000_000
 I64_MAX = 2**63 - 1
 
 
-class DPReleaseRefused(RuntimeError):
+class DPReleaseRefused(DisclosureError, RuntimeError):
     """A release was attempted without a committed spend that covers the plan, or twice."""
 
 
@@ -110,7 +112,10 @@ class DPPlan:
             if query.statistic in ("sum", "mean", "variance", "quantile")
             else None
         )
-        self._frame = self._prepare(data)
+        self._labels = self._public_labels()
+        # Collected here, in-process, so that only the prepared fixed-width columns move into
+        # OpenDP (a lazy plan would carry the original frame, strings and all, across).
+        self._frame = self._prepare(data).collect().lazy()
         self._candidates = self._quantile_candidates()
         self._keys = self._key_frame()
         self._context, self._query_plan = self._build()
@@ -127,10 +132,13 @@ class DPPlan:
         q = self.query
         columns = [q.identifier, *q.by] + ([q.column] if q.column else [])
         frame = _to_polars(data, list(dict.fromkeys(columns)))
-        frame = frame.with_columns(pl.col(q.identifier).cast(pl.String)).filter(
-            pl.col(q.identifier).is_not_null()
+        # Only fixed-width columns cross into OpenDP (moving a million strings costs it ~0.5 s):
+        # the person key as a 64-bit hash (a collision could only merge two persons' caps), and
+        # grouping columns with public keys as the index of their value in the key list.
+        frame = frame.filter(pl.col(q.identifier).is_not_null()).with_columns(
+            pl.col(q.identifier).cast(pl.String).hash(IDENTIFIER_HASH_SEED)
         )
-        frame = frame.with_columns([pl.col(c).cast(pl.String).fill_null(MISSING_KEY) for c in q.by])
+        frame = frame.with_columns([self._encoded(pl.col(c), c) for c in q.by])
         if q.column is None:
             return frame.select(q.identifier, *q.by)
         value = pl.col(q.column).cast(pl.Float64, strict=False).fill_nan(None)
@@ -138,9 +146,8 @@ class DPPlan:
         if q.statistic == "histogram":
             labels = list(q.histogram_labels())
             binned = pl.col(VALUE).cut(list(q.edges), labels=labels, left_closed=True)
-            return frame.select(
-                q.identifier, *q.by, binned.cast(pl.String).alias(q.histogram_column)
-            )
+            binned = self._encoded(binned, q.histogram_column)
+            return frame.select(q.identifier, *q.by, binned.alias(q.histogram_column))
         low, high = self._scaled_bounds()
         scaled = (pl.col(VALUE) * self.factor).round(0).clip(low, high).cast(pl.Int64)
         frame = frame.select(q.identifier, *q.by, scaled.alias(VALUE))
@@ -150,6 +157,26 @@ class DPPlan:
                 (pl.col(CENTRED) * pl.col(CENTRED)).alias(SQUARED)
             )
         return frame
+
+    def _public_labels(self) -> dict[str, list[str]]:
+        """Each grouping column's public values, in release order (none when keys are private)."""
+        q = self.query
+        if not q.public_keys:
+            return {}
+        labels = {c: list(q.keys[c]) for c in q.by}
+        if q.statistic == "histogram":
+            labels[q.histogram_column] = list(q.histogram_labels())
+        return labels
+
+    def _encoded(self, column: pl.Expr, name: str) -> pl.Expr:
+        text = column.cast(pl.String).fill_null(MISSING_KEY)
+        if name not in self._labels:
+            return text.alias(name)
+        labels = self._labels[name]
+        # Values outside the public keys become null: no key matches them, so none is released.
+        return text.replace_strict(
+            labels, list(range(len(labels))), default=None, return_dtype=pl.UInt32
+        ).alias(name)
 
     def _quantile_candidates(self) -> list[int] | None:
         q = self.query
@@ -174,10 +201,7 @@ class DPPlan:
         q = self.query
         if not q.groups or not q.public_keys:
             return None
-        values = []
-        if q.statistic == "histogram":
-            values.append(list(q.histogram_labels()))
-        values.extend(list(q.keys[c]) for c in q.by)
+        values = [range(len(self._labels[c])) for c in q.groups]
         cells = math.prod(len(v) for v in values)
         if cells > MAX_CELLS:
             raise DPQueryError(
@@ -186,7 +210,7 @@ class DPPlan:
         rows = list(itertools.product(*values))
         return pl.LazyFrame(
             {c: [row[i] for row in rows] for i, c in enumerate(q.groups)},
-            schema={c: pl.String for c in q.groups},
+            schema={c: pl.UInt32 for c in q.groups},
         )
 
     def _aggregates(self) -> list[pl.Expr]:
@@ -428,7 +452,11 @@ def _estimates(plan: DPPlan, raw: pd.DataFrame, noise: dict[str, NoiseLine]) -> 
     ):
         out["count"] = raw["count"].astype(float)
     if groups:
+        # Public keys come back as indexes: sorting on them keeps the keys' own order (bins in
+        # numeric order), then they are turned back into their labels.
         out = out.sort_values(groups, kind="stable").reset_index(drop=True)
+        for column, labels in plan._labels.items():
+            out[column] = [labels[int(code)] for code in out[column]]
     return out
 
 

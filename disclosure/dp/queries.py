@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from disclosure.errors import DisclosureError
 from disclosure.policy import PrivacyBudgetPolicy
 
 STATISTICS = ("count", "sum", "mean", "variance", "quantile", "histogram", "crosstab")
@@ -29,7 +30,7 @@ MISSING_KEY = "(missing)"
 QUANTILE_GRID = 1024
 
 
-class DPQueryError(ValueError):
+class DPQueryError(DisclosureError, ValueError):
     """A DP query is malformed: the message says which part and what is allowed."""
 
 

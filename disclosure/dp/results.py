@@ -19,6 +19,11 @@ import pandas as pd
 from disclosure.dp.queries import DPQuery
 
 NOTES = {
+    "cap": (
+        "The privacy unit is the person: each person's rows were cut to a random sample of {k} "
+        "before any statistic, so a person with more than {k} rows counts {k} times. Figures "
+        "describe that capped table, and the bounds cover the noise only, not the cap."
+    ),
     "count": "Counts carry unbiased integer Gaussian noise and may be negative for small groups.",
     "quantile": (
         "A quantile is one of the public candidates; rank_error bounds, at the stated confidence, "
@@ -86,7 +91,7 @@ class DPPreview:
 
     def notes(self) -> list[str]:
         q = self.query
-        notes = []
+        notes = [NOTES["cap"].format(k=self.rows_per_person)]
         if q.statistic in ("count", "histogram", "crosstab"):
             notes.append(NOTES["count"])
         if q.statistic == "quantile":
