@@ -418,3 +418,35 @@ def test_result_serialises_to_json_with_its_spend_and_evidence() -> None:
     assert set(record["rows"][0]) == {"court", "estimate", "lower", "upper"}
     assert record["notes"] == result.notes
     assert any("not imputed" in note for note in record["notes"])
+    # Every result says its bounds cover the noise, not the per-person cap.
+    assert any(
+        f"random sample of {ROWS_PER_PERSON}" in note and "not the cap" in note
+        for note in record["notes"]
+    )
+
+
+def test_opendp_sampled_group_truncation_still_fails_so_persons_are_bounded_by_total_rows() -> None:
+    # Canary for a workaround: OpenDP 0.16's truncate_num_groups(keep="sample") builds a struct
+    # whose two fields share a name, and polars refuses it. We therefore bound each person by
+    # their total rows. When an OpenDP upgrade makes this pass, revisit the engine's bounding.
+    import opendp.prelude as opendp
+    import polars as pl
+
+    data = pl.LazyFrame({"person_key": ["a", "a", "b"], "g": ["x", "y", "x"]})
+    context = opendp.Context.compositor(
+        data=data,
+        privacy_unit=opendp.unit_of(contributions=1, identifier=pl.col("person_key")),
+        privacy_loss=opendp.loss_of(rho=0.5),
+        split_evenly_over=1,
+        margins=[opendp.polars.Margin(by=[], max_length=100)],
+    )
+    query = (
+        context.query()
+        .truncate_per_group(1, by=["g"])
+        .truncate_num_groups(1, by=["g"])
+        .group_by("g")
+        .agg(opendp.len(signed=True))
+        .with_keys(pl.LazyFrame({"g": ["x", "y"]}))
+    )
+    with pytest.raises(opendp.OpenDPException, match="multiple fields with name"):
+        query.release().collect()

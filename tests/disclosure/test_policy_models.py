@@ -32,3 +32,19 @@ def test_models_are_frozen_and_strict(policies) -> None:
         SDCPolicy(profile="x", profiles={}, surprise=1)
     with pytest.raises(ValidationError, match="available"):
         SDCPolicy(profile="x", profiles={"y": policies.sdc.active})
+
+
+def test_dp_query_settings_have_safe_defaults_and_are_checked() -> None:
+    budget = PrivacyBudgetPolicy(default_project_rho=1.0, delta=1e-7, max_rho_per_query=0.5)
+    assert budget.max_rows_per_person >= 1 and 0.5 <= budget.confidence_level < 1
+    assert budget.key_release_delta <= budget.max_key_release_delta
+    for bad in ({"confidence_level": 1.0}, {"quantile_candidates": 1}, {"max_dataset_rows": 0}):
+        with pytest.raises(ValidationError):
+            PrivacyBudgetPolicy(default_project_rho=1.0, delta=1e-7, max_rho_per_query=0.5, **bad)
+    with pytest.raises(ValidationError, match="need finite lower < upper"):
+        PrivacyBudgetPolicy(
+            default_project_rho=1.0,
+            delta=1e-7,
+            max_rho_per_query=0.5,
+            value_bounds={"age": (5, float("nan"))},
+        )

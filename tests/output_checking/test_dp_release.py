@@ -130,8 +130,12 @@ def test_private_keys_spend_a_delta_up_to_the_project_cap(registry, policies, pe
 def test_an_accuracy_target_sets_the_spend(registry, policies, people) -> None:
     out = release(registry, policies, dp.count(by=["sex"]), rho=None, accuracy=60.0)
     assert out.result.preview.half_widths()["count"] <= 60
+    with pytest.raises(dp.DPQueryError, match="need public group keys"):
+        preview_dp(dp.count(by=["sex"]), journeys(), policies, accuracy=60.0)
     assert out.receipt.rho == pytest.approx(out.result.rho)
-    preview = preview_dp(dp.count(by=["sex"]), journeys(), policies, accuracy=60.0)
+    preview = preview_dp(
+        dp.count(by=["sex"]), journeys(), policies, accuracy=60.0, dictionary=DICTIONARY
+    )
     assert preview.rho == pytest.approx(out.receipt.rho)
     with registry.sessions() as s:
         assert budget_state(s, PROJECT, policies).spent_rho == pytest.approx(out.receipt.rho)

@@ -122,10 +122,64 @@ def test_64_concurrent_spends_from_separate_processes_never_overspend(
     assert sorted(granted) == sorted(r.id for r in rows)  # every released result is accounted for
 
 
+def test_key_release_deltas_are_exact_and_capped(registry, policies, people) -> None:
+    budget = policies.privacy_budget
+    with registry.sessions() as s:
+        receipt = debit(
+            s,
+            project_code=PROJECT,
+            researcher="ana",
+            rho=0.01,
+            delta=budget.key_release_delta,
+            purpose="count by area (keys not public)",
+            policies=policies,
+        )
+    assert receipt.delta == budget.key_release_delta
+    assert receipt.epsilon_delta == pytest.approx(budget.delta + budget.key_release_delta)
+    capped = policies.model_copy(
+        update={
+            "privacy_budget": budget.model_copy(
+                update={"max_key_release_delta": 1.5 * budget.key_release_delta}
+            )
+        }
+    )
+    with registry.sessions() as s, pytest.raises(BudgetExhausted, match="key-release delta"):
+        debit(
+            s,
+            project_code=PROJECT,
+            researcher="ana",
+            rho=0.01,
+            delta=budget.key_release_delta,
+            purpose="another",
+            policies=capped,
+        )
+    with registry.sessions() as s:
+        state = budget_state(s, PROJECT, policies)
+        (row,) = spends(s, PROJECT)
+    assert state.key_release_delta_spent == budget.key_release_delta
+    assert row.femto_delta == round(budget.key_release_delta * 1e15)
+    for bad in (-1e-9, float("nan"), float("inf")):
+        with registry.sessions() as s, pytest.raises(SpendRefused, match="delta"):
+            debit(
+                s,
+                project_code=PROJECT,
+                researcher="ana",
+                rho=0.01,
+                delta=bad,
+                purpose="x",
+                policies=policies,
+            )
+    with registry.sessions() as s, pytest.raises(SpendRefused, match="purpose"):
+        debit(s, project_code=PROJECT, researcher="ana", rho=0.01, purpose=" ", policies=policies)
+
+
 def test_cli_budget_show(tmp_path, monkeypatch) -> None:
+    from datetime import date, timedelta
+
     from typer.testing import CliRunner
 
     from srs.cli import app
+    from srs.registry import accounts, projects
 
     monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.delenv("SRS_DATABASE_URL", raising=False)
@@ -134,24 +188,19 @@ def test_cli_budget_show(tmp_path, monkeypatch) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["--home", home, "init"]).exit_code == 0
     registry = open_registry(f"sqlite:///{tmp_path / 'home' / 'srs.db'}")
-    with registry.sessions() as s:
-        s.query(AuditEvent).count()
     policies = load_policies()
-    from datetime import date, timedelta
-
-    from srs.registry import accounts, projects
-
     with registry.sessions() as s:
-        accounts.add_researcher(
-            s,
-            actor="admin",
-            policies=policies,
-            username="ana",
-            full_name="Ana",
-            roles=["researcher"],
-            accreditation_number="AR-1",
-            training_date=date.today(),
-        )
+        for username in ("ana", "olga"):
+            accounts.add_researcher(
+                s,
+                actor="admin",
+                policies=policies,
+                username=username,
+                full_name=username.title(),
+                roles=["researcher"],
+                accreditation_number=f"AR-{username}",
+                training_date=date.today(),
+            )
         projects.create_project(
             s,
             actor="admin",
@@ -173,6 +222,14 @@ def test_cli_budget_show(tmp_path, monkeypatch) -> None:
             purpose="count by area",
             policies=policies,
         )
-    result = runner.invoke(app, ["--home", home, "--as", "admin", "budget", "show", PROJECT])
-    assert result.exit_code == 0, result.output
-    assert "spent 0.02 in 1 query" in result.output and "count by area" in result.output
+    registry.dispose()
+    for who in ("admin", "ana"):  # an auditor, and a member of the project
+        result = runner.invoke(app, ["--home", home, "--as", who, "budget", "show", PROJECT])
+        assert result.exit_code == 0, result.output
+        assert "spent 0.02 (epsilon" in result.output and "in 1 query" in result.output
+        assert "remaining 0.48" in result.output and "count by area" in result.output
+        assert "ana: rho 0.02" in result.output
+    refused = runner.invoke(app, ["--home", home, "--as", "olga", "budget", "show", PROJECT])
+    assert refused.exit_code == 2 and "not a member" in refused.output
+    unknown = runner.invoke(app, ["--home", home, "--as", "admin", "budget", "show", "NOPE"])
+    assert unknown.exit_code == 2 and "no project 'NOPE'" in unknown.output

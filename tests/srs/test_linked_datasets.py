@@ -187,3 +187,24 @@ def test_steward_zone_is_never_granted_or_read_by_projects(pipeline, policies) -
             pipeline.vault.read_steward_zone(s, PERSON_LOOKUP, actor="ana")
         with pytest.raises(AccessDenied, match="not a steward-zone dataset"):
             pipeline.vault.read_steward_zone(s, "linked/persons", actor="steward")
+
+
+def test_dictionaries_list_public_values_covering_the_data(pipeline) -> None:
+    # DP queries group by these without a threshold: a value missing from the list would be
+    # dropped from every DP table, so every value present must be listed.
+    checked = 0
+    for name, dictionary in pipeline.linked.dictionaries.items():
+        table = pipeline.linked.tables[name]
+        for entry in dictionary:
+            if "values" not in entry:
+                continue
+            present = table[entry["name"]].dropna()
+            if entry["type"] == "flag":
+                present = present.map(lambda flag: "true" if flag else "false")
+            assert set(present.astype(str)) <= set(entry["values"]), (name, entry["name"])
+            checked += 1
+    journeys = {e["name"]: e for e in pipeline.linked.dictionaries["linked/journeys"]}
+    assert journeys["sex"]["values"] == ["F", "M"]
+    assert journeys["remanded"]["values"] == ["false", "true"]
+    assert "person_key" not in {n for n, e in journeys.items() if "values" in e}
+    assert checked >= 20

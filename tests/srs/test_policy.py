@@ -87,6 +87,27 @@ def test_site_folder_from_environment(folder: Path, monkeypatch) -> None:
         ("privacy_budget.yaml", "delta: 1.0e-7", "delta: 2", "delta", "got 2"),
         (
             "privacy_budget.yaml",
+            "max_rows_per_person: 5",
+            "max_rows_per_person: 0",
+            "max_rows_per_person",
+            "got 0",
+        ),
+        (
+            "privacy_budget.yaml",
+            "sentence_months: [0, 240]",
+            "sentence_months: [240, 0]",
+            None,
+            "value_bounds.sentence_months: need finite lower < upper",
+        ),
+        (
+            "privacy_budget.yaml",
+            "key_release_delta: 1.0e-9",
+            "key_release_delta: 1.0e-6",
+            None,
+            "must not exceed max_key_release_delta",
+        ),
+        (
+            "privacy_budget.yaml",
             "max_rho_per_query: 0.05",
             "max_rho_per_query: 5",
             None,
