@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from srs.audit import record_event
 from srs.errors import SRSError
 from srs.registry.models import Output, Project
+from srs.registry.projects import project_records
 
 OUTPUT_KINDS = ("table", "model", "figure", "dp_result", "custom")
 DRAFT = "draft"
@@ -96,11 +97,4 @@ def record_output(
 
 def project_outputs(session: Session, project_code: str) -> list[Output]:
     """Every output of a project, oldest first."""
-    return list(
-        session.execute(
-            select(Output)
-            .join(Project, Project.id == Output.project_id)
-            .where(Project.code == project_code)
-            .order_by(Output.id)
-        ).scalars()
-    )
+    return project_records(session, Output, project_code)

@@ -23,6 +23,7 @@ from srs.audit import record_event
 from srs.errors import SRSError
 from srs.policy import PolicySet
 from srs.registry.models import BudgetSpend, Project
+from srs.registry.projects import project_records
 
 NANO = 1_000_000_000
 FEMTO = 10**15
@@ -240,11 +241,4 @@ def budget_state(session: Session, project_code: str, policies: PolicySet) -> Bu
 
 def spends(session: Session, project_code: str) -> list[BudgetSpend]:
     """Every spend of a project, oldest first."""
-    return list(
-        session.execute(
-            select(BudgetSpend)
-            .join(Project, Project.id == BudgetSpend.project_id)
-            .where(Project.code == project_code)
-            .order_by(BudgetSpend.id)
-        ).scalars()
-    )
+    return project_records(session, BudgetSpend, project_code)

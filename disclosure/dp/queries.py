@@ -220,6 +220,19 @@ def count(
     return DPQuery("count", by=by, keys=keys, identifier=identifier)
 
 
+def _of_values(
+    statistic: str,
+    column: str,
+    bounds: tuple[float, float] | None,
+    by: Sequence[str],
+    keys: Mapping[str, Iterable] | None,
+    decimals: int,
+    identifier: str,
+) -> DPQuery:
+    by, keys = _keys(by, keys)
+    return DPQuery(statistic, column, by, keys, bounds, decimals, identifier=identifier)
+
+
 def sum_of(
     column: str,
     *,
@@ -230,8 +243,7 @@ def sum_of(
     identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Sum of a column's recorded values, clipped to ``bounds``."""
-    by, keys = _keys(by, keys)
-    return DPQuery("sum", column, by, keys, bounds, decimals, identifier=identifier)
+    return _of_values("sum", column, bounds, by, keys, decimals, identifier)
 
 
 def mean(
@@ -244,8 +256,7 @@ def mean(
     identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Mean of a column's recorded values (a DP sum over a DP count of the same rows)."""
-    by, keys = _keys(by, keys)
-    return DPQuery("mean", column, by, keys, bounds, decimals, identifier=identifier)
+    return _of_values("mean", column, bounds, by, keys, decimals, identifier)
 
 
 def variance(
@@ -258,8 +269,7 @@ def variance(
     identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Population variance of a column's recorded values (from DP count, sum and sum of squares)."""
-    by, keys = _keys(by, keys)
-    return DPQuery("variance", column, by, keys, bounds, decimals, identifier=identifier)
+    return _of_values("variance", column, bounds, by, keys, decimals, identifier)
 
 
 def quantiles(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,8 @@ from srs.audit import record_event
 from srs.policy import PolicySet
 from srs.registry.accounts import RegistryError, get_researcher
 from srs.registry.models import Grant, Project, ProjectMember
+
+T = TypeVar("T")
 
 PROJECT_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 MEMBER_ROLES = ("lead", "researcher")
@@ -172,6 +175,18 @@ def grant_dataset(
     )
     session.commit()
     return grant
+
+
+def project_records(session: Session, model: type[T], code: str) -> list[T]:
+    """Every row of ``model`` (a table with ``project_id``) belonging to project ``code``, oldest first."""
+    return list(
+        session.execute(
+            select(model)
+            .join(Project, Project.id == model.project_id)
+            .where(Project.code == code)
+            .order_by(model.id)
+        ).scalars()
+    )
 
 
 def list_projects(session: Session) -> list[Project]:
