@@ -481,15 +481,19 @@ def _ratio_box(s_low, s_high, n_low, n_high, low, high):
 
 def _variance_interval(plan: DPPlan, raw: pd.DataFrame, noise: dict[str, NoiseLine]):
     low, high = plan._scaled_bounds()
-    half = (high - low) / 2
+    ceiling = ((high - low) / 2) ** 2  # the largest variance of values within the bounds
+    # The sums are of values centred as in _aggregates; their real range is asymmetric by one
+    # unit when the bounds' width is odd, and the interval arithmetic must use it exactly.
+    centre = (low + high) // 2
+    c_low, c_high = low - centre, high - centre
     n = raw["count"].astype(float)
     s1, s2 = raw["sum"].astype(float), raw["sum_of_squares"].astype(float)
     a_n, a1, a2 = (noise[k].accuracy for k in ("count", "sum", "sum_of_squares"))
-    ceiling = half**2  # the largest variance of values within the bounds
     usable = n.where(n > 0)
     estimate = (s2 / usable - (s1 / usable) ** 2).clip(0, ceiling)
-    m1_low, m1_high = _ratio_box(s1 - a1, s1 + a1, n - a_n, n + a_n, -half, half)
-    m2_low, m2_high = _ratio_box((s2 - a2).clip(lower=0), s2 + a2, n - a_n, n + a_n, 0, ceiling)
+    m1_low, m1_high = _ratio_box(s1 - a1, s1 + a1, n - a_n, n + a_n, c_low, c_high)
+    square_high = max(c_low**2, c_high**2)
+    m2_low, m2_high = _ratio_box((s2 - a2).clip(lower=0), s2 + a2, n - a_n, n + a_n, 0, square_high)
     spans_zero = (m1_low <= 0) & (m1_high >= 0)
     sq_low = pd.concat([m1_low**2, m1_high**2], axis=1).min(axis=1).where(~spans_zero, 0.0)
     sq_high = pd.concat([m1_low**2, m1_high**2], axis=1).max(axis=1)

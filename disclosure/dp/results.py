@@ -30,6 +30,9 @@ NOTES = {
         "how many rows its rank lies from the target rank (beyond the gap between candidates)."
     ),
     "missing": "Rows without a value of the column are left out of its statistic, not imputed.",
+    "keys": (
+        "Groups are the public keys listed; rows whose value is not among them are in no cell."
+    ),
     "threshold": (
         "Group keys were not public: only groups whose noisy count passed OpenDP's threshold "
         "are released, at the cost of the delta shown."
@@ -98,6 +101,8 @@ class DPPreview:
             notes.append(NOTES["quantile"])
         if q.column and q.statistic != "histogram":
             notes.append(NOTES["missing"])
+        if q.by and q.public_keys:
+            notes.append(NOTES["keys"])
         if not q.public_keys and q.by:
             notes.append(NOTES["threshold"])
         return notes

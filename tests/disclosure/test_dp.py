@@ -418,6 +418,7 @@ def test_result_serialises_to_json_with_its_spend_and_evidence() -> None:
     assert set(record["rows"][0]) == {"court", "estimate", "lower", "upper"}
     assert record["notes"] == result.notes
     assert any("not imputed" in note for note in record["notes"])
+    assert any("not among them are in no cell" in note for note in record["notes"])
     # Every result says its bounds cover the noise, not the per-person cap.
     assert any(
         f"random sample of {ROWS_PER_PERSON}" in note and "not the cap" in note
@@ -450,3 +451,28 @@ def test_opendp_sampled_group_truncation_still_fails_so_persons_are_bounded_by_t
     )
     with pytest.raises(opendp.OpenDPException, match="multiple fields with name"):
         query.release().collect()
+
+
+def test_variance_bounds_use_the_real_range_of_centred_values() -> None:
+    # Bounds 0..99 centre at 49, so centred values run from -49 to +50, not +/-49.5. With exact
+    # (noise-free) sums of 10,000 values at 98 and 10,000 at 99 (variance 0.25), interval
+    # arithmetic on a clipped range would put the upper bound at 0, below the truth.
+    from disclosure.dp.engine import _variance_interval
+    from disclosure.dp.results import NoiseLine
+
+    data = pd.DataFrame({"person_key": persons(4), "v": [98.0, 99.0] * 2})
+    dp_plan = plan(variance("v", bounds=(0, 99)), data, POLICY, rho=0.1)
+    raw = pd.DataFrame(
+        {
+            "count": [20_000],
+            "sum": [10_000 * 49 + 10_000 * 50],
+            "sum_of_squares": [10_000 * (49**2 + 50**2)],
+        }
+    )
+    exact = {
+        name: NoiseLine(name, "", "", 0.0, 0.0, None, 0.05)
+        for name in ("count", "sum", "sum_of_squares")
+    }
+    estimate, lower, upper = _variance_interval(dp_plan, raw, exact)
+    assert estimate.iloc[0] == pytest.approx(0.25)
+    assert lower.iloc[0] <= 0.25 <= upper.iloc[0]
