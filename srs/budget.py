@@ -4,10 +4,13 @@ spend was committed first.
 Budgets are zero-concentrated DP rho (additive across queries), kept as whole nano-rho so
 sums are exact: a spend that exactly meets the remainder is allowed, one a billionth over is
 not. A query whose group keys are not public also spends a delta (its groups are released
-above a DP threshold); deltas are kept as whole femto-delta and capped per project by policy. ``debit`` checks and records a spend in one database transaction, with the project row
-locked on PostgreSQL (``SELECT ... FOR NO KEY UPDATE``) and every write transaction exclusive on
+above a DP threshold); deltas are kept as whole femto-delta and capped per project by policy.
+
+``debit`` checks and records a spend in one database transaction, with the project row locked
+on PostgreSQL (``SELECT ... FOR NO KEY UPDATE``) and every write transaction exclusive on
 SQLite, so concurrent queries from many processes can never overspend. Every debit and every
-refusal is audited.
+refusal for want of budget is audited; a malformed spend (``SpendRefused``) is turned away
+before the database is touched.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class BudgetExhausted(SRSError):
 
 
 class SpendRefused(SRSError):
-    """The spend is not allowed at all (not positive, or above the per-query limit)."""
+    """The spend is not allowed at all: not a positive rho, a negative delta, above the
+    per-query limit, or without a purpose."""
 
 
 def to_nano(rho: float) -> int:
