@@ -44,8 +44,13 @@ def preview_dp(
     dictionary: list[dict[str, Any]] | None = None,
 ) -> dp.DPPreview:
     """Cost and expected error of a DP query, without spending anything."""
+    return _plan(query, data, policies, rho, accuracy, dictionary).preview()
+
+
+def _plan(query, data, policies: PolicySet, rho, accuracy, dictionary) -> dp.DPPlan:
+    """The query planned with public keys from the data dictionary (bad queries fail here)."""
     query = dp.with_dictionary_keys(query, dictionary)
-    return dp.plan(query, data, policies.privacy_budget, rho=rho, accuracy=accuracy).preview()
+    return dp.plan(query, data, policies.privacy_budget, rho=rho, accuracy=accuracy)
 
 
 def release_dp(
@@ -68,8 +73,8 @@ def release_dp(
     lists need no threshold. Raises ``BudgetExhausted`` (nothing spent, nothing released) when
     the budget cannot cover the query, ``DPQueryError`` for a malformed query (nothing spent).
     """
-    query = dp.with_dictionary_keys(query, dictionary)
-    plan = dp.plan(query, data, policies.privacy_budget, rho=rho, accuracy=accuracy)
+    plan = _plan(query, data, policies, rho, accuracy, dictionary)
+    query = plan.query
     receipt = debit(
         session,
         project_code=project_code,

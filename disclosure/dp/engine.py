@@ -127,6 +127,13 @@ class DPPlan:
         low, high = self._bounds
         return math.floor(low * self.factor), math.ceil(high * self.factor)
 
+    def _centred_bounds(self) -> tuple[int, int, int]:
+        """The centre a variance's values are shifted by, and their real range once shifted
+        (asymmetric by one unit when the bounds' width is odd)."""
+        low, high = self._scaled_bounds()
+        centre = (low + high) // 2
+        return centre, low - centre, high - centre
+
     def _prepare(self, data: Any) -> pl.LazyFrame:
         """Row-by-row preparation (each row alone decides its fate, so privacy is unaffected)."""
         q = self.query
@@ -152,7 +159,7 @@ class DPPlan:
         scaled = (pl.col(VALUE) * self.factor).round(0).clip(low, high).cast(pl.Int64)
         frame = frame.select(q.identifier, *q.by, scaled.alias(VALUE))
         if q.statistic == "variance":
-            centre = (low + high) // 2
+            centre, _, _ = self._centred_bounds()
             frame = frame.with_columns((pl.col(VALUE) - centre).alias(CENTRED)).with_columns(
                 (pl.col(CENTRED) * pl.col(CENTRED)).alias(SQUARED)
             )
@@ -218,20 +225,20 @@ class DPPlan:
         count = dp.len(signed=True).alias("count")
         if q.statistic in ("count", "histogram", "crosstab"):
             return [count]
+        # OpenDP thresholds private keys on a count, so a query without one gets one.
+        thresholded = [count] if q.by and not q.public_keys else []
         low, high = self._scaled_bounds()
         if q.statistic == "quantile":
-            exprs = [
+            return thresholded + [
                 pl.col(VALUE).dp.quantile(p, self._candidates).alias(_quantile_name(i))
                 for i, p in enumerate(q.quantiles)
             ]
-            return exprs if q.public_keys or not q.by else [count, *exprs]
         total = pl.col(VALUE).dp.sum((low, high)).alias("sum")
         if q.statistic == "sum":
-            return [total] if q.public_keys or not q.by else [count, total]
+            return [*thresholded, total]
         if q.statistic == "mean":
             return [count, total]
-        centre = (low + high) // 2
-        c_low, c_high = low - centre, high - centre
+        _, c_low, c_high = self._centred_bounds()
         square_high = max(c_low**2, c_high**2)
         if square_high > I64_MAX // self.policy.max_dataset_rows:
             raise DPQueryError(
@@ -293,8 +300,7 @@ class DPPlan:
     def accuracy_at(self, rho: float, statistic: str) -> float:
         """The error half-width of ``statistic`` were this plan to spend ``rho`` (no spending)."""
         measurement = self._solve_scale(on_nano_grid(rho))
-        alpha = (1 - self.confidence) / self.components
-        summary = dp.summarize_polars_measurement(measurement, alpha)
+        summary = dp.summarize_polars_measurement(measurement, self.alpha)
         row = summary.filter(pl.col("column") == statistic).row(0, named=True)
         return float(row["accuracy"])
 
@@ -333,9 +339,15 @@ class DPPlan:
         """How many noisy statistics combine into one released figure (shares the error rate)."""
         return {"mean": 2, "variance": 3}.get(self.query.statistic, 1)
 
+    @property
+    def alpha(self) -> float:
+        """Error rate of each noisy part, so that a figure combining them holds at the
+        policy's confidence (union bound)."""
+        return (1 - self.confidence) / self.components
+
     def noise(self, alpha: float | None = None) -> list[NoiseLine]:
         """OpenDP's description of each noisy aggregate, with its accuracy at ``alpha``."""
-        alpha = alpha if alpha is not None else (1 - self.confidence) / self.components
+        alpha = alpha if alpha is not None else self.alpha
         summary = dp.summarize_polars_measurement(self._resolved(), alpha)
         lines = []
         for row in summary.iter_rows(named=True):
@@ -482,10 +494,8 @@ def _ratio_box(s_low, s_high, n_low, n_high, low, high):
 def _variance_interval(plan: DPPlan, raw: pd.DataFrame, noise: dict[str, NoiseLine]):
     low, high = plan._scaled_bounds()
     ceiling = ((high - low) / 2) ** 2  # the largest variance of values within the bounds
-    # The sums are of values centred as in _aggregates; their real range is asymmetric by one
-    # unit when the bounds' width is odd, and the interval arithmetic must use it exactly.
-    centre = (low + high) // 2
-    c_low, c_high = low - centre, high - centre
+    # The interval arithmetic must use the centred values' real range exactly.
+    _, c_low, c_high = plan._centred_bounds()
     n = raw["count"].astype(float)
     s1, s2 = raw["sum"].astype(float), raw["sum_of_squares"].astype(float)
     a_n, a1, a2 = (noise[k].accuracy for k in ("count", "sum", "sum_of_squares"))
