@@ -23,6 +23,8 @@ from srs.registry.models import Dataset, Project, Researcher
 ACCREDITED_ACTIONS = frozenset({"dataset.read", "output.create"})
 PROJECT_ACTIONS = frozenset({"dataset.read", "output.create", "project.grant"})
 MEMBER_ACTIONS = frozenset({"dataset.read", "output.create"})
+# The two-person rule: a checker never reviews or releases the outputs of a project they are in.
+NON_MEMBER_ACTIONS = frozenset({"output.review", "output.release"})
 
 
 class AccessDenied(SRSError):
@@ -104,6 +106,18 @@ def decide(
             member.researcher_id == person.id for member in project.members
         ):
             return _deny(f"{username} is not a member of project {project.code}")
+
+    if (
+        action in NON_MEMBER_ACTIONS
+        and project is not None
+        and any(member.researcher_id == person.id for member in project.members)
+    ):
+        return _deny(
+            f"{username} is a member of project {project.code} and may not review or release its "
+            "outputs (two-person rule)"
+        )
+    if action in NON_MEMBER_ACTIONS and project is None and project_code is not None:
+        return _deny(f"no project {project_code!r} is registered")
 
     steward_zone = dataset_name is not None and policies.access.in_steward_zone(dataset_name)
     if steward_zone and action in ("project.grant", "dataset.read"):

@@ -78,6 +78,15 @@ budget_app = typer.Typer(
 linked_app = typer.Typer(
     help="Build the de-identified linked research datasets.", no_args_is_help=True
 )
+outputs_app = typer.Typer(
+    help="Review researchers' output requests: queue, show, approve, reject, request changes.",
+    no_args_is_help=True,
+)
+release_app = typer.Typer(
+    help="Create, verify and list signed release bundles of approved outputs.",
+    no_args_is_help=True,
+)
+checker_app = typer.Typer(help="The output checkers' web UI.", no_args_is_help=True)
 for sub, name in (
     (researcher_app, "researcher"),
     (project_app, "project"),
@@ -88,6 +97,9 @@ for sub, name in (
     (link_app, "link"),
     (linked_app, "linked"),
     (budget_app, "budget"),
+    (outputs_app, "outputs"),
+    (release_app, "release"),
+    (checker_app, "checker"),
 ):
     app.add_typer(sub, name=name)
 
@@ -226,6 +238,37 @@ def researcher_add(
             training_date=parse_date(training_date, "--training-date"),
         )
     console.print(f"[green]Registered[/] {person.username} ({', '.join(person.roles)})")
+
+
+@researcher_app.command("set-password")
+def researcher_set_password(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Account whose password is set."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input (for scripts)."
+    ),
+) -> None:
+    """Set the password used to sign in to the web front doors (checker UI, JupyterHub).
+
+    An administrator may set anyone's; anyone may set their own. Stored only as an Argon2id
+    hash; at least 12 characters.
+    """
+    from srs.registry.sign_in import set_password
+
+    state: CommandContext = ctx.obj
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with state.registry.sessions() as session:
+        set_password(
+            session,
+            actor=state.actor(),
+            policies=state.policies,
+            username=username,
+            password=password,
+        )
+    console.print(f"[green]Password set[/] for {username}")
 
 
 @researcher_app.command("list")
@@ -834,6 +877,309 @@ def budget_show(
             spend.purpose,
         )
     console.print(table)
+
+
+# ---------------------------------------------------------------- outputs (checkers)
+@outputs_app.command("queue")
+def outputs_queue(
+    ctx: typer.Context,
+    all_states: bool = typer.Option(
+        False, "--all", help="Also list decided, released and withdrawn requests."
+    ),
+) -> None:
+    """List the release requests you may review (never your own projects')."""
+    from output_checking.workflow import checker_queue
+
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        entries = checker_queue(
+            session, checker=state.actor(), policies=state.policies, include_decided=all_states
+        )
+        session.commit()
+    table = Table("request", "project", "author", "title", "status", "outputs", "reviews", "yours")
+    needed = state.policies.release.independent_reviews
+    for entry in entries:
+        table.add_row(
+            str(entry.request_id),
+            entry.project,
+            entry.author,
+            escape(entry.title),
+            entry.status,
+            str(entry.outputs),
+            f"{len(entry.reviewers)}/{needed}",
+            "done" if entry.your_review_complete else "to do",
+        )
+    console.print(table if entries else "No requests await your review.")
+
+
+@outputs_app.command("show")
+def outputs_show(
+    ctx: typer.Context, request_id: int = typer.Argument(..., help="Release request number.")
+) -> None:
+    """Show a request: each output with its evidence, CSV summaries, votes (once unblinded),
+    comments, the exception justification and the history."""
+    from output_checking.workflow import request_view
+
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        view = request_view(
+            session, request_id=request_id, viewer=state.actor(), policies=state.policies
+        )
+        session.commit()
+        request = view.request
+        console.print(
+            f"[bold]Request #{request.id}[/] {escape(request.title)} — project "
+            f"{request.project.code}, by {request.author}, [bold]{request.status}[/] "
+            f"(round {request.review_round}; reviews {len(view.reviewers)}/{view.reviews_needed}"
+            f"{', blinded' if view.blinded else ''})"
+        )
+        for item in view.outputs:
+            _print_output(item, state.policies)
+        for comment in view.comments:
+            console.print(
+                f"  comment by {comment.author} ({comment.visibility}): {escape(comment.text)}"
+            )
+        if view.history:
+            console.print("[bold]History[/]")
+            for event in view.history:
+                console.print(
+                    f"  {event.occurred_at[:19]} {event.actor} {event.action} {event.outcome}"
+                    + (f": {escape(event.reason)}" if event.reason else "")
+                )
+
+
+def _print_output(item, policies: PolicySet) -> None:
+    output = item.output
+    console.print(
+        f"\n[bold]Output #{output.id}[/] {escape(output.name)} ({output.kind}"
+        f"{', differentially private' if output.differentially_private else ''}) — {output.status}"
+    )
+    if output.context:
+        console.print(f"  context: {escape(output.context)}")
+    if output.controls:
+        console.print(f"  controls: {escape(output.controls)}")
+    if output.exception_justification:
+        console.print(f"  [yellow]exception requested:[/] {escape(output.exception_justification)}")
+    colours = {"ok": "green", "review": "yellow", "fail": "red"}
+    for check in output.checks or []:
+        colour = colours.get(check.get("status"), "white")
+        console.print(
+            f"  [{colour}]{check.get('status', '?')}[/] {check.get('check')}: "
+            f"{escape(str(check.get('message', '')))}"
+        )
+        for finding in (check.get("evidence") or {}).get("findings", [])[:10]:
+            console.print(f"      {escape(str(finding.get('message', finding)))}")
+    try:
+        from output_checking.summaries import csv_summaries
+    except ImportError:  # the summaries module arrives with the checker UI
+        csv_summaries = None
+    for stored in output.files:
+        console.print(f"  file {stored.name} ({stored.size:,} bytes, sha256 {stored.sha256[:16]}…)")
+        if csv_summaries is not None and stored.name.endswith(".csv"):
+            for column in csv_summaries(stored.content, policies.sdc.active):
+                console.print(f"      {escape(str(column))}")
+    if item.your_vote is not None:
+        console.print(f"  your vote: {item.your_vote.decision}")
+    for other in item.votes:
+        console.print(f"  {other.reviewer} voted {other.decision}")
+    if item.conflict:
+        console.print("  [red]reviewers disagree on this output[/]")
+    for comment in item.comments:
+        console.print(
+            f"  comment by {comment.author} ({comment.visibility}): {escape(comment.text)}"
+        )
+
+
+def _vote(ctx, output_id: int, decision: str, comment: str, visible: bool, override: str | None):
+    from output_checking.workflow import get_request, vote
+
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        cast = vote(
+            session,
+            output_id=output_id,
+            checker=state.actor(),
+            policies=state.policies,
+            decision=decision,
+            comment=comment or "",
+            comment_visibility="researcher" if visible else "checkers",
+            override_reason=override,
+        )
+        request = get_request(session, cast.request_id)
+        console.print(
+            f"[green]Recorded[/] {decision.replace('_', ' ')} on output #{output_id}; request "
+            f"#{request.id} is now {request.status}"
+        )
+
+
+_COMMENT = typer.Option("", "--comment", help="Why: a note for the other checker (and researcher).")
+_VISIBLE = typer.Option(
+    False, "--visible-to-researcher", help="Let the researcher read the comment once decided."
+)
+
+
+@outputs_app.command("approve")
+def outputs_approve(
+    ctx: typer.Context,
+    output_id: int = typer.Argument(..., help="Output number (see `srs outputs show`)."),
+    comment: str = _COMMENT,
+    visible: bool = _VISIBLE,
+    override_differencing: str = typer.Option(
+        None, help="Why a differencing finding against earlier releases is safe."
+    ),
+) -> None:
+    """Vote to approve an output of a request you review."""
+    _vote(ctx, output_id, "approve", comment, visible, override_differencing)
+
+
+@outputs_app.command("reject")
+def outputs_reject(
+    ctx: typer.Context,
+    output_id: int = typer.Argument(..., help="Output number."),
+    comment: str = typer.Option(..., "--comment", help="Why it cannot be released."),
+    visible: bool = _VISIBLE,
+) -> None:
+    """Vote to reject an output (it will never be released)."""
+    _vote(ctx, output_id, "reject", comment, visible, None)
+
+
+@outputs_app.command("request-changes")
+def outputs_request_changes(
+    ctx: typer.Context,
+    output_id: int = typer.Argument(..., help="Output number."),
+    comment: str = typer.Option(..., "--comment", help="What the researcher should change."),
+) -> None:
+    """Vote to send an output back to its researcher (the comment is visible to them)."""
+    _vote(ctx, output_id, "request_changes", comment, True, None)
+
+
+@outputs_app.command("comment")
+def outputs_comment(
+    ctx: typer.Context,
+    request_id: int = typer.Argument(..., help="Release request number."),
+    text: str = typer.Argument(..., help="The comment."),
+    visible: bool = _VISIBLE,
+) -> None:
+    """Comment on a request, for checkers only unless --visible-to-researcher."""
+    from output_checking.workflow import comment_on_request
+
+    state: CommandContext = ctx.obj
+    with state.registry.sessions() as session:
+        comment_on_request(
+            session,
+            request_id=request_id,
+            actor=state.actor(),
+            policies=state.policies,
+            text=text,
+            visibility="researcher" if visible else "checkers",
+        )
+    console.print(f"[green]Commented[/] on request #{request_id}")
+
+
+# ---------------------------------------------------------------- releases
+@release_app.command("create")
+def release_create(
+    ctx: typer.Context, request_id: int = typer.Argument(..., help="Approved request number.")
+) -> None:
+    """Sign and publish an approved request's approved outputs as a release bundle."""
+    from output_checking.release import create_release, public_key_path, releases_dir
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    with state.registry.sessions() as session:
+        release = create_release(
+            session,
+            request_id=request_id,
+            actor=state.actor(),
+            policies=state.policies,
+            deployment=deployment,
+        )
+    console.print(
+        f"[green]Released[/] request #{request_id}: {releases_dir(deployment) / release.bundle_name}"
+        f" ({release.file_count} files, manifest sha256 {release.manifest_sha256})"
+    )
+    console.print(
+        f"  signing key fingerprint {release.signing_key_fingerprint}; recipients verify with "
+        f"`srs release verify BUNDLE --public-key {public_key_path(deployment)}`"
+    )
+
+
+@release_app.command("verify")
+def release_verify(
+    ctx: typer.Context,
+    bundle: Path = typer.Argument(..., help="The bundle folder."),
+    public_key: Path = typer.Option(
+        None, help="Trusted public key (PEM); default: this deployment's release-signing.pub."
+    ),
+) -> None:
+    """Check a bundle's Ed25519 signature and every file's SHA-256; name any tampered, missing or
+    added file. Exits 0 when valid, 1 when not."""
+    from output_checking.release import public_key_path, verify_release
+
+    state: CommandContext = ctx.obj
+    if public_key is None:
+        public_key = public_key_path(state.require_initialised())
+    report = verify_release(bundle, public_key)
+    if report.valid:
+        console.print(f"[green]{escape(report.summary())}[/]")
+        manifest = report.manifest or {}
+        console.print(
+            f"  {manifest.get('release')}: project {manifest.get('project')}, released by "
+            f"{manifest.get('released_by')} at {manifest.get('released_at')}"
+        )
+        return
+    error_console.print(f"[red]{escape(report.summary())}[/]", highlight=False)
+    raise typer.Exit(1)
+
+
+@release_app.command("list")
+def release_list(
+    ctx: typer.Context, project: str = typer.Option(None, help="Only this project's releases.")
+) -> None:
+    """List releases (checkers, admins and stewards: audit.read)."""
+    from sqlalchemy import select
+
+    from output_checking.release import list_releases, recover_releases
+    from srs.registry.models import Project
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    with state.registry.sessions() as session:
+        authorise(session, username=state.actor(), action="audit.read", policies=state.policies)
+        session.commit()
+        for note in recover_releases(session, deployment):
+            console.print(f"[yellow]recovered:[/] {note}")
+        releases = list_releases(session, project)
+        codes = {p.id: p.code for p in session.execute(select(Project)).scalars()}
+    table = Table(
+        "bundle", "project", "request", "released by", "when (UTC)", "files", "manifest sha256"
+    )
+    for release in releases:
+        table.add_row(
+            release.bundle_name,
+            codes.get(release.project_id, "?"),
+            str(release.request_id),
+            release.created_by,
+            release.created_at.strftime("%Y-%m-%d %H:%M"),
+            str(release.file_count),
+            release.manifest_sha256[:16] + "…",
+        )
+    console.print(table if releases else "No releases yet.")
+
+
+# ---------------------------------------------------------------- checker UI
+@checker_app.command("serve")
+def checker_serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8765, help="Port."),
+    base_url: str = typer.Option("/", help="URL prefix, e.g. /services/output-checking/."),
+) -> None:
+    """Serve the output checkers' web UI (sign in with a registry account holding `checker`)."""
+    from output_checking.web import serve
+
+    state: CommandContext = ctx.obj
+    serve(state.require_initialised(), state.policies, host=host, port=port, base_url=base_url)
 
 
 # ---------------------------------------------------------------- demo

@@ -172,6 +172,97 @@ class Output(Base):
     controls: Mapped[str] = mapped_column(Text, default="")
     checksum: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    # The release request it was submitted in (None while a draft of the researcher's session).
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("release_requests.id"))
+    # Why the researcher asks for release despite a failing automatic check (None: not asked).
+    exception_justification: Mapped[str | None] = mapped_column(Text)
+
+    files: Mapped[list[OutputFile]] = relationship(
+        back_populates="output", cascade="all, delete-orphan", order_by="OutputFile.id"
+    )
+
+
+class OutputFile(Base):
+    """One file of an output, exactly the bytes a release would carry, with their SHA-256."""
+
+    __tablename__ = "output_files"
+    __table_args__ = (UniqueConstraint("output_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    output_id: Mapped[int] = mapped_column(ForeignKey("outputs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+
+    output: Mapped[Output] = relationship(back_populates="files")
+
+
+class ReleaseRequest(Base):
+    """A set of outputs a researcher submitted for release, moving through the review workflow."""
+
+    __tablename__ = "release_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(32))
+    # Each resubmission after changes were requested starts a new round of reviews.
+    review_round: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    project: Mapped[Project] = relationship()
+
+
+class ReviewVote(Base):
+    """One checker's decision on one output in one review round: approve, reject or request changes."""
+
+    __tablename__ = "review_votes"
+    __table_args__ = (UniqueConstraint("output_id", "reviewer", "review_round"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("release_requests.id", ondelete="CASCADE"))
+    output_id: Mapped[int] = mapped_column(ForeignKey("outputs.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(64))
+    review_round: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(20))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class OutputComment(Base):
+    """A comment on a request or one of its outputs, private to checkers or visible to the researcher."""
+
+    __tablename__ = "output_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("release_requests.id", ondelete="CASCADE")
+    )
+    output_id: Mapped[int | None] = mapped_column(ForeignKey("outputs.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(64))
+    visibility: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Release(Base):
+    """A signed release bundle made from an approved request (one per request)."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("release_requests.id"), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    created_by: Mapped[str] = mapped_column(String(64))
+    bundle_name: Mapped[str] = mapped_column(String(200), unique=True)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    signing_key_fingerprint: Mapped[str] = mapped_column(String(64))
+    file_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
 class AuditEvent(Base):

@@ -1,0 +1,304 @@
+"""Releases: exactly the approved outputs, signed; verification names tampered, missing and added
+files; only checkers outside the project release approved requests; a killed release leaves no
+half bundle and no state claiming a release that did not happen."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from workflow_fixtures import SECOND_CHECKER, add_checker, submitted_request
+
+from output_checking.bundle import BundleError, load_public_key, verify_bundle
+from output_checking.release import (
+    STAGING,
+    bundle_name,
+    create_release,
+    list_releases,
+    public_key_path,
+    recover_releases,
+    releases_dir,
+)
+from output_checking.workflow import WorkflowError, get_request, vote
+from registry_fixtures import PROJECT, populate
+from srs.access import AccessDenied
+from srs.registry.models import AuditEvent, Output, OutputFile, Release
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def people(registry, policies):
+    people = populate(registry, policies)
+    add_checker(registry, policies)
+    return people
+
+
+def approve(registry, policies, request_id: int, outputs: list[int], rejected=()) -> None:
+    for checker in ("cho", SECOND_CHECKER):
+        for output_id in outputs:
+            with registry.sessions() as s:
+                vote(
+                    s,
+                    output_id=output_id,
+                    checker=checker,
+                    policies=policies,
+                    decision="reject" if output_id in rejected else "approve",
+                )
+
+
+def release(registry, policies, deployment, request_id: int, actor: str = "cho") -> Release:
+    with registry.sessions() as s:
+        return create_release(
+            s, request_id=request_id, actor=actor, policies=policies, deployment=deployment
+        )
+
+
+def test_bundle_holds_exactly_the_approved_outputs_and_verifies(
+    registry, policies, people, deployment
+):
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.request_id, sub.outputs, rejected={sub.outputs[1]})
+    made = release(registry, policies, deployment, sub.request_id)
+    bundle = releases_dir(deployment) / made.bundle_name
+    report = verify_bundle(bundle, load_public_key(public_key_path(deployment)))
+    assert report.valid, report.summary()
+    manifest = report.manifest
+    assert [o["id"] for o in manifest["outputs"]] == [sub.outputs[0], sub.outputs[2]]
+    assert all(
+        {a["reviewer"] for a in o["approvals"]} == {"cho", SECOND_CHECKER}
+        for o in manifest["outputs"]
+    )
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    assert files == sorted(
+        ["manifest.json", "manifest.sig"]
+        + [f"outputs/{sub.outputs[0]:05d}-arrests-by-sex.csv"]
+        + [f"outputs/{sub.outputs[2]:05d}-convictions-by-sex.csv"]
+    )
+    with registry.sessions() as s:
+        assert get_request(s, sub.request_id).status == "released"
+        statuses = [s.get(Output, i).status for i in sub.outputs]
+        assert statuses == ["released", "rejected", "released"]
+        [event] = [
+            e for e in s.execute(select(AuditEvent)).scalars() if e.action == "release.create"
+        ]
+        assert json.loads(event.details)["manifest_sha256"] == made.manifest_sha256
+        assert [r.bundle_name for r in list_releases(s, PROJECT)] == [made.bundle_name]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_flipped_byte_an_added_file_or_a_removed_file_is_named(
+    registry, policies, people, deployment
+):
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.request_id, sub.outputs)
+    made = release(registry, policies, deployment, sub.request_id)
+    bundle = releases_dir(deployment) / made.bundle_name
+    key = load_public_key(public_key_path(deployment))
+    victim = next((bundle / "outputs").iterdir())
+    data = bytearray(victim.read_bytes())
+    data[5] ^= 0x01
+    victim.write_bytes(bytes(data))
+    report = verify_bundle(bundle, key)
+    assert not report.valid and report.tampered == [f"outputs/{victim.name}"]
+    assert victim.name in report.summary()
+    data[5] ^= 0x01
+    victim.write_bytes(bytes(data))
+    assert verify_bundle(bundle, key).valid
+    (bundle / "outputs" / "extra.csv").write_text("sex,count\nF,3\n")
+    report = verify_bundle(bundle, key)
+    assert report.unexpected == ["outputs/extra.csv"] and not report.valid
+    (bundle / "outputs" / "extra.csv").unlink()
+    victim.unlink()
+    assert verify_bundle(bundle, key).missing == [f"outputs/{victim.name}"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_edited_manifest_or_another_key_fails_the_signature(
+    registry, policies, people, deployment, tmp_path
+):
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.request_id, sub.outputs)
+    made = release(registry, policies, deployment, sub.request_id)
+    bundle = releases_dir(deployment) / made.bundle_name
+    key = load_public_key(public_key_path(deployment))
+    manifest = bundle / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"ana"', '"eve"'))
+    report = verify_bundle(bundle, key)
+    assert not report.signature_valid and "manifest.json" in report.tampered[0]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = Ed25519PrivateKey.generate().public_key()
+    assert not verify_bundle(bundle, other).signature_valid
+    with pytest.raises(BundleError, match="no public key file"):
+        load_public_key(tmp_path / "missing.pub")
+
+
+def test_unsubmitted_or_undecided_requests_cannot_be_released(
+    registry, policies, people, deployment
+):
+    sub = submitted_request(registry, policies)
+    with pytest.raises(WorkflowError, match="only an approved request"):
+        release(registry, policies, deployment, sub.request_id)
+    with registry.sessions() as s:
+        denied = [
+            e
+            for e in s.execute(select(AuditEvent)).scalars()
+            if e.action == "release.create" and e.outcome == "deny"
+        ]
+        assert len(denied) == 1
+    assert not releases_dir(deployment).exists() or not any(
+        p.name != STAGING for p in releases_dir(deployment).iterdir()
+    )
+
+
+def test_the_author_and_project_members_cannot_release(registry, policies, people, deployment):
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.request_id, sub.outputs)
+    with pytest.raises(AccessDenied, match="may not output.release"):
+        release(registry, policies, deployment, sub.request_id, actor="ana")
+    with registry.sessions() as s:
+        assert get_request(s, sub.request_id).status == "approved"
+        assert list_releases(s) == []
+
+
+def test_a_request_is_released_once(registry, policies, people, deployment):
+    sub = submitted_request(registry, policies, {"one": {"F": 50, "M": 60}})
+    approve(registry, policies, sub.request_id, sub.outputs)
+    release(registry, policies, deployment, sub.request_id)
+    with pytest.raises(WorkflowError, match="released; only an approved"):
+        release(registry, policies, deployment, sub.request_id, actor=SECOND_CHECKER)
+
+
+def test_a_file_altered_in_the_registry_is_not_released(registry, policies, people, deployment):
+    sub = submitted_request(registry, policies, {"one": {"F": 50, "M": 60}})
+    approve(registry, policies, sub.request_id, sub.outputs)
+    with registry.sessions() as s:
+        stored = s.execute(select(OutputFile)).scalars().first()
+        stored.content = stored.content.replace(b"50", b"51")
+        s.commit()
+    with pytest.raises(WorkflowError, match="no longer matches the SHA-256"):
+        release(registry, policies, deployment, sub.request_id)
+    with registry.sessions() as s:
+        assert get_request(s, sub.request_id).status == "approved"
+
+
+CRASHING_RELEASE = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from output_checking import bundle, release
+    from srs.deployment import Deployment
+    from srs.policy import load_policies
+    from srs.registry import open_registry
+
+    home, url, request_id, where, ready = sys.argv[1:6]
+    written = []
+    real_write, real_rename = bundle._write_durably, release.os.rename
+
+    def pause():
+        Path(ready).write_text("paused")
+        time.sleep(120)
+
+    def slow_write(path, data, mode=0o644):
+        real_write(path, data, mode)
+        if release.STAGING in Path(path).parts:
+            written.append(path)
+        if where == "files" and len(written) == 1:
+            pause()
+
+    def paused_rename(source, target):
+        if where == "rename":
+            pause()
+        real_rename(source, target)
+
+    bundle._write_durably = slow_write
+    release.os.rename = paused_rename
+    registry = open_registry(url)
+    with registry.sessions() as s:
+        release.create_release(
+            s, request_id=int(request_id), actor="cho", policies=load_policies(),
+            deployment=Deployment.at(home, database_url=url),
+        )
+    """
+)
+
+
+def kill_release_midway(deployment, request_id: int, where: str, tmp_path: Path) -> None:
+    ready = tmp_path / f"ready-{where}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CRASHING_RELEASE,
+            str(deployment.home),
+            deployment.database_url,
+            str(request_id),
+            where,
+            str(ready),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the release process ended early: {process.stderr.read()!r}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the release process never reached the pause")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def published(deployment) -> list[str]:
+    root = releases_dir(deployment)
+    return sorted(p.name for p in root.iterdir() if p.name != STAGING) if root.exists() else []
+
+
+def test_killed_while_writing_files_leaves_no_bundle_and_no_release_state(
+    registry, policies, people, deployment, tmp_path
+):
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.request_id, sub.outputs)
+    kill_release_midway(deployment, sub.request_id, "files", tmp_path)
+    assert published(deployment) == []  # no half bundle where bundles are published
+    with registry.sessions() as s:
+        assert get_request(s, sub.request_id).status == "approved"
+        assert list_releases(s) == []
+        assert {s.get(Output, i).status for i in sub.outputs} == {"approved"}
+        actions = {e.action for e in s.execute(select(AuditEvent)).scalars()}
+        assert "release.create" not in actions and "request.released" not in actions
+        assert recover_releases(s, deployment)[0].startswith("discarded incomplete staging")
+    assert list((releases_dir(deployment) / STAGING).iterdir()) == []
+    made = release(registry, policies, deployment, sub.request_id)  # a clean retry works
+    assert verify_bundle(
+        releases_dir(deployment) / made.bundle_name, load_public_key(public_key_path(deployment))
+    ).valid
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_killed_after_commit_is_finished_by_recovery(
+    registry, policies, people, deployment, tmp_path
+):
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.request_id, sub.outputs)
+    kill_release_midway(deployment, sub.request_id, "rename", tmp_path)
+    name = bundle_name(PROJECT, sub.request_id)
+    with registry.sessions() as s:
+        assert [r.bundle_name for r in list_releases(s)] == [name]
+        assert recover_releases(s, deployment) == [f"finished release {name}"]
+    report = verify_bundle(
+        releases_dir(deployment) / name, load_public_key(public_key_path(deployment))
+    )
+    assert report.valid and published(deployment) == [name]
