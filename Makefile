@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format clean bench postgres-server-binaries
+.PHONY: demo test lint format clean bench postgres-server-binaries browser-binaries
 
 $(STAMP): pyproject.toml constraints/cpu-torch.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,20 @@ postgres-server-binaries:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
+# The checker UI's end-to-end test drives a real headless Chromium through chromedriver; this
+# installs Debian's packages when missing (tests/output_checking/test_checker_ui_browser.py).
+browser-binaries:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "Chromium and chromedriver present"; \
+	else \
+		echo "Installing Chromium and chromedriver (Debian packages chromium, chromium-driver)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 demo: $(STAMP)
 	$(VENV)/bin/srs demo --home demo-home
 
-test: $(STAMP) postgres-server-binaries
+test: $(STAMP) postgres-server-binaries browser-binaries
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

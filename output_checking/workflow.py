@@ -763,6 +763,10 @@ def request_view(
     )
     if not is_checker:
         history = [e for e in history if e.outcome == "ok" and e.action.startswith("request.")]
+    elif blinded:
+        # Blind reviews: another checker's votes stay out of the history until the reviews are in.
+        votes_actions = {f"output.{d}" for d in DECISIONS}
+        history = [e for e in history if e.action not in votes_actions or e.actor == viewer]
     release = session.execute(
         select(Release).where(Release.request_id == request.id)
     ).scalar_one_or_none()

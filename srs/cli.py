@@ -969,15 +969,26 @@ def _print_output(item, policies: PolicySet) -> None:
         )
         for finding in (check.get("evidence") or {}).get("findings", [])[:10]:
             console.print(f"      {escape(str(finding.get('message', finding)))}")
-    try:
-        from output_checking.summaries import csv_summaries
-    except ImportError:  # the summaries module arrives with the checker UI
-        csv_summaries = None
+    from output_checking.summaries import CSVSummaryError, summarise_csv
+
     for stored in output.files:
         console.print(f"  file {stored.name} ({stored.size:,} bytes, sha256 {stored.sha256[:16]}…)")
-        if csv_summaries is not None and stored.name.endswith(".csv"):
-            for column in csv_summaries(stored.content, policies.sdc.active):
-                console.print(f"      {escape(str(column))}")
+        if not stored.name.endswith(".csv"):
+            continue
+        try:
+            summary = summarise_csv(stored.content, policies.sdc.active)
+        except CSVSummaryError as exc:
+            console.print(f"      [yellow]{escape(str(exc))}[/]")
+            continue
+        for column in summary.columns:
+            if column.kind == "numeric":
+                console.print(
+                    f"      {escape(column.name)}: min {column.minimum}, min excl. 0 "
+                    f"{column.minimum_nonzero}, max {column.maximum}, sum {column.total}, "
+                    f"{column.redacted} redacted, {column.rounding_note()}"
+                )
+            else:
+                console.print(f"      {escape(column.name)}: {column.distinct} distinct values")
     if item.your_vote is not None:
         console.print(f"  your vote: {item.your_vote.decision}")
     for other in item.votes:

@@ -36,7 +36,9 @@ def test_a_garbled_key_file_is_explained(tmp_path):
         signing_key(tmp_path)
 
 
-@pytest.mark.parametrize("path", ["../escape.csv", "/etc/passwd", "outputs/../../x.csv", "manifest.json"])
+@pytest.mark.parametrize(
+    "path", ["../escape.csv", "/etc/passwd", "outputs/../../x.csv", "manifest.json"]
+)
 def test_paths_outside_the_bundle_are_refused(tmp_path, path):
     with pytest.raises(BundleError, match="not a plain relative file path"):
         write_bundle(tmp_path / "b", {path: b"x"}, {}, signing_key(tmp_path))

@@ -102,6 +102,7 @@ def test_reviews_are_blind_until_both_are_in(registry, policies, people):
         assert view.blinded
         assert all(o.votes == [] and o.your_vote is None for o in view.outputs)
         assert all(c.author != "cho" for o in view.outputs for c in o.comments)
+        assert not [e for e in view.history if e.actor == "cho"]  # not even in the history
     for output_id in sub.outputs[1:]:
         cast(registry, policies, "cho", output_id, "approve")
     for output_id in sub.outputs:

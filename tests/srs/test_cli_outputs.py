@@ -79,6 +79,7 @@ def test_checkers_review_and_release_from_the_command_line(deployment, tmp_path)
     assert shown.exit_code == 0, shown.output
     assert "arrests by sex" in shown.output and "arrests-by-sex.csv" in shown.output
     assert "submitted" in shown.output and "blinded" in shown.output
+    assert "count: min 120, min excl. 0 120, max 340, sum 460" in shown.output
     for checker in ("cho", "chen"):
         for output_id in sub.outputs[:2]:
             result = srs(home, "outputs", "approve", str(output_id), actor=checker)

@@ -1,0 +1,198 @@
+"""Per-column summaries of an output's CSV file, for the checker who has to read it.
+
+A checker opening a CSV wants to see at a glance whether it holds small counts (the minimum
+excluding zero), how many cells were left blank or redacted, what the columns add up to, and
+whether every number is rounded as the disclosure profile asks ("rounded to 5");
+``summarise_csv`` gives that for each column of the file's bytes. Pure computation: bytes and
+a profile in, summaries out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from disclosure.policy import Rounding, SDCProfile
+from srs.errors import SRSError
+
+NUMERIC = "numeric"
+TEXT = "text"
+# Cells that hold no value: blank, or how pandas, R and ONS tables write "not available".
+MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "..", "[z]"})
+# Cells that were suppressed: OpenSAFELY's [REDACTED], ONS's c / x / [c] / [x] / [low], the
+# asterisk and tilde many sites use, and bands such as "<5" or "<10".
+REDACTION_MARKERS = frozenset({"[redacted]", "redacted", "*", "c", "x", "~", "[c]", "[x]", "[low]"})
+# Letters that are redaction markers in a column of numbers but ordinary values in a text column.
+AMBIGUOUS_MARKERS = frozenset({"c", "x"})
+BAND = re.compile(r"<\s*=?\s*\d+")
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+
+
+class CSVSummaryError(SRSError):
+    """A file cannot be summarised as CSV (not UTF-8 text, or no header row)."""
+
+
+@dataclass(frozen=True)
+class ColumnSummary:
+    """One column of a CSV as a checker sees it.
+
+    Numeric columns have ``minimum``, ``minimum_nonzero``, ``maximum`` and ``total`` (of the
+    values present) and, where the profile rounds, ``unrounded``: how many values are not on
+    the profile's rounding. Text columns have ``distinct``.
+    """
+
+    name: str
+    kind: str
+    cells: int
+    missing: int
+    redacted: int
+    values: int
+    minimum: int | float | None = None
+    minimum_nonzero: int | float | None = None
+    maximum: int | float | None = None
+    total: int | float | None = None
+    rounding: str | None = None
+    unrounded: int | None = None
+    distinct: int | None = None
+
+    @property
+    def rounded(self) -> bool | None:
+        """True when every value is on the profile's rounding, None when it does not apply."""
+        if self.kind != NUMERIC or self.unrounded is None or self.values == 0:
+            return None
+        return self.unrounded == 0
+
+    def rounding_note(self) -> str:
+        """What a checker reads about rounding: "rounded to 5", "3 of 12 not rounded to 5"."""
+        if self.kind != NUMERIC:
+            return ""
+        if self.rounding is None:
+            return "profile does not round"
+        if self.values == 0:
+            return "no values"
+        if self.unrounded == 0:
+            return self.rounding
+        return f"{self.unrounded} of {self.values} not {self.rounding}"
+
+
+@dataclass(frozen=True)
+class CSVSummary:
+    """Every column of one CSV file, and the rows that did not fit the header."""
+
+    rows: int
+    columns: list[ColumnSummary]
+    ragged_rows: list[int] = field(default_factory=list)
+
+
+def rounding_rule(profile: SDCProfile) -> str | None:
+    """How the profile rounds released numbers, as a checker would say it (None: it does not)."""
+    if profile.rounding in (Rounding.base, Rounding.controlled):
+        return None if profile.rounding_base == 1 else f"rounded to {profile.rounding_base}"
+    if profile.rounding == Rounding.midpoint6:
+        return "midpoint-6 rounded"
+    return None
+
+
+def _on_rounding(value: Decimal, profile: SDCProfile) -> bool:
+    if profile.rounding == Rounding.midpoint6:
+        # 0 stays 0; 1-6 become 3, 7-12 become 9: every other value is 3 more than a multiple of 6.
+        return value == 0 or (value % 1 == 0 and value % 6 == 3)
+    return value % profile.rounding_base == 0
+
+
+def _number(text: str) -> Decimal | None:
+    if THOUSANDS.fullmatch(text):
+        text = text.replace(",", "")
+    if not NUMBER.fullmatch(text):
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+        return None
+
+
+def _plain(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _summarise_column(name: str, cells: list[str], profile: SDCProfile) -> ColumnSummary:
+    stripped = [cell.strip() for cell in cells]
+    missing = sum(1 for cell in stripped if cell.lower() in MISSING_MARKERS)
+    present = [cell for cell in stripped if cell.lower() not in MISSING_MARKERS]
+
+    def redaction(cell: str, numeric_column: bool) -> bool:
+        lowered = cell.lower()
+        if lowered in AMBIGUOUS_MARKERS:
+            return numeric_column
+        return lowered in REDACTION_MARKERS or bool(BAND.fullmatch(cell))
+
+    numbers = [_number(cell) for cell in present]
+    others = [c for c, n in zip(present, numbers, strict=True) if n is None]
+    values = [n for n in numbers if n is not None]
+    if values and all(redaction(cell, True) for cell in others):
+        rule = rounding_rule(profile)
+        nonzero = [v for v in values if v != 0]
+        return ColumnSummary(
+            name=name,
+            kind=NUMERIC,
+            cells=len(cells),
+            missing=missing,
+            redacted=len(others),
+            values=len(values),
+            minimum=_plain(min(values)),
+            minimum_nonzero=_plain(min(nonzero)) if nonzero else None,
+            maximum=_plain(max(values)),
+            total=_plain(sum(values, Decimal(0))),
+            rounding=rule,
+            unrounded=None if rule is None else sum(not _on_rounding(v, profile) for v in values),
+        )
+    redacted = [cell for cell in present if redaction(cell, False)]
+    return ColumnSummary(
+        name=name,
+        kind=TEXT,
+        cells=len(cells),
+        missing=missing,
+        redacted=len(redacted),
+        values=len(present) - len(redacted),
+        distinct=len({cell for cell in present if not redaction(cell, False)}),
+    )
+
+
+def summarise_csv(data: bytes, profile: SDCProfile) -> CSVSummary:
+    """Summarise each column of a CSV file's bytes (UTF-8, header row first).
+
+    >>> from srs.policy import load_policies
+    >>> profile = load_policies().sdc.active                    # ons-srs: round to 5
+    >>> summary = summarise_csv(b"area,count\\nLS,15\\nM,0\\nB,*\\n", profile)
+    >>> count = summary.columns[1]
+    >>> count.minimum, count.minimum_nonzero, count.maximum, count.redacted
+    (0, 15, 15, 1)
+    >>> count.rounding_note()
+    'rounded to 5'
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CSVSummaryError(
+            f"the file is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); "
+            "ask the researcher to export the CSV as UTF-8"
+        ) from None
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise CSVSummaryError(f"the file is not valid CSV: {exc}") from None
+    rows = [row for row in rows if row]  # blank lines carry no cells
+    if not rows:
+        raise CSVSummaryError("the file is empty: a CSV output needs a header row")
+    header, body = rows[0], rows[1:]
+    ragged = [number for number, row in enumerate(body, start=2) if len(row) != len(header)]
+    names = [name.strip() or f"column {i + 1}" for i, name in enumerate(header)]
+    columns = [
+        _summarise_column(name, [row[i] if i < len(row) else "" for row in body], profile)
+        for i, name in enumerate(names)
+    ]
+    return CSVSummary(rows=len(body), columns=columns, ragged_rows=ragged)
