@@ -2,8 +2,11 @@
 
 The order is the guarantee: the query is planned (bad queries fail here, costing nothing),
 then the spend is committed to the project's ledger, only then is the noise drawn, and the
-result is recorded as a ``dp_result`` output naming its spend. A crash after the debit loses
-budget, never privacy: no DP result exists without a committed spend.
+result is recorded as a ``dp_result`` output naming its spend, with its files (a CSV of the
+released table and the JSON of the whole result, named after the output). A crash after the
+debit loses budget, never privacy: no DP result exists without a committed spend. Group columns
+the file gate would stop (identifier-like names, more rows than a table may have) are refused
+before the debit, so such a query spends nothing.
 
 >>> # with a registry session ``s`` and a table of linked/journeys in ``journeys``:
 >>> # out = release_dp(s, project_code="P001", researcher="ana", policies=policies,
@@ -13,13 +16,16 @@ budget, never privacy: no DP result exists without a committed spend.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from disclosure import dp
-from output_checking.outputs import record_output
+from disclosure.file_gate import identifier_columns
+from output_checking.outputs import OutputError, file_gate_rules, record_output
 from srs.budget import SpendReceipt, debit
 from srs.policy import PolicySet
 from srs.registry.models import Output
@@ -32,6 +38,47 @@ class DPOutput:
     result: dp.DPResult
     receipt: SpendReceipt
     output_id: int
+
+
+def file_stem(name: str) -> str:
+    """The stem of an output's file names: its name in lower case, runs of anything but letters,
+    digits, '.', '_' and '-' made one '-' (the names ``record_output`` accepts).
+
+    >>> file_stem("Offences by sex (2)")
+    'offences-by-sex-2'
+    """
+    stem = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:80].strip("-._")
+    return stem or "output"
+
+
+def dp_files(stem: str, result: dp.DPResult) -> dict[str, bytes]:
+    """A DP result's files: the released table as CSV and the whole result as JSON."""
+    return {
+        f"{stem}.csv": result.table.to_csv(index=False).encode("utf-8"),
+        f"{stem}.json": result.to_json().encode("utf-8"),
+    }
+
+
+def _refuse_files_the_gate_would_stop(query: dp.DPQuery, policies: PolicySet) -> None:
+    """Refuse, before anything is spent, a result whose files could never leave."""
+    rules = file_gate_rules(policies)
+    flagged = identifier_columns(list(query.groups), rules.identifier_column_patterns)
+    if flagged:
+        raise OutputError(
+            f"grouping by {', '.join(flagged)} would release a column that looks like a "
+            "record-level identifier; nothing was spent: group by other columns"
+        )
+    if query.public_keys:
+        rows = math.prod(len(query.keys[column]) for column in query.by)
+        if query.statistic == "histogram":
+            rows *= len(query.histogram_labels())
+        if query.statistic == "quantile":
+            rows *= len(query.quantiles)
+        if rows > rules.max_csv_rows:
+            raise OutputError(
+                f"the result would have {rows:,} rows, over the {rules.max_csv_rows:,}-row limit "
+                "for tables; nothing was spent: group by fewer or coarser columns"
+            )
 
 
 def preview_dp(
@@ -71,10 +118,13 @@ def release_dp(
 
     ``dictionary`` is the dataset's data dictionary: grouping columns whose public values it
     lists need no threshold. Raises ``BudgetExhausted`` (nothing spent, nothing released) when
-    the budget cannot cover the query, ``DPQueryError`` for a malformed query (nothing spent).
+    the budget cannot cover the query, ``DPQueryError`` for a malformed query and
+    ``OutputError`` for a result the file gate would stop (nothing spent either).
     """
     plan = _plan(query, data, policies, rho, accuracy, dictionary)
     query = plan.query
+    _refuse_files_the_gate_would_stop(query, policies)
+    output_name = name or f"DP {query.describe()}"
     receipt = debit(
         session,
         project_code=project_code,
@@ -85,12 +135,14 @@ def release_dp(
         policies=policies,
     )
     result = plan.release(receipt)
+    # Private keys can still make more rows than the gate allows; the spend then stands with no
+    # result, as after any crash past the debit.
     output: Output = record_output(
         session,
         project_code=project_code,
         author=researcher,
         kind="dp_result",
-        name=name or f"DP {query.describe()}",
+        name=output_name,
         content=result.to_dict(),
         checks=[
             {
@@ -104,6 +156,8 @@ def release_dp(
         ],
         context=context,
         budget_spend_id=receipt.spend_id,
+        files=dp_files(file_stem(output_name), result),
+        file_rules=file_gate_rules(policies),
     )
     session.commit()
     return DPOutput(result=result, receipt=receipt, output_id=output.id)
