@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_fixtures import browser  # noqa: F401 (the headless Chromium fixture)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
