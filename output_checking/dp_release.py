@@ -17,7 +17,6 @@ before the debit, so such a query spends nothing.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from disclosure import dp
 from disclosure.file_gate import identifier_columns
-from output_checking.outputs import OutputError, file_gate_rules, record_output
+from output_checking.outputs import OutputError, file_gate_rules, file_stem, record_output
 from srs.budget import SpendReceipt, debit
 from srs.policy import PolicySet
 from srs.registry.models import Output
@@ -38,17 +37,6 @@ class DPOutput:
     result: dp.DPResult
     receipt: SpendReceipt
     output_id: int
-
-
-def file_stem(name: str) -> str:
-    """The stem of an output's file names: its name in lower case, runs of anything but letters,
-    digits, '.', '_' and '-' made one '-' (the names ``record_output`` accepts).
-
-    >>> file_stem("Offences by sex (2)")
-    'offences-by-sex-2'
-    """
-    stem = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:80].strip("-._")
-    return stem or "output"
 
 
 def dp_files(stem: str, result: dp.DPResult) -> dict[str, bytes]:

@@ -41,6 +41,17 @@ class OutputError(SRSError):
     """An output cannot be recorded as asked (unknown kind, project, or a DP result without spend)."""
 
 
+def file_stem(name: str) -> str:
+    """The stem of an output's file names: its name in lower case, runs of anything but letters,
+    digits, '.', '_' and '-' made one '-' (the names ``record_output`` accepts).
+
+    >>> file_stem("Offences by sex (2)")
+    'offences-by-sex-2'
+    """
+    stem = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:80].strip("-._")
+    return stem or "output"
+
+
 def file_gate_rules(policies: PolicySet) -> FileGateRules:
     """The file gate's rules from the release policy."""
     release = policies.release

@@ -3,6 +3,7 @@ differencing before approval, and an audit event for every step and every refusa
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from sqlalchemy import select, update
 from workflow_fixtures import SECOND_CHECKER, add_checker, submitted_request, table_output
@@ -20,6 +21,7 @@ from output_checking.workflow import (
     comment_on_request,
     create_request,
     get_request,
+    released_tables,
     request_view,
     submit_request,
     vote,
@@ -359,3 +361,41 @@ def test_queue_lists_reviewable_requests_with_progress(registry, policies, peopl
         )
         with pytest.raises(AccessDenied):
             checker_queue(s, checker="ana", policies=policies)
+
+
+def test_differencing_ignores_margins_so_a_small_difference_is_still_found(
+    registry, policies, people
+):
+    """A released two-way table with margins, then a one-way table of three fewer people: the
+    margins must not be summed into the cells (that doubles them and hides the difference)."""
+    from output_checking.outputs import record_output, table_content
+    from output_checking.workflow import run_differencing
+
+    earlier = pd.DataFrame(
+        {"crown": [60, 150, 210], "magistrates": [40, 100, 140], "Total": [100, 250, 350]},
+        index=pd.Index(["F", "M", "Total"], name="sex"),
+    )
+    later = pd.DataFrame({"count": [97, 250, 347]}, index=pd.Index(["F", "M", "Total"], name="sex"))
+    with registry.sessions() as s:
+        outputs = []
+        for name, table in (("earlier", earlier), ("later", later)):
+            outputs.append(
+                record_output(
+                    s,
+                    project_code=PROJECT,
+                    author="ana",
+                    kind="table",
+                    name=name,
+                    content={
+                        "kind": "table",
+                        "statistic": "count",
+                        "table": table_content(table),
+                        "margins": "Total",
+                    },
+                )
+            )
+        outputs[0].status = "released"
+        s.flush()
+        released = released_tables(s, outputs[0].project_id, policies)
+        findings = run_differencing(outputs[1], released, policies)
+    assert [(f["row"], f["difference"]) for f in findings] == [("F", 3.0)]

@@ -1,0 +1,1368 @@
+"""The researcher session: ``import srs; s = srs.session()``, how an accredited researcher works.
+
+A session knows who is working and in which project (explicit arguments, else ``SRS_USER``,
+``SRS_PROJECT`` and ``SRS_HOME``, which the JupyterHub spawner sets). It reads the project's
+granted datasets through the access check, and its analysis functions (``crosstab``,
+``pivot_table``, ``ols``, ``logit``, ``probit``, ``poisson``, ``survival``, ``hist``, the
+differentially private ``s.dp.*`` and ``custom_output``) work like the pandas and statsmodels
+ones but give back only the protected result: each call records a draft output with its
+disclosure evidence and its files in open formats, for a checker to review once submitted.
+Outside the hub the session reads the vault with the deployment's key; inside it, the hub's
+data service takes that place behind the same access decision and audit event.
+
+>>> import srs
+>>> s = srs.session(user="ana", project="P001")                        # doctest: +SKIP
+>>> journeys = s.dataset("linked/journeys")                             # doctest: +SKIP
+>>> s.crosstab(journeys, "sex", "court", name="cases by sex and court")  # doctest: +SKIP
+>>> s.dp.count("linked/journeys", by=["sex"], rho=0.01)                 # doctest: +SKIP
+>>> s.submit("Attrition tables for the 2026 report")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from disclosure.evidence import FAIL, OK, REVIEW, STATUS_RANK, TableCheck
+from disclosure.figures import check_histogram
+from disclosure.models import check_regression, check_survival, safe_survival_table
+from disclosure.policy import Rounding, SDCProfile
+from disclosure.protection import (
+    controlled_round,
+    round_midpoint6,
+    round_to_base,
+    suppress_primary,
+)
+from disclosure.suppression import TOTAL, protect_table, secondary_suppression
+from disclosure.tables import check_table
+from output_checking.outputs import (
+    REMOVED,
+    OutputError,
+    comment_on_own_output,
+    describe_output,
+    file_gate_rules,
+    file_stem,
+    get_output,
+    record_output,
+    remove_output,
+    rename_output,
+    request_exception,
+    table_content,
+)
+from output_checking.workflow import create_request, request_view, submit_request
+from srs.access import authorise
+from srs.audit import record_event
+from srs.budget import BudgetState, budget_state
+from srs.deployment import Deployment
+from srs.errors import SRSError
+from srs.policy import PolicySet, load_policies
+from srs.registry import Registry, open_registry
+from srs.registry.models import Grant, Output, Project
+from srs.vault import Vault
+
+USER_ENV = "SRS_USER"
+PROJECT_ENV = "SRS_PROJECT"
+PERSON_KEY = "person_key"
+# ``unit="auto"``: count persons (person_key) when the data has them, else rows.
+AUTO = "auto"
+OUTPUT_ID = "srs_output_id"
+DATASET = "srs_dataset"
+ENGINES = ("pandas", "polars")
+# A constant key, to check the grand total like any other cell.
+GRAND_TOTAL = "(all records)"
+MINIMUM_JUSTIFICATION = 20
+# aggfunc names (and numpy/builtin function names) -> the statistic the table check knows.
+AGGFUNCS = {
+    "count": "count",
+    "size": "count",
+    "len": "count",
+    "sum": "sum",
+    "mean": "mean",
+    "average": "mean",
+    "median": "median",
+    "max": "max",
+    "amax": "max",
+    "min": "min",
+    "amin": "min",
+    "std": "std",
+}
+# Regressions offered, by their statsmodels formula API names.
+MODELS = ("ols", "logit", "probit", "poisson")
+
+
+class SessionError(SRSError):
+    """The session cannot do what was asked: no user or project, unknown output, bad input."""
+
+
+# ------------------------------------------------------------------ what a researcher sees
+@dataclass(frozen=True)
+class OutputSummary:
+    """One output as its author sees it: id, name, kind, status and its checks' verdict."""
+
+    id: int
+    name: str
+    kind: str
+    status: str
+    checks: str
+    files: tuple[str, ...] = ()
+    request_id: int | None = None
+    exception_requested: bool = False
+
+    @classmethod
+    def of(cls, output: Output) -> OutputSummary:
+        """The summary of a registry output (read inside its database session)."""
+        return cls(
+            id=output.id,
+            name=output.name,
+            kind=output.kind,
+            status=output.status,
+            checks=overall_status(output.checks or []),
+            files=tuple(f.name for f in output.files),
+            request_id=output.request_id,
+            exception_requested=output.exception_justification is not None,
+        )
+
+    def __str__(self) -> str:
+        return f"output #{self.id} {self.name!r} ({self.kind}, {self.status}, checks {self.checks})"
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    """Where a release request stands, as its author may see it."""
+
+    request_id: int
+    title: str
+    status: str
+    review_round: int
+    outputs: tuple[OutputSummary, ...]
+    comments: tuple[tuple[str, int | None, str], ...]  # (author, output id or None, text)
+    history: tuple[str, ...]
+
+    def __str__(self) -> str:
+        lines = [f"request #{self.request_id} {self.title!r}: {self.status}"]
+        lines += [f"  {output}" for output in self.outputs]
+        lines += [f"  {author} on #{o}: {text}" for author, o, text in self.comments]
+        return "\n".join(lines)
+
+
+def overall_status(checks: list[dict[str, Any]]) -> str:
+    """The worst status of an output's checks (``ok`` when it has none)."""
+    return max(
+        (c.get("status", OK) for c in checks), key=lambda s: STATUS_RANK.get(s, 0), default=OK
+    )
+
+
+# ------------------------------------------------------------------ analyses, as pure functions
+@dataclass
+class Draft:
+    """An analysis's protected result, ready to be recorded as an output.
+
+    ``files`` maps a file extension to the bytes; the session names each file after the output.
+    """
+
+    kind: str
+    default_name: str
+    content: dict[str, Any]
+    checks: list[dict[str, Any]]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def _plain(label: Any) -> Any:
+    """A table label as JSON: tuples become lists, numpy scalars Python ones."""
+    if isinstance(label, tuple):
+        return [_plain(part) for part in label]
+    if isinstance(label, np.generic):
+        return label.item()
+    if isinstance(label, pd.Timestamp):
+        return label.isoformat()
+    return label
+
+
+def _as_list(keys: str | Sequence[str] | None) -> list[str]:
+    if keys is None:
+        return []
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+def _statistic(aggfunc: Any) -> str:
+    name = aggfunc if isinstance(aggfunc, str) else getattr(aggfunc, "__name__", repr(aggfunc))
+    if name not in AGGFUNCS:
+        raise SessionError(
+            f"aggfunc {name!r} has no automatic disclosure check; use one of count, sum, mean, "
+            "median, max, min, std, or take the result out with custom_output and a justification"
+        )
+    return AGGFUNCS[name]
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SessionError(
+            f"no column(s) {', '.join(map(str, missing))} in the data; it has "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+
+
+def _integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole-number tables as nullable integers, so files read ``15`` and hidden cells are blank."""
+    values = frame.to_numpy(dtype=float, na_value=np.nan)
+    shown = values[~np.isnan(values)]
+    if np.all(shown == np.round(shown)):
+        return frame.astype("Int64")
+    return frame
+
+
+def _round(frame: pd.DataFrame, statistic: str, profile: SDCProfile) -> tuple[pd.DataFrame, str]:
+    """Round a protected count or sum table as the profile asks; returns it and how."""
+    base = profile.rounding_base
+    if profile.rounding == Rounding.none:
+        return frame, "none"
+    if profile.rounding == Rounding.midpoint6 and statistic == "count":
+        return round_midpoint6(frame), "midpoint6"
+    note = ""
+    if profile.rounding == Rounding.controlled and statistic == "count":
+        complete = (
+            frame.index.nlevels == frame.columns.nlevels == 1
+            and TOTAL in frame.index
+            and TOTAL in frame.columns
+            and not frame.isna().to_numpy().any()
+        )
+        if complete:
+            cells, row_totals, column_totals, grand = controlled_round(
+                frame.drop(index=TOTAL, columns=TOTAL), base
+            )
+            cells[TOTAL] = row_totals
+            cells.loc[TOTAL] = [*column_totals, grand]
+            return cells, f"controlled, base {base}"
+        note = " (controlled rounding needs a complete two-way table)"
+    return round_to_base(frame, base), f"base {base}{note}"
+
+
+def _stacked(check: TableCheck, column_keys: list[str]) -> TableCheck:
+    """The check with its column keys moved into the rows: ``protect_table``'s one-way form,
+    which takes 1 to 3 keys."""
+    if not column_keys:
+        return check
+    levels = list(range(check.table.columns.nlevels))
+
+    def stack(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.stack(levels, future_stack=True).to_frame("value")
+
+    return TableCheck(
+        check.statistic,
+        stack(check.table),
+        stack(check.counts),
+        stack(check.status),
+        check.findings,
+        check.profile,
+        check.description,
+    )
+
+
+def _labels(dimensions: list[list[Any]], names: list[str]) -> pd.Index:
+    if len(dimensions) == 1:
+        return pd.Index(dimensions[0], name=names[0])
+    return pd.MultiIndex.from_product(dimensions, names=names)
+
+
+def _with_margins_suppressed(
+    check: TableCheck,
+    row_keys: list[str],
+    column_keys: list[str],
+    label: str,
+    profile: SDCProfile,
+    check_margin: Callable[[list[str]], TableCheck],
+) -> tuple[pd.DataFrame, list[list[Any]], list[list[Any]], list[dict[str, Any]]]:
+    """A count or sum table with its margins, failing cells and their complements hidden, laid
+    out as asked; with the [row, column] labels of every hidden cell and of the complements,
+    and the findings on margins that fail by themselves.
+
+    A margin is checked on the records it adds up (``check_margin`` builds the table of the
+    keys it keeps): a total over a few small cells can fail the threshold or dominance rule
+    even when an attacker cannot narrow down any one of them.
+    """
+    result = protect_table(_stacked(check, column_keys), profile)
+    cells, keys = result.table, [*row_keys, *column_keys]
+    failing_margins = np.zeros(cells.values.size, dtype=bool)
+    margin_findings: list[dict[str, Any]] = []
+    checks: dict[tuple[str, ...], TableCheck] = {}
+    for cell in np.flatnonzero(~cells.interior):
+        labels = cells.label(cell)
+        kept = tuple(key for key, value in zip(keys, labels, strict=True) if value != TOTAL)
+        if kept not in checks:
+            checks[kept] = check_margin(list(kept))
+        values = tuple(value for value in labels if value != TOTAL) or (TOTAL,)
+        row = values[0] if len(values) == 1 else values
+        if checks[kept].status.loc[row, "value"] == FAIL:
+            failing_margins[cell] = True
+            margin_findings += [
+                {**finding.to_dict(), "row": _plain(labels), "column": "margin"}
+                for finding in checks[kept].findings_for(row, "value")
+                if finding.status == FAIL
+            ]
+    if failing_margins.any():
+        result = secondary_suppression(cells, result.primary | failing_margins, profile)
+    rows = len(row_keys)
+    row_index = _labels(cells.dimensions[:rows], row_keys)
+    column_index = (
+        _labels(cells.dimensions[rows:], column_keys) if column_keys else pd.Index([label])
+    )
+    shown = np.where(result.suppressed, np.nan, cells.values)
+    frame = pd.DataFrame(
+        shown.reshape(len(row_index), len(column_index)), index=row_index, columns=column_index
+    )
+
+    def where(cell: int) -> list[Any]:
+        labels = cells.label(cell)
+        row, column = labels[:rows], labels[rows:]
+        return [
+            _plain(row[0] if rows == 1 else tuple(row)),
+            _plain((column[0] if len(column) == 1 else tuple(column)) if column else label),
+        ]
+
+    complements = result.suppressed & ~result.primary & ~failing_margins
+    return (
+        frame,
+        [where(c) for c in np.flatnonzero(result.suppressed)],
+        [where(c) for c in np.flatnonzero(complements)],
+        margin_findings,
+    )
+
+
+def protected_table(
+    data: pd.DataFrame,
+    *,
+    index: str | Sequence[str],
+    columns: str | Sequence[str] | None = None,
+    values: str | None = None,
+    statistic: str = "count",
+    unit: str | None = None,
+    profile: SDCProfile,
+    profile_name: str = "",
+) -> tuple[pd.DataFrame, Draft]:
+    """Check a table cell by cell and protect it; returns the publishable table and its draft.
+
+    Count and sum tables get their margins (``Total``), every failing cell suppressed with
+    complementary cells so none can be recomputed from the margins, and rounding as the
+    profile asks; other statistics have failing cells suppressed. The draft's evidence is the
+    unprotected check, so a checker sees which cells failed and why.
+
+    >>> table, draft = protected_table(journeys, index="sex", columns="court",
+    ...                                unit="person_key", profile=profile)  # doctest: +SKIP
+    >>> draft.checks[0]["status"], draft.content["suppressed"]              # doctest: +SKIP
+    ('review', [['F', 'crown'], ['F', 'youth'], ['M', 'crown'], ['M', 'youth'], ...])
+    """
+    row_keys, column_keys = _as_list(index), _as_list(columns)
+    check = check_table(
+        data,
+        index=row_keys,
+        columns=column_keys or None,
+        values=values,
+        statistic=statistic,
+        profile=profile,
+        profile_name=profile_name,
+        unit=unit,
+    )
+    label = values or statistic
+    margin_findings: list[dict[str, Any]] = []
+    if statistic in ("count", "sum"):
+        # Margins add up the records whose keys are all present, as the cells do.
+        records = data.dropna(subset=[*row_keys, *column_keys])
+
+        def check_margin(keys: list[str]) -> TableCheck:
+            frame = records if keys else records.assign(**{GRAND_TOTAL: TOTAL})
+            return check_table(
+                frame,
+                index=keys or [GRAND_TOTAL],
+                values=values,
+                statistic=statistic,
+                profile=profile,
+                unit=unit,
+            )
+
+        frame, suppressed, secondary, margin_findings = _with_margins_suppressed(
+            check, row_keys, column_keys, label, profile, check_margin
+        )
+        frame, rounding = _round(frame, statistic, profile)
+        frame = _integers(frame)
+    else:
+        frame = suppress_primary(check)
+        if not column_keys:
+            frame.columns = pd.Index([label])
+        suppressed = [
+            [_plain(r), _plain(c if column_keys else label)] for r, c in check.failing_cells()
+        ]
+        secondary, rounding = [], "none"
+    failing = int((check.status == FAIL).to_numpy().sum())
+    review = int((check.status == REVIEW).to_numpy().sum())
+    rules = sorted(
+        {f.rule for f in check.findings if f.status == FAIL} | {f["rule"] for f in margin_findings}
+    )
+    margins = {tuple(f["row"]) for f in margin_findings}
+    if failing or margins:
+        status = REVIEW
+        message = (
+            f"{failing} of {check.status.size} cells"
+            + (f" and {len(margins)} margin(s)" if margins else "")
+            + f" failed ({', '.join(rules)}) and were suppressed, with {len(secondary)} "
+            "complementary cell(s)"
+        )
+    elif review:
+        status, message = REVIEW, check.summary()
+    else:
+        status, message = OK, f"all {check.status.size} cells pass the {profile_name} rules"
+    if rounding != "none":
+        message += f"; rounded ({rounding})"
+    description = check.description + (f", each {unit} counted once per cell" if unit else "")
+    draft = Draft(
+        kind="table",
+        default_name=check.description,
+        content={
+            "kind": "table",
+            "statistic": statistic,
+            "description": description,
+            "table": table_content(frame),
+            "rounding": rounding,
+            "suppressed": suppressed,
+            "margins": TOTAL if statistic in ("count", "sum") else None,
+            "unit": unit,
+            "profile": profile_name,
+        },
+        checks=[
+            {
+                "check": "sdc_table",
+                "status": status,
+                "message": message,
+                "evidence": check.to_dict(),
+                "suppressed": suppressed,
+                "secondary": secondary,
+                "margin_findings": margin_findings,
+            }
+        ],
+        files={"csv": frame.to_csv().encode("utf-8")},
+    )
+    return frame, draft
+
+
+def model_draft(results: Any, formula: str, profile: SDCProfile) -> Draft:
+    """A fitted statsmodels regression as a draft: estimates, observations and its check."""
+    check = check_regression(results, profile)
+    estimates = check.estimates if check.estimates is not None else pd.DataFrame()
+    estimates = estimates.rename_axis("term")
+    df_resid = getattr(results, "df_resid", None)
+    return Draft(
+        kind="model",
+        default_name=f"{check.model} {formula}",
+        content={
+            "kind": "model",
+            "model": check.model,
+            "formula": formula,
+            "estimates": table_content(estimates),
+            "nobs": int(check.observations),
+            "df_resid": None if df_resid is None else float(df_resid),
+        },
+        checks=[
+            {
+                "check": "regression",
+                "status": check.status,
+                "message": check.summary(),
+                "evidence": check.to_dict(),
+            }
+        ],
+        files={
+            "csv": estimates.to_csv().encode("utf-8"),
+            "txt": results.summary().as_text().encode("utf-8"),
+        },
+    )
+
+
+def survival_draft(
+    data: pd.DataFrame, duration: str, event: str, profile: SDCProfile
+) -> tuple[pd.DataFrame, Draft]:
+    """A Kaplan-Meier table cut where too few remain at risk, with counts rounded."""
+    _require_columns(data, [duration, event])
+    full, findings = check_survival(data[duration], data[event], profile)
+    safe = safe_survival_table(data[duration], data[event], profile)
+    minimum, base = profile.survival_minimum_at_risk, profile.rounding_base
+    if safe.empty:
+        status = FAIL
+        message = f"fewer than {minimum} are at risk at every time: nothing can be released"
+    elif findings:
+        status = REVIEW
+        message = (
+            f"{len(findings)} of {len(full)} time points with fewer than {minimum} at risk were "
+            f"cut; counts rounded to base {base}"
+        )
+    else:
+        status, message = OK, f"every time point has at least {minimum} at risk; counts rounded"
+    description = f"Kaplan-Meier survival of {duration} (event {event})"
+    return safe, Draft(
+        kind="table",
+        default_name=f"survival {duration} {event}",
+        content={
+            "kind": "table",
+            "statistic": "survival",
+            "description": description,
+            "table": table_content(safe),
+            "rounding": f"base {base}",
+            "suppressed": [],
+            "cut_at_risk_below": minimum,
+        },
+        checks=[
+            {
+                "check": "survival",
+                "status": status,
+                "message": message,
+                "evidence": {
+                    "findings": findings,
+                    "time_points": len(full),
+                    "released_time_points": len(safe),
+                },
+            }
+        ],
+        files={"csv": safe.to_csv().encode("utf-8")},
+    )
+
+
+def histogram_draft(
+    data: pd.DataFrame, column: str, bins: int | list[float], profile: SDCProfile, profile_name: str
+) -> tuple[pd.DataFrame, Any, Draft]:
+    """A histogram from its safe counts: failing bins suppressed, counts rounded, drawn as PNG."""
+    _require_columns(data, [column])
+    check, edges = check_histogram(data[column], profile, bins)
+    safe = suppress_primary(check)["value"].to_frame()
+    safe, rounding = _round(safe, "count", profile)
+    counts = pd.DataFrame(
+        {
+            "lower": edges[:-1],
+            "upper": edges[1:],
+            "count": safe["value"].to_numpy(dtype=float, na_value=np.nan),
+        },
+        index=pd.Index(check.table.index, name="bin"),
+    ).astype({"count": "Int64"})
+    suppressed = [[_plain(b), "value"] for b, _ in check.failing_cells()]
+    failing = len(suppressed)
+    review = int((check.status == REVIEW).to_numpy().sum())
+    if failing:
+        status = REVIEW
+        message = f"{failing} of {len(counts)} bins failed and were suppressed; counts rounded ({rounding})"
+    elif review:
+        status, message = REVIEW, check.summary()
+    else:
+        status, message = OK, f"all {len(counts)} bins pass the {profile_name} rules"
+    figure, png = _draw_histogram(counts, column, rounding)
+    draft = Draft(
+        kind="figure",
+        default_name=f"histogram of {column}",
+        content={
+            "kind": "figure",
+            "figure": "histogram",
+            "column": column,
+            "counts": table_content(counts),
+            "edges": [float(e) for e in edges],
+            "rounding": rounding,
+            "suppressed": suppressed,
+        },
+        checks=[
+            {
+                "check": "histogram",
+                "status": status,
+                "message": message,
+                "evidence": check.to_dict(),
+                "suppressed": suppressed,
+            }
+        ],
+        files={"png": png, "csv": counts.to_csv().encode("utf-8")},
+    )
+    return counts, figure, draft
+
+
+def _draw_histogram(counts: pd.DataFrame, column: str, rounding: str) -> tuple[Any, bytes]:
+    """The figure of a histogram's safe counts (suppressed bins hatched) and its PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(figure)  # the Agg canvas: no display, no pyplot state
+    axes = figure.add_subplot()
+    lower = counts["lower"].to_numpy(dtype=float)
+    width = counts["upper"].to_numpy(dtype=float) - lower
+    heights = counts["count"].to_numpy(dtype=float, na_value=np.nan)
+    shown = ~np.isnan(heights)
+    axes.bar(lower[shown], heights[shown], width=width[shown], align="edge", edgecolor="white")
+    for position, (left, span) in enumerate(zip(lower[~shown], width[~shown], strict=True)):
+        axes.axvspan(
+            left,
+            left + span,
+            facecolor="none",
+            edgecolor="0.6",
+            hatch="//",
+            label="suppressed" if position == 0 else None,
+        )
+    if not shown.all():
+        axes.legend()
+    axes.set_xlabel(column)
+    axes.set_ylabel("count" + (f" (rounded, {rounding})" if rounding != "none" else ""))
+    png = io.BytesIO()
+    figure.savefig(png, format="png", metadata={"Software": None})
+    return figure, png.getvalue()
+
+
+def custom_draft(path: str | os.PathLike, justification: str) -> Draft:
+    """Any other file, with the researcher's justification: always for a checker to read."""
+    path = Path(path)
+    if not path.is_file():
+        raise SessionError(f"no file {str(path)!r}: give the path of the file to take out")
+    if not justification or len(justification.strip()) < MINIMUM_JUSTIFICATION:
+        raise SessionError(
+            "a custom output needs a justification a checker can weigh (at least "
+            f"{MINIMUM_JUSTIFICATION} characters): what is it, and why is it safe to release?"
+        )
+    extension = path.suffix.lower().lstrip(".")
+    return Draft(
+        kind="custom",
+        default_name=path.stem,
+        content={"kind": "custom", "justification": justification.strip()},
+        checks=[
+            {
+                "check": "custom",
+                "status": REVIEW,
+                "message": "a custom output has no automatic disclosure check: a checker reads it "
+                "with its justification",
+            }
+        ],
+        files={extension: path.read_bytes()},
+    )
+
+
+# ------------------------------------------------------------------ the session
+def _from_environment(value: str | None, variable: str, what: str, example: str) -> str:
+    value = value or os.environ.get(variable, "").strip()
+    if not value:
+        raise SessionError(
+            f"no {what} given: call srs.session({example}) or set {variable} (the JupyterHub "
+            "spawner sets it for you)"
+        )
+    return value
+
+
+def session(
+    user: str | None = None,
+    project: str | None = None,
+    home: str | os.PathLike | None = None,
+    *,
+    deployment: Deployment | None = None,
+    policies: PolicySet | None = None,
+) -> ResearchSession:
+    """Start working as ``user`` in ``project``; both default to ``SRS_USER`` and ``SRS_PROJECT``.
+
+    ``home`` is the deployment folder (default ``SRS_HOME``, else ``./srs-home``); policies come
+    from ``SRS_POLICY_DIR`` or the shipped folder. The person must be allowed to work in the
+    project now (accredited, trained, a member of a running project): ``AccessDenied`` says
+    why not, and the refusal is audited.
+
+    >>> import srs
+    >>> s = srs.session(user="ana", project="P001", home="/srv/srs")  # doctest: +SKIP
+    >>> s.datasets()                                                  # doctest: +SKIP
+    ['linked/journeys', 'linked/persons']
+    """
+    user = _from_environment(user, USER_ENV, "researcher", "user='ana', project='P001'")
+    project = _from_environment(project, PROJECT_ENV, "project", "user='ana', project='P001'")
+    if deployment is not None and home is not None:
+        raise SessionError("give the deployment's home or a Deployment, not both")
+    deployment = deployment or Deployment.from_env(home)
+    url = make_url(deployment.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        raise SessionError(
+            f"{deployment.home} is not a deployment (no registry at {url.database}): pass "
+            "home= or set SRS_HOME to the deployment folder"
+        )
+    policies = policies or load_policies()
+    registry = open_registry(deployment.database_url)
+    try:
+        with registry.sessions() as db:
+            authorise(
+                db, username=user, action="output.create", policies=policies, project_code=project
+            )
+            db.commit()
+    except BaseException:
+        registry.dispose()
+        raise
+    return ResearchSession(
+        user=user,
+        project=project,
+        deployment=deployment,
+        registry=registry,
+        policies=policies,
+        vault=Vault(deployment, policies),
+    )
+
+
+class ResearchSession:
+    """One researcher working in one project: data in through the access check, outputs out
+    through disclosure checks. Make one with ``srs.session()``.
+
+    Every analysis returns the protected result and records a draft output; its id is in
+    ``frame.attrs["srs_output_id"]`` and ``s.last_output``. Outputs are named from what they
+    show unless ``name=`` is given; a name already used gets ``(2)``, ``(3)``...
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        project: str,
+        deployment: Deployment,
+        registry: Registry,
+        policies: PolicySet,
+        vault: Vault,
+    ) -> None:
+        self.user = user
+        self.project = project
+        self.deployment = deployment
+        self.policies = policies
+        self._registry = registry
+        self._vault = vault
+        self._dictionaries: dict[str, list[dict[str, Any]]] = {}
+        self.last_output: OutputSummary | None = None
+        self.dp = DifferentialPrivacy(self)
+
+    def __repr__(self) -> str:
+        return f"<srs session: {self.user} in {self.project} ({self.deployment.home})>"
+
+    def close(self) -> None:
+        """Release the session's database connections."""
+        self._registry.dispose()
+
+    def __enter__(self) -> ResearchSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- data
+    def datasets(self) -> list[str]:
+        """Names of the datasets granted to the project (revoked grants left out)."""
+        with self._registry.sessions() as db:
+            return list(
+                db.execute(
+                    select(Grant.dataset_name)
+                    .join(Project, Project.id == Grant.project_id)
+                    .where(Project.code == self.project, Grant.revoked_at.is_(None))
+                    .order_by(Grant.dataset_name)
+                ).scalars()
+            )
+
+    def dataset(self, name: str, engine: str = "pandas", *, version: int | None = None) -> Any:
+        """Read a granted dataset (newest version unless ``version``) as a pandas or polars frame.
+
+        The read is access-checked and audited; a dataset the project holds no grant for (or
+        one of another project) raises ``AccessDenied``.
+
+        >>> journeys = s.dataset("linked/journeys")                    # doctest: +SKIP
+        >>> persons = s.dataset("linked/persons", engine="polars")     # doctest: +SKIP
+        """
+        if engine not in ENGINES:
+            raise SessionError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        with self._registry.sessions() as db:
+            frame = self._vault.read(
+                db, name, actor=self.user, project=self.project, version=version
+            )
+            self._dictionaries[name] = list(self._vault.get(db, name, version).data_dictionary)
+        frame.attrs[DATASET] = name
+        if engine == "polars":
+            import polars as pl
+
+            return pl.from_pandas(frame)
+        return frame
+
+    def _frame(self, data: Any) -> pd.DataFrame:
+        if isinstance(data, str):
+            return self.dataset(data)
+        if isinstance(data, pd.DataFrame):
+            return data
+        if hasattr(data, "to_pandas"):
+            return data.to_pandas()
+        raise SessionError(
+            "data must be a pandas or polars DataFrame or the name of a granted dataset, not "
+            f"{type(data).__name__}"
+        )
+
+    def dictionary_of(self, data: Any) -> list[dict[str, Any]] | None:
+        """The data dictionary behind ``data`` (a dataset name or a frame read by this session)."""
+        name = data if isinstance(data, str) else getattr(data, "attrs", {}).get(DATASET)
+        return self._dictionaries.get(name) if name else None
+
+    # -------------------------------------------------------------- recording
+    def _own_outputs(self, db) -> list[Output]:
+        return list(
+            db.execute(
+                select(Output)
+                .join(Project, Project.id == Output.project_id)
+                .where(Project.code == self.project, Output.author == self.user)
+                .order_by(Output.id)
+            ).scalars()
+        )
+
+    def _unique_name(self, db, name: str) -> str:
+        name = " ".join(name.split())
+        taken = {o.name for o in self._own_outputs(db)}
+        candidate, number = name, 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{name} ({number})"
+        return candidate
+
+    def _record(self, draft: Draft, name: str | None, context: str, controls: str) -> OutputSummary:
+        # Lazily: dp_release loads OpenDP, which ``import srs`` should not wait for.
+
+        with self._registry.sessions() as db:
+            authorise(
+                db,
+                username=self.user,
+                action="output.create",
+                policies=self.policies,
+                project_code=self.project,
+            )
+            name = self._unique_name(db, name or draft.default_name)
+            stem = file_stem(name)
+            files = {
+                (f"{stem}.{extension}" if extension else stem): data
+                for extension, data in draft.files.items()
+            }
+            content = draft.content
+            if draft.kind == "custom":
+                content = {**content, "file": next(iter(files))}
+            try:
+                output = record_output(
+                    db,
+                    project_code=self.project,
+                    author=self.user,
+                    kind=draft.kind,
+                    name=name,
+                    content=content,
+                    checks=draft.checks,
+                    context=context,
+                    controls=controls,
+                    files=files,
+                    file_rules=file_gate_rules(self.policies),
+                )
+            except OutputError as refusal:
+                db.rollback()
+                record_event(
+                    db,
+                    actor=self.user,
+                    action="output.create",
+                    target=self.project,
+                    outcome="deny",
+                    reason=str(refusal),
+                    details={"kind": draft.kind, "name": name},
+                )
+                db.commit()
+                raise
+            db.commit()
+            summary = OutputSummary.of(output)
+        self.last_output = summary
+        return summary
+
+    @staticmethod
+    def _tagged(frame: pd.DataFrame, summary: OutputSummary) -> pd.DataFrame:
+        frame.attrs[OUTPUT_ID] = summary.id
+        frame.attrs["srs_output_name"] = summary.name
+        return frame
+
+    # -------------------------------------------------------------- tables
+    def crosstab(
+        self,
+        data: Any,
+        index: str | Sequence[str],
+        columns: str | Sequence[str] | None = None,
+        values: str | None = None,
+        aggfunc: Any = "count",
+        *,
+        unit: str | None = AUTO,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> pd.DataFrame:
+        """A checked, protected cross-tabulation, like ``pandas.crosstab`` on column names.
+
+        Counts (or, with ``values`` and ``aggfunc``, sums, means, medians, ...) by up to three
+        keys. With ``unit`` (default: ``person_key`` when the data has it) each person counts
+        once per cell, as the threshold rule intends, and a person's values in a cell are added
+        up before any statistic (a mean is then a mean per person); ``unit=None`` counts rows.
+        Count and sum tables come back with
+        margins (``Total``), failing cells and their complements hidden and counts rounded as
+        the active SDC profile asks; other statistics have failing cells hidden.
+
+        >>> s.crosstab(journeys, "sex", "court", name="people by sex and court")  # doctest: +SKIP
+        court   crown  magistrates  Total
+        sex
+        F         ...
+        """
+        statistic = _statistic(aggfunc)
+        if values is not None and statistic == "count":
+            raise SessionError(
+                f"values={values!r} needs an aggfunc (sum, mean, median, max, min or std)"
+            )
+        return self._table(data, index, columns, values, statistic, unit, name, context, controls)
+
+    def pivot_table(
+        self,
+        data: Any,
+        values: str,
+        index: str | Sequence[str],
+        columns: str | Sequence[str] | None = None,
+        aggfunc: Any = "mean",
+        *,
+        unit: str | None = AUTO,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> pd.DataFrame:
+        """A checked, protected pivot table of ``values`` by ``index`` (and ``columns``), like
+        ``pandas.pivot_table``; ``aggfunc`` is count, sum, mean, median, max, min or std.
+
+        >>> s.pivot_table(journeys, "sentence_months", "sentence_type", aggfunc="median")  # doctest: +SKIP
+        """
+        statistic = _statistic(aggfunc)
+        return self._table(
+            data,
+            index,
+            columns,
+            None if statistic == "count" else values,
+            statistic,
+            unit,
+            name,
+            context,
+            controls,
+        )
+
+    def _table(self, data, index, columns, values, statistic, unit, name, context, controls):
+        frame = self._frame(data)
+        if unit == AUTO:
+            unit = PERSON_KEY if PERSON_KEY in frame.columns else None
+        table, draft = protected_table(
+            frame,
+            index=index,
+            columns=columns,
+            values=values,
+            statistic=statistic,
+            unit=unit,
+            profile=self.policies.sdc.active,
+            profile_name=self.policies.sdc.profile,
+        )
+        return self._tagged(table, self._record(draft, name, context, controls))
+
+    # -------------------------------------------------------------- models
+    def ols(self, formula: str, data: Any, **options: Any) -> Any:
+        """Ordinary least squares with a statsmodels formula (``"y ~ x + C(group)"``), checked.
+
+        Returns the fitted statsmodels results; the output holds the estimates (coefficients,
+        standard errors, p-values), observations and residual degrees of freedom, as a CSV and
+        the text summary. ``name``, ``context`` and ``controls`` may be given; other keyword
+        arguments go to ``fit``.
+
+        >>> results = s.ols("sentence_months ~ age_at_offence + C(sex)", journeys)  # doctest: +SKIP
+        """
+        return self._model("ols", formula, data, options)
+
+    def logit(self, formula: str, data: Any, **options: Any) -> Any:
+        """Logistic regression with a statsmodels formula, checked (see ``ols``)."""
+        return self._model("logit", formula, data, options)
+
+    def probit(self, formula: str, data: Any, **options: Any) -> Any:
+        """Probit regression with a statsmodels formula, checked (see ``ols``)."""
+        return self._model("probit", formula, data, options)
+
+    def poisson(self, formula: str, data: Any, **options: Any) -> Any:
+        """Poisson regression with a statsmodels formula, checked (see ``ols``)."""
+        return self._model("poisson", formula, data, options)
+
+    def _model(self, kind: str, formula: str, data: Any, options: dict[str, Any]) -> Any:
+        import statsmodels.formula.api as smf
+        from patsy import PatsyError
+
+        name = options.pop("name", None)
+        context = options.pop("context", "")
+        controls = options.pop("controls", "")
+        frame = self._frame(data)
+        # statsmodels takes flags only as numbers (a bool outcome would become two columns).
+        flags = [c for c, dtype in frame.dtypes.items() if pd.api.types.is_bool_dtype(dtype)]
+        if flags:
+            frame = frame.astype({c: "float64" for c in flags})
+        try:
+            model = getattr(smf, kind)(formula, data=frame)
+        except PatsyError as exc:
+            raise SessionError(
+                f"the formula {formula!r} cannot be built from the data ({exc.message.strip()}); "
+                f"its columns are {', '.join(map(str, frame.columns))}"
+            ) from exc
+        if kind != "ols":
+            options.setdefault("disp", False)
+        results = model.fit(**options)
+        draft = model_draft(results, formula, self.policies.sdc.active)
+        self._record(draft, name, context, controls)
+        return results
+
+    # -------------------------------------------------------------- survival and figures
+    def survival(
+        self,
+        data: Any,
+        duration: str,
+        event: str,
+        *,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> pd.DataFrame:
+        """A Kaplan-Meier table (time, at risk, events, censored, survival), cut where fewer
+        than the profile's minimum remain at risk, counts rounded.
+
+        >>> s.survival(reoffending, "days_to_reoffence", "reoffended")  # doctest: +SKIP
+        """
+        table, draft = survival_draft(self._frame(data), duration, event, self.policies.sdc.active)
+        return self._tagged(table, self._record(draft, name, context, controls))
+
+    def hist(
+        self,
+        data: Any,
+        column: str,
+        bins: int | list[float] = 10,
+        *,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> tuple[pd.DataFrame, Any]:
+        """A histogram drawn from its safe counts: returns the counts (bin, lower, upper, count)
+        and the matplotlib figure; the output holds both, as CSV and PNG.
+
+        Give ``bins`` as explicit edges to avoid showing the data's minimum and maximum (outer
+        edges taken from the data are for a checker to review).
+
+        >>> counts, figure = s.hist(journeys, "age_at_offence", bins=[10, 20, 30, 40, 60, 90])  # doctest: +SKIP
+        """
+        counts, figure, draft = histogram_draft(
+            self._frame(data), column, bins, self.policies.sdc.active, self.policies.sdc.profile
+        )
+        return self._tagged(counts, self._record(draft, name, context, controls)), figure
+
+    def custom_output(
+        self,
+        path: str | os.PathLike,
+        justification: str,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> OutputSummary:
+        """Put any other file up for release, saying why it is safe; a checker always reads it.
+
+        The file gate still applies: a file of a type that may not leave, too large, or with
+        identifier columns (``person_key``...) raises ``OutputError``.
+
+        >>> s.custom_output("flow.png", "Diagram of case flow; no counts below 100")  # doctest: +SKIP
+        """
+        return self._record(custom_draft(path, justification), name, context, controls)
+
+    # -------------------------------------------------------------- managing outputs
+    def outputs(self) -> pd.DataFrame:
+        """This researcher's outputs in the project: name, kind, status, checks, files."""
+        with self._registry.sessions() as db:
+            summaries = [OutputSummary.of(o) for o in self._own_outputs(db)]
+        columns = ["name", "kind", "status", "checks", "exception", "request", "files"]
+        return pd.DataFrame(
+            [
+                [
+                    o.name,
+                    o.kind,
+                    o.status,
+                    o.checks,
+                    o.exception_requested,
+                    o.request_id,
+                    ", ".join(o.files),
+                ]
+                for o in summaries
+            ],
+            index=pd.Index([o.id for o in summaries], name="id", dtype="int64"),
+            columns=columns,
+        ).astype({"request": "Int64"})
+
+    def output_id(self, output: Any) -> int:
+        """The id of ``output``: an id, a name, an ``OutputSummary`` or a returned frame."""
+        if isinstance(output, OutputSummary):
+            return output.id
+        if isinstance(output, pd.DataFrame) and OUTPUT_ID in output.attrs:
+            return int(output.attrs[OUTPUT_ID])
+        if isinstance(output, int | np.integer) and not isinstance(output, bool):
+            return int(output)
+        if isinstance(output, str):
+            with self._registry.sessions() as db:
+                named = [o for o in self._own_outputs(db) if o.name == output]
+            live = [o for o in named if o.status != REMOVED] or named
+            if len(live) == 1:
+                return live[0].id
+            if not live:
+                raise SessionError(
+                    f"you have no output named {output!r} in {self.project}; see s.outputs()"
+                )
+            raise SessionError(
+                f"{len(live)} of your outputs are named {output!r} "
+                f"({', '.join(f'#{o.id}' for o in live)}); pass the id instead"
+            )
+        raise SessionError(
+            "name an output by its id, its name, or the frame an analysis returned, not "
+            f"{type(output).__name__}"
+        )
+
+    def _change(self, change, output: Any, **arguments: Any) -> OutputSummary:
+        output_id = self.output_id(output)
+        with self._registry.sessions() as db:
+            change(db, output_id=output_id, actor=self.user, policies=self.policies, **arguments)
+            return OutputSummary.of(get_output(db, output_id))
+
+    def rename(self, output: Any, name: str) -> OutputSummary:
+        """Give a draft output a name a checker will recognise (files keep their names)."""
+        return self._change(rename_output, output, name=name)
+
+    def describe(
+        self, output: Any, *, context: str | None = None, controls: str | None = None
+    ) -> OutputSummary:
+        """Say what an output is (``context``) and which disclosure controls you applied
+        (``controls``): checkers read both."""
+        return self._change(describe_output, output, context=context, controls=controls)
+
+    def comment(self, output: Any, text: str) -> OutputSummary:
+        """Add a note to your output for the checkers."""
+        return self._change(comment_on_own_output, output, text=text)
+
+    def remove(self, output: Any) -> OutputSummary:
+        """Leave a draft out of what you submit (it stays on record, marked removed)."""
+        return self._change(remove_output, output)
+
+    def request_exception(self, output: Any, justification: str) -> OutputSummary:
+        """Ask the checkers to release an output although an automatic check failed, saying
+        why it is safe and why it is needed."""
+        return self._change(request_exception, output, justification=justification)
+
+    def submit(self, title: str, outputs: Sequence[Any] | None = None) -> int:
+        """Send your drafts (or just ``outputs``) to the checkers' queue as one release
+        request; returns its id. Removed outputs are never sent.
+
+        >>> request_id = s.submit("Attrition tables for the 2026 report")  # doctest: +SKIP
+        """
+        ids = None if outputs is None else [self.output_id(o) for o in outputs]
+        with self._registry.sessions() as db:
+            request = create_request(
+                db,
+                project_code=self.project,
+                author=self.user,
+                policies=self.policies,
+                title=title,
+                output_ids=ids,
+            )
+            submit_request(db, request_id=request.id, actor=self.user, policies=self.policies)
+            return request.id
+
+    def request_status(self, request_id: int) -> RequestStatus:
+        """Where a release request stands: its status, its outputs' statuses, the comments
+        meant for you and its history."""
+        with self._registry.sessions() as db:
+            view = request_view(db, request_id=request_id, viewer=self.user, policies=self.policies)
+            request = view.request
+            return RequestStatus(
+                request_id=request.id,
+                title=request.title,
+                status=request.status,
+                review_round=request.review_round,
+                outputs=tuple(OutputSummary.of(v.output) for v in view.outputs),
+                comments=tuple(
+                    (c.author, c.output_id, c.text)
+                    for c in [*view.comments, *(c for v in view.outputs for c in v.comments)]
+                ),
+                history=tuple(f"{e.occurred_at} {e.action} by {e.actor}" for e in view.history),
+            )
+
+
+class DifferentialPrivacy:
+    """``s.dp``: differentially private queries paid from the project's privacy budget.
+
+    Each method mirrors the query of the same name in ``disclosure.dp`` with the data first
+    (a granted dataset's name, or a frame this session read, whose data dictionary then makes
+    group keys public) and ``rho=`` or ``accuracy=``; it spends, releases and records a
+    ``dp_result`` output, and returns the released table (estimate, lower, upper).
+
+    >>> s.dp.count("linked/journeys", by=["sex"], rho=0.01)          # doctest: +SKIP
+    >>> s.dp.preview("linked/journeys", "mean", "sentence_months", bounds=(0, 120), rho=0.01)  # doctest: +SKIP
+    >>> s.dp.budget().remaining_rho                                   # doctest: +SKIP
+    """
+
+    QUERIES = (
+        "count",
+        "sum_of",
+        "mean",
+        "variance",
+        "quantiles",
+        "median",
+        "histogram",
+        "crosstab",
+    )
+
+    def __init__(self, session: ResearchSession) -> None:
+        self._session = session
+
+    def __repr__(self) -> str:
+        return f"<DP queries for {self._session.project}: {', '.join(self.QUERIES)}>"
+
+    def _query(self, statistic: Any, arguments: tuple, options: dict[str, Any]) -> Any:
+        from disclosure import dp
+
+        if isinstance(statistic, dp.DPQuery):
+            return statistic
+        if statistic not in self.QUERIES:
+            raise SessionError(
+                f"{statistic!r} is not a DP query; use one of {', '.join(self.QUERIES)}"
+            )
+        return getattr(dp, statistic)(*arguments, **options)
+
+    def _data(self, data: Any) -> tuple[Any, list[dict[str, Any]] | None]:
+        frame = self._session.dataset(data) if isinstance(data, str) else data
+        return frame, self._session.dictionary_of(data)
+
+    def _release(
+        self,
+        statistic: str,
+        data: Any,
+        arguments: tuple,
+        options: dict[str, Any],
+    ) -> pd.DataFrame:
+        from output_checking.dp_release import release_dp
+
+        rho = options.pop("rho", None)
+        accuracy = options.pop("accuracy", None)
+        name = options.pop("name", None)
+        context = options.pop("context", "")
+        query = self._query(statistic, arguments, options)
+        frame, dictionary = self._data(data)
+        session = self._session
+        with session._registry.sessions() as db:
+            name = session._unique_name(db, name or f"DP {query.describe()}")
+            released = release_dp(
+                db,
+                project_code=session.project,
+                researcher=session.user,
+                query=query,
+                data=frame,
+                policies=session.policies,
+                rho=rho,
+                accuracy=accuracy,
+                dictionary=dictionary,
+                name=name,
+                context=context,
+            )
+            summary = OutputSummary.of(get_output(db, released.output_id))
+        session.last_output = summary
+        table = released.result.table.copy()
+        table.attrs["srs_dp"] = {
+            "rho": released.receipt.rho,
+            "epsilon": released.receipt.epsilon,
+            "delta": released.receipt.epsilon_delta,
+            "spend_id": released.receipt.spend_id,
+            "remaining_rho": released.receipt.remaining_rho,
+            "notes": list(released.result.notes),
+        }
+        return session._tagged(table, summary)
+
+    def count(self, data: Any, **options: Any) -> pd.DataFrame:
+        """Number of rows, overall or ``by`` groups (options of ``disclosure.dp.count``)."""
+        return self._release("count", data, (), options)
+
+    def sum_of(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        """Sum of ``column`` clipped to ``bounds`` (options of ``disclosure.dp.sum_of``)."""
+        return self._release("sum_of", data, (column,), options)
+
+    def mean(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        """Mean of ``column`` (options of ``disclosure.dp.mean``: bounds, by, keys, decimals)."""
+        return self._release("mean", data, (column,), options)
+
+    def variance(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        """Variance of ``column`` (options of ``disclosure.dp.variance``)."""
+        return self._release("variance", data, (column,), options)
+
+    def quantiles(
+        self, data: Any, column: str, qs: Sequence[float], **options: Any
+    ) -> pd.DataFrame:
+        """Quantiles ``qs`` of ``column`` (options of ``disclosure.dp.quantiles``)."""
+        return self._release("quantiles", data, (column, qs), options)
+
+    def median(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        """Median of ``column`` (options of ``disclosure.dp.median``)."""
+        return self._release("median", data, (column,), options)
+
+    def histogram(
+        self, data: Any, column: str, edges: Sequence[float], **options: Any
+    ) -> pd.DataFrame:
+        """Counts of ``column`` between public ``edges`` (options of ``disclosure.dp.histogram``)."""
+        return self._release("histogram", data, (column, edges), options)
+
+    def crosstab(self, data: Any, *columns: str, **options: Any) -> pd.DataFrame:
+        """A 1-3 way table of counts of ``columns`` (options of ``disclosure.dp.crosstab``)."""
+        return self._release("crosstab", data, columns, options)
+
+    def preview(
+        self,
+        data: Any,
+        query: Any,
+        *arguments: Any,
+        rho: float | None = None,
+        accuracy: float | None = None,
+        **options: Any,
+    ) -> Any:
+        """The cost and expected error of a query, spending nothing: ``query`` is a
+        ``disclosure.dp`` query or the name of one, followed by its arguments.
+
+        >>> print(s.dp.preview("linked/journeys", "count", by=["sex"], rho=0.01))  # doctest: +SKIP
+        count of rows by sex: costs rho 0.01 (epsilon ... at delta 1e-07); 95% error count +/- ...
+        """
+        from output_checking.dp_release import preview_dp
+
+        built = self._query(query, arguments, options)
+        frame, dictionary = self._data(data)
+        return preview_dp(
+            built, frame, self._session.policies, rho=rho, accuracy=accuracy, dictionary=dictionary
+        )
+
+    def budget(self) -> BudgetState:
+        """Where the project's privacy budget stands (total, spent, remaining, by researcher)."""
+        with self._session._registry.sessions() as db:
+            return budget_state(db, self._session.project, self._session.policies)
+
+
+class _SessionModule(types.ModuleType):
+    """``srs.session`` is this module and also the call that starts a session, so that
+    ``srs.session(...)`` works however the module was first imported."""
+
+    def __call__(
+        self,
+        user: str | None = None,
+        project: str | None = None,
+        home: str | os.PathLike | None = None,
+        *,
+        deployment: Deployment | None = None,
+        policies: PolicySet | None = None,
+    ) -> ResearchSession:
+        """Start working as ``user`` in ``project``: see ``srs.session.session``."""
+        return session(user, project, home, deployment=deployment, policies=policies)
+
+
+sys.modules[__name__].__class__ = _SessionModule

@@ -1,0 +1,576 @@
+"""The researcher session (``srs.session()``): who and which project, data through the access
+check, analyses that return only protected results and record outputs with their evidence, and
+managing and submitting those outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from matplotlib.figure import Figure
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+import srs
+from disclosure.suppression import TOTAL
+from disclosure.tables import TableSpecError
+from output_checking.outputs import OutputError, content_table
+from output_checking.workflow import WorkflowError
+from registry_fixtures import PROJECT, Population, populate
+from srs.access import AccessDenied
+from srs.budget import spends
+from srs.deployment import Deployment
+from srs.policy import PolicySet
+from srs.registry import Registry, open_registry, projects
+from srs.registry.models import AuditEvent, Grant, Output
+from srs.session import ResearchSession, SessionError, protected_table
+from srs.vault import Vault
+from srs.vault_crypto import generate_master_key, write_key_file
+
+OTHER_PROJECT = "P002"
+DICTIONARY = [
+    {"name": "person_key", "type": "string"},
+    {"name": "sex", "type": "string", "values": ["F", "M"]},
+    {"name": "court", "type": "string", "values": ["crown", "magistrates", "youth"]},
+]
+
+
+def journeys(rows: int = 600, seed: int = 5) -> pd.DataFrame:
+    """Cases of 300 people; four cases in a youth court (too few to show) by people aged 15-17."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "person_key": [f"p{i:03d}" for i in rng.integers(0, 300, rows)],
+            "sex": rng.choice(["F", "M"], rows),
+            "court": rng.choice(["crown", "magistrates"], rows),
+            "age": rng.integers(18, 70, rows),
+            "sentence_months": rng.uniform(0, 60, rows).round(1),
+            "days": rng.integers(1, 365, rows),
+            "reoffended": rng.random(rows) < 0.3,
+        }
+    )
+    frame.loc[:3, "court"] = "youth"
+    frame.loc[:3, "age"] = [15, 16, 17, 16]
+    return frame
+
+
+def prepare(registry: Registry, deployment: Deployment, policies: PolicySet) -> Population:
+    """The standard people; linked/journeys granted to P001, linked/victims only to P002 (olga's)."""
+    people = populate(registry, policies)
+    write_key_file(deployment.key_file, generate_master_key())
+    vault = Vault(deployment, policies)
+    today = datetime.now(UTC).date()
+    with registry.sessions() as s:
+        vault.store(
+            s, "linked/journeys", journeys(), actor=people.steward, data_dictionary=DICTIONARY
+        )
+        vault.store(s, "linked/victims", journeys(seed=9), actor=people.steward)
+        projects.grant_dataset(
+            s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/journeys"
+        )
+        projects.create_project(
+            s,
+            actor=people.admin,
+            policies=policies,
+            code=OTHER_PROJECT,
+            title="Victims",
+            purpose="Victim journeys",
+            legal_basis="DEA 2017 s.64",
+            start_date=today.replace(year=today.year - 1),
+            end_date=today.replace(year=today.year + 1),
+            approved_classification="confidential",
+        )
+        projects.add_member(
+            s, actor=people.admin, policies=policies, code=OTHER_PROJECT, username=people.outsider
+        )
+        projects.grant_dataset(
+            s,
+            actor=people.steward,
+            policies=policies,
+            code=OTHER_PROJECT,
+            dataset_name="linked/victims",
+        )
+    return people
+
+
+@pytest.fixture
+def lab(tmp_path, policies) -> tuple[Deployment, Registry]:
+    """A small SQLite deployment with the standard people and two datasets."""
+    home = tmp_path / "home"
+    (home / "vault").mkdir(parents=True, mode=0o700)
+    deployment = Deployment.at(home, database_url=f"sqlite:///{home / 'srs.db'}")
+    registry = open_registry(deployment.database_url, migrate=True)
+    prepare(registry, deployment, policies)
+    yield deployment, registry
+    registry.dispose()
+
+
+@pytest.fixture
+def s(lab, policies) -> ResearchSession:
+    deployment, _ = lab
+    with srs.session(user="ana", project=PROJECT, deployment=deployment, policies=policies) as ana:
+        yield ana
+
+
+def output(registry: Registry, output_id: int) -> Output:
+    with registry.sessions() as db:
+        return db.execute(
+            select(Output).options(selectinload(Output.files)).where(Output.id == output_id)
+        ).scalar_one()
+
+
+def denials(registry: Registry, actor: str) -> list[AuditEvent]:
+    with registry.sessions() as db:
+        return list(
+            db.execute(
+                select(AuditEvent)
+                .where(AuditEvent.actor == actor, AuditEvent.outcome == "deny")
+                .order_by(AuditEvent.seq)
+            ).scalars()
+        )
+
+
+def file_text(record: Output, suffix: str) -> str:
+    (found,) = [f for f in record.files if f.name.endswith(suffix)]
+    return found.content.decode("utf-8")
+
+
+# ------------------------------------------------------------------ who and which project
+def test_user_project_and_home_come_from_the_environment(lab, monkeypatch) -> None:
+    deployment, _ = lab
+    monkeypatch.setenv("SRS_USER", "ana")
+    monkeypatch.setenv("SRS_PROJECT", PROJECT)
+    monkeypatch.setenv("SRS_HOME", str(deployment.home))
+    monkeypatch.delenv("SRS_DATABASE_URL", raising=False)
+    with srs.session() as s:
+        assert (s.user, s.project) == ("ana", PROJECT)
+        assert s.deployment.home == deployment.home
+        assert s.datasets() == ["linked/journeys"]
+    with srs.session(project=OTHER_PROJECT, user="olga") as olga:  # arguments win
+        assert olga.datasets() == ["linked/victims"]
+
+
+def test_without_a_user_or_a_project_the_error_says_how_to_give_them(lab, monkeypatch) -> None:
+    deployment, _ = lab
+    for variable in ("SRS_USER", "SRS_PROJECT"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(SessionError, match=r"no researcher given.*SRS_USER"):
+        srs.session(project=PROJECT, deployment=deployment)
+    with pytest.raises(SessionError, match=r"no project given.*SRS_PROJECT"):
+        srs.session(user="ana", deployment=deployment)
+    empty = deployment.home.parent / "elsewhere"
+    empty.mkdir()
+    monkeypatch.delenv("SRS_DATABASE_URL", raising=False)
+    with pytest.raises(SessionError, match="is not a deployment"):
+        srs.session(user="ana", project=PROJECT, home=empty)
+    assert not (empty / "srs.db").exists()  # no stray registry was created
+
+
+def test_people_who_may_not_work_in_the_project_are_refused_and_audited(lab, policies) -> None:
+    deployment, registry = lab
+    refusals = {
+        "ben": "expired",  # lapsed accreditation
+        "olga": "not a member of project P001",
+        "cho": r"cho \(checker\) may not output.create",
+        "nobody": "no account named 'nobody'",
+    }
+    for user, reason in refusals.items():
+        with pytest.raises(AccessDenied, match=reason):
+            srs.session(user=user, project=PROJECT, deployment=deployment, policies=policies)
+        (event,) = denials(registry, user)
+        assert event.action == "access.output.create" and event.target == PROJECT
+    with pytest.raises(AccessDenied, match="no project 'P999'"):
+        srs.session(user="ana", project="P999", deployment=deployment, policies=policies)
+
+
+# ------------------------------------------------------------------ data
+def test_datasets_are_the_grants_and_reads_go_through_the_access_check(s, lab) -> None:
+    _, registry = lab
+    assert s.datasets() == ["linked/journeys"]
+    frame = s.dataset("linked/journeys")
+    pd.testing.assert_frame_equal(frame, journeys(), check_like=False)
+    polars_frame = s.dataset("linked/journeys", engine="polars")
+    assert isinstance(polars_frame, pl.DataFrame)
+    assert s.crosstab(polars_frame, "sex").loc[TOTAL, "count"] > 0  # analyses take polars too
+    with pytest.raises(SessionError, match="engine 'spark'"):
+        s.dataset("linked/journeys", engine="spark")
+    with registry.sessions() as db:
+        reads = db.execute(
+            select(AuditEvent).where(AuditEvent.actor == "ana", AuditEvent.action == "vault.read")
+        ).scalars()
+        assert [e.outcome for e in reads] == ["ok", "ok"]
+    # linked/victims belongs to project P002: refused, and the refusal is on record.
+    with pytest.raises(AccessDenied, match="project P001 has no grant for linked/victims"):
+        s.dataset("linked/victims")
+    (event,) = denials(registry, "ana")
+    assert (event.action, event.target) == ("access.dataset.read", "linked/victims")
+    with registry.sessions() as db:
+        db.execute(select(Grant)).scalars().first().revoked_at = datetime.now(UTC)
+        db.commit()
+    assert s.datasets() == []
+    with pytest.raises(AccessDenied, match="no grant"):
+        s.dataset("linked/journeys")
+
+
+# ------------------------------------------------------------------ tables
+def test_a_safe_table_is_recorded_ok_with_margins_rounding_and_its_file(s, lab) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys").query("court != 'youth'")
+    table = s.crosstab(data, "sex", "court", name="People by sex and court")
+    assert list(table.index) == ["F", "M", TOTAL] and list(table.columns) == [
+        "crown",
+        "magistrates",
+        TOTAL,
+    ]
+    assert table.notna().all().all() and (table.to_numpy() % 5 == 0).all()
+    people = data.groupby(["sex", "court"])["person_key"].nunique()
+    assert abs(table.loc["F", "crown"] - people["F", "crown"]) <= 2  # persons, rounded to 5
+    assert table.attrs["srs_output_id"] == s.last_output.id
+    record = output(registry, s.last_output.id)
+    assert (record.kind, record.status, record.name) == (
+        "table",
+        "draft",
+        "People by sex and court",
+    )
+    sdc = record.checks[0]
+    assert (sdc["check"], sdc["status"], sdc["suppressed"]) == ("sdc_table", "ok", [])
+    assert record.content["statistic"] == "count" and record.content["rounding"] == "base 5"
+    pd.testing.assert_frame_equal(
+        content_table(record.content["table"]), table, check_names=False, check_dtype=False
+    )
+    assert file_text(record, ".csv").splitlines() == [
+        "sex,crown,magistrates,Total",
+        *(
+            f"{i},{','.join(str(v) for v in row)}"
+            for i, row in zip(table.index, table.values, strict=True)
+        ),
+    ]
+    assert [f.name for f in record.files] == ["people-by-sex-and-court.csv"]
+
+
+def test_an_unsafe_table_comes_back_suppressed_with_its_failing_cells_in_evidence(s, lab) -> None:
+    _, registry = lab
+    table = s.crosstab("linked/journeys", "sex", "court")
+    assert table.loc[["F", "M"], "youth"].isna().all()
+    # No hidden cell can be recomputed from its row or column: each line hides 0 or >= 2 cells.
+    hidden = table.isna()
+    assert set(hidden.sum(axis=0)) <= {0, 2, 3} and set(hidden.sum(axis=1)) <= {0, 2, 3}
+    record = output(registry, table.attrs["srs_output_id"])
+    assert record.name == "count by sex x court"
+    sdc = record.checks[0]
+    assert sdc["status"] == "review" and "failed (threshold) and were suppressed" in sdc["message"]
+    evidence = sdc["evidence"]
+    assert evidence["overall"] == "fail"
+    youth = evidence["columns"].index("youth")
+    assert [row[youth] for row in evidence["status"]] == ["fail", "fail"]
+    assert {(f["row"], f["column"], f["rule"]) for f in evidence["findings"]} == {
+        ("F", "youth", "threshold"),
+        ("M", "youth", "threshold"),
+    }
+    assert ["F", "youth"] in sdc["suppressed"] and ["F", "youth"] not in sdc["secondary"]
+    assert record.content["suppressed"] == sdc["suppressed"]
+    assert len(sdc["suppressed"]) == int(hidden.to_numpy().sum())
+    assert s.outputs().loc[record.id, "checks"] == "review"
+
+
+def test_tables_of_other_statistics_hide_failing_cells_only(s, lab) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys")
+    means = s.pivot_table(data, "sentence_months", "sex", "court", aggfunc="mean")
+    assert means[["crown", "magistrates"]].notna().all().all()
+    assert means["youth"].isna().all() and TOTAL not in means.columns
+    exact = data.query("court == 'crown' and sex == 'F'").groupby("person_key")
+    assert means.loc["F", "crown"] == pytest.approx(exact["sentence_months"].sum().mean())
+    record = output(registry, means.attrs["srs_output_id"])
+    assert record.content["statistic"] == "mean" and record.content["rounding"] == "none"
+    one_way = s.crosstab(data, ["sex"], values="sentence_months", aggfunc=np.max)
+    assert list(one_way.columns) == ["sentence_months"]
+    assert output(registry, s.last_output.id).checks[0]["status"] == "review"  # max is one value
+
+
+def test_tables_are_rounded_as_the_profile_asks(policies) -> None:
+    data = journeys().query("court != 'youth'")
+    exact = data.groupby(["sex", "court"])["person_key"].nunique().unstack()
+
+    def table(rounding: str) -> tuple[pd.DataFrame, str]:
+        profile = policies.sdc.active.model_copy(update={"rounding": rounding})
+        frame, draft = protected_table(
+            data, index="sex", columns="court", unit="person_key", profile=profile
+        )
+        return frame, draft.content["rounding"]
+
+    unrounded, how = table("none")
+    assert how == "none" and (unrounded.loc[["F", "M"], ["crown", "magistrates"]] == exact).all(
+        axis=None
+    )
+    midpoint, how = table("midpoint6")
+    assert how == "midpoint6" and (midpoint % 6 == 3).all(axis=None)
+    controlled, how = table("controlled")
+    assert how == "controlled, base 5" and (controlled % 5 == 0).all(axis=None)
+    # Controlled rounding keeps the margins adding up.
+    inner = controlled.loc[["F", "M"], ["crown", "magistrates"]]
+    assert (inner.sum(axis=1) == controlled.loc[["F", "M"], TOTAL]).all()
+    assert (inner.sum(axis=0) == controlled.loc[TOTAL, ["crown", "magistrates"]]).all()
+
+
+def test_three_way_sum_tables_keep_the_layout_asked_for(policies) -> None:
+    frame, draft = protected_table(
+        journeys(),
+        index=["sex", "court"],
+        columns="reoffended",
+        values="sentence_months",
+        statistic="sum",
+        unit="person_key",
+        profile=policies.sdc.active,
+    )
+    assert frame.index.names == ["sex", "court"] and frame.columns.name == "reoffended"
+    assert list(frame.columns) == [False, True, TOTAL] and len(frame) == 3 * 4
+    # Youth cells are hidden, and so are their totals over sex: four people, and a total of so
+    # few fails the threshold however wide an attacker's interval for each cell would be.
+    assert frame.xs("youth", level="court").isna().all(axis=None)
+    sdc = draft.checks[0]
+    assert [TOTAL, "youth", False] in [f["row"] for f in sdc["margin_findings"]]
+    assert "margin(s) failed" in sdc["message"]
+    assert ["F", "youth"] in [row for row, _ in draft.content["suppressed"]]
+    assert draft.content["margins"] == TOTAL and draft.content["rounding"] == "base 5"
+
+
+def test_bad_inputs_give_clear_errors(s) -> None:
+    data = s.dataset("linked/journeys")
+    with pytest.raises(TableSpecError, match="no column.*region.*it has person_key"):
+        s.crosstab(data, "region")
+    with pytest.raises(SessionError, match="needs an aggfunc"):
+        s.crosstab(data, "sex", values="age")
+    with pytest.raises(SessionError, match="aggfunc 'var' has no automatic disclosure check"):
+        s.pivot_table(data, "age", "sex", aggfunc="var")
+    with pytest.raises(SessionError, match=r"formula .* cannot be built.*columns are"):
+        s.ols("sentence_months ~ income", data)
+    with pytest.raises(SessionError, match="no column.*duration.*it has person_key"):
+        s.survival(data, "duration", "reoffended")
+    with pytest.raises(SessionError, match="no column.*height"):
+        s.hist(data, "height")
+    with pytest.raises(SessionError, match="DataFrame or the name of a granted dataset"):
+        s.crosstab([1, 2, 3], "sex")
+    assert s.outputs().empty  # nothing was recorded
+
+
+# ------------------------------------------------------------------ models, survival, figures
+def test_regressions_return_the_fit_and_record_their_estimates(s, lab) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys")
+    results = s.ols("sentence_months ~ age + C(sex)", data, name="Sentence by age")
+    assert results.nobs == len(data) and "age" in results.params
+    record = output(registry, s.last_output.id)
+    check = record.checks[0]
+    assert (record.kind, check["check"], check["status"]) == ("model", "regression", "ok")
+    content = record.content
+    assert (content["model"], content["formula"], content["nobs"]) == (
+        "OLS",
+        "sentence_months ~ age + C(sex)",
+        len(data),
+    )
+    estimates = content_table(content["estimates"])
+    assert list(estimates.columns) == ["coef", "std_err", "p_value"]
+    assert estimates.loc["age", "coef"] == pytest.approx(results.params["age"])
+    assert file_text(record, ".csv").startswith("term,coef,std_err,p_value")
+    assert "OLS Regression Results" in file_text(record, ".txt")
+    for fit in (s.logit, s.probit):
+        assert fit("reoffended ~ age", data).converged  # a flag outcome is taken as 0/1
+    poisson = s.poisson("days ~ age", data)
+    recorded = content_table(output(registry, s.last_output.id).content["estimates"])
+    assert recorded.loc["age", "coef"] == pytest.approx(poisson.params["age"])
+    assert list(s.outputs()["kind"]) == ["model"] * 4
+
+
+def test_a_regression_with_too_few_residual_degrees_of_freedom_fails(s, lab) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys").iloc[4:16]
+    results = s.ols("sentence_months ~ age + days", data)
+    assert results.df_resid == 9
+    record = output(registry, s.last_output.id)
+    check = record.checks[0]
+    assert check["status"] == "fail" and "residual degrees of freedom 9 < 10" in check["message"]
+    assert record.content["df_resid"] == 9
+    assert s.outputs().loc[record.id, "checks"] == "fail"
+
+
+def test_survival_tables_are_cut_where_too_few_are_at_risk(s, lab, policies) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys")
+    table = s.survival(data, "days", "reoffended")
+    minimum = policies.sdc.active.survival_minimum_at_risk
+    assert (table["at_risk"] >= minimum).all() and (table[["events", "censored"]] % 5 == 0).all(
+        axis=None
+    )
+    assert table.index.max() < data["days"].max()  # the tail was cut
+    record = output(registry, table.attrs["srs_output_id"])
+    check = record.checks[0]
+    assert check["check"] == "survival" and check["status"] == "review"
+    assert check["evidence"]["findings"] and check["evidence"]["released_time_points"] == len(table)
+    assert record.content["statistic"] == "survival"
+
+
+def test_a_histogram_is_drawn_from_its_safe_counts(s, lab) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys")
+    counts, figure = s.hist(data, "age", bins=[10, 18, 30, 50, 70], name="Age at offence")
+    assert isinstance(figure, Figure)
+    assert list(counts["lower"]) == [10, 18, 30, 50] and list(counts["upper"]) == [18, 30, 50, 70]
+    assert pd.isna(counts["count"].iloc[0])  # four people under 18: suppressed
+    assert (counts["count"].iloc[1:] % 5 == 0).all()
+    record = output(registry, counts.attrs["srs_output_id"])
+    assert record.kind == "figure" and record.content["edges"] == [10, 18, 30, 50, 70]
+    assert record.checks[0]["check"] == "histogram" and record.checks[0]["suppressed"] == [
+        ["[10, 18)", "value"]
+    ]
+    png = next(f for f in record.files if f.name == "age-at-offence.png")
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    lines = file_text(record, ".csv").splitlines()
+    assert lines[0] == "bin,lower,upper,count" and lines[1].endswith(",")  # hidden, not shown
+
+
+# ------------------------------------------------------------------ differential privacy
+def test_a_dp_count_is_paid_for_and_recorded_with_its_files(s, lab, policies) -> None:
+    _, registry = lab
+    preview = s.dp.preview("linked/journeys", "count", by=["sex"], rho=0.01)
+    assert preview.rho == pytest.approx(0.01)
+    assert s.dp.budget().spends == 0  # a preview spends nothing
+    table = s.dp.count("linked/journeys", by=["sex"], rho=0.01, name="Journeys by sex")
+    assert list(table["sex"]) == ["F", "M"]  # public keys from the data dictionary
+    assert list(table.columns) == ["sex", "estimate", "lower", "upper"]
+    budget = s.dp.budget()
+    assert budget.spent_rho == pytest.approx(0.01) and budget.key_release_delta_spent == 0
+    record = output(registry, table.attrs["srs_output_id"])
+    with registry.sessions() as db:
+        (spend,) = spends(db, PROJECT)
+    assert (record.kind, record.budget_spend_id) == ("dp_result", spend.id)
+    assert table.attrs["srs_dp"]["spend_id"] == spend.id
+    assert [f.name for f in record.files] == ["journeys-by-sex.csv", "journeys-by-sex.json"]
+    assert file_text(record, ".csv").splitlines()[0] == "sex,estimate,lower,upper"
+    assert json.loads(file_text(record, ".json"))["rows"] == record.content["rows"]
+    assert record.checks[-1]["check"] == "file_gate"
+    frame = s.dataset("linked/journeys")
+    means = s.dp.mean(frame, "sentence_months", bounds=(0, 60), by=["court"], rho=0.01)
+    assert list(means["court"]) == ["crown", "magistrates", "youth"]  # keys known for the frame
+    with pytest.raises(SessionError, match="'mode' is not a DP query"):
+        s.dp.preview(frame, "mode", "age")
+
+
+def test_a_dp_query_whose_files_could_not_leave_spends_nothing(s) -> None:
+    frame = s.dataset("linked/journeys").assign(case_key=lambda f: f["person_key"] + "-1")
+    with pytest.raises(OutputError, match="case_key.*nothing was spent"):
+        s.dp.count(frame, by=["case_key"], rho=0.01)
+    assert s.dp.budget().spends == 0
+
+
+# ------------------------------------------------------------------ custom outputs
+def test_custom_outputs_need_a_justification_and_pass_the_file_gate(s, lab, tmp_path: Path) -> None:
+    _, registry = lab
+    notes = tmp_path / "Method notes.txt"
+    notes.write_text("We linked cases to people and counted them by court.\n")
+    summary = s.custom_output(notes, "Plain-text method notes with no figures from the data")
+    record = output(registry, summary.id)
+    assert (record.kind, record.name, summary.checks) == ("custom", "Method notes", "review")
+    assert record.content["file"] == "method-notes.txt"
+    assert [f.content for f in record.files] == [notes.read_bytes()]
+    with pytest.raises(SessionError, match="needs a justification"):
+        s.custom_output(notes, "safe")
+    with pytest.raises(SessionError, match="no file"):
+        s.custom_output(tmp_path / "missing.txt", "Plain-text method notes with no figures")
+    leak = tmp_path / "cases.csv"
+    s.dataset("linked/journeys").head(20).to_csv(leak, index=False)
+    with pytest.raises(OutputError, match="'person_key' looks like a record-level identifier"):
+        s.custom_output(leak, "A few example rows to show the data's layout")
+    assert list(s.outputs().index) == [summary.id]  # the refused file left no output
+    (event,) = denials(registry, "ana")
+    assert event.action == "output.create" and "person_key" in event.reason
+
+
+# ------------------------------------------------------------------ managing and submitting
+def test_outputs_can_be_renamed_described_commented_removed_and_excepted(s, lab) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys")
+    table = s.crosstab(data, "sex", "court")
+    second = s.crosstab(data, "sex", "court")
+    assert s.last_output.name == "count by sex x court (2)"
+    renamed = s.rename("count by sex x court", "Cases by sex and court")
+    assert renamed.id == table.attrs["srs_output_id"] and renamed.name == "Cases by sex and court"
+    s.describe(table, context="Cases by sex and court, 2020-24", controls="suppression, rounding")
+    s.comment(renamed.id, "The youth court column is suppressed: four cases only.")
+    with pytest.raises(OutputError, match="at least 20 characters"):
+        s.request_exception(table, "please")
+    excepted = s.request_exception(
+        table, "The youth court totals are published by the MoJ each quarter anyway."
+    )
+    assert excepted.exception_requested
+    s.rename(second, "Cases by sex and court")
+    with pytest.raises(SessionError, match=r"2 of your outputs are named .*pass the id"):
+        s.remove("Cases by sex and court")
+    removed = s.remove(second)
+    assert removed.status == "removed"
+    with pytest.raises(SessionError, match="no output named 'nothing'"):
+        s.rename("nothing", "x")
+    with pytest.raises(OutputError, match="only be changed while a draft"):
+        s.rename(second, "again")
+    listing = s.outputs()
+    assert list(listing["status"]) == ["draft", "removed"]
+    assert list(listing["exception"]) == [True, False]
+    record = output(registry, renamed.id)
+    assert record.context.startswith("Cases by sex") and record.controls.startswith("suppression")
+
+
+def test_submit_sends_exactly_the_drafts_that_were_not_removed(s, lab) -> None:
+    _, registry = lab
+    data = s.dataset("linked/journeys")
+    kept = [s.crosstab(data, "sex").attrs["srs_output_id"]]
+    s.ols("sentence_months ~ age", data)
+    kept.append(s.last_output.id)
+    s.remove(s.crosstab(data, "court"))
+    request_id = s.submit("Attrition tables")
+    status = s.request_status(request_id)
+    assert (status.title, status.status) == ("Attrition tables", "submitted")
+    assert [o.id for o in status.outputs] == kept
+    assert {o.status for o in status.outputs} == {"submitted"}
+    listing = s.outputs()
+    assert list(listing["request"].fillna(0)) == [request_id, request_id, 0]
+    with pytest.raises(WorkflowError, match="no draft outputs"):
+        s.submit("Nothing left")
+
+
+def test_srs_session_is_callable_however_it_was_first_imported() -> None:
+    # output_checking imports srs core modules, and the session imports output_checking: the
+    # session must load lazily, and stay callable once its module is imported by name.
+    code = (
+        "import output_checking.outputs, srs\n"
+        "from srs.session import ResearchSession\n"
+        "assert callable(srs.session) and srs.session.ResearchSession is ResearchSession\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
+
+
+def test_a_whole_session_on_each_database(registry, deployment, policies) -> None:
+    prepare(registry, deployment, policies)
+    with srs.session(user="ana", project=PROJECT, deployment=deployment, policies=policies) as s:
+        data = s.dataset("linked/journeys")
+        s.crosstab(data.query("court != 'youth'"), "sex", "court", name="Safe table")
+        s.crosstab(data, "sex", "court", name="Unsafe table")
+        s.request_exception("Unsafe table", "The youth court figures are already published.")
+        s.ols("sentence_months ~ age", data, name="Sentence model")
+        s.dp.count(data, by=["sex"], rho=0.01, name="DP count")
+        request_id = s.submit("Everything")
+        status = s.request_status(request_id)
+    assert [(o.name, o.kind, o.checks) for o in status.outputs] == [
+        ("Safe table", "table", "ok"),
+        ("Unsafe table", "table", "review"),
+        ("Sentence model", "model", "ok"),
+        ("DP count", "dp_result", "ok"),
+    ]
+    assert status.status == "submitted" and any("request.submitted" in h for h in status.history)
