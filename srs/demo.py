@@ -5,7 +5,11 @@ It builds a fresh deployment in a folder of its own, registers a steward, resear
 checker, creates a project; simulates a small population's extracts, ingests them (rejecting
 a few deliberately broken rows), links persons with Splink and reports linkage quality against
 the ground truth, builds and stores the linked research datasets, grants one to the project,
-reads it back as a researcher, shows the refusals the rules require, and verifies the audit log.
+reads it back as a researcher, shows the refusals the rules require, releases differentially
+private statistics against the project's budget; then the researcher's session makes checked
+tables and a regression and submits them, two checkers review them (one output rejected), a
+signed release bundle of the approved outputs is created and verified, and the audit log is
+verified.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from srs.vault_crypto import generate_master_key, write_key_file
 
 DEMO_SEED = 20261122
 DEMO_PERSONS = 3000
+# Demo-only passwords, printed so the checker UI can be tried; a real deployment sets its own.
+DEMO_CHECKER_PASSWORDS = {"cho": "demo checker cho", "chen": "demo checker chen"}
 
 
 def run_demo(home: Path, console: Console) -> None:
@@ -213,6 +219,8 @@ def run_demo(home: Path, console: Console) -> None:
             say(f"ana tried to grant herself a dataset: {exc.reason}")
 
         _differential_privacy(s, policies, frame, say, console)
+        s.commit()
+        release = _output_checking(deployment, registry, policies, say, console)
 
         report = verify_chain(s)
         say(f"Audit log verified: {report.events_checked} events, chain intact = {report.intact}")
@@ -228,6 +236,13 @@ def run_demo(home: Path, console: Console) -> None:
     console.rule("done")
     console.print(
         f"Try: srs --home {home} --as admin audit tail    |    srs --home {home} dataset list"
+    )
+    console.print(
+        f"     srs --home {home} release verify {release}    |    "
+        f"srs --home {home} --as cho outputs queue --all"
+    )
+    console.print(
+        f"     srs --home {home} checker serve   (sign in as cho / {DEMO_CHECKER_PASSWORDS['cho']!r})"
     )
 
 
@@ -294,3 +309,79 @@ def _differential_privacy(session, policies, journeys, say, console: Console) ->
         f"{state.spends} queries (outputs #{released.output_id}, #{mean_sentence.output_id}, "
         f"recorded as DP results); rho {state.remaining_rho:.4g} left"
     )
+
+
+def _output_checking(deployment, registry, policies, say, console: Console) -> Path:
+    """ana's session makes outputs and submits them with the DP results; two checkers review
+    them (the unsafe table is rejected), cho releases the approved ones as a signed bundle."""
+    import srs
+    from output_checking.release import (
+        create_release,
+        public_key_path,
+        releases_dir,
+        verify_release,
+    )
+    from output_checking.workflow import get_request, vote
+    from srs.registry.sign_in import set_password
+
+    today = date.today()
+    with registry.sessions() as s:
+        accounts.add_researcher(
+            s,
+            actor="admin",
+            policies=policies,
+            username="chen",
+            full_name="Chen Checker",
+            roles=["checker"],
+            accreditation_number="AR-2002",
+            accreditation_expiry=today + timedelta(days=900),
+            training_date=today - timedelta(days=10),
+        )
+        for username, password in DEMO_CHECKER_PASSWORDS.items():
+            set_password(s, actor="admin", policies=policies, username=username, password=password)
+    with srs.session(
+        user="ana", project="P2026-001", deployment=deployment, policies=policies
+    ) as session:
+        journeys = session.dataset("linked/journeys")
+        session.crosstab(journeys, "sex", "court", name="People by sex and court")
+        unsafe = session.crosstab(journeys, "iccs_division", "sex", name="People by ICCS division")
+        session.request_exception(
+            unsafe, "Division-level counts are needed to compare with the MoJ quarterly tables."
+        )
+        session.ols("age_at_offence ~ C(sex) + C(court)", journeys)
+        drafts = session.outputs()
+        say(
+            "ana's session made checked outputs: "
+            + "; ".join(f"#{i} {row['name']} ({row['checks']})" for i, row in drafts.iterrows())
+        )
+        request_id = session.submit("Attrition and sentencing, first tables")
+    say(f"ana submitted them as release request #{request_id} (every draft, DP results included)")
+    unsafe_id = unsafe.attrs["srs_output_id"]
+    with registry.sessions() as s:
+        for checker in DEMO_CHECKER_PASSWORDS:
+            for output_id in drafts.index:
+                vote(
+                    s,
+                    output_id=int(output_id),
+                    checker=checker,
+                    policies=policies,
+                    decision="reject" if output_id == unsafe_id else "approve",
+                    comment="suppressed cells remain; no exception"
+                    if output_id == unsafe_id
+                    else "",
+                )
+        status = get_request(s, request_id).status
+        say(
+            f"Checkers cho and chen reviewed it blind to each other: the suppressed division table "
+            f"rejected, the rest approved; request #{request_id} is {status}"
+        )
+        release = create_release(
+            s, request_id=request_id, actor="cho", policies=policies, deployment=deployment
+        )
+    bundle = releases_dir(deployment) / release.bundle_name
+    report = verify_release(bundle, public_key_path(deployment))
+    say(
+        f"cho released it as a signed bundle {bundle} ({release.file_count} files, Ed25519 key "
+        f"{release.signing_key_fingerprint[:16]}...): {report.summary()}"
+    )
+    return bundle

@@ -205,6 +205,25 @@ def _statistic(aggfunc: Any) -> str:
     return AGGFUNCS[name]
 
 
+def _for_formula(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame in the numpy types statsmodels and patsy take: flags as 0/1 (a bool outcome
+    would otherwise become two columns), nullable numbers as floats, and text with missing
+    values as objects with NaN (patsy cannot sort ``pd.NA``; it drops rows with NaN instead).
+    """
+    converted: dict[str, pd.Series] = {}
+    for column, dtype in frame.dtypes.items():
+        series = frame[column]
+        if pd.api.types.is_bool_dtype(dtype) or (
+            pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype)
+        ):
+            converted[column] = series.astype("float64")
+        elif isinstance(dtype, pd.StringDtype) or (
+            pd.api.types.is_object_dtype(dtype) and series.map(lambda v: v is pd.NA).any()
+        ):
+            converted[column] = series.astype(object).where(series.notna(), np.nan)
+    return frame.assign(**converted) if converted else frame
+
+
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -997,11 +1016,7 @@ class ResearchSession:
         name = options.pop("name", None)
         context = options.pop("context", "")
         controls = options.pop("controls", "")
-        frame = self._frame(data)
-        # statsmodels takes flags only as numbers (a bool outcome would become two columns).
-        flags = [c for c, dtype in frame.dtypes.items() if pd.api.types.is_bool_dtype(dtype)]
-        if flags:
-            frame = frame.astype({c: "float64" for c in flags})
+        frame = _for_formula(self._frame(data))
         try:
             model = getattr(smf, kind)(formula, data=frame)
         except PatsyError as exc:

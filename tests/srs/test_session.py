@@ -389,6 +389,23 @@ def test_regressions_return_the_fit_and_record_their_estimates(s, lab) -> None:
     assert list(s.outputs()["kind"]) == ["model"] * 4
 
 
+def test_regressions_take_text_and_flag_columns_with_missing_values(s) -> None:
+    """Vault data comes back with pandas' nullable types; patsy cannot sort ``pd.NA``."""
+    data = s.dataset("linked/journeys")
+    court = np.where(
+        np.arange(len(data)) % 7 == 0, None, np.where(data["age"] > 40, "crown", "mags")
+    )
+    data = data.assign(
+        court=pd.array(court, dtype="string"),
+        flag=pd.array(
+            [None if i % 11 == 0 else bool(i % 2) for i in range(len(data))], dtype="boolean"
+        ),
+    )
+    results = s.ols("sentence_months ~ age + C(court) + flag", data)
+    usable = data["court"].notna() & data["flag"].notna() & data["sentence_months"].notna()
+    assert results.nobs == usable.sum() and "C(court)[T.mags]" in results.params
+
+
 def test_a_regression_with_too_few_residual_degrees_of_freedom_fails(s, lab) -> None:
     _, registry = lab
     data = s.dataset("linked/journeys").iloc[4:16]
