@@ -228,3 +228,6 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "chain intact = True" in result.output
     assert "expired on" in result.output and "no grant" in result.output
+    assert "request #1 is approved" in result.output
+    bundle = tmp_path / "demo" / "releases" / "P2026-001-request-1"
+    assert "valid: signature checks out" in result.output and (bundle / "manifest.sig").exists()
