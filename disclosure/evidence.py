@@ -48,21 +48,25 @@ class CellFinding:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "row": _plain(self.row),
-            "column": _plain(self.column),
+            "row": json_safe(self.row),
+            "column": json_safe(self.column),
             "rule": self.rule,
             "status": self.status,
             "message": self.message,
-            "figures": {k: _plain(v) for k, v in self.figures.items()},
+            "figures": {k: json_safe(v) for k, v in self.figures.items()},
         }
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """A table label or value as JSON: tuples become lists, numpy scalars Python ones,
+    timestamps ISO text, and NaN or infinity None."""
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and np.isnan(value):
+        value = value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
 
@@ -115,9 +119,9 @@ class TableCheck:
             "description": self.description,
             "overall": self.overall,
             "summary": self.summary(),
-            "rows": [_plain(r) for r in self.table.index],
-            "columns": [_plain(c) for c in self.table.columns],
-            "values": [[_plain(v) for v in row] for row in self.table.to_numpy().tolist()],
+            "rows": [json_safe(r) for r in self.table.index],
+            "columns": [json_safe(c) for c in self.table.columns],
+            "values": [[json_safe(v) for v in row] for row in self.table.to_numpy().tolist()],
             "counts": self.counts.to_numpy().tolist(),
             "status": self.status.to_numpy().tolist(),
             "findings": [f.to_dict() for f in self.findings],

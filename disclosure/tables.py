@@ -47,7 +47,8 @@ class CellStatistics:
     median: np.ndarray | None
 
 
-def _as_list(keys: str | Sequence[str] | None) -> list[str]:
+def key_list(keys: str | Sequence[str] | None) -> list[str]:
+    """Table keys as a list: one name, several, or none."""
     if keys is None:
         return []
     return [keys] if isinstance(keys, str) else list(keys)
@@ -172,7 +173,7 @@ def check_table(
     >>> check.summary()                                          # doctest: +SKIP
     'fail: 3 of 40 cells fail, 0 need review (threshold)'
     """
-    row_keys, column_keys = _as_list(index), _as_list(columns)
+    row_keys, column_keys = key_list(index), key_list(columns)
     if not row_keys:
         raise TableSpecError("a table needs at least one index variable")
     if len(row_keys) + len(column_keys) > 3:

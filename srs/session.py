@@ -24,7 +24,7 @@ import io
 import os
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,18 +34,14 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from disclosure.evidence import FAIL, OK, REVIEW, STATUS_RANK, TableCheck
+from disclosure.evidence import FAIL, OK, REVIEW, STATUS_RANK, json_safe
 from disclosure.figures import check_histogram
 from disclosure.models import check_regression, check_survival, safe_survival_table
-from disclosure.policy import Rounding, SDCProfile
+from disclosure.policy import SDCProfile
 from disclosure.protection import (
-    controlled_round,
-    round_midpoint6,
-    round_to_base,
     suppress_primary,
 )
-from disclosure.suppression import TOTAL, protect_table, secondary_suppression
-from disclosure.tables import check_table
+from disclosure.publication import publishable_table, round_table
 from output_checking.outputs import (
     REMOVED,
     OutputError,
@@ -79,8 +75,6 @@ AUTO = "auto"
 OUTPUT_ID = "srs_output_id"
 DATASET = "srs_dataset"
 ENGINES = ("pandas", "polars")
-# A constant key, to check the grand total like any other cell.
-GRAND_TOTAL = "(all records)"
 MINIMUM_JUSTIFICATION = 20
 # aggfunc names (and numpy/builtin function names) -> the statistic the table check knows.
 AGGFUNCS = {
@@ -178,23 +172,6 @@ class Draft:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-def _plain(label: Any) -> Any:
-    """A table label as JSON: tuples become lists, numpy scalars Python ones."""
-    if isinstance(label, tuple):
-        return [_plain(part) for part in label]
-    if isinstance(label, np.generic):
-        return label.item()
-    if isinstance(label, pd.Timestamp):
-        return label.isoformat()
-    return label
-
-
-def _as_list(keys: str | Sequence[str] | None) -> list[str]:
-    if keys is None:
-        return []
-    return [keys] if isinstance(keys, str) else list(keys)
-
-
 def _statistic(aggfunc: Any) -> str:
     name = aggfunc if isinstance(aggfunc, str) else getattr(aggfunc, "__name__", repr(aggfunc))
     if name not in AGGFUNCS:
@@ -233,132 +210,6 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
         )
 
 
-def _integers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Whole-number tables as nullable integers, so files read ``15`` and hidden cells are blank."""
-    values = frame.to_numpy(dtype=float, na_value=np.nan)
-    shown = values[~np.isnan(values)]
-    if np.all(shown == np.round(shown)):
-        return frame.astype("Int64")
-    return frame
-
-
-def _round(frame: pd.DataFrame, statistic: str, profile: SDCProfile) -> tuple[pd.DataFrame, str]:
-    """Round a protected count or sum table as the profile asks; returns it and how."""
-    base = profile.rounding_base
-    if profile.rounding == Rounding.none:
-        return frame, "none"
-    if profile.rounding == Rounding.midpoint6 and statistic == "count":
-        return round_midpoint6(frame), "midpoint6"
-    note = ""
-    if profile.rounding == Rounding.controlled and statistic == "count":
-        complete = (
-            frame.index.nlevels == frame.columns.nlevels == 1
-            and TOTAL in frame.index
-            and TOTAL in frame.columns
-            and not frame.isna().to_numpy().any()
-        )
-        if complete:
-            cells, row_totals, column_totals, grand = controlled_round(
-                frame.drop(index=TOTAL, columns=TOTAL), base
-            )
-            cells[TOTAL] = row_totals
-            cells.loc[TOTAL] = [*column_totals, grand]
-            return cells, f"controlled, base {base}"
-        note = " (controlled rounding needs a complete two-way table)"
-    return round_to_base(frame, base), f"base {base}{note}"
-
-
-def _stacked(check: TableCheck, column_keys: list[str]) -> TableCheck:
-    """The check with its column keys moved into the rows: ``protect_table``'s one-way form,
-    which takes 1 to 3 keys."""
-    if not column_keys:
-        return check
-    levels = list(range(check.table.columns.nlevels))
-
-    def stack(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.stack(levels, future_stack=True).to_frame("value")
-
-    return TableCheck(
-        check.statistic,
-        stack(check.table),
-        stack(check.counts),
-        stack(check.status),
-        check.findings,
-        check.profile,
-        check.description,
-    )
-
-
-def _labels(dimensions: list[list[Any]], names: list[str]) -> pd.Index:
-    if len(dimensions) == 1:
-        return pd.Index(dimensions[0], name=names[0])
-    return pd.MultiIndex.from_product(dimensions, names=names)
-
-
-def _with_margins_suppressed(
-    check: TableCheck,
-    row_keys: list[str],
-    column_keys: list[str],
-    label: str,
-    profile: SDCProfile,
-    check_margin: Callable[[list[str]], TableCheck],
-) -> tuple[pd.DataFrame, list[list[Any]], list[list[Any]], list[dict[str, Any]]]:
-    """A count or sum table with its margins, failing cells and their complements hidden, laid
-    out as asked; with the [row, column] labels of every hidden cell and of the complements,
-    and the findings on margins that fail by themselves.
-
-    A margin is checked on the records it adds up (``check_margin`` builds the table of the
-    keys it keeps): a total over a few small cells can fail the threshold or dominance rule
-    even when an attacker cannot narrow down any one of them.
-    """
-    result = protect_table(_stacked(check, column_keys), profile)
-    cells, keys = result.table, [*row_keys, *column_keys]
-    failing_margins = np.zeros(cells.values.size, dtype=bool)
-    margin_findings: list[dict[str, Any]] = []
-    checks: dict[tuple[str, ...], TableCheck] = {}
-    for cell in np.flatnonzero(~cells.interior):
-        labels = cells.label(cell)
-        kept = tuple(key for key, value in zip(keys, labels, strict=True) if value != TOTAL)
-        if kept not in checks:
-            checks[kept] = check_margin(list(kept))
-        values = tuple(value for value in labels if value != TOTAL) or (TOTAL,)
-        row = values[0] if len(values) == 1 else values
-        if checks[kept].status.loc[row, "value"] == FAIL:
-            failing_margins[cell] = True
-            margin_findings += [
-                {**finding.to_dict(), "row": _plain(labels), "column": "margin"}
-                for finding in checks[kept].findings_for(row, "value")
-                if finding.status == FAIL
-            ]
-    if failing_margins.any():
-        result = secondary_suppression(cells, result.primary | failing_margins, profile)
-    rows = len(row_keys)
-    row_index = _labels(cells.dimensions[:rows], row_keys)
-    column_index = (
-        _labels(cells.dimensions[rows:], column_keys) if column_keys else pd.Index([label])
-    )
-    shown = np.where(result.suppressed, np.nan, cells.values)
-    frame = pd.DataFrame(
-        shown.reshape(len(row_index), len(column_index)), index=row_index, columns=column_index
-    )
-
-    def where(cell: int) -> list[Any]:
-        labels = cells.label(cell)
-        row, column = labels[:rows], labels[rows:]
-        return [
-            _plain(row[0] if rows == 1 else tuple(row)),
-            _plain((column[0] if len(column) == 1 else tuple(column)) if column else label),
-        ]
-
-    complements = result.suppressed & ~result.primary & ~failing_margins
-    return (
-        frame,
-        [where(c) for c in np.flatnonzero(result.suppressed)],
-        [where(c) for c in np.flatnonzero(complements)],
-        margin_findings,
-    )
-
-
 def protected_table(
     data: pd.DataFrame,
     *,
@@ -370,59 +221,27 @@ def protected_table(
     profile: SDCProfile,
     profile_name: str = "",
 ) -> tuple[pd.DataFrame, Draft]:
-    """Check a table cell by cell and protect it; returns the publishable table and its draft.
-
-    Count and sum tables get their margins (``Total``), every failing cell suppressed with
-    complementary cells so none can be recomputed from the margins, and rounding as the
-    profile asks; other statistics have failing cells suppressed. The draft's evidence is the
-    unprotected check, so a checker sees which cells failed and why.
+    """Check a table cell by cell and protect it (``disclosure.publication``); returns the
+    publishable table and its draft. The draft's evidence is the unprotected check, so a checker
+    sees which cells failed and why.
 
     >>> table, draft = protected_table(journeys, index="sex", columns="court",
     ...                                unit="person_key", profile=profile)  # doctest: +SKIP
     >>> draft.checks[0]["status"], draft.content["suppressed"]              # doctest: +SKIP
     ('review', [['F', 'crown'], ['F', 'youth'], ['M', 'crown'], ['M', 'youth'], ...])
     """
-    row_keys, column_keys = _as_list(index), _as_list(columns)
-    check = check_table(
+    published = publishable_table(
         data,
-        index=row_keys,
-        columns=column_keys or None,
+        index=index,
+        columns=columns,
         values=values,
         statistic=statistic,
+        unit=unit,
         profile=profile,
         profile_name=profile_name,
-        unit=unit,
     )
-    label = values or statistic
-    margin_findings: list[dict[str, Any]] = []
-    if statistic in ("count", "sum"):
-        # Margins add up the records whose keys are all present, as the cells do.
-        records = data.dropna(subset=[*row_keys, *column_keys])
-
-        def check_margin(keys: list[str]) -> TableCheck:
-            frame = records if keys else records.assign(**{GRAND_TOTAL: TOTAL})
-            return check_table(
-                frame,
-                index=keys or [GRAND_TOTAL],
-                values=values,
-                statistic=statistic,
-                profile=profile,
-                unit=unit,
-            )
-
-        frame, suppressed, secondary, margin_findings = _with_margins_suppressed(
-            check, row_keys, column_keys, label, profile, check_margin
-        )
-        frame, rounding = _round(frame, statistic, profile)
-        frame = _integers(frame)
-    else:
-        frame = suppress_primary(check)
-        if not column_keys:
-            frame.columns = pd.Index([label])
-        suppressed = [
-            [_plain(r), _plain(c if column_keys else label)] for r, c in check.failing_cells()
-        ]
-        secondary, rounding = [], "none"
+    check, frame, rounding = published.check, published.table, published.rounding
+    margin_findings, secondary = published.margin_findings, published.secondary
     failing = int((check.status == FAIL).to_numpy().sum())
     review = int((check.status == REVIEW).to_numpy().sum())
     rules = sorted(
@@ -453,8 +272,8 @@ def protected_table(
             "description": description,
             "table": table_content(frame),
             "rounding": rounding,
-            "suppressed": suppressed,
-            "margins": TOTAL if statistic in ("count", "sum") else None,
+            "suppressed": published.suppressed,
+            "margins": published.margins,
             "unit": unit,
             "profile": profile_name,
         },
@@ -464,7 +283,7 @@ def protected_table(
                 "status": status,
                 "message": message,
                 "evidence": check.to_dict(),
-                "suppressed": suppressed,
+                "suppressed": published.suppressed,
                 "secondary": secondary,
                 "margin_findings": margin_findings,
             }
@@ -561,7 +380,7 @@ def histogram_draft(
     _require_columns(data, [column])
     check, edges = check_histogram(data[column], profile, bins)
     safe = suppress_primary(check)["value"].to_frame()
-    safe, rounding = _round(safe, "count", profile)
+    safe, rounding = round_table(safe, "count", profile)
     counts = pd.DataFrame(
         {
             "lower": edges[:-1],
@@ -570,7 +389,7 @@ def histogram_draft(
         },
         index=pd.Index(check.table.index, name="bin"),
     ).astype({"count": "Int64"})
-    suppressed = [[_plain(b), "value"] for b, _ in check.failing_cells()]
+    suppressed = [[json_safe(b), "value"] for b, _ in check.failing_cells()]
     failing = len(suppressed)
     review = int((check.status == REVIEW).to_numpy().sum())
     if failing:

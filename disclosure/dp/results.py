@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from disclosure.dp.queries import DPQuery
+from disclosure.evidence import json_safe
 
 NOTES = {
     "cap": (
@@ -165,7 +165,8 @@ class DPResult:
     def to_dict(self) -> dict[str, Any]:
         """Our JSON layout for the output record: the table, the spend and the evidence."""
         records = [
-            {k: _plain(v) for k, v in row.items()} for row in self.table.to_dict(orient="records")
+            {k: json_safe(v) for k, v in row.items()}
+            for row in self.table.to_dict(orient="records")
         ]
         return {
             "kind": "dp_result",
@@ -187,11 +188,3 @@ class DPResult:
         )
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         return f"<p><b>{head}</b></p>{self.table.to_html(index=False)}<ul>{notes}</ul>"
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -30,7 +30,7 @@ from srs.deployment import Deployment
 from srs.policy import PolicySet
 from srs.registry import Registry, open_registry, projects
 from srs.registry.models import AuditEvent, Grant, Output
-from srs.session import ResearchSession, SessionError, protected_table
+from srs.session import ResearchSession, SessionError
 from srs.vault import Vault
 from srs.vault_crypto import generate_master_key, write_key_file
 
@@ -293,53 +293,6 @@ def test_tables_of_other_statistics_hide_failing_cells_only(s, lab) -> None:
     one_way = s.crosstab(data, ["sex"], values="sentence_months", aggfunc=np.max)
     assert list(one_way.columns) == ["sentence_months"]
     assert output(registry, s.last_output.id).checks[0]["status"] == "review"  # max is one value
-
-
-def test_tables_are_rounded_as_the_profile_asks(policies) -> None:
-    data = journeys().query("court != 'youth'")
-    exact = data.groupby(["sex", "court"])["person_key"].nunique().unstack()
-
-    def table(rounding: str) -> tuple[pd.DataFrame, str]:
-        profile = policies.sdc.active.model_copy(update={"rounding": rounding})
-        frame, draft = protected_table(
-            data, index="sex", columns="court", unit="person_key", profile=profile
-        )
-        return frame, draft.content["rounding"]
-
-    unrounded, how = table("none")
-    assert how == "none" and (unrounded.loc[["F", "M"], ["crown", "magistrates"]] == exact).all(
-        axis=None
-    )
-    midpoint, how = table("midpoint6")
-    assert how == "midpoint6" and (midpoint % 6 == 3).all(axis=None)
-    controlled, how = table("controlled")
-    assert how == "controlled, base 5" and (controlled % 5 == 0).all(axis=None)
-    # Controlled rounding keeps the margins adding up.
-    inner = controlled.loc[["F", "M"], ["crown", "magistrates"]]
-    assert (inner.sum(axis=1) == controlled.loc[["F", "M"], TOTAL]).all()
-    assert (inner.sum(axis=0) == controlled.loc[TOTAL, ["crown", "magistrates"]]).all()
-
-
-def test_three_way_sum_tables_keep_the_layout_asked_for(policies) -> None:
-    frame, draft = protected_table(
-        journeys(),
-        index=["sex", "court"],
-        columns="reoffended",
-        values="sentence_months",
-        statistic="sum",
-        unit="person_key",
-        profile=policies.sdc.active,
-    )
-    assert frame.index.names == ["sex", "court"] and frame.columns.name == "reoffended"
-    assert list(frame.columns) == [False, True, TOTAL] and len(frame) == 3 * 4
-    # Youth cells are hidden, and so are their totals over sex: four people, and a total of so
-    # few fails the threshold however wide an attacker's interval for each cell would be.
-    assert frame.xs("youth", level="court").isna().all(axis=None)
-    sdc = draft.checks[0]
-    assert [TOTAL, "youth", False] in [f["row"] for f in sdc["margin_findings"]]
-    assert "margin(s) failed" in sdc["message"]
-    assert ["F", "youth"] in [row for row, _ in draft.content["suppressed"]]
-    assert draft.content["margins"] == TOTAL and draft.content["rounding"] == "base 5"
 
 
 def test_bad_inputs_give_clear_errors(s) -> None:

@@ -1,0 +1,98 @@
+"""Publishable tables: cells and margins checked, failing ones hidden with their complements,
+rounding as the profile asks; other statistics only have failing cells hidden."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from disclosure.publication import publishable_table
+from disclosure.suppression import TOTAL
+
+
+def journeys(rows: int = 600, seed: int = 5) -> pd.DataFrame:
+    """Cases of 300 people; four cases in a youth court (too few to show) by people aged 15-17."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "person_key": [f"p{i:03d}" for i in rng.integers(0, 300, rows)],
+            "sex": rng.choice(["F", "M"], rows),
+            "court": rng.choice(["crown", "magistrates"], rows),
+            "sentence_months": rng.uniform(0, 60, rows).round(1),
+            "reoffended": rng.random(rows) < 0.3,
+        }
+    )
+    frame.loc[:3, "court"] = "youth"
+    return frame
+
+
+def test_tables_are_rounded_as_the_profile_asks(policies) -> None:
+    data = journeys().query("court != 'youth'")
+    exact = data.groupby(["sex", "court"])["person_key"].nunique().unstack()
+
+    def table(rounding: str) -> tuple[pd.DataFrame, str]:
+        profile = policies.sdc.active.model_copy(update={"rounding": rounding})
+        published = publishable_table(
+            data, index="sex", columns="court", unit="person_key", profile=profile
+        )
+        return published.table, published.rounding
+
+    unrounded, how = table("none")
+    assert how == "none" and (unrounded.loc[["F", "M"], ["crown", "magistrates"]] == exact).all(
+        axis=None
+    )
+    midpoint, how = table("midpoint6")
+    assert how == "midpoint6" and (midpoint % 6 == 3).all(axis=None)
+    controlled, how = table("controlled")
+    assert how == "controlled, base 5" and (controlled % 5 == 0).all(axis=None)
+    # Controlled rounding keeps the margins adding up.
+    inner = controlled.loc[["F", "M"], ["crown", "magistrates"]]
+    assert (inner.sum(axis=1) == controlled.loc[["F", "M"], TOTAL]).all()
+    assert (inner.sum(axis=0) == controlled.loc[TOTAL, ["crown", "magistrates"]]).all()
+
+
+def test_three_way_sum_tables_keep_the_layout_asked_for(policies) -> None:
+    published = publishable_table(
+        journeys(),
+        index=["sex", "court"],
+        columns="reoffended",
+        values="sentence_months",
+        statistic="sum",
+        unit="person_key",
+        profile=policies.sdc.active,
+    )
+    frame = published.table
+    assert frame.index.names == ["sex", "court"] and frame.columns.name == "reoffended"
+    assert list(frame.columns) == [False, True, TOTAL] and len(frame) == 3 * 4
+    # Youth cells are hidden, and so are their totals over sex: four people, and a total of so
+    # few fails the threshold however wide an attacker's interval for each cell would be.
+    assert frame.xs("youth", level="court").isna().all(axis=None)
+    assert [TOTAL, "youth", False] in [f["row"] for f in published.margin_findings]
+    assert ["F", "youth"] in [row for row, _ in published.suppressed]
+    assert published.margins == TOTAL and published.rounding == "base 5"
+
+
+def test_a_total_over_a_few_people_is_hidden_even_when_its_cells_are(policies) -> None:
+    published = publishable_table(
+        journeys(), index="court", columns="sex", unit="person_key", profile=policies.sdc.active
+    )
+    assert published.table.loc["youth"].isna().all()  # the youth row's total too
+    assert published.table.loc[TOTAL, TOTAL] % 5 == 0
+
+
+def test_mean_tables_have_failing_cells_hidden_and_no_margins(policies) -> None:
+    published = publishable_table(
+        journeys(),
+        index="court",
+        values="sentence_months",
+        statistic="mean",
+        unit="person_key",
+        profile=policies.sdc.active,
+    )
+    assert published.margins is None and published.rounding == "none"
+    assert np.isnan(published.table.loc["youth", "sentence_months"])
+    assert published.suppressed == [["youth", "sentence_months"]]
+    assert published.table.loc["crown", "sentence_months"] == pytest.approx(
+        journeys().query("court == 'crown'").groupby("person_key")["sentence_months"].sum().mean()
+    )
