@@ -83,6 +83,40 @@ class TableCheck:
     profile: str
     description: str = ""
 
+    @classmethod
+    def from_dict(cls, evidence: dict[str, Any]) -> TableCheck:
+        """The check back from ``to_dict``'s JSON (labels that were tuples come back as tuples)."""
+
+        def label(value: Any) -> Any:
+            return tuple(value) if isinstance(value, list) else value
+
+        rows = [label(r) for r in evidence["rows"]]
+        columns = [label(c) for c in evidence["columns"]]
+
+        def grid(values: list[list[Any]]) -> pd.DataFrame:
+            return pd.DataFrame(values, index=rows, columns=columns)
+
+        findings = [
+            CellFinding(
+                label(f["row"]),
+                label(f["column"]),
+                f["rule"],
+                f["status"],
+                f["message"],
+                f.get("figures") or {},
+            )
+            for f in evidence.get("findings", [])
+        ]
+        return cls(
+            evidence.get("statistic", "count"),
+            grid(evidence["values"]),
+            grid(evidence["counts"]),
+            grid(evidence["status"]),
+            findings,
+            evidence.get("profile", ""),
+            evidence.get("description", ""),
+        )
+
     @property
     def overall(self) -> str:
         """``fail`` if any cell fails, else ``review`` if any needs review, else ``ok``."""

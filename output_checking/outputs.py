@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from disclosure.evidence import STATUS_RANK, TableCheck
 from disclosure.file_gate import FileGateRules, check_file
 from srs.access import authorise
 from srs.audit import record_event
@@ -344,6 +345,50 @@ def comment_on_own_output(
     comment = add_comment(session, actor=actor, text=text, visibility="researcher", output=output)
     _audit_change(session, output, actor, "comment", comment_id=comment.id)
     return comment
+
+
+def acro_record(output: Output, files: list[str]) -> dict[str, Any]:
+    """The output as one record of ACRO's ``results.json`` (DESIGN: outputs, one contract), so
+    checkers' existing tools (SACRO-Viewer) can read a release.
+
+    A table's record carries ACRO's per-cell outcome from the stored evidence; every record's
+    status is the output's own (a suppressed table is ``review``, as in ACRO), its exception
+    the researcher's justification and its comments the researcher's context and controls.
+    """
+    statuses = [c.get("status", "ok") for c in output.checks or []]
+    worst = max(statuses, key=lambda s: STATUS_RANK.get(s, 0), default="ok")
+    evidence = next(
+        (
+            c["evidence"]
+            for c in output.checks or []
+            if (c.get("evidence") or {}).get("kind") == "table"
+        ),
+        None,
+    )
+    if evidence is not None:
+        record = TableCheck.from_dict(evidence).to_acro_record(f"output_{output.id}", files=files)
+    else:
+        record = {
+            "uid": f"output_{output.id}",
+            "type": output.kind,
+            "properties": {},
+            "files": [{"name": name, "sdc": {}} for name in files],
+            "outcome": {},
+            "command": "",
+            "summary": "; ".join(str(c.get("message", "")) for c in output.checks or []),
+            "fair": {},
+        }
+    record.update(
+        {
+            "status": {"ok": "pass", "review": "review", "fail": "fail"}.get(worst, "review"),
+            "type": output.kind if output.kind != "dp_result" else "custom",
+            "properties": {**record.get("properties", {}), "name": output.name},
+            "timestamp": output.created_at.isoformat(),
+            "comments": [text for text in (output.context, output.controls) if text],
+            "exception": output.exception_justification or "",
+        }
+    )
+    return record
 
 
 def project_outputs(session: Session, project_code: str) -> list[Output]:

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from disclosure.evidence import acro_results_document
 from output_checking.bundle import (
     MANIFEST,
     PUBLIC_KEY_FILE,
@@ -42,6 +43,7 @@ from output_checking.bundle import (
     verify_bundle,
     write_bundle,
 )
+from output_checking.outputs import acro_record
 from output_checking.workflow import (
     APPROVED,
     RELEASED,
@@ -62,6 +64,7 @@ from srs.policy import PolicySet
 from srs.registry.models import Project, Release
 
 STAGING = ".staging"
+ACRO_RESULTS = "outputs/results.json"
 
 
 def releases_dir(deployment: Deployment) -> Path:
@@ -162,6 +165,7 @@ def create_release(
     name = bundle_name(project_code, request.id)
     files: dict[str, bytes] = {}
     described = []
+    acro_records: list[dict] = []
     for output in approved:
         paths = []
         for stored in output.files:
@@ -205,6 +209,13 @@ def create_release(
             files[path] = (json.dumps(output.content, indent=2, sort_keys=True) + "\n").encode()
             record["files"] = [path]
         described.append(record)
+        acro_records.append(
+            acro_record(output, [p.removeprefix("outputs/") for p in record["files"]])
+        )
+    # ACRO's results.json beside the outputs, so checkers' existing tools can read the release.
+    files[ACRO_RESULTS] = (
+        json.dumps(acro_results_document(acro_records), indent=2, sort_keys=True) + "\n"
+    ).encode()
     key = signing_key(deployment.home)
     created_at = datetime.now(UTC)
     manifest = {

@@ -79,10 +79,18 @@ def test_bundle_holds_exactly_the_approved_outputs_and_verifies(
     )
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
     assert files == sorted(
-        ["manifest.json", "manifest.sig"]
+        ["manifest.json", "manifest.sig", "outputs/results.json"]
         + [f"outputs/{sub.outputs[0]:05d}-arrests-by-sex.csv"]
         + [f"outputs/{sub.outputs[2]:05d}-convictions-by-sex.csv"]
     )
+    # ACRO's results.json, for checkers' existing tools: one record per released output.
+    acro = json.loads((bundle / "outputs" / "results.json").read_text())
+    assert sorted(acro["results"]) == sorted(
+        f"output_{i}" for i in (sub.outputs[0], sub.outputs[2])
+    )
+    record = acro["results"][f"output_{sub.outputs[0]}"]
+    assert record["files"][0]["name"] == f"{sub.outputs[0]:05d}-arrests-by-sex.csv"
+    assert record["status"] == "pass" and record["properties"]["name"] == "arrests by sex"
     with registry.sessions() as s:
         assert get_request(s, sub.request_id).status == "released"
         statuses = [s.get(Output, i).status for i in sub.outputs]

@@ -100,7 +100,7 @@ def test_checkers_review_and_release_from_the_command_line(deployment, tmp_path)
     made = srs(home, "release", "create", str(sub.request_id), actor="cho")
     assert made.exit_code == 0, made.output
     bundle = home / "releases" / f"P001-request-{sub.request_id}"
-    assert "2 files" in made.output and bundle.is_dir()
+    assert "3 files" in made.output and bundle.is_dir()
     verified = srs(home, "release", "verify", str(bundle), actor=None)
     assert verified.exit_code == 0 and "valid" in verified.output
     listed = srs(home, "release", "list", actor="cho")

@@ -159,7 +159,11 @@ def test_session_to_signed_release_with_a_checker_in_chromium(
     on_disk = sorted(
         p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.parent != bundle
     )
-    assert on_disk == expected
+    assert on_disk == sorted([*expected, "outputs/results.json"])
+    acro = json.loads((bundle / "outputs" / "results.json").read_text())["results"]
+    assert sorted(acro) == sorted(f"output_{o.id}" for o in approved)
+    unsafe_cells = acro.get(f"output_{ids['unsafe']}")
+    assert unsafe_cells is None  # the rejected table is nowhere in the release
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert sorted(o["id"] for o in manifest["outputs"]) == sorted(o.id for o in approved)
     assert ids["unsafe"] not in [o["id"] for o in manifest["outputs"]]
