@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from disclosure.differencing import check_differencing
 from output_checking.outputs import (
@@ -128,6 +128,8 @@ def request_outputs(session: Session, request: ReleaseRequest) -> list[Output]:
     return list(
         session.execute(
             select(Output)
+            # The content (a whole table) loads only when read: votes need ids and statuses.
+            .options(defer(Output.content))
             .where(Output.request_id == request.id, Output.status != REMOVED)
             .order_by(Output.id)
         ).scalars()
