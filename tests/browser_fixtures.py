@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 
@@ -79,11 +80,29 @@ class Checker:
         self.browser.get(self.base_url + path)
 
     def submit(self, button) -> None:
-        """Click a submit button and wait for the next page."""
-        page = self.browser.find_element(By.TAG_NAME, "html")
+        """Click a submit button and wait for the next page to have loaded.
+
+        The old page is tagged first and the wait is for a complete page without the tag:
+        chromedriver's staleness check can itself fail mid-navigation ("node does not belong
+        to the document"), so errors while the page changes count as "not yet".
+        """
+        token = uuid.uuid4().hex
+        self.browser.execute_script(
+            "document.documentElement.dataset.srsPage = arguments[0]", token
+        )
         button.click()
-        self.wait.until(expected_conditions.staleness_of(page))
-        self.wait.until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+        def next_page_loaded(browser) -> bool:
+            try:
+                return browser.execute_script(
+                    "return document.readyState === 'complete' && "
+                    "document.documentElement.dataset.srsPage !== arguments[0]",
+                    token,
+                )
+            except WebDriverException:
+                return False
+
+        self.wait.until(next_page_loaded)
 
     def flash(self) -> str:
         found = self.browser.find_elements(By.ID, "flash")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 import srs
 from srs.access import AccessDenied
 from srs.registry import accounts, projects
-from srs.registry.models import AuditEvent, Output
+from srs.registry.models import AuditEvent, Output, Project
 
 PROJECT = "PSESSION"
 OTHER = "PSESSION-VICTIMS"
@@ -85,7 +85,11 @@ def test_a_researcher_works_on_the_linked_journeys(s, pipeline) -> None:
     with pipeline.registry.sessions() as db:
         files = [
             f
-            for o in db.execute(select(Output).where(Output.author == "ana")).scalars()
+            for o in db.execute(
+                select(Output)
+                .join(Project, Project.id == Output.project_id)
+                .where(Output.author == "ana", Project.code == PROJECT)
+            ).scalars()
             for f in o.files
             if f.name.endswith(".csv")
         ]
