@@ -1008,6 +1008,19 @@ class ResearchSession:
             submit_request(db, request_id=request.id, actor=self.user, policies=self.policies)
             return request.id
 
+    def resubmit(self, request_id: int) -> int:
+        """Send a request the checkers returned for changes back to them, after you have
+        revised its outputs (``rename``, ``describe``, ``remove``, ``request_exception``); a new
+        round of reviews starts. Returns the request id.
+
+        >>> s.request_status(7).status                                   # doctest: +SKIP
+        'changes_requested'
+        >>> s.resubmit(7)                                                # doctest: +SKIP
+        """
+        with self._registry.sessions() as db:
+            submit_request(db, request_id=request_id, actor=self.user, policies=self.policies)
+        return request_id
+
     def request_status(self, request_id: int) -> RequestStatus:
         """Where a release request stands: its status, its outputs' statuses, the comments
         meant for you and its history."""

@@ -544,3 +544,35 @@ def test_a_whole_session_on_each_database(registry, deployment, policies) -> Non
         ("DP count", "dp_result", "ok"),
     ]
     assert status.status == "submitted" and any("request.submitted" in h for h in status.history)
+
+
+def test_a_request_returned_for_changes_is_revised_and_resubmitted(s, lab, policies) -> None:
+    from workflow_fixtures import add_checker
+
+    from output_checking.workflow import WorkflowError, vote
+
+    _, registry = lab
+    add_checker(registry, policies)
+    data = s.dataset("linked/journeys")
+    table = s.crosstab(data, "sex", name="People by sex")
+    request_id = s.submit("Tables")
+    with pytest.raises(WorkflowError, match="only a draft or a request returned"):
+        s.resubmit(request_id)
+    for checker in ("cho", "chen"):
+        with registry.sessions() as db:
+            vote(
+                db,
+                output_id=table.attrs["srs_output_id"],
+                checker=checker,
+                policies=policies,
+                decision="request_changes",
+                comment="say which year",
+                comment_visibility="researcher",
+            )
+    status = s.request_status(request_id)
+    assert status.status == "changes_requested"
+    assert ("cho", table.attrs["srs_output_id"], "say which year") in status.comments
+    s.describe(table, context="People arrested in 2025")
+    assert s.resubmit(request_id) == request_id
+    again = s.request_status(request_id)
+    assert (again.status, again.review_round) == ("submitted", 2)
