@@ -1,7 +1,7 @@
 """Policies as data: load and validate the YAML files of a policy folder into one PolicySet.
 
 Each file holds one part (``sdc.yaml``, ``privacy_budget.yaml``, ``classification.yaml``,
-``access.yaml``, ``release.yaml``). A malformed or out-of-range value is refused at load with
+``access.yaml``, ``release.yaml``, ``synthetic.yaml``). A malformed or out-of-range value is refused at load with
 the file, the dotted key, what is allowed and the value found. A site uses its own folder by
 setting ``SRS_POLICY_DIR``.
 """
@@ -147,6 +147,80 @@ class ReleasePolicy(PolicyModel):
         return patterns
 
 
+class SyntheticDatasetSpec(PolicyModel):
+    """What an intruder could know of one dataset's records, and what they would want to learn."""
+
+    quasi_identifiers: list[str] = Field(min_length=1)
+    sensitive: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _disjoint_and_unique(self) -> SyntheticDatasetSpec:
+        for name, columns in (
+            ("quasi_identifiers", self.quasi_identifiers),
+            ("sensitive", self.sensitive),
+        ):
+            if len(set(columns)) != len(columns):
+                raise ValueError(f"{name} must not repeat a column, got {columns}")
+        both = sorted(set(self.quasi_identifiers) & set(self.sensitive))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} cannot be both a quasi-identifier and a sensitive attribute"
+            )
+        return self
+
+
+class SyntheticPrivacyGates(PolicyModel):
+    """Thresholds of the privacy gates a synthetic replica must pass before export.
+
+    The exact-match, DCR, membership and attribute gates compare the replica with a real holdout
+    (records the synthesiser never saw), so each threshold is an excess over what chance gives.
+    """
+
+    # Synthetic rows equal to a training row on quasi-identifiers + sensitive attributes, as a
+    # share of the replica, beyond the share of holdout rows that equal a training row by chance.
+    max_exact_match_excess: float = Field(ge=0, le=1)
+    # Share of synthetic rows nearer a training row than a holdout row (ties count half; equal
+    # training and holdout samples, so 0.5 is what a replica that did not memorise gives).
+    max_dcr_closer_to_training_share: float = Field(ge=0.5, le=1)
+    # Membership-inference advantage 2 * (AUC - 0.5) of a distance attack: 0 is chance, 1 certainty.
+    max_membership_advantage: float = Field(ge=0, le=1)
+    # Attribute-inference risk (attack accuracy on training rows above that on holdout rows,
+    # normalised as in anonymeter): 0 is no more than what the population reveals.
+    max_attribute_inference_risk: float = Field(ge=0, le=1)
+    # Share of synthetic rows reproducing a quasi-identifier combination unique in the training
+    # data, beyond the share of holdout rows that land on one by chance.
+    max_training_unique_excess: float = Field(ge=0, le=1)
+    # k of the k-anonymity figure reported for the replica (disclosure.microdata).
+    k_anonymity_threshold: int = Field(ge=1, le=1000)
+    # A gate fails when its figure exceeds the threshold by more than this many standard errors
+    # of sampling noise (small holdouts are noisy; a replica that copies is many errors above).
+    noise_allowance_standard_errors: float = Field(ge=0, le=4)
+    # Distance computations use at most this many rows of each table (a seeded sample).
+    max_rows_compared: int = Field(ge=100, le=1_000_000)
+    seed: int = Field(ge=0)
+
+
+class FidelityPolicy(PolicyModel):
+    """How like the real data a replica must be (SDMetrics quality report)."""
+
+    min_quality_score: float = Field(gt=0, le=1)
+
+
+class ResearchQuestionTolerance(PolicyModel):
+    """How far a research question's answer on synthetic data may sit from the real answer."""
+
+    max_absolute_difference_percentage_points: float = Field(gt=0, le=100)
+
+
+class SyntheticPolicy(PolicyModel):
+    """Synthetic replicas: privacy gates, the datasets' quasi-identifiers, fidelity targets."""
+
+    privacy: SyntheticPrivacyGates
+    datasets: dict[str, SyntheticDatasetSpec] = Field(min_length=1)
+    fidelity: FidelityPolicy
+    research_questions: ResearchQuestionTolerance
+
+
 class PolicySet(PolicyModel):
     """Every policy of a deployment, validated."""
 
@@ -155,6 +229,7 @@ class PolicySet(PolicyModel):
     classification: ClassificationPolicy
     access: AccessPolicy
     release: ReleasePolicy
+    synthetic: SyntheticPolicy
     source_dir: Path
 
 
@@ -164,6 +239,11 @@ POLICY_FILES: dict[str, tuple[str, type[PolicyModel], str]] = {
     "classification": ("classification.yaml", ClassificationPolicy, "classification levels"),
     "access": ("access.yaml", AccessPolicy, "lockout, timeouts, validity and role actions"),
     "release": ("release.yaml", ReleasePolicy, "review, signing and file-gate rules"),
+    "synthetic": (
+        "synthetic.yaml",
+        SyntheticPolicy,
+        "the privacy gates, quasi-identifiers and fidelity targets of synthetic replicas",
+    ),
 }
 
 

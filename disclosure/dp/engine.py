@@ -396,18 +396,24 @@ class DPPlan:
         covers this plan's rho and delta (committed to the ledger before this call)."""
         if self._released:
             raise DPReleaseRefused("this plan was already released; prepare a new one")
-        if spend is None or not getattr(spend, "spend_id", None):
-            raise DPReleaseRefused("no committed spend: debit the project budget first")
-        if round(spend.rho * NANO) < round(self.rho * NANO) or spend.delta < self.delta:
-            raise DPReleaseRefused(
-                f"spend {spend.spend_id} covers rho {spend.rho:g}, delta {spend.delta:g}; this "
-                f"plan needs rho {self.rho:g}, delta {self.delta:g}"
-            )
+        require_spend(spend, self.rho, self.delta, DPReleaseRefused)
         preview = self.preview()
         self._released = True
         released = self._context(self._resolved()).collect()
         table = _estimates(self, released.to_pandas(), {n.statistic: n for n in preview.noise})
         return DPResult(preview=preview, table=table, spend_id=spend.spend_id)
+
+
+def require_spend(spend: Spend, rho: float, delta: float, refusal: type[Exception]) -> None:
+    """Raise ``refusal`` unless ``spend`` is a committed ledger spend covering ``rho`` and
+    ``delta`` (compared in whole nano-rho, as the ledger counts)."""
+    if spend is None or not getattr(spend, "spend_id", None):
+        raise refusal("no committed spend: debit the project budget first")
+    if round(spend.rho * NANO) < round(rho * NANO) or spend.delta < delta:
+        raise refusal(
+            f"spend {spend.spend_id} covers rho {spend.rho:g}, delta {spend.delta:g}; this "
+            f"release needs rho {rho:g}, delta {delta:g}"
+        )
 
 
 @functools.cache

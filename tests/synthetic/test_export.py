@@ -1,0 +1,237 @@
+"""The open-data export: the package validates against its own schema, tampering is caught, a
+replica that failed its privacy gates is refused, and open_data loads what was exported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from synthetic_fixtures import stand_in_replica
+
+from srs.vault_crypto import frame_to_parquet_bytes, parquet_bytes_to_frame
+from synthetic.export import ExportError, ExportRefused, export_replica, validate_package
+from synthetic.open_data import OPEN_DATA_ENV, OpenDataNotFound, open_data
+from synthetic.report import PRIVACY_STATEMENT
+
+PASSED_PRIVACY = {
+    "passed": True,
+    "differentially_private": False,
+    "failures": [],
+    "datasets": {
+        "linked/persons": {
+            "dataset": "linked/persons",
+            "passed": True,
+            "gates": [{"gate": "exact_match", "figure": 0.0, "threshold": 0.01, "passed": True}],
+        }
+    },
+}
+FIDELITY = {
+    "overall_score": 0.91,
+    "tables": {"linked/persons": {"column_shapes": 0.95, "column_pair_trends": 0.9}},
+    "research_questions": [
+        {
+            "question": "remand_share",
+            "group": "prison_population",
+            "real": 30.0,
+            "synthetic": 28.0,
+            "difference": -2.0,
+            "within_tolerance": True,
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def replica(linked):
+    return stand_in_replica(linked.tables)
+
+
+@pytest.fixture(scope="module")
+def package(linked, replica, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "cross_justice"
+    return export_replica(
+        replica, linked.dictionaries, out, fidelity=FIDELITY, privacy=PASSED_PRIVACY
+    )
+
+
+def _copy(package, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(package, copy)
+    return copy
+
+
+def test_package_has_every_file_and_validates_against_its_own_schema(package):
+    names = {path.name for path in package.iterdir()}
+    for table in ("persons", "journeys", "victims", "reoffending"):
+        assert {f"{table}.csv", f"{table}.parquet"} <= names
+    assert {
+        "datapackage.json",
+        "README.md",
+        "report.html",
+        "fidelity.json",
+        "privacy.json",
+    } <= names
+    assert validate_package(package) == []
+    readme = (package / "README.md").read_text()
+    assert "SYNTHETIC DATA" in readme and "CC-BY-4.0" in readme
+    report = (package / "report.html").read_text()
+    assert "SYNTHETIC DATA" in report and PRIVACY_STATEMENT in report
+    assert json.loads((package / "privacy.json").read_text()) == PASSED_PRIVACY
+
+
+def test_datapackage_carries_the_data_dictionary_and_keys(package, linked):
+    descriptor = json.loads((package / "datapackage.json").read_text())
+    assert descriptor["licenses"][0]["name"] == "CC-BY-4.0"
+    resources = {resource["name"]: resource for resource in descriptor["resources"]}
+    journeys = resources["journeys"]
+    assert (journeys["path"], journeys["format"], journeys["mediatype"]) == (
+        "journeys.csv",
+        "csv",
+        "text/csv",
+    )
+    assert journeys["encoding"] == "utf-8"
+    assert journeys["dataset"] == "linked/journeys"
+    fields = {field["name"]: field for field in journeys["schema"]["fields"]}
+    assert [f["name"] for f in journeys["schema"]["fields"]] == list(
+        linked.tables["linked/journeys"].columns
+    )
+    assert fields["sentence_type"]["constraints"]["enum"] == [
+        "community",
+        "custody",
+        "discharge",
+        "fine",
+        "suspended",
+    ]
+    assert fields["offence_date"]["type"] == "date"
+    assert fields["remanded"]["type"] == "boolean"
+    assert fields["age_at_offence"]["type"] == "integer"
+    assert fields["offence_date"]["description"] == "Date of the offence"
+    assert "enum" not in fields["area"].get("constraints", {})  # real areas are not public
+    assert journeys["schema"]["primaryKey"] == ["case_key"]
+    assert {
+        "fields": ["person_key"],
+        "reference": {"resource": "persons", "fields": ["person_key"]},
+    } in journeys["schema"]["foreignKeys"]
+    victims = resources["victims"]["schema"]["foreignKeys"]
+    assert {
+        "fields": ["victim_person_key"],
+        "reference": {"resource": "persons", "fields": ["person_key"]},
+    } in victims
+
+
+def _edit_csv(folder, table, column, row, value):
+    path = folder / f"{table}.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[row, column] = value
+    frame.to_csv(path, index=False, lineterminator="\n")
+
+
+def test_a_value_outside_the_enum_fails_validation(package, tmp_path):
+    copy = _copy(package, tmp_path)
+    _edit_csv(copy, "persons", "sex", 3, "X")
+    problems = validate_package(copy)
+    assert any(
+        "field sex" in p and "outside the allowed values" in p and "'X'" in p for p in problems
+    )
+    assert any("does not match its hash" in p for p in problems)
+
+
+def test_a_broken_foreign_key_fails_validation(package, tmp_path):
+    copy = _copy(package, tmp_path)
+    _edit_csv(copy, "journeys", "person_key", 0, "nobody-at-all")
+    problems = validate_package(copy)
+    assert any("do not resolve to persons" in p and "nobody-at-all" in p for p in problems)
+
+
+def test_bad_types_duplicate_keys_and_a_wrong_header_fail_validation(package, tmp_path):
+    copy = _copy(package, tmp_path)
+    _edit_csv(copy, "journeys", "age_at_offence", 1, "twenty")
+    _edit_csv(copy, "journeys", "offence_date", 2, "31/12/2020")
+    _edit_csv(copy, "journeys", "remanded", 2, "maybe")
+    frame = pd.read_csv(copy / "persons.csv", dtype=str, keep_default_na=False)
+    frame.loc[1, "person_key"] = frame.loc[0, "person_key"]
+    frame.to_csv(copy / "persons.csv", index=False, lineterminator="\n")
+    victims = pd.read_csv(copy / "victims.csv", dtype=str, keep_default_na=False)
+    victims.rename(columns={"sex": "gender"}).to_csv(copy / "victims.csv", index=False)
+    problems = "\n".join(validate_package(copy))
+    assert "field age_at_offence: 1 value(s) are not integer" in problems
+    assert "field offence_date: 1 value(s) are not date" in problems
+    assert "field remanded: 1 value(s) are not boolean" in problems
+    assert "primary key ['person_key'] has 1 duplicate(s)" in problems
+    assert "resource victims: header" in problems
+
+
+def test_a_package_without_a_descriptor_is_invalid(tmp_path):
+    assert validate_package(tmp_path) == [f"{tmp_path} has no datapackage.json"]
+
+
+def test_export_refuses_a_replica_that_failed_privacy_and_leaves_nothing(linked, replica, tmp_path):
+    out = tmp_path / "refused"
+    failed = {
+        "passed": False,
+        "failures": ["linked/persons: exact_match: 12% of rows copy a real row"],
+        "datasets": {},
+    }
+    with pytest.raises(ExportRefused, match="exact_match: 12% of rows copy a real row"):
+        export_replica(replica, linked.dictionaries, out, fidelity=FIDELITY, privacy=failed)
+    generic = {"passed": False, "gates": {"dcr": {"passed": False, "reason": "too close"}}}
+    with pytest.raises(ExportRefused, match="dcr: too close"):
+        export_replica(replica, linked.dictionaries, out, fidelity=FIDELITY, privacy=generic)
+    with pytest.raises(ExportRefused, match="no 'passed' verdict"):
+        export_replica(replica, linked.dictionaries, out, fidelity=FIDELITY, privacy={})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_replica_off_its_schema_is_not_exported_and_leaves_nothing(linked, replica, tmp_path):
+    broken = dict(replica)
+    persons = replica["linked/persons"].copy()
+    persons["sex"] = persons["sex"].replace({"F": "female"})
+    broken["linked/persons"] = persons
+    with pytest.raises(ExportError, match="outside the allowed values"):
+        export_replica(
+            broken, linked.dictionaries, tmp_path / "out", fidelity=FIDELITY, privacy=PASSED_PRIVACY
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_will_not_overwrite_a_folder_unless_asked(linked, replica, package):
+    with pytest.raises(ExportError, match="already exists"):
+        export_replica(
+            replica, linked.dictionaries, package, fidelity=FIDELITY, privacy=PASSED_PRIVACY
+        )
+
+
+def test_open_data_returns_the_tables_with_the_vault_dtypes(package, replica, monkeypatch):
+    monkeypatch.setenv(OPEN_DATA_ENV, str(package))
+    tables = open_data("cross_justice")
+    assert list(tables) == list(replica)
+    for name, frame in replica.items():
+        # What a researcher session reads from the vault: the frame through its Parquet codec.
+        vault_read = parquet_bytes_to_frame(frame_to_parquet_bytes(frame))
+        pd.testing.assert_frame_equal(tables[name], vault_read)
+        assert tables[name].dtypes.to_dict() == frame.dtypes.to_dict()
+        assert tables[name].attrs["srs_dataset"] == name
+
+
+def test_open_data_types_the_csv_from_the_schema_without_parquet(package, replica, tmp_path):
+    copy = _copy(package, tmp_path)
+    for parquet in copy.glob("*.parquet"):
+        parquet.unlink()
+    journeys = open_data(path=copy)["linked/journeys"]
+    real = replica["linked/journeys"]
+    assert pd.api.types.is_datetime64_any_dtype(journeys["offence_date"])
+    assert journeys["remanded"].dtype == bool
+    assert str(journeys["age_at_offence"].dtype) == "Int64"
+    assert journeys["sentence_months"].dtype == "float64"
+    assert (journeys["offence_date"] == real["offence_date"]).all()
+    assert (
+        journeys["sentence_type"].fillna("-").tolist() == real["sentence_type"].fillna("-").tolist()
+    )
+
+
+def test_open_data_says_how_to_get_the_export_when_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv(OPEN_DATA_ENV, raising=False)
+    with pytest.raises(OpenDataNotFound, match="srs synth export --out"):
+        open_data(path=tmp_path / "nowhere")
