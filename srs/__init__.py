@@ -1,5 +1,6 @@
 """srs: the secure research environment: registry, access, audit, vault, data pipeline, CLI and
-the researcher session (``import srs; s = srs.session()``)."""
+the researcher session (``import srs; s = srs.session()``) and the open synthetic data
+(``srs.open_data("cross_justice")``, no accreditation needed)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,6 @@ def __getattr__(name: str) -> Any:
     # would import output_checking whenever any srs module is imported, and that imports srs.
     if name == "session":
         return importlib.import_module("srs.session")
+    if name == "open_data":
+        return importlib.import_module("synthetic.open_data").open_data
     raise AttributeError(f"module 'srs' has no attribute {name!r}")

@@ -120,7 +120,7 @@ def decide(
         return _deny(f"no project {project_code!r} is registered")
 
     steward_zone = dataset_name is not None and policies.access.in_steward_zone(dataset_name)
-    if steward_zone and action in ("project.grant", "dataset.read"):
+    if steward_zone and action in ("project.grant", "dataset.read", "synthetic.build"):
         return _deny(
             f"{dataset_name} is in the steward zone (identifiable data or keys) and is never "
             "granted to or read by a project"

@@ -87,6 +87,10 @@ release_app = typer.Typer(
     no_args_is_help=True,
 )
 checker_app = typer.Typer(help="The output checkers' web UI.", no_args_is_help=True)
+synth_app = typer.Typer(
+    help="Synthetic replicas of the linked datasets: build, gate and export them for open use.",
+    no_args_is_help=True,
+)
 for sub, name in (
     (researcher_app, "researcher"),
     (project_app, "project"),
@@ -100,6 +104,7 @@ for sub, name in (
     (outputs_app, "outputs"),
     (release_app, "release"),
     (checker_app, "checker"),
+    (synth_app, "synth"),
 ):
     app.add_typer(sub, name=name)
 
@@ -1191,6 +1196,164 @@ def checker_serve(
 
     state: CommandContext = ctx.obj
     serve(state.require_initialised(), state.policies, host=host, port=port, base_url=base_url)
+
+
+# ---------------------------------------------------------------- synthetic replicas
+LINKED_SET = ("linked/persons", "linked/journeys", "linked/victims", "linked/reoffending")
+
+
+def _synthetic_name(linked_name: str) -> str:
+    return "synthetic/" + linked_name.split("/", 1)[1]
+
+
+def _reports_dir(deployment: Deployment, passed: bool) -> Path:
+    return deployment.home / "synthetic" / ("cross_justice" if passed else "cross_justice-failed")
+
+
+@synth_app.command("build")
+def synth_build(
+    ctx: typer.Context,
+    datasets: list[str] = typer.Argument(
+        None, help="Linked datasets to replicate (default, and required: the related set of four)."
+    ),
+    synthesizer: str = typer.Option("gaussian_copula", help="gaussian_copula, ctgan or tvae."),
+    persons: int = typer.Option(None, help="Synthetic persons (default: as many as training)."),
+    seed: int = typer.Option(0, help="Random seed of the split and the synthesiser."),
+    holdout_share: float = typer.Option(
+        0.25, help="Share of real persons kept back to judge the privacy gates against."
+    ),
+) -> None:
+    """Build a synthetic replica of the linked datasets (stewards), run the privacy gates and
+    the fidelity evaluation, and store it in the vault as synthetic/* (public) only if every
+    gate passed. The HTML report and JSON figures go to HOME/synthetic/."""
+    import json
+
+    from srs.audit import record_event
+    from synthetic.open_replica import make_open_replica
+    from synthetic.report import render_report
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    actor = state.actor()
+    asked = tuple(datasets or LINKED_SET)
+    if sorted(asked) != sorted(LINKED_SET):
+        raise UsageError(
+            "a replica is built of the related set (persons -> journeys -> victims, "
+            f"reoffending), so name all of {', '.join(LINKED_SET)} or none"
+        )
+    vault = state.vault
+    with state.registry.sessions() as session:
+        tables = {name: vault.read_for_synthesis(session, name, actor=actor) for name in asked}
+        dictionaries = {name: vault.get(session, name).data_dictionary for name in asked}
+        session.commit()
+        _progress(f"building a {synthesizer} replica of {len(tables['linked/persons']):,} persons")
+        result = make_open_replica(
+            tables,
+            dictionaries,
+            state.policies,
+            synthesizer=synthesizer,
+            persons=persons,
+            seed=seed,
+            holdout_share=holdout_share,
+            progress=console.is_terminal,
+        )
+        privacy, fidelity = result.privacy.to_dict(), result.fidelity.to_dict()
+        folder = _reports_dir(deployment, result.passed)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "privacy.json").write_text(json.dumps(privacy, indent=2) + "\n")
+        (folder / "fidelity.json").write_text(json.dumps(fidelity, indent=2) + "\n")
+        (folder / "report.html").write_text(
+            render_report(fidelity, privacy, title="Synthetic cross-justice replica")
+        )
+        details = {
+            "synthesizer": synthesizer,
+            "seed": seed,
+            "quality": fidelity.get("overall_score"),
+            "failures": result.privacy.failures(),
+        }
+        if not result.passed:
+            record_event(
+                session,
+                actor=actor,
+                action="synthetic.build",
+                target="synthetic/*",
+                outcome="deny",
+                reason="privacy gates failed",
+                details=details,
+            )
+            session.commit()
+            raise UsageError(
+                "the replica failed its privacy gates and was not stored: "
+                + "; ".join(result.privacy.failures())
+                + f" (report: {folder / 'report.html'})"
+            )
+        for name, frame in result.replica.tables.items():
+            vault.store(
+                session,
+                _synthetic_name(name),
+                frame,
+                actor=actor,
+                data_dictionary=result.replica.dictionaries.get(name) or dictionaries[name],
+            )
+        record_event(
+            session,
+            actor=actor,
+            action="synthetic.build",
+            target="synthetic/*",
+            outcome="ok",
+            details=details,
+        )
+        session.commit()
+    console.print(f"[green]Built[/] {escape(result.summary())}")
+    console.print(
+        f"  stored as {', '.join(_synthetic_name(n) for n in asked)}; report {folder / 'report.html'}"
+    )
+
+
+@synth_app.command("export")
+def synth_export(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Folder to write the open-data package into."),
+    licence: str = typer.Option("CC-BY-4.0", help="Licence of the published replica."),
+    overwrite: bool = typer.Option(False, help="Replace an existing package folder."),
+) -> None:
+    """Export the stored replica for open use: CSV and Parquet, datapackage.json (Frictionless
+    Table Schema with the data dictionary), the fidelity and privacy report, a synthetic-data
+    notice and the licence. Refused unless its privacy gates passed."""
+    import json
+
+    from synthetic.export import export_replica, validate_package
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    folder = _reports_dir(deployment, True)
+    if not (folder / "privacy.json").exists():
+        raise UsageError("no replica has passed its gates yet; run `srs synth build` first")
+    vault = state.vault
+    with state.registry.sessions() as session:
+        tables = {
+            name: vault.read_synthetic(session, _synthetic_name(name), actor=state.actor())
+            for name in LINKED_SET
+        }
+        dictionaries = {
+            name: vault.get(session, _synthetic_name(name)).data_dictionary for name in LINKED_SET
+        }
+        session.commit()
+    path = export_replica(
+        tables,
+        dictionaries,
+        out,
+        fidelity=json.loads((folder / "fidelity.json").read_text()),
+        privacy=json.loads((folder / "privacy.json").read_text()),
+        licence=licence,
+        overwrite=overwrite,
+    )
+    problems = validate_package(path)
+    console.print(
+        f"[green]Exported[/] {path}: {sum(len(t) for t in tables.values()):,} synthetic rows in "
+        f"{len(tables)} tables; package validates against its schema: {not problems}"
+    )
+    console.print(f'  load it with: srs.open_data("cross_justice", path="{path}")')
 
 
 # ---------------------------------------------------------------- demo

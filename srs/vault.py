@@ -219,6 +219,33 @@ class Vault:
         )
         return self._decrypt(session, name, version, actor=actor, context={"zone": "steward"})
 
+    def read_for_synthesis(
+        self, session: Session, name: str, *, actor: str, version: int | None = None
+    ) -> pd.DataFrame:
+        """A steward reads a research dataset to build its synthetic replica (``synthetic.build``),
+        outside any project; never a steward-zone dataset."""
+        authorise(
+            session,
+            username=actor,
+            action="synthetic.build",
+            policies=self.policies,
+            dataset_name=name,
+        )
+        return self._decrypt(session, name, version, actor=actor, context={"purpose": "synthesis"})
+
+    def read_synthetic(
+        self, session: Session, name: str, *, actor: str, version: int | None = None
+    ) -> pd.DataFrame:
+        """Anyone with ``synthetic.read`` (students, stewards) reads a public synthetic dataset."""
+        authorise(
+            session,
+            username=actor,
+            action="synthetic.read",
+            policies=self.policies,
+            dataset_name=name,
+        )
+        return self._decrypt(session, name, version, actor=actor, context={"open": True})
+
     def exists(self, session: Session, name: str) -> bool:
         """True when some version of ``name`` is stored."""
         return latest_dataset(session, name) is not None
