@@ -1199,17 +1199,6 @@ def checker_serve(
 
 
 # ---------------------------------------------------------------- synthetic replicas
-LINKED_SET = ("linked/persons", "linked/journeys", "linked/victims", "linked/reoffending")
-
-
-def _synthetic_name(linked_name: str) -> str:
-    return "synthetic/" + linked_name.split("/", 1)[1]
-
-
-def _reports_dir(deployment: Deployment, passed: bool) -> Path:
-    return deployment.home / "synthetic" / ("cross_justice" if passed else "cross_justice-failed")
-
-
 @synth_app.command("build")
 def synth_build(
     ctx: typer.Context,
@@ -1226,88 +1215,27 @@ def synth_build(
     """Build a synthetic replica of the linked datasets (stewards), run the privacy gates and
     the fidelity evaluation, and store it in the vault as synthetic/* (public) only if every
     gate passed. The HTML report and JSON figures go to HOME/synthetic/."""
-    import json
-
-    from srs.audit import record_event
-    from synthetic.open_replica import make_open_replica
-    from synthetic.report import render_report
+    from srs.replicas import build_replica_in_vault
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
-    actor = state.actor()
-    asked = tuple(datasets or LINKED_SET)
-    if sorted(asked) != sorted(LINKED_SET):
-        raise UsageError(
-            "a replica is built of the related set (persons -> journeys -> victims, "
-            f"reoffending), so name all of {', '.join(LINKED_SET)} or none"
-        )
-    vault = state.vault
+    _progress(f"building a {synthesizer} replica of the linked datasets")
     with state.registry.sessions() as session:
-        tables = {name: vault.read_for_synthesis(session, name, actor=actor) for name in asked}
-        dictionaries = {name: vault.get(session, name).data_dictionary for name in asked}
-        session.commit()
-        _progress(f"building a {synthesizer} replica of {len(tables['linked/persons']):,} persons")
-        result = make_open_replica(
-            tables,
-            dictionaries,
+        built = build_replica_in_vault(
+            session,
+            state.vault,
+            deployment,
             state.policies,
+            actor=state.actor(),
+            datasets=datasets or None,
             synthesizer=synthesizer,
             persons=persons,
             seed=seed,
             holdout_share=holdout_share,
             progress=console.is_terminal,
         )
-        privacy, fidelity = result.privacy.to_dict(), result.fidelity.to_dict()
-        folder = _reports_dir(deployment, result.passed)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "privacy.json").write_text(json.dumps(privacy, indent=2) + "\n")
-        (folder / "fidelity.json").write_text(json.dumps(fidelity, indent=2) + "\n")
-        (folder / "report.html").write_text(
-            render_report(fidelity, privacy, title="Synthetic cross-justice replica")
-        )
-        details = {
-            "synthesizer": synthesizer,
-            "seed": seed,
-            "quality": fidelity.get("overall_score"),
-            "failures": result.privacy.failures(),
-        }
-        if not result.passed:
-            record_event(
-                session,
-                actor=actor,
-                action="synthetic.build",
-                target="synthetic/*",
-                outcome="deny",
-                reason="privacy gates failed",
-                details=details,
-            )
-            session.commit()
-            raise UsageError(
-                "the replica failed its privacy gates and was not stored: "
-                + "; ".join(result.privacy.failures())
-                + f" (report: {folder / 'report.html'})"
-            )
-        for name, frame in result.replica.tables.items():
-            vault.store(
-                session,
-                _synthetic_name(name),
-                frame,
-                actor=actor,
-                data_dictionary=result.replica.dictionaries.get(name) or dictionaries[name],
-            )
-        record_event(
-            session,
-            actor=actor,
-            action="synthetic.build",
-            target="synthetic/*",
-            outcome="ok",
-            details=details,
-        )
-        session.commit()
-    console.print(f"[green]Built[/] {escape(result.summary())}")
-    console.print(
-        f"  stored as {', '.join(_synthetic_name(n) for n in asked)}; report {folder / 'report.html'}"
-    )
+    console.print(f"[green]Built[/] {escape(built.result.summary())}")
+    console.print(f"  stored as {', '.join(built.stored)}; report {built.report}")
 
 
 @synth_app.command("export")
@@ -1320,40 +1248,25 @@ def synth_export(
     """Export the stored replica for open use: CSV and Parquet, datapackage.json (Frictionless
     Table Schema with the data dictionary), the fidelity and privacy report, a synthetic-data
     notice and the licence. Refused unless its privacy gates passed."""
-    import json
-
-    from synthetic.export import export_replica, validate_package
+    from srs.replicas import export_open_data
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
-    folder = _reports_dir(deployment, True)
-    if not (folder / "privacy.json").exists():
-        raise UsageError("no replica has passed its gates yet; run `srs synth build` first")
-    vault = state.vault
     with state.registry.sessions() as session:
-        tables = {
-            name: vault.read_synthetic(session, _synthetic_name(name), actor=state.actor())
-            for name in LINKED_SET
-        }
-        dictionaries = {
-            name: vault.get(session, _synthetic_name(name)).data_dictionary for name in LINKED_SET
-        }
-        session.commit()
-    path = export_replica(
-        tables,
-        dictionaries,
-        out,
-        fidelity=json.loads((folder / "fidelity.json").read_text()),
-        privacy=json.loads((folder / "privacy.json").read_text()),
-        licence=licence,
-        overwrite=overwrite,
-    )
-    problems = validate_package(path)
+        exported = export_open_data(
+            session,
+            state.vault,
+            deployment,
+            actor=state.actor(),
+            out=out,
+            licence=licence,
+            overwrite=overwrite,
+        )
     console.print(
-        f"[green]Exported[/] {path}: {sum(len(t) for t in tables.values()):,} synthetic rows in "
-        f"{len(tables)} tables; package validates against its schema: {not problems}"
+        f"[green]Exported[/] {exported.path}: {exported.rows:,} synthetic rows in "
+        f"{exported.tables} tables; package validates against its schema: {exported.valid}"
     )
-    console.print(f'  load it with: srs.open_data("cross_justice", path="{path}")')
+    console.print(f'  load it with: srs.open_data("cross_justice", path="{exported.path}")')
 
 
 # ---------------------------------------------------------------- demo

@@ -9,7 +9,8 @@ reads it back as a researcher, shows the refusals the rules require, releases di
 private statistics against the project's budget; then the researcher's session makes checked
 tables and a regression and submits them, two checkers review them (one output rejected), a
 signed release bundle of the approved outputs is created and verified, and the audit log is
-verified.
+verified; finally a synthetic replica is built, gated against held-out persons, evaluated and
+exported as an open-data package.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ def run_demo(home: Path, console: Console) -> None:
         _differential_privacy(s, policies, frame, say, console)
         s.commit()
         release = _output_checking(deployment, registry, policies, say, console)
+        _open_data(deployment, registry, vault, policies, say)
 
         report = verify_chain(s)
         say(f"Audit log verified: {report.events_checked} events, chain intact = {report.intact}")
@@ -385,3 +387,29 @@ def _output_checking(deployment, registry, policies, say, console: Console) -> P
         f"{release.signing_key_fingerprint[:16]}...): {report.summary()}"
     )
     return bundle
+
+
+def _open_data(deployment, registry, vault, policies, say) -> None:
+    """The steward builds a synthetic replica, its gates and fidelity are reported, and it is
+    exported as an open-data package that loads with ``srs.open_data``."""
+    from srs.replicas import build_replica_in_vault, export_open_data
+    from synthetic.open_data import open_data
+
+    with registry.sessions() as s:
+        built = build_replica_in_vault(
+            s, vault, deployment, policies, actor="steward", seed=DEMO_SEED % 1000
+        )
+        say(f"Synthetic replica: {built.result.summary()} (report {built.report})")
+        exported = export_open_data(
+            s,
+            vault,
+            deployment,
+            actor="steward",
+            out=deployment.home / "open-data" / "cross_justice",
+        )
+    tables = open_data("cross_justice", path=exported.path)
+    say(
+        f"Exported it for open use: {exported.path} ({exported.rows:,} rows, datapackage.json "
+        f"validates: {exported.valid}); srs.open_data loads "
+        + ", ".join(f"{name} ({len(t):,})" for name, t in tables.items())
+    )

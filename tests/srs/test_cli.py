@@ -231,3 +231,5 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "request #1 is approved" in result.output
     bundle = tmp_path / "demo" / "releases" / "P2026-001-request-1"
     assert "valid: signature checks out" in result.output and (bundle / "manifest.sig").exists()
+    assert "passed every privacy gate" in result.output
+    assert (tmp_path / "demo" / "open-data" / "cross_justice" / "datapackage.json").exists()
