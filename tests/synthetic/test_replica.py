@@ -287,6 +287,9 @@ def test_bad_input_is_refused_with_a_clear_error(linked):
     without = {name: table for name, table in tables.items() if name != VICTIMS}
     with pytest.raises(SyntheticError, match="missing linked tables linked/victims"):
         build_replica(without, dictionaries, progress=False)
+    cut = {**tables, JOURNEYS: tables[JOURNEYS].drop(columns=["court_outcome"])}
+    with pytest.raises(SyntheticError, match="linked/journeys lacks columns court_outcome"):
+        build_replica(cut, dictionaries, progress=False)
     empty = {**tables, PERSONS: tables[PERSONS].iloc[0:0]}
     with pytest.raises(SyntheticError, match="linked/persons has no rows"):
         build_replica(empty, dictionaries, progress=False)
