@@ -52,6 +52,8 @@ DEFAULT_CLIP_QUANTILES = (0.01, 0.99)
 KEY_LENGTH = 20  # hex characters, as the real keyed pseudonyms
 EPOCH = pd.Timestamp("1970-01-01")
 ICCS_LEVELS = ("iccs_code", "iccs_section", "iccs_division", "iccs_group", "iccs_class")
+# Pathways followed by fewer real journeys than this are never released (see ``journeys``).
+MIN_PATHWAY_JOURNEYS = 5
 # A journey's path through the system: these columns plus which dates and amounts are present.
 PATHWAY_CATEGORIES = (
     "charge_decision",
@@ -346,9 +348,16 @@ class _ReplicaBuilder:
         count = int(persons["cases"].sum())
         numeric = [c for c in frame.columns if c not in ("pathway", "offence_code")]
         synthetic = self._fit_sample(self._hot_deck(frame, numeric), "journeys", count)
-        unknown = ~synthetic["pathway"].isin(pathways.index)
+        # A pathway followed by fewer than MIN_PATHWAY_JOURNEYS real journeys could single
+        # out the people on it, so only common pathways are released (the others resampled).
+        frequency = frame["pathway"].value_counts()
+        common = frequency[frequency >= MIN_PATHWAY_JOURNEYS].index
+        pool = frame["pathway"][frame["pathway"].isin(common)].to_numpy()
+        if not len(pool):
+            pool = frame["pathway"].to_numpy()
+        unknown = ~synthetic["pathway"].isin(common if len(common) else pathways.index)
         if unknown.any():
-            synthetic.loc[unknown, "pathway"] = self.rng.choice(frame["pathway"], unknown.sum())
+            synthetic.loc[unknown, "pathway"] = self.rng.choice(pool, unknown.sum())
             self._count("journeys_pathway_resampled", unknown.sum())
         path = pathways.loc[synthetic["pathway"]].reset_index(drop=True)
         self._clip(synthetic, frame, numeric)

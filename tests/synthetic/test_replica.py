@@ -310,3 +310,24 @@ def test_only_the_adapter_imports_sdv():
         if re.search(r"^\s*(import sdv|from sdv)\b", path.read_text(), re.MULTILINE)
     ]
     assert importers == ["sdv_adapter.py"]
+
+
+def test_only_pathways_of_several_real_journeys_are_released(linked, replica) -> None:
+    """A pathway followed by a handful of real journeys could single those people out."""
+    from synthetic.replica import MIN_PATHWAY_JOURNEYS, PATHWAY_CATEGORIES
+
+    columns = list(PATHWAY_CATEGORIES[:-1])
+
+    def signatures(frame: pd.DataFrame) -> pd.Series:
+        return (
+            frame[columns]
+            .astype(object)
+            .where(frame[columns].notna(), "")
+            .astype(str)
+            .agg("|".join, axis=1)
+        )
+
+    real = signatures(linked.tables["linked/journeys"]).value_counts()
+    released = set(signatures(replica.tables["linked/journeys"]))
+    assert min(real[s] for s in released) >= MIN_PATHWAY_JOURNEYS
+    assert (real < MIN_PATHWAY_JOURNEYS).any()  # the fixture does have rare pathways
