@@ -210,41 +210,39 @@ class Vault:
         self, session: Session, name: str, *, actor: str, version: int | None = None
     ) -> pd.DataFrame:
         """A steward reads a steward-zone dataset (extracts, lookups, keys), outside any project."""
-        authorise(
-            session,
-            username=actor,
-            action="steward.read",
-            policies=self.policies,
-            dataset_name=name,
+        return self._read_outside_project(
+            session, name, actor, "steward.read", version, {"zone": "steward"}
         )
-        return self._decrypt(session, name, version, actor=actor, context={"zone": "steward"})
 
     def read_for_synthesis(
         self, session: Session, name: str, *, actor: str, version: int | None = None
     ) -> pd.DataFrame:
         """A steward reads a research dataset to build its synthetic replica (``synthetic.build``),
         outside any project; never a steward-zone dataset."""
-        authorise(
-            session,
-            username=actor,
-            action="synthetic.build",
-            policies=self.policies,
-            dataset_name=name,
+        return self._read_outside_project(
+            session, name, actor, "synthetic.build", version, {"purpose": "synthesis"}
         )
-        return self._decrypt(session, name, version, actor=actor, context={"purpose": "synthesis"})
 
     def read_synthetic(
         self, session: Session, name: str, *, actor: str, version: int | None = None
     ) -> pd.DataFrame:
         """Anyone with ``synthetic.read`` (students, stewards) reads a public synthetic dataset."""
-        authorise(
-            session,
-            username=actor,
-            action="synthetic.read",
-            policies=self.policies,
-            dataset_name=name,
+        return self._read_outside_project(
+            session, name, actor, "synthetic.read", version, {"open": True}
         )
-        return self._decrypt(session, name, version, actor=actor, context={"open": True})
+
+    def _read_outside_project(
+        self,
+        session: Session,
+        name: str,
+        actor: str,
+        action: str,
+        version: int | None,
+        context: dict[str, Any],
+    ) -> pd.DataFrame:
+        # Authorised (and audited) for ``action`` on the dataset alone, then decrypted.
+        authorise(session, username=actor, action=action, policies=self.policies, dataset_name=name)
+        return self._decrypt(session, name, version, actor=actor, context=context)
 
     def exists(self, session: Session, name: str) -> bool:
         """True when some version of ``name`` is stored."""

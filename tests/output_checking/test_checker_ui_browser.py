@@ -4,7 +4,7 @@ the others, blind to each other until both are in, and release it; the registry,
 the audit log show exactly that.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``make browser-binaries`` installs them).
-Under CI (``CI=true``) their absence fails the test; elsewhere it is skipped with the reason.
+Their absence fails the test (``make test`` installs them first).
 """
 
 from __future__ import annotations
