@@ -1214,7 +1214,9 @@ def synth_build(
 ) -> None:
     """Build a synthetic replica of the linked datasets (stewards), run the privacy gates and
     the fidelity evaluation, and store it in the vault as synthetic/* (public) only if every
-    gate passed. The HTML report and JSON figures go to HOME/synthetic/."""
+    gate passed. The HTML report and JSON figures go to HOME/synthetic/. The replica's privacy is
+    evidence from its gates, not a guarantee: for a formal (differentially private) replica paid
+    from a project's budget, see `srs synth dp`."""
     from srs.replicas import build_replica_in_vault
 
     state: CommandContext = ctx.obj
@@ -1236,6 +1238,56 @@ def synth_build(
         )
     console.print(f"[green]Built[/] {escape(built.result.summary())}")
     console.print(f"  stored as {', '.join(built.stored)}; report {built.report}")
+
+
+@synth_app.command("dp")
+def synth_dp(
+    ctx: typer.Context,
+    dataset: str = typer.Argument(
+        ..., help="A dataset granted to the project, e.g. linked/journeys."
+    ),
+    project: str = typer.Option(..., "--project", help="The project whose budget pays."),
+    columns: str = typer.Option(
+        ..., help="Comma-separated columns with public categories or bounds, e.g. sex,court."
+    ),
+    rows: int = typer.Option(..., help="Synthetic rows to draw (at most the file gate's limit)."),
+    rho: float = typer.Option(..., help="Privacy loss to spend from the project's budget."),
+    algorithm: str = typer.Option("mst", help="OpenDP's marginal-based synthesiser: mst or aim."),
+    bins: int = typer.Option(10, help="Equal-width bins for each numeric column's public bounds."),
+    seed: int = typer.Option(None, help="Seed of the sampling (never of the noise)."),
+    name: str = typer.Option(None, help="Output name (default: says what it is)."),
+) -> None:
+    """Make a differentially private synthetic replica of COLUMNS of DATASET (researchers):
+    OpenDP's MST or AIM at a person-level unit, paid from the project's privacy budget (the
+    ledger records the spend) and recorded as a dp_result output for output checking. Nothing
+    is spent if the columns, rho, rows or budget are refused."""
+    from srs.session import session as start_session
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    _progress(f"synthesising {rows:,} DP rows of {dataset} with {algorithm.upper()}")
+    with start_session(
+        state.actor(), project, deployment=deployment, policies=state.policies
+    ) as researcher:
+        replica = researcher.dp.synthetic(
+            dataset,
+            wanted,
+            rows=rows,
+            rho=rho,
+            algorithm=algorithm,
+            bins=bins,
+            seed=seed,
+            name=name,
+        )
+    paid = replica.attrs["srs_dp"]
+    console.print(
+        f"[green]Recorded[/] output #{replica.attrs['srs_output_id']} "
+        f"{escape(replica.attrs['srs_output_name'])}: {len(replica):,} rows of "
+        f"{', '.join(wanted)}; spend #{paid['spend_id']} rho {paid['rho']:g} "
+        f"(epsilon {paid['epsilon']:.3g}); {paid['remaining_rho']:g} rho left"
+    )
+    console.print("  submit it for output checking with your other outputs to take it out")
 
 
 @synth_app.command("export")

@@ -217,6 +217,26 @@ def _blank_out_of_order(journeys: pd.DataFrame, report: dict[str, int]) -> None:
             report[f"dates_blanked_{later}_before_{earlier}"] = int(bad.sum())
 
 
+def _mode_by(frame: pd.DataFrame, key: str, column: str, keys: pd.Index) -> pd.Series:
+    """Each key's most frequent non-missing ``column`` value (missing where it has none),
+    indexed by ``keys``: ``groupby(key)[column].agg(lambda s: s.dropna().value_counts().index[0])``
+    computed by counting (key, value) pairs at once instead of one Python call per key.
+
+    Keys whose top count is tied keep the per-key ``value_counts`` call, so their value is
+    exactly what it always was (``value_counts`` orders ties by numpy's unstable argsort).
+    """
+    present = frame.loc[frame[column].notna(), [key, column]]
+    pairs = present.groupby([key, column], sort=False, observed=True).size().reset_index(name="n")
+    best = pairs[pairs["n"] == pairs.groupby(key)["n"].transform("max")]
+    tied = best[key].duplicated(keep=False)
+    modes = best.loc[~tied].set_index(key)[column].astype(object)
+    if tied.any():
+        ties = present[present[key].isin(best.loc[tied, key])]
+        by_count = ties.groupby(key, sort=False)[column].agg(lambda s: s.value_counts().index[0])
+        modes = pd.concat([modes, by_count.astype(object)])
+    return modes.reindex(keys)
+
+
 def build_linked_datasets(
     sources: dict[str, pd.DataFrame],
     lookup: pd.DataFrame,
@@ -402,20 +422,16 @@ def build_linked_datasets(
             )
         )
     everything = pd.concat(rows, ignore_index=True).dropna(subset=["person_key"])
-    everything = everything.sort_values("event_date", kind="stable")
+    everything = everything.sort_values("event_date", kind="stable").reset_index(drop=True)
     grouped = everything.groupby("person_key", sort=True)
-
-    def mode(series: pd.Series):
-        counts = series.dropna().value_counts()
-        return counts.index[0] if len(counts) else pd.NA
+    people = grouped.size().index
 
     persons = pd.DataFrame(
         {
-            "sex": grouped["sex"].agg(mode).astype("string"),
-            "birth_year": grouped["birth_year"].agg(mode).astype("Int64"),
-            "area": grouped["area"]
-            .agg(lambda s: s.dropna().iloc[-1] if s.notna().any() else pd.NA)
-            .astype("string"),
+            "sex": _mode_by(everything, "person_key", "sex", people).astype("string"),
+            "birth_year": _mode_by(everything, "person_key", "birth_year", people).astype("Int64"),
+            # The most recent address: the last non-missing area in event-date order.
+            "area": grouped["area"].last().astype("string"),
             "first_contact_date": grouped["event_date"].min(),
             "is_offender": grouped["offender"].any(),
             "is_victim": grouped["victim"].any(),

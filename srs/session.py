@@ -1052,6 +1052,8 @@ class DifferentialPrivacy:
     >>> s.dp.count("linked/journeys", by=["sex"], rho=0.01)          # doctest: +SKIP
     >>> s.dp.preview("linked/journeys", "mean", "sentence_months", bounds=(0, 120), rho=0.01)  # doctest: +SKIP
     >>> s.dp.budget().remaining_rho                                   # doctest: +SKIP
+
+    ``s.dp.synthetic(...)`` makes a DP synthetic replica of chosen columns the same way.
     """
 
     QUERIES = (
@@ -1165,6 +1167,65 @@ class DifferentialPrivacy:
     def crosstab(self, data: Any, *columns: str, **options: Any) -> pd.DataFrame:
         """A 1-3 way table of counts of ``columns`` (options of ``disclosure.dp.crosstab``)."""
         return self._release("crosstab", data, columns, options)
+
+    def synthetic(
+        self,
+        data: Any,
+        columns: Sequence[str],
+        *,
+        rows: int,
+        rho: float,
+        algorithm: str = "mst",
+        bins: int | None = None,
+        seed: int | None = None,
+        name: str | None = None,
+        context: str = "",
+    ) -> pd.DataFrame:
+        """A differentially private synthetic replica of ``columns``: OpenDP's MST (or AIM)
+        at a person-level unit, paid from the project's budget and recorded as a ``dp_result``
+        output (its rows as CSV) for output checking. Categories come from the data dictionary
+        (public), numbers from public bounds; nothing is spent if anything is refused.
+
+        >>> s.dp.synthetic("linked/journeys", ["sex", "court", "remanded"], rows=2000, rho=0.05)  # doctest: +SKIP
+        """
+        from output_checking.dp_release import release_dp_replica
+
+        frame, dictionary = self._data(data)
+        session = self._session
+        dataset = data if isinstance(data, str) else frame.attrs.get(DATASET)
+        with session._registry.sessions() as db:
+            name = session._unique_name(
+                db, name or f"DP synthetic replica of {dataset or 'data'} ({', '.join(columns)})"
+            )
+            released = release_dp_replica(
+                db,
+                project_code=session.project,
+                researcher=session.user,
+                data=frame,
+                columns=list(columns),
+                rows=rows,
+                rho=rho,
+                policies=session.policies,
+                dictionary=dictionary,
+                algorithm=algorithm,
+                bins=bins,
+                seed=seed,
+                dataset=dataset,
+                name=name,
+                context=context,
+            )
+            summary = OutputSummary.of(get_output(db, released.output_id))
+        session.last_output = summary
+        table = released.data
+        table.attrs["srs_dp"] = {
+            "rho": released.receipt.rho,
+            "epsilon": released.receipt.epsilon,
+            "delta": released.receipt.epsilon_delta,
+            "spend_id": released.receipt.spend_id,
+            "remaining_rho": released.receipt.remaining_rho,
+            "algorithm": algorithm,
+        }
+        return session._tagged(table, summary)
 
     def preview(
         self,

@@ -1,4 +1,4 @@
-"""Differentially private synthetic replicas: noisy two-way marginals released with OpenDP at a
+"""Differentially private synthetic replicas: OpenDP's marginal-based synthesisers (MST, AIM) at a
 person-level unit, paid for from the project's budget ledger, then sampled into new rows.
 
 ``plan_dp_replica`` checks the columns and states the cost (nothing is spent); the caller debits
@@ -6,24 +6,23 @@ the project's budget (``srs.budget.debit``); ``synthesize_dp`` then draws the no
 only against that committed spend; ``dp_replica`` does all three in that order. The DP guarantee
 covers the released marginals, and so every row sampled from them (post-processing).
 
-How it is built, and why not on OpenDP's own synthesiser: OpenDP 0.16's marginal-based
-synthesisers (``Query.contingency_table(...)``, ``dp.mbi.MST``/``AIM``,
-``ContingencyTable.synthesize()``) need the optional ``mbi`` package (Private-PGM, on JAX),
-which this environment does not install. So this module uses what OpenDP ships in its core
-Context/Polars API, the same way ``disclosure.dp`` does: per-person row caps
-(``truncate_per_group``), a person-level privacy unit, public keys joined with ``with_keys`` and
-integer Gaussian noise under zCDP, with the noise scale solved in closed form. The marginals are
-those of MST's tree without MST's private selection step: a chain over the columns in the order
-given (a public choice, so it costs nothing), each pair's two-way counts released with an equal
-share of rho. Rows are sampled along the chain (the first column from its pair's margin, each
-next column given the one before), which is exact for data whose columns depend only on their
-neighbours and an approximation otherwise: order the columns so related ones sit side by side.
+How it is built: OpenDP 0.16's marginal-based synthesisers, with Private-PGM (``mbi``) behind
+them. The plan is ``Context.compositor(...)`` at a person-level privacy unit (the person key
+as identifier, each person's rows capped by ``truncate_per_group``), then
+``.contingency_table(keys=..., algorithm=dp.mbi.MST() | dp.mbi.AIM())``; releasing it draws
+noisy one-way marginals of every column and the two-way marginals the algorithm selects
+(privately, inside the same rho), and ``ContingencyTable.synthesize()`` samples rows from the
+fitted graphical model. MST (the default) is the faster; AIM adapts its choice of marginals to
+where the model is worst and is slower.
 
 Every column's categories are public: a categorical column needs its values listed in the data
 dictionary (``values``), a numeric one public bounds (policy ``value_bounds``, else the
 dictionary's ``min``/``max``) cut into equal bins. No key is learnt from the data, so no delta is
 spent and no real category, minimum or maximum can leak. Missing values, and values the
 dictionary does not list, are one more public category, ``(missing)``, and come out as missing.
+Columns cross into OpenDP as category codes (this module's own binning, not OpenDP's ``cuts``,
+which would put missing numbers in the top bin and sample values past the public bounds);
+numbers are drawn back uniformly within their bin, inside the public bounds.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -53,9 +51,6 @@ dp.enable_features("contrib")
 
 DEFAULT_BINS = 10
 COUNT = "count"
-# Each marginal is calibrated to this fraction of its share of rho, so that the float sum of the
-# shares can never exceed the whole (OpenDP issue 2789); the loss of accuracy is nil.
-SHARE_SLACK = 1 - 1e-9
 NUMERIC_TYPES = ("integer", "number")
 
 
@@ -90,23 +85,17 @@ class ReplicaColumn:
         return len(self.labels)
 
 
-@dataclass(frozen=True)
-class MarginalNoise:
-    """The noise on one released marginal: integer Gaussian with this scale on every cell."""
-
-    columns: tuple[str, ...]
-    cells: int
-    rho: float
-    scale: float
-
-    def half_width(self, confidence: float) -> float:
-        """A cell count's error half-width at ``confidence`` (Gaussian approximation)."""
-        return self.scale * NormalDist().inv_cdf((1 + confidence) / 2)
+ALGORITHMS = ("mst", "aim")
 
 
 class DPReplicaPlan:
     """A DP replica prepared on one table at one privacy loss: read its cost, then synthesise
-    from it exactly once against a committed spend (``synthesize_dp``)."""
+    from it exactly once against a committed spend (``synthesize_dp``).
+
+    The release is OpenDP's ``contingency_table(...)`` with MST or AIM: every column's one-way
+    marginal and the two-way marginals the algorithm selects, all noisy, fitted by Private-PGM
+    into a graphical model that ``ContingencyTable.synthesize()`` samples from.
+    """
 
     def __init__(
         self,
@@ -116,80 +105,50 @@ class DPReplicaPlan:
         person_key: str,
         rho: float,
         policies: PolicySet,
+        algorithm: str = "mst",
     ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise DPReplicaError(
+                f"algorithm must be one of {', '.join(ALGORITHMS)} (OpenDP's MST or AIM), "
+                f"not {algorithm!r}"
+            )
         self.columns = columns
         self.person_key = person_key
+        self.algorithm = algorithm
         self.rho = on_nano_grid(rho)
         self.delta = 0.0  # every key is public: nothing is learnt about which categories exist
         self.budget = policies.privacy_budget
-        self.marginals = chain_marginals([c.name for c in columns])
         self._frame = frame
         with warnings.catch_warnings():
             # OpenDP warns when rho exceeds its usual range; the site's policy sets the range.
             warnings.simplefilter("ignore")
-            self._context = self._build_context()
-            # Each marginal's equal share of rho (OpenDP's context pops it as each is released).
-            self.marginal_rho: float = self._context.d_mids[0]
-            self._measurements = [self._measurement(m) for m in self.marginals]
+            self._context = dp.Context.compositor(
+                data=frame,
+                privacy_unit=dp.unit_of(contributions=1, identifier=pl.col(person_key)),
+                privacy_loss=dp.loss_of(rho=self.rho),
+                split_evenly_over=1,
+                # Only a public bound on the table's length: no invariant keys or lengths.
+                margins=[dp.polars.Margin(by=[], max_length=self.budget.max_dataset_rows)],
+            )
+            self._query = (
+                self._context.query()
+                .truncate_per_group(self.budget.max_rows_per_person)
+                .select(*(c.name for c in columns))
+                .contingency_table(keys=self._keys(), algorithm=self._algorithm())
+            )
         self._released = False
         self.released: dict[tuple[str, ...], pd.DataFrame] = {}
 
     # ------------------------------------------------------------------ preparation
-    def _build_context(self) -> dp.Context:
-        return dp.Context.compositor(
-            data=self._frame,
-            privacy_unit=dp.unit_of(contributions=1, identifier=pl.col(self.person_key)),
-            privacy_loss=dp.loss_of(rho=self.rho),
-            split_evenly_over=len(self.marginals),
-            # Only a public bound on the table's length: no invariant keys or lengths.
-            margins=[dp.polars.Margin(by=[], max_length=self.budget.max_dataset_rows)],
-        )
+    def _keys(self) -> dict[str, pl.Series]:
+        """Each column's public category codes (OpenDP adds one more, null, never used)."""
+        return {c.name: pl.Series(c.name, range(c.size), dtype=pl.UInt32) for c in self.columns}
+
+    def _algorithm(self):
+        return dp.mbi.MST() if self.algorithm == "mst" else dp.mbi.AIM()
 
     def _column(self, name: str) -> ReplicaColumn:
         return next(c for c in self.columns if c.name == name)
-
-    def _key_frame(self, names: tuple[str, ...]) -> pl.LazyFrame:
-        ranges = [range(self._column(n).size) for n in names]
-        rows = list(itertools.product(*ranges))
-        return pl.LazyFrame(
-            {n: [row[i] for row in rows] for i, n in enumerate(names)},
-            schema={n: pl.UInt32 for n in names},
-        )
-
-    def _measurement(self, names: tuple[str, ...]):
-        """The marginal's measurement at the smallest noise scale within its share of rho.
-
-        Integer Gaussian noise loses rho in proportion to 1 / scale^2, so the loss at scale 1
-        gives the scale in closed form; OpenDP's own check confirms it (as in disclosure.dp).
-        """
-        query = (
-            self._context.query()
-            .truncate_per_group(self.budget.max_rows_per_person)
-            .group_by(*names)
-            .agg(dp.len(signed=True).alias(COUNT))
-            .with_keys(self._key_frame(names))
-        )
-        plan = object.__getattribute__(query, "polars_plan")
-        accountant = self._context.accountant
-        share = self.marginal_rho * SHARE_SLACK
-
-        def at(scale: float):
-            return dp.m.make_private_lazyframe(
-                input_domain=accountant.input_domain,
-                input_metric=accountant.input_metric,
-                output_measure=accountant.output_measure,
-                lazyframe=plan,
-                global_scale=scale,
-            )
-
-        d_in = self._context.d_in
-        scale = math.sqrt(at(1.0).map(d_in) / share)
-        for _ in range(50):
-            measurement = at(scale)
-            if measurement.check(d_in, share):
-                return measurement, scale
-            scale *= 1 + 1e-9
-        raise DPReplicaError(f"OpenDP could not calibrate the noise for the marginal {names}")
 
     # ------------------------------------------------------------------ the cost
     @property
@@ -197,34 +156,23 @@ class DPReplicaPlan:
         """The plan's rho as epsilon at the policy's delta."""
         return self.budget.epsilon_at(self.rho)
 
-    def noise(self) -> list[MarginalNoise]:
-        """The noise on each marginal this plan would release."""
-        return [
-            MarginalNoise(
-                columns=names,
-                cells=math.prod(self._column(n).size for n in names),
-                rho=self.marginal_rho,
-                scale=scale,
-            )
-            for names, (_, scale) in zip(self.marginals, self._measurements, strict=True)
-        ]
-
     def describe(self) -> str:
         """What synthesising would release and what it costs, in words a researcher can check."""
-        confidence = self.budget.confidence_level
-        parts = ", ".join(
-            f"{' x '.join(n.columns)} ({n.cells} cells, +/- {n.half_width(confidence):.3g})"
-            for n in self.noise()
+        how = (
+            "MST (a maximum spanning tree of two-way marginals, chosen privately)"
+            if self.algorithm == "mst"
+            else "AIM (two-way marginals chosen adaptively, privately, where the model is worst)"
         )
         return (
-            f"DP synthetic replica of {', '.join(c.name for c in self.columns)}: costs rho "
-            f"{self.rho:g} (epsilon {self.epsilon:.3g} at delta {self.budget.delta:g}), person-level "
-            f"with at most {self.budget.max_rows_per_person} rows per person; releases the "
-            f"marginals {parts} (cell count error at {confidence:.0%})"
+            f"DP synthetic replica of {', '.join(c.name for c in self.columns)} by OpenDP's "
+            f"{how}: costs rho {self.rho:g} (epsilon {self.epsilon:.3g} at delta "
+            f"{self.budget.delta:g}), person-level with at most {self.budget.max_rows_per_person} "
+            "rows per person; releases noisy one-way marginals of every column and the selected "
+            "two-way marginals, all categories public (nothing learnt from the data's keys)"
         )
 
     # ------------------------------------------------------------------ release
-    def _release(self, spend: Spend) -> list[np.ndarray]:
+    def _release(self, spend: Spend):
         """Draw the noise: only once, only against a spend covering this plan."""
         if self._released:
             raise DPReplicaRefused(
@@ -232,36 +180,33 @@ class DPReplicaPlan:
             )
         require_spend(spend, self.rho, self.delta, DPReplicaRefused)
         self._released = True
-        tables = []
-        for names, (measurement, _) in zip(self.marginals, self._measurements, strict=True):
-            counts = self._context(measurement).collect()
-            shape = tuple(self._column(n).size for n in names)
-            table = np.zeros(shape, dtype=float)
-            index = tuple(counts[n].to_numpy().astype(int) for n in names)
-            table[index] = counts[COUNT].to_numpy().astype(float)
-            tables.append(table)
-            self.released[names] = _labelled(counts, [self._column(n) for n in names])
-        return tables
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = self._query.release()
+        for measurement in table.marginals.flatten():
+            clique = tuple(measurement.clique)
+            self.released[clique] = _labelled(
+                np.asarray(measurement.noisy_measurement, dtype=float),
+                [self._column(n) for n in clique],
+                float(measurement.stddev),
+            )
+        return table
 
 
-def chain_marginals(names: Sequence[str]) -> list[tuple[str, ...]]:
-    """The marginals a replica releases: each column with the next (one column: itself alone).
-
-    >>> chain_marginals(["sex", "court", "sentence_type"])
-    [('sex', 'court'), ('court', 'sentence_type')]
-    """
-    if len(names) == 1:
-        return [(names[0],)]
-    return [(a, b) for a, b in zip(names, names[1:], strict=False)]
-
-
-def _labelled(counts: pl.DataFrame, columns: list[ReplicaColumn]) -> pd.DataFrame:
-    """A released marginal with its category labels instead of codes, in key order."""
-    frame = counts.sort([c.name for c in columns]).to_pandas()
+def _labelled(counts: np.ndarray, columns: list[ReplicaColumn], stddev: float) -> pd.DataFrame:
+    """A released marginal (flat, row-major over its columns' codes plus OpenDP's null code)
+    with category labels, without the never-used null cells, and its noise standard deviation."""
+    sizes = [c.size + 1 for c in columns]
+    codes = np.array(list(itertools.product(*(range(n) for n in sizes))))
+    frame = pd.DataFrame(
+        {c.name: codes[:, i] for i, c in enumerate(columns)} | {COUNT: counts.reshape(-1)}
+    )
     for column in columns:
+        frame = frame[frame[column.name] < column.size]
         labels = [*column.labels, MISSING_KEY]
         frame[column.name] = [labels[int(code)] for code in frame[column.name]]
-    return frame
+    frame["stddev"] = stddev
+    return frame.reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------- planning
@@ -337,14 +282,12 @@ def replica_columns(
                 f"{name!r} ({kind or 'no type'}) has no public values in the data dictionary and "
                 "is not numeric: list its values in the dictionary, or leave it out"
             )
-    cells = [
-        math.prod(next(c for c in out if c.name == n).size for n in m)
-        for m in chain_marginals([c.name for c in out])
-    ]
-    if max(cells) > MAX_CELLS:
+    sizes = sorted((c.size + 1 for c in out), reverse=True)
+    largest = sizes[0] * (sizes[1] if len(sizes) > 1 else 1)
+    if largest > MAX_CELLS:
         raise DPReplicaError(
-            f"a marginal would have {max(cells):,} cells, more than {MAX_CELLS:,}: use fewer bins "
-            "or coarser categories (for offences, an ICCS level rather than the code)"
+            f"a two-way marginal could have {largest:,} cells, more than {MAX_CELLS:,}: use fewer "
+            "bins or coarser categories (for offences, an ICCS level rather than the code)"
         )
     return tuple(out)
 
@@ -380,6 +323,7 @@ def plan_dp_replica(
     policies: PolicySet,
     dictionary: Sequence[Mapping[str, Any]] | None,
     bins: int = DEFAULT_BINS,
+    algorithm: str = "mst",
 ) -> DPReplicaPlan:
     """Prepare a DP replica of ``columns`` of ``table`` at a spend of ``rho``; spends nothing.
 
@@ -422,32 +366,15 @@ def plan_dp_replica(
         .collect()
         .lazy()
     )
-    return DPReplicaPlan(prepared, spec, person_key=person_key, rho=rho, policies=policies)
+    return DPReplicaPlan(
+        prepared, spec, person_key=person_key, rho=rho, policies=policies, algorithm=algorithm
+    )
 
 
 # ---------------------------------------------------------------------- sampling
-def _distribution(weights: np.ndarray) -> np.ndarray:
-    """Noisy counts as probabilities: negatives are zero; all-zero becomes uniform."""
-    weights = np.clip(weights, 0, None)
-    total = weights.sum()
-    return weights / total if total > 0 else np.full(len(weights), 1 / len(weights))
-
-
-def _sample_codes(tables: list[np.ndarray], rows: int, rng: np.random.Generator) -> np.ndarray:
-    """Category codes for ``rows`` rows, sampled along the chain of released marginals."""
-    first = tables[0]
-    start = first if first.ndim == 1 else first.sum(axis=1)
-    codes = [rng.choice(len(start), size=rows, p=_distribution(start))]
-    for table in tables if first.ndim == 2 else []:
-        fallback = _distribution(table.sum(axis=0))
-        parent, child = codes[-1], np.empty(rows, dtype=int)
-        for value in np.unique(parent):
-            where = np.flatnonzero(parent == value)
-            weights = np.clip(table[value], 0, None)
-            p = _distribution(weights) if weights.sum() > 0 else fallback
-            child[where] = rng.choice(len(p), size=len(where), p=p)
-        codes.append(child)
-    return np.column_stack(codes)
+def _codes(drawn: pl.Series, column: ReplicaColumn) -> np.ndarray:
+    """Sampled codes as integers; OpenDP's extra null category is ``(missing)``."""
+    return drawn.fill_null(column.missing_code).clip(0, column.missing_code).to_numpy().astype(int)
 
 
 def _decoded(column: ReplicaColumn, codes: np.ndarray, rng: np.random.Generator) -> pd.Series:
@@ -486,17 +413,24 @@ def synthesize_dp(plan: DPReplicaPlan, spend: Spend, rows: int, seed: int | None
     """
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
         raise DPReplicaError(f"rows must be a positive whole number, not {rows!r}")
-    tables = plan._release(spend)
+    table = plan._release(spend)
     rng = np.random.default_rng(seed)
-    codes = _sample_codes(tables, rows, rng)
-    data = pd.DataFrame({c.name: _decoded(c, codes[:, i], rng) for i, c in enumerate(plan.columns)})
+    # Private-PGM samples with numpy's global generator: seed it for this draw only.
+    state = np.random.get_state()
+    try:
+        np.random.seed(rng.integers(2**32 - 1))
+        drawn = table.synthesize(rows, method="sample")
+    finally:
+        np.random.set_state(state)
+    data = pd.DataFrame({c.name: _decoded(c, _codes(drawn[c.name], c), rng) for c in plan.columns})
     data.attrs.update(
         synthetic=True,
         differentially_private=True,
+        algorithm=plan.algorithm,
         rho=plan.rho,
         delta=plan.delta,
         spend_id=spend.spend_id,
-        marginals=[list(m) for m in plan.marginals],
+        marginals=[list(m) for m in plan.released],
     )
     return data
 
@@ -528,6 +462,7 @@ def dp_replica(
     person_key: str = "person_key",
     dataset: str | None = None,
     bins: int = DEFAULT_BINS,
+    algorithm: str = "mst",
 ) -> DPReplica:
     """Plan a DP replica, pay for it from ``project_code``'s budget, then synthesise it.
 
@@ -545,6 +480,7 @@ def dp_replica(
         policies=policies,
         dictionary=dictionary,
         bins=bins,
+        algorithm=algorithm,
     )
     what = dataset or ", ".join(c.name for c in plan.columns)
     receipt = debit(

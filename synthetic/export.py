@@ -5,7 +5,9 @@ own schema.
 
 Exports are all or nothing: the package is written to a temporary folder beside ``out_dir``,
 validated, and renamed into place only when complete; a replica whose privacy report did not
-pass is refused before anything is written.
+pass is refused before anything is written. The fidelity report is cut to what may leave the
+environment (``synthetic.fidelity.publishable_fidelity``: scores, verdicts, and real-side
+figures only as they passed disclosure control) before it is written or rendered.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from synthetic.errors import SyntheticError
-from synthetic.fidelity import FOREIGN_KEYS, PRIMARY_KEYS, table_label
+from synthetic.fidelity import FOREIGN_KEYS, PRIMARY_KEYS, publishable_fidelity, table_label
 from synthetic.report import PRIVACY_STATEMENT, SYNTHETIC_NOTICE, render_report
 
 DATAPACKAGE = "datapackage.json"
@@ -220,9 +222,10 @@ def _readme(
         "## Loading",
         "",
         "```python",
-        "from synthetic.open_data import open_data",
-        'tables = open_data("cross_justice", path="THIS_FOLDER")',
-        'journeys = tables["linked/journeys"]',
+        "import srs",
+        "",
+        'data = srs.open_data("cross_justice", path="THIS_FOLDER")',
+        'journeys = data.dataset("linked/journeys")  # as s.dataset(...) in a researcher session',
         "```",
         "",
     ]
@@ -246,8 +249,11 @@ def export_replica(
     ``tables`` maps dataset names (``linked/persons``...) to synthetic frames; files are named
     by the last part (``persons.csv``, ``persons.parquet``). Refuses (``ExportRefused``) unless
     ``privacy["passed"] is True``; refuses an existing ``out_dir`` unless ``overwrite``.
+    ``fidelity`` (``FidelityReport.to_dict()``) is written as ``publishable_fidelity`` keeps
+    it: real figures that did not pass disclosure control are withheld.
     """
     _check_privacy(privacy)
+    fidelity = publishable_fidelity(fidelity)
     if licence not in LICENCES:
         raise ExportError(f"unknown licence {licence!r}; choose one of {', '.join(LICENCES)}")
     if not NAME_PATTERN.match(name):

@@ -6,8 +6,15 @@ overall and per table) and the research questions answered on real and synthetic
 >>> report.overall_score, report.passed                                      # doctest: +SKIP
 (0.91, True)
 
-The report keeps only aggregates of the real data (scores, rounded percentages, binned shares
-with small categories folded away and without real extremes), so it can travel with the replica.
+What leaves the environment (``FidelityReport.to_dict()``, the ``fidelity.json`` and
+``report.html`` of the open-data package) holds SDMetrics similarity scores and real-side
+figures only as they pass the active SDC profile (``synthetic.real_figures``): the research
+questions' real rates and the real shares of the key columns' distributions are derived from
+record counts judged on persons, with failing cells and their complements suppressed and the
+rest rounded. Bin edges come from the replica, never from real values; real categories are
+named only when their count was published. Pass/fail verdicts are judged inside on the
+unprotected real figures. :func:`publishable_fidelity` keeps only those parts of a report dict,
+and is what the export and the HTML report apply to whatever they are given.
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from disclosure.policy import SDCPolicy, SDCProfile
+from disclosure.suppression import TOTAL
 from synthetic.errors import SyntheticError
-from synthetic.research_questions import compare_research_questions
+from synthetic.real_figures import RealSideControl, person_unit, protected_shares
+from synthetic.research_questions import compare_research_questions, published_research_questions
 
 QUALITY_PROPERTIES = ("Column Shapes", "Column Pair Trends")
 
@@ -52,9 +62,12 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "linked/victims": ("withdrawal_stage",),
     "linked/reoffending": ("sentence_type", "days_to_reoffence"),
 }
-# Real categories seen fewer times than this are folded into "other" in the distributions kept.
-DISTRIBUTION_MINIMUM_COUNT = 10
+# Categories shown per distribution (those with the largest published real counts), the rest
+# folded into "other"; numeric columns in this many bins between the replica's 5th and 95th
+# percentiles.
+DISTRIBUTION_CATEGORIES = 12
 DISTRIBUTION_BINS = 8
+OTHER = "other"
 
 
 class FidelityError(SyntheticError):
@@ -134,42 +147,77 @@ def _quality_report(real: dict, synthetic: dict, metadata: dict[str, Any]) -> An
     return report
 
 
-def _distribution(real: pd.Series, synthetic: pd.Series, kind: str) -> dict[str, Any] | None:
-    real, synthetic = real.dropna(), synthetic.dropna()
+def _distribution(
+    real: pd.Series,
+    synthetic: pd.Series,
+    kind: str,
+    control: RealSideControl,
+    units: pd.Series | None = None,
+) -> dict[str, Any] | None:
+    """Real and synthetic shares of one column's values by category or bin.
+
+    The real shares come from protected record counts (``control``: each category or bin
+    judged on the persons in ``units``, suppressed ones None, the rest rounded); bins are cut
+    at the replica's 5th and 95th percentiles, so no real value is shown, and only categories
+    whose real count was published are named (the rest are ``other``).
+    """
+    present = real.notna()
+    real = real[present]
+    units = None if units is None else units[present]
+    synthetic = synthetic.dropna()
     if real.empty:
         return None
+    unit = None if units is None else str(units.name)
+
+    def protected(keys: pd.Series | pd.Categorical) -> pd.Series | None:
+        data = pd.DataFrame({"value": keys})
+        if units is not None:
+            data[unit] = units.to_numpy()
+        return control.counts(data, "value", unit=unit)
+
     if kind == "numeric":
-        real_values = pd.to_numeric(real, errors="coerce").dropna().astype(float)
+        real_values = pd.to_numeric(real, errors="coerce")
         synthetic_values = pd.to_numeric(synthetic, errors="coerce").dropna().astype(float)
-        if real_values.empty:
+        if synthetic_values.empty or real_values.isna().all():
             return None
-        # Inner edges between the real 5th and 95th percentiles: no real extreme is shown.
-        low, high = np.nanpercentile(real_values, [5, 95])
+        # Inner edges between the replica's 5th and 95th percentiles: public values only.
+        low, high = np.nanpercentile(synthetic_values, [5, 95])
         inner = np.unique(np.round(np.linspace(low, high, DISTRIBUTION_BINS - 1), 1))
         edges = np.concatenate([[-np.inf], inner, [np.inf]])
         labels = [f"< {inner[0]:g}"]
         labels += [f"{a:g} to {b:g}" for a, b in zip(inner, inner[1:], strict=False)]
         labels.append(f">= {inner[-1]:g}")
 
+        def binned(values: pd.Series) -> pd.Categorical:
+            codes = pd.cut(values.astype(float), edges, right=False, labels=False)
+            codes = np.where(np.isnan(codes), -1, codes).astype(int)
+            return pd.Categorical.from_codes(codes, categories=labels)
+
         def shares(values: pd.Series) -> list[float]:
-            counts = pd.cut(values, edges, right=False, labels=False).value_counts()
-            counts = counts.reindex(range(len(labels)), fill_value=0)
+            counts = pd.Series(binned(values)).value_counts().reindex(labels, fill_value=0)
             total = max(len(values), 1)
             return [round(float(c) / total, 3) for c in counts]
 
         return {
             "kind": "numeric",
             "labels": labels,
-            "real": shares(real_values),
+            "real": protected_shares(protected(binned(real_values)), labels),
             "synthetic": shares(synthetic_values),
         }
-    real_counts = real.astype(str).value_counts()
-    shown = [str(v) for v in real_counts[real_counts >= DISTRIBUTION_MINIMUM_COUNT].index[:12]]
-    labels = sorted(shown) + ["other"]
+    counts = protected(real.astype(str).to_numpy())
+    published = (
+        pd.Series(dtype="float64")
+        if counts is None
+        else counts.drop(labels=[TOTAL], errors="ignore").dropna()
+    )
+    published = published[published.index != OTHER]
+    largest = published.sort_values(ascending=False, kind="stable")
+    shown = [str(v) for v in largest.index[:DISTRIBUTION_CATEGORIES]]
+    labels = sorted(shown) + [OTHER]
 
     def category_shares(values: pd.Series) -> list[float]:
         text = values.astype(str)
-        text = text.where(text.isin(shown), "other")
+        text = text.where(text.isin(shown), OTHER)
         counts = text.value_counts().reindex(labels, fill_value=0)
         total = max(len(values), 1)
         return [round(float(c) / total, 3) for c in counts]
@@ -177,7 +225,7 @@ def _distribution(real: pd.Series, synthetic: pd.Series, kind: str) -> dict[str,
     return {
         "kind": "categorical",
         "labels": labels,
-        "real": category_shares(real),
+        "real": protected_shares(counts, labels, other=OTHER),
         "synthetic": category_shares(synthetic),
     }
 
@@ -187,9 +235,13 @@ class FidelityReport:
     """Quality scores and research-question answers of one replica against its real data.
 
     ``overall_score`` is the mean of the table scores (or SDMetrics' multi-table score when
-    relationships were included); ``properties`` the property scores over all tables; ``tables`` the per-table Column Shapes, Column Pair Trends and their mean
-    (``score``); ``columns`` each column's shape score; ``research_questions`` real vs synthetic
-    vs difference vs within tolerance; ``distributions`` binned shares of key columns.
+    relationships were included); ``properties`` the property scores over all tables;
+    ``tables`` the per-table Column Shapes, Column Pair Trends and their mean (``score``);
+    ``columns`` each column's shape score; ``research_questions`` real vs synthetic vs
+    difference vs within tolerance (see ``compare_research_questions``: judged on the
+    unprotected real answers, which stay here, beside the protected ones that may leave);
+    ``distributions`` shares of key columns, the real ones protected; ``disclosure_control``
+    the SDC rules the real-side figures passed. ``to_dict()`` holds only what may leave.
     """
 
     overall_score: float
@@ -200,6 +252,7 @@ class FidelityReport:
     max_absolute_difference_percentage_points: float
     min_quality_score: float | None = None
     distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disclosure_control: dict[str, Any] = field(default_factory=dict)
 
     @property
     def research_questions_within_tolerance(self) -> bool:
@@ -219,9 +272,9 @@ class FidelityReport:
         return self.research_questions_within_tolerance and self.quality_passed is not False
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the whole report (what ``fidelity.json`` holds)."""
-        questions = self.research_questions.astype(object)
-        questions = questions.where(questions.notna(), None)
+        """A JSON-serialisable dict of the report as it may leave the environment (what
+        ``fidelity.json`` holds): scores, the protected real figures and the verdicts; no
+        unprotected real figure, nor a difference computed on one."""
         return {
             "overall_score": round(self.overall_score, 4),
             "min_quality_score": self.min_quality_score,
@@ -231,15 +284,98 @@ class FidelityReport:
                 name: {k: round(v, 4) for k, v in scores.items()}
                 for name, scores in self.tables.items()
             },
-            "columns": self.columns,
-            "research_questions": questions.to_dict(orient="records"),
+            "columns": [_column_score(column) for column in self.columns],
+            "research_questions": published_research_questions(self.research_questions),
             "max_absolute_difference_percentage_points": (
                 self.max_absolute_difference_percentage_points
             ),
             "research_questions_within_tolerance": self.research_questions_within_tolerance,
             "distributions": self.distributions,
             "passed": self.passed,
+            "disclosure_control": self.disclosure_control,
         }
+
+
+# What each part of a report dict may hold when it leaves the environment.
+PUBLISHABLE_KEYS = (
+    "overall_score",
+    "min_quality_score",
+    "quality_passed",
+    "properties",
+    "tables",
+    "columns",
+    "research_questions",
+    "max_absolute_difference_percentage_points",
+    "research_questions_within_tolerance",
+    "distributions",
+    "passed",
+    "disclosure_control",
+)
+COLUMN_KEYS = ("table", "column", "metric", "score")
+QUESTION_KEYS = (
+    "question",
+    "group",
+    "real",
+    "real_numerator",
+    "real_denominator",
+    "real_status",
+    "synthetic",
+    "difference",
+    "within_tolerance",
+)
+NOT_CONTROLLED = "not published (the report predates disclosure control; rebuild the replica)"
+
+
+PUBLISHED_SCORE_DECIMALS = 2
+
+
+def _column_score(column: Mapping[str, Any]) -> dict[str, Any]:
+    # An SDMetrics detail reduced to its similarity score: no real value, extreme or frequency.
+    # The score is rounded: for a two-valued column it is 1 - |real share - synthetic share|,
+    # so four decimals would publish a real share to within 0.01 of a percentage point.
+    out = {key: column.get(key) for key in COLUMN_KEYS}
+    if isinstance(out["score"], int | float) and out["score"] == out["score"]:
+        out["score"] = round(float(out["score"]), PUBLISHED_SCORE_DECIMALS)
+    return out
+
+
+def publishable_fidelity(fidelity: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a fidelity report dict that may leave the environment.
+
+    Keeps the scores, verdicts and the real-side figures that passed disclosure control
+    (a report from ``FidelityReport.to_dict()`` carries ``disclosure_control``), and nothing
+    else: unknown keys are dropped, SDMetrics column details are cut to their score, and the
+    real figures of a report made without disclosure control (an older ``fidelity.json``) are
+    withheld, with the differences and per-row verdicts computed on them.
+    """
+    controlled = bool(fidelity.get("disclosure_control"))
+    out = {key: fidelity[key] for key in PUBLISHABLE_KEYS if key in fidelity}
+    if "columns" in out:
+        out["columns"] = [_column_score(column) for column in out["columns"] or []]
+    if "research_questions" in out:
+        rows = []
+        for row in out["research_questions"] or []:
+            row = {key: row.get(key) for key in QUESTION_KEYS}
+            if not controlled:
+                row.update(
+                    real=None,
+                    real_numerator=None,
+                    real_denominator=None,
+                    real_status=NOT_CONTROLLED,
+                    difference=None,
+                    within_tolerance=None,
+                )
+            rows.append(row)
+        out["research_questions"] = rows
+    if "distributions" in out:
+        distributions = {}
+        for name, summary in (out["distributions"] or {}).items():
+            summary = {key: summary.get(key) for key in ("kind", "labels", "real", "synthetic")}
+            if not controlled:
+                summary["real"] = [None] * len(summary["labels"] or [])
+            distributions[name] = summary
+        out["distributions"] = distributions
+    return out
 
 
 def _check_tables(
@@ -271,6 +407,7 @@ def evaluate_fidelity(
     max_absolute_difference_percentage_points: float,
     min_quality_score: float | None = None,
     include_relationships: bool = False,
+    sdc: SDCPolicy | SDCProfile | RealSideControl | None = None,
 ) -> FidelityReport:
     """Score a replica against the real linked tables it was built from.
 
@@ -283,10 +420,15 @@ def evaluate_fidelity(
     score is the mean of the table scores. ``include_relationships`` runs SDMetrics'
     multi-table report instead for the overall score and properties, adding Cardinality and
     Intertable Trends (several times slower).
+
+    Real-side figures (research-question rates, distribution shares) are protected under
+    ``sdc``: the deployment's SDC policy (its active profile), one profile, or None for the
+    active profile of the policies in force.
     """
     if not real:
         raise FidelityError("no real tables to evaluate against; pass the linked datasets")
     _check_tables(real, synthetic, dictionaries)
+    control = RealSideControl.resolve(sdc)
 
     used = {dataset: dictionaries[dataset] for dataset in real}
     metadata = sdmetrics_metadata(used)
@@ -348,7 +490,14 @@ def evaluate_fidelity(
             if dataset not in real or column not in real[dataset].columns:
                 continue
             kind = "numeric" if kinds[dataset].get(column) == "numerical" else "categorical"
-            summary = _distribution(real[dataset][column], synthetic[dataset][column], kind)
+            unit = person_unit(real[dataset], dataset)
+            summary = _distribution(
+                real[dataset][column],
+                synthetic[dataset][column],
+                kind,
+                control,
+                real[dataset][unit] if unit else None,
+            )
             if summary is not None:
                 distributions[f"{dataset}.{column}"] = summary
     return FidelityReport(
@@ -357,9 +506,10 @@ def evaluate_fidelity(
         tables=tables,
         columns=columns,
         research_questions=compare_research_questions(
-            real, synthetic, max_absolute_difference_percentage_points
+            real, synthetic, max_absolute_difference_percentage_points, sdc=control
         ),
         max_absolute_difference_percentage_points=max_absolute_difference_percentage_points,
         min_quality_score=min_quality_score,
         distributions=distributions,
+        disclosure_control=control.describe(),
     )

@@ -2,8 +2,16 @@
 same dataset names and column types as the vault tables, so code written on the open data runs
 unchanged on the real data in a researcher session.
 
->>> tables = open_data("cross_justice")                   # doctest: +SKIP
->>> journeys = tables["linked/journeys"]                  # as s.dataset("linked/journeys")
+:func:`open_data` returns an :class:`OpenData`, which reads like a researcher session
+(``srs.session()``): ``data.dataset(name)`` and ``data.datasets()`` behave as the session's, so
+a notebook differs between the open data and the vault data only in the line that picks the
+source. It is also a ``dict`` of dataset name -> DataFrame, as before. In a notebook:
+
+>>> data = open_data("cross_justice")                     # doctest: +SKIP
+>>> data.datasets()                                       # doctest: +SKIP
+['linked/journeys', 'linked/persons', 'linked/reoffending', 'linked/victims']
+>>> journeys = data.dataset("linked/journeys")            # doctest: +SKIP
+>>> journeys = data["linked/journeys"]                    # doctest: +SKIP
 
 The folder is ``path``, else ``$SRS_OPEN_DATA``, else ``~/.srs/open-data/<name>``.
 """
@@ -24,10 +32,132 @@ DEFAULT_OPEN_DATA_ROOT = Path("~/.srs/open-data")
 DATAPACKAGE = "datapackage.json"
 # The attribute a session's dataset() sets on its frames; set here too so outputs name their source.
 DATASET_ATTRIBUTE = "srs_dataset"
+ENGINES = ("pandas", "polars")  # as srs.session.ENGINES
+# Data-dictionary types of Table Schema field types: synthetic.export.FIELD_TYPES read backwards
+# (the export writes flags as booleans and dates with a time as datetimes).
+DICTIONARY_TYPES = {"boolean": "flag", "datetime": "date"}
 
 
 class OpenDataNotFound(SyntheticError):
     """No exported replica where one was looked for; the message says how to get one."""
+
+
+class OpenDataError(SyntheticError):
+    """The open data cannot give what was asked (unknown engine, a vault-only option)."""
+
+
+class UnknownDataset(OpenDataError, KeyError):
+    """No such dataset in the open data; the message names the ones there are."""
+
+    __str__ = Exception.__str__  # the message, not KeyError's quoted repr of it
+
+
+class OpenData(dict[str, pd.DataFrame]):
+    """The tables of an exported replica, read like a researcher session's datasets.
+
+    ``dataset(name, engine="pandas")`` and ``datasets()`` have the session's signatures and
+    results, so analysis code takes either as its data source; as a ``dict`` it maps dataset
+    names to the loaded frames (``data["linked/journeys"]``). ``notice`` is the package's
+    synthetic-data notice, ``folder`` where it was read from, ``package`` its
+    ``datapackage.json``. It holds no connection: ``close()`` and ``with`` are there only so
+    session code that uses them runs unchanged.
+    """
+
+    def __init__(
+        self,
+        tables: dict[str, pd.DataFrame],
+        *,
+        name: str,
+        folder: Path,
+        package: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(tables)
+        self.name = name
+        self.folder = folder
+        self.package = package or {}
+        self.notice: str = self.package.get("description", "")
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{dataset} ({len(frame):,} rows)" for dataset, frame in self.items())
+        return f"<srs open data {self.name!r} (synthetic) from {self.folder}: {shapes}>"
+
+    def datasets(self) -> list[str]:
+        """Names of the datasets in the package, sorted (as a session lists its grants)."""
+        return sorted(self)
+
+    def dataset(self, name: str, engine: str = "pandas", *, version: int | None = None) -> Any:
+        """A dataset as a pandas or polars frame: a fresh copy on each call, as a session's read
+        is, so changing it leaves the next read as exported.
+
+        ``version`` is accepted for the session's signature but the package holds one version
+        of each table, so only ``None`` is valid.
+
+        >>> journeys = data.dataset("linked/journeys")                  # doctest: +SKIP
+        >>> persons = data.dataset("linked/persons", engine="polars")   # doctest: +SKIP
+        """
+        if engine not in ENGINES:
+            raise OpenDataError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        if version is not None:
+            raise OpenDataError(
+                f"the open data {self.name!r} hold one version of each table; version= applies "
+                "only to vault datasets in a researcher session, so leave it out here"
+            )
+        if name not in self:
+            raise UnknownDataset(
+                f"no dataset {name!r} in the open data {self.name!r} at {self.folder}; it has "
+                + ", ".join(self.datasets())
+            )
+        frame = self[name].copy()
+        frame.attrs[DATASET_ATTRIBUTE] = name
+        if engine == "polars":
+            import polars as pl
+
+            return pl.from_pandas(frame)
+        return frame
+
+    def data_dictionary(self, name: str) -> list[dict[str, Any]]:
+        """The data dictionary of dataset ``name`` as the vault keeps it (each column's name,
+        type, description and, where public, its values), read back from the package's Table
+        Schema; a practice session (``srs.practice``) stores it with the table.
+
+        >>> data.data_dictionary("linked/victims")[2]                   # doctest: +SKIP
+        {'name': 'sex', 'type': 'string', 'description': 'Sex of the victim', 'values': ['F', 'M']}
+        """
+        if name not in self:
+            raise UnknownDataset(
+                f"no dataset {name!r} in the open data {self.name!r}; it has "
+                + ", ".join(self.datasets())
+            )
+        (resource,) = [
+            r for r in self.package.get("resources", []) if r.get("dataset", r["name"]) == name
+        ]
+        entries = []
+        for field in resource["schema"]["fields"]:
+            kind = DICTIONARY_TYPES.get(field.get("type", "string"), field.get("type", "string"))
+            entry = {
+                "name": field["name"],
+                "type": kind,
+                "description": field.get("description", ""),
+            }
+            if kind == "flag":
+                truth = (
+                    field.get("falseValues", ["false"])[0],
+                    field.get("trueValues", ["true"])[0],
+                )
+                entry["values"] = sorted(truth)
+            elif field.get("constraints", {}).get("enum"):
+                entry["values"] = list(field["constraints"]["enum"])
+            entries.append(entry)
+        return entries
+
+    def close(self) -> None:
+        """Nothing to release (a session closes its database connections here)."""
+
+    def __enter__(self) -> OpenData:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def open_data_folder(name: str = "cross_justice", path: str | Path | None = None) -> Path:
@@ -61,10 +191,9 @@ def _typed(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
     return out
 
 
-def open_data(
-    name: str = "cross_justice", path: str | Path | None = None
-) -> dict[str, pd.DataFrame]:
-    """The tables of an exported replica, by dataset name (``linked/persons``...).
+def open_data(name: str = "cross_justice", path: str | Path | None = None) -> OpenData:
+    """The tables of an exported replica as an :class:`OpenData`: ``.dataset(name)`` and
+    ``.datasets()`` as in a researcher session, and a dict by dataset name (``linked/persons``...).
 
     Reads each table's Parquet file (the vault's own format, so column types match a session's
     ``dataset()``), or its CSV typed by the Table Schema when the Parquet file is absent.
@@ -95,4 +224,4 @@ def open_data(
             )
         frame.attrs[DATASET_ATTRIBUTE] = dataset
         tables[dataset] = frame
-    return tables
+    return OpenData(tables, name=name, folder=folder, package=package)

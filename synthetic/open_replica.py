@@ -48,8 +48,9 @@ class EvaluatedReplica:
     def summary(self) -> str:
         """One paragraph: quality, research questions and the privacy verdict."""
         fidelity = self.fidelity.to_dict()
-        questions = fidelity.get("research_questions", [])
-        within = sum(1 for q in questions if q.get("within_tolerance"))
+        # The verdicts as judged inside, on the unprotected real answers.
+        questions = self.fidelity.research_questions
+        within = int(questions["within_tolerance"].sum())
         verdict = (
             "passed every privacy gate"
             if self.passed
@@ -132,6 +133,7 @@ def make_open_replica(
             policies.synthetic.research_questions.max_absolute_difference_percentage_points
         ),
         min_quality_score=policies.synthetic.fidelity.min_quality_score,
+        sdc=policies.sdc,
     )
     return EvaluatedReplica(
         replica=replica,

@@ -428,12 +428,38 @@ class _ReplicaBuilder:
         bounds = self._bounds(pooled)
         return bounds[1] if bounds else float(_days(pd.Series([EXTRACT_END])).iloc[0])
 
+    @staticmethod
+    def _remand_span(journeys: pd.DataFrame, ceiling: pd.Timestamp) -> pd.Series:
+        """Days from the first hearing (else the arrest) to the outcome (else ``ceiling``)."""
+        start = journeys["first_hearing_date"].fillna(journeys["arrest_date"])
+        end = journeys["outcome_date"].fillna(ceiling)
+        return (end - start).dt.days.clip(lower=0)
+
+    def _remand_until_outcome_share(self) -> float:
+        """The real share of remands that last from the first hearing to the outcome."""
+        real = self.real[JOURNEYS]
+        remanded = real["remanded"].fillna(False).astype(bool) & real["outcome_date"].notna()
+        if not remanded.any():
+            return 0.0
+        span = self._remand_span(real[remanded], real["outcome_date"].max())
+        days = pd.to_numeric(real.loc[remanded, "remand_days"], errors="coerce")
+        return float(((days - span).abs() <= 1).mean())
+
     def _remand_before_outcome(self, journeys: pd.DataFrame, ceiling: float) -> None:
         # Remand runs from the first hearing and ends by the outcome (or the extract's end).
+        # Most real remands last until the outcome: the copula draws the length independently
+        # of the hearing-to-outcome span, so that share of remanded journeys (learnt from the
+        # real data) is given the whole span, as the logical rule says.
         remand = journeys["remand_days"].round()
-        start = journeys["first_hearing_date"].fillna(journeys["arrest_date"])
-        end = journeys["outcome_date"].fillna(_dates(pd.Series([ceiling])).iloc[0])
-        longest = (end - start).dt.days.clip(lower=0)
+        longest = self._remand_span(journeys, _dates(pd.Series([ceiling])).iloc[0])
+        until_outcome = (
+            journeys["remanded"].astype(bool).to_numpy()
+            & journeys["outcome_date"].notna().to_numpy()
+            & remand.notna().to_numpy()
+            & (self.rng.random(len(journeys)) < self._remand_until_outcome_share())
+        )
+        self._count("remand_days_until_outcome", int(until_outcome.sum()))
+        remand = remand.where(~until_outcome, longest)
         too_long = remand.notna() & (remand > longest)
         self._count("remand_days_cut_to_outcome", too_long.sum())
         journeys["remand_days"] = remand.where(~too_long, longest).clip(lower=0)
@@ -579,12 +605,17 @@ class _ReplicaBuilder:
         # Sentence type and outcome as one category, so that the reoffending rate by sentence
         # type (a question the environment exists for) survives: a copula keeps a category's
         # frequencies but only weakly the association between two categorical columns.
+        # Follow-up completeness joins them: a reoffence is likelier in a full year than in
+        # the part of one an index date near the extract's end leaves (the proven-reoffending
+        # rate counts full years only), so rows are matched on sentence and completeness.
         outcome = (
             real["sentence_type"].astype(str)
             + "|"
             + real["reoffended"].astype(bool).astype(str)
             + "|"
             + real["proven_reoffence"].astype(bool).astype(str)
+            + "|"
+            + real["follow_up_complete"].astype(bool).astype(str)
         )
         frame = pd.DataFrame(
             {
@@ -600,9 +631,15 @@ class _ReplicaBuilder:
         sampled["sentence_type"] = parts[0]
         sampled["reoffended"] = parts[1] == "True"
         sampled["proven_reoffence"] = parts[2] == "True"
+        sampled["sentence_follow_up"] = parts[0] + "|" + parts[3]
         longest = (self._bounds(frame["days_to_reoffence"]) or (1, FOLLOW_UP_DAYS))[1]
-        drawn = self._matched(sampled, "sentence_type", convicted["sentence_type"])
         index_date = convicted["index_date"]
+        complete = index_date + pd.Timedelta(days=FOLLOW_UP_DAYS) <= EXTRACT_END
+        drawn = self._matched(
+            sampled,
+            "sentence_follow_up",
+            convicted["sentence_type"].astype(str) + "|" + complete.astype(str),
+        )
         out = pd.DataFrame(
             {
                 "person_key": convicted["person_key"].to_numpy(),
@@ -616,9 +653,7 @@ class _ReplicaBuilder:
                 ).to_numpy(),
                 "sex": convicted["sex"].to_numpy(),
                 "iccs_section": convicted["iccs_section"].to_numpy(),
-                "follow_up_complete": (
-                    index_date + pd.Timedelta(days=FOLLOW_UP_DAYS) <= EXTRACT_END
-                ).to_numpy(),
+                "follow_up_complete": complete.to_numpy(),
             }
         )
         reoffended = drawn["reoffended"].astype(bool).to_numpy()

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 import srs
+from disclosure.dp import DPQueryError
 from disclosure.suppression import TOTAL
 from disclosure.tables import TableSpecError
 from output_checking.outputs import OutputError, content_table
@@ -437,6 +438,34 @@ def test_a_dp_query_whose_files_could_not_leave_spends_nothing(s) -> None:
     frame = s.dataset("linked/journeys").assign(case_key=lambda f: f["person_key"] + "-1")
     with pytest.raises(OutputError, match="case_key.*nothing was spent"):
         s.dp.count(frame, by=["case_key"], rho=0.01)
+    assert s.dp.budget().spends == 0
+
+
+def test_a_dp_synthetic_replica_is_paid_for_and_goes_to_output_checking(s, lab) -> None:
+    _, registry = lab
+    replica = s.dp.synthetic("linked/journeys", ["sex", "court"], rows=300, rho=0.02, seed=3)
+    assert list(replica.columns) == ["sex", "court"] and len(replica) == 300
+    assert set(replica["court"].dropna()) <= {"crown", "magistrates", "youth"}
+    record = output(registry, replica.attrs["srs_output_id"])
+    with registry.sessions() as db:
+        (spend,) = spends(db, PROJECT)
+    assert (record.kind, record.budget_spend_id) == ("dp_result", spend.id)
+    assert spend.purpose == "DP synthetic replica of linked/journeys"
+    assert record.content["algorithm"] == "mst" and record.content["rows"] == 300
+    assert set(record.content["marginal_noise_stddev"]) >= {"sex", "court"}
+    assert file_text(record, ".csv").splitlines()[0] == "sex,court"
+    assert len(file_text(record, ".csv").splitlines()) == 301
+    assert "DP synthetic replica (MST)" in record.checks[0]["message"]
+    assert s.submit("A DP replica for teaching", [replica]) > 0  # to the checkers, like any output
+
+
+def test_a_dp_replica_that_could_not_leave_spends_nothing(s) -> None:
+    with pytest.raises(OutputError, match="over the 5,000-row limit.*nothing was spent"):
+        s.dp.synthetic("linked/journeys", ["sex", "court"], rows=5001, rho=0.02)
+    with pytest.raises(OutputError, match="person_key.*nothing was spent"):
+        s.dp.synthetic("linked/journeys", ["person_key", "sex"], rows=10, rho=0.02)
+    with pytest.raises(DPQueryError, match="'age' is not in the data dictionary"):
+        s.dp.synthetic("linked/journeys", ["sex", "age"], rows=10, rho=0.02)
     assert s.dp.budget().spends == 0
 
 

@@ -5,18 +5,18 @@ and, in a researcher session, on the vault data."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-
 import pandas as pd
 import pytest
+from pipeline_fixtures import open_project
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 import srs
 import synthetic.open_replica
+from srs.budget import budget_state, spends
 from srs.cli import app
-from srs.registry import accounts, projects
-from srs.registry.models import AuditEvent, Dataset
+from srs.policy import load_policies
+from srs.registry.models import AuditEvent, Dataset, Output
 from synthetic.export import validate_package
 
 runner = CliRunner()
@@ -30,34 +30,9 @@ def cli(home, *args, actor=None):
 
 @pytest.fixture(scope="module")
 def deployment(pipeline, policies):
-    pipeline.deployment.marker_file.write_text("srs-toolkit test deployment\n")
-    today = date.today()
-    with pipeline.registry.sessions() as s:
-        accounts.add_researcher(
-            s,
-            actor="admin",
-            policies=policies,
-            username="sam",
-            full_name="Sam Student",
-            roles=["student"],
-        )
-        projects.create_project(
-            s,
-            actor="admin",
-            policies=policies,
-            code=PROJECT,
-            title="Remand",
-            purpose="p",
-            legal_basis="DEA",
-            start_date=today - timedelta(days=1),
-            end_date=today + timedelta(days=30),
-            approved_classification="confidential",
-        )
-        projects.add_member(s, actor="admin", policies=policies, code=PROJECT, username="ana")
-        projects.grant_dataset(
-            s, actor="steward", policies=policies, code=PROJECT, dataset_name="linked/journeys"
-        )
-    return pipeline
+    return open_project(
+        pipeline, policies, code=PROJECT, datasets=["linked/journeys"], student="sam"
+    )
 
 
 def remand_by_sentence(journeys: pd.DataFrame) -> pd.Series:
@@ -135,3 +110,36 @@ def test_build_export_and_the_same_code_on_open_and_vault_data(deployment, tmp_p
         deployment.linked.tables["linked/persons"]["person_key"]
     )
     assert no_person_key_leaks == set()
+
+
+def test_a_researcher_makes_a_dp_replica_paid_from_the_project_budget(deployment):
+    home = deployment.deployment.home
+    args = ["synth", "dp", "linked/journeys", "--project", PROJECT, "--columns"]
+    over = cli(home, *args, "sex,court", "--rows", "200", "--rho", "9", actor="ana")
+    assert over.exit_code == 2 and "at most rho" in over.output
+    unknown = cli(home, *args, "sex,shoe_size", "--rows", "200", "--rho", "0.02", actor="ana")
+    assert unknown.exit_code == 2 and "columns not in the table" in unknown.output
+    outsider = cli(home, *args, "sex,court", "--rows", "200", "--rho", "0.02", actor="sam")
+    assert outsider.exit_code == 2 and "access denied" in outsider.output
+    with deployment.registry.sessions() as s:
+        assert budget_state(s, PROJECT, load_policies()).spends == 0  # refusals spent nothing
+    made = cli(
+        home,
+        *args,
+        "sex,court,remanded",
+        "--rows",
+        "400",
+        "--rho",
+        "0.02",
+        "--seed",
+        "1",
+        actor="ana",
+    )
+    assert made.exit_code == 0, made.output
+    assert "400 rows of sex, court, remanded" in made.output and "rho 0.02" in made.output
+    with deployment.registry.sessions() as s:
+        (spend,) = spends(s, PROJECT)
+        (record,) = s.execute(select(Output).where(Output.budget_spend_id == spend.id)).scalars()
+        assert spend.purpose == "DP synthetic replica of linked/journeys"
+        assert record.kind == "dp_result" and record.content["algorithm"] == "mst"
+        assert record.author == "ana"

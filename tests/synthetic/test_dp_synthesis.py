@@ -74,7 +74,16 @@ def people(registry, policies):
     return populate(registry, policies)
 
 
-def replica(registry, policies, *, table=None, columns=("sex", "court"), rho=0.05, rows=500):
+def replica(
+    registry,
+    policies,
+    *,
+    table=None,
+    columns=("sex", "court"),
+    rho=0.05,
+    rows=500,
+    algorithm="mst",
+):
     with registry.sessions() as s:
         return dp_replica(
             s,
@@ -88,6 +97,7 @@ def replica(registry, policies, *, table=None, columns=("sex", "court"), rho=0.0
             rows=rows,
             seed=1,
             dataset="linked/journeys",
+            algorithm=algorithm,
         )
 
 
@@ -127,13 +137,16 @@ def test_a_replica_is_paid_for_once_before_the_noise_is_drawn(
     assert str(out.data["remanded"].dtype) == "boolean"
     months = out.data["sentence_months"].dropna()
     assert months.between(0, 240).all() and str(out.data["sentence_months"].dtype) == "Int64"
-    assert set(out.marginals) == {
-        ("remanded", "sex"),
-        ("sex", "court"),
-        ("court", "sentence_months"),
-    }
-    assert "X" not in set(out.marginals[("sex", "court")]["sex"])
+    columns = ["remanded", "sex", "court", "sentence_months"]
+    one_way = {clique for clique in out.marginals if len(clique) == 1}
+    two_way = {frozenset(clique) for clique in out.marginals if len(clique) == 2}
+    assert one_way == {(c,) for c in columns}
+    # MST: a spanning tree over the four columns, three pairs joining them all.
+    assert len(two_way) == 3 and set().union(*two_way) == set(columns)
+    assert set(out.marginals[("sex",)]["sex"]) == {"F", "M", "(missing)"}  # never "X"
+    assert out.data.attrs["algorithm"] == "mst"
     assert "rho 0.05" in out.description and "at most 5 rows per person" in out.description
+    assert "MST" in out.description
 
 
 def test_an_exhausted_budget_gives_no_data_and_spends_nothing(
@@ -210,12 +223,20 @@ def test_a_spend_pays_for_one_synthesis_only(registry, policies, people) -> None
         synthesize_dp(plan, receipt, 100, 2)
 
 
+def pair(out, first: str, second: str) -> pd.Series:
+    """The released two-way marginal of ``first`` and ``second`` as counts by (first, second)."""
+    (frame,) = [m for c, m in out.marginals.items() if set(c) == {first, second}]
+    return frame.set_index([first, second])["count"]
+
+
 def _joint(frame: pd.DataFrame) -> pd.Series:
     shares = frame.groupby(["sex", "court"]).size() / len(frame)
     index = pd.MultiIndex.from_product([sorted(PUBLIC["sex"]), sorted(PUBLIC["court"])])
     return shares.reindex(index, fill_value=0.0)
 
 
+# Statistics of OpenDP's release, not of the ledger: one database backend is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_marginals_are_close_at_a_generous_rho_and_far_noisier_at_a_tiny_one(
     registry, policies, people
 ) -> None:
@@ -226,19 +247,22 @@ def test_marginals_are_close_at_a_generous_rho_and_far_noisier_at_a_tiny_one(
     errors = {}
     for rho in (10.0, 1e-5):
         out = replica(registry, loose, table=table, rho=rho, rows=len(table))
-        released = out.marginals[("sex", "court")].set_index(["sex", "court"])["count"]
+        released = pair(out, "sex", "court")
         cells = released.reindex(truth.index).to_numpy()
         errors[rho] = (
             np.abs(_joint(out.data) - truth).sum() / 2,  # total variation of the replica
             np.abs(cells - truth.to_numpy() * len(table)).max(),  # worst released cell
         )
     (tv_loose, cell_loose), (tv_tight, cell_tight) = errors[10.0], errors[1e-5]
-    # rho 10 on one marginal: noise sd 5 / sqrt(20) ~ 1.1 per cell; the replica's error is
-    # then sampling error of 20,000 rows. rho 1e-5: noise sd ~ 1,100 per cell.
+    # MST at rho 10: half to the one-way marginals, then 90% of the rest (4.5) measures the
+    # sex x court pair, noise sd 5 / sqrt(9) ~ 1.7 per cell; the replica's error is then the
+    # sampling error of 20,000 rows. At rho 1e-5 the pair's noise sd is ~ 1,700 per cell.
     assert cell_loose < 10 and tv_loose < 0.02
     assert cell_tight > 100 and tv_tight > 3 * tv_loose
 
 
+# Statistics of OpenDP's release, not of the ledger: one database backend is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_one_person_with_many_rows_moves_a_marginal_by_at_most_the_row_cap(
     registry, policies, people
 ) -> None:
@@ -252,8 +276,22 @@ def test_one_person_with_many_rows_moves_a_marginal_by_at_most_the_row_cap(
     cell = {}
     for name, table in (("without", base), ("with", pd.concat([base, heavy], ignore_index=True))):
         out = replica(registry, loose, table=table, rho=100.0, rows=10)
-        released = out.marginals[("sex", "court")].set_index(["sex", "court"])["count"]
+        released = pair(out, "sex", "court")
         cell[name] = released[("F", "crown")]
-    # rho 100 on one marginal: noise sd 5 / sqrt(200) ~ 0.35; the person's 400 rows count as 5.
+    # MST at rho 100 measures the pair at rho 45: noise sd 5 / sqrt(90) ~ 0.53; the person's
+    # 400 rows count as 5.
     cap = policies.privacy_budget.max_rows_per_person
     assert abs((cell["with"] - cell["without"]) - cap) <= 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_aim_is_selectable_and_an_unknown_algorithm_spends_nothing(
+    registry, policies, people
+) -> None:
+    with pytest.raises(DPReplicaError, match="algorithm must be one of mst, aim"):
+        replica(registry, policies, algorithm="private-gan")
+    assert spent(registry, policies) == (0, 0)
+    out = replica(registry, policies, algorithm="aim", rows=200)
+    assert out.data.attrs["algorithm"] == "aim" and "AIM" in out.description
+    assert len(out.data) == 200 and set(out.data["sex"].dropna()) <= PUBLIC["sex"]
+    assert spent(registry, policies) == (1, pytest.approx(0.05))

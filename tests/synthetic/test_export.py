@@ -7,12 +7,19 @@ import json
 import shutil
 
 import pandas as pd
+import polars as pl
 import pytest
 from synthetic_fixtures import stand_in_replica
 
 from srs.vault_crypto import frame_to_parquet_bytes, parquet_bytes_to_frame
 from synthetic.export import ExportError, ExportRefused, export_replica, validate_package
-from synthetic.open_data import OPEN_DATA_ENV, OpenDataNotFound, open_data
+from synthetic.open_data import (
+    OPEN_DATA_ENV,
+    OpenDataError,
+    OpenDataNotFound,
+    UnknownDataset,
+    open_data,
+)
 from synthetic.report import PRIVACY_STATEMENT
 
 PASSED_PRIVACY = {
@@ -235,3 +242,29 @@ def test_open_data_says_how_to_get_the_export_when_missing(tmp_path, monkeypatch
     monkeypatch.delenv(OPEN_DATA_ENV, raising=False)
     with pytest.raises(OpenDataNotFound, match="srs synth export --out"):
         open_data(path=tmp_path / "nowhere")
+
+
+def test_open_data_reads_like_a_researcher_session(package, replica):
+    """dataset() and datasets() as in srs.session(): sorted names, a fresh frame per read,
+    polars on request, and an unknown name answered with the names there are."""
+    data = open_data(path=package)
+    assert data.datasets() == sorted(replica)
+    assert data.datasets()[0] == "linked/journeys" and len(data.datasets()) == 4
+    journeys = data.dataset("linked/journeys")
+    pd.testing.assert_frame_equal(journeys, data["linked/journeys"])  # still a dict
+    assert journeys.attrs["srs_dataset"] == "linked/journeys"
+    journeys["remanded"] = False  # a change to what was read ...
+    assert data.dataset("linked/journeys")["remanded"].any()  # ... is not in the next read
+    persons = data.dataset("linked/persons", engine="polars")
+    assert isinstance(persons, pl.DataFrame) and persons.height == len(replica["linked/persons"])
+    with pytest.raises(UnknownDataset, match=r"no dataset 'linked/nope'.*it has linked/journeys, "):
+        data.dataset("linked/nope")
+    with pytest.raises(KeyError):  # what dict-style code catches
+        data.dataset("linked/nope")
+    with pytest.raises(OpenDataError, match="engine 'spark' is not one of pandas, polars"):
+        data.dataset("linked/persons", engine="spark")
+    with pytest.raises(OpenDataError, match="one version of each table"):
+        data.dataset("linked/persons", version=2)
+    assert "SYNTHETIC DATA" in data.notice and "(synthetic)" in repr(data)
+    with data as same:  # closes like a session, holding nothing
+        assert same is data

@@ -1,0 +1,143 @@
+"""A real deployment on simulated data, shared by the srs and synthetic tests: one simulated
+population ingested, linked and built into linked datasets in an encrypted vault (``pipeline``,
+made once per test session in each folder that imports it), and a project that may read them.
+
+Import the fixtures where they are used (``from pipeline_fixtures import pipeline, ...``), as
+``tests/srs/conftest.py`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from srs.deployment import Deployment
+from srs.linkage import LinkageResult, load_linkage_settings
+from srs.linked_datasets import LinkedDatasets
+from srs.offences import OffenceList, load_offences
+from srs.policy import PolicySet
+from srs.registry import Registry, accounts, open_registry, projects
+from srs.simulation import SOURCES, Simulation, simulate, write_simulation
+from srs.stewardship import ingest_into_vault, link_in_vault, publish_linked_datasets
+from srs.vault import Vault
+from srs.vault_crypto import generate_master_key, write_key_file
+
+PIPELINE_PERSONS = 1500
+PIPELINE_SEED = 11
+# Who the pipeline registered: an admin, a steward and an accredited researcher.
+ADMIN, STEWARD, RESEARCHER = "admin", "steward", "ana"
+
+
+@dataclass
+class Pipeline:
+    """A deployment after simulate -> ingest -> link -> build."""
+
+    simulation: Simulation
+    paths: dict[str, Path]
+    deployment: Deployment
+    registry: Registry
+    vault: Vault
+    linkage: LinkageResult
+    linked: LinkedDatasets
+
+
+@pytest.fixture(scope="session")
+def offences() -> OffenceList:
+    return load_offences()
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory) -> tuple[Simulation, dict[str, Path]]:
+    result = simulate(PIPELINE_PERSONS, PIPELINE_SEED)
+    paths = write_simulation(result, tmp_path_factory.mktemp("simulation"))
+    return result, paths
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, simulated, offences, policies: PolicySet) -> Pipeline:
+    simulation, paths = simulated
+    home = tmp_path_factory.mktemp("deployment")
+    (home / "vault").mkdir(mode=0o700)
+    deployment = Deployment.at(home, database_url=f"sqlite:///{home / 'srs.db'}")
+    write_key_file(deployment.key_file, generate_master_key())
+    registry = open_registry(deployment.database_url, migrate=True)
+    vault = Vault(deployment, policies)
+    with registry.sessions() as s:
+        accounts.bootstrap_admin(s, username=ADMIN, full_name="Admin")
+        accounts.add_researcher(
+            s,
+            actor=ADMIN,
+            policies=policies,
+            username=STEWARD,
+            full_name="Steward",
+            roles=["steward"],
+        )
+        accounts.add_researcher(
+            s,
+            actor=ADMIN,
+            policies=policies,
+            username=RESEARCHER,
+            full_name="Ana",
+            roles=["researcher"],
+            accreditation_number="AR-1",
+            training_date=date.today() - timedelta(days=1),
+        )
+        for source in SOURCES:
+            ingest_into_vault(
+                s, vault, actor=STEWARD, source=source, path=paths[source], offences=offences
+            )
+        linkage = link_in_vault(
+            s,
+            vault,
+            actor=STEWARD,
+            settings=load_linkage_settings(),
+            clerical_path=home / "steward" / "review.csv",
+        )
+        linked = publish_linked_datasets(s, vault, actor=STEWARD, offences=offences)
+    return Pipeline(simulation, paths, deployment, registry, vault, linkage, linked)
+
+
+def open_project(
+    pipeline: Pipeline,
+    policies: PolicySet,
+    *,
+    code: str,
+    datasets: Sequence[str],
+    student: str,
+    title: str = "Remand",
+) -> Pipeline:
+    """Make the pipeline's deployment ready for the CLI (its marker file) and add a student
+    and a live project ``code``, with the researcher as a member and ``datasets`` granted."""
+    pipeline.deployment.marker_file.write_text("srs-toolkit test deployment\n")
+    today = date.today()
+    with pipeline.registry.sessions() as s:
+        accounts.add_researcher(
+            s,
+            actor=ADMIN,
+            policies=policies,
+            username=student,
+            full_name=f"{student.title()} Student",
+            roles=["student"],
+        )
+        projects.create_project(
+            s,
+            actor=ADMIN,
+            policies=policies,
+            code=code,
+            title=title,
+            purpose="p",
+            legal_basis="DEA",
+            start_date=today - timedelta(days=1),
+            end_date=today + timedelta(days=30),
+            approved_classification="confidential",
+        )
+        projects.add_member(s, actor=ADMIN, policies=policies, code=code, username=RESEARCHER)
+        for dataset in datasets:
+            projects.grant_dataset(
+                s, actor=STEWARD, policies=policies, code=code, dataset_name=dataset
+            )
+    return pipeline
