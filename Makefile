@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format clean bench postgres-server-binaries browser-binaries
+.PHONY: demo test lint format clean bench postgres-server-binaries browser-binaries hub-prerequisites
 
 $(STAMP): pyproject.toml constraints/cpu-torch.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,10 +39,35 @@ browser-binaries:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+# The JupyterHub end-to-end test (tests/hub/test_hub_e2e.py) runs a real hub whose researchers'
+# servers run as unprivileged Unix accounts. It needs configurable-http-proxy (npm, installed
+# into .venv/node) and jupyterhub-idle-culler, and those accounts must be able to run this venv's
+# Python. When the real interpreter lies under a folder they cannot pass through (pyenv's
+# /root/.pyenv under /root, mode 0700), that folder gets o+x: traverse only, never read or list,
+# so other accounts can reach the interpreter by its path and see nothing else there. Only the
+# interpreter's own parent folders are changed.
+hub-prerequisites: $(STAMP)
+	@if [ -x $(VENV)/node/node_modules/.bin/configurable-http-proxy ]; then \
+		echo "configurable-http-proxy present"; \
+	else \
+		echo "Installing configurable-http-proxy (npm) into $(VENV)/node"; \
+		command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }; \
+		npm install --silent --no-fund --no-audit --prefix $(VENV)/node configurable-http-proxy@4; \
+	fi
+	@$(PY) -c "import jupyterhub_idle_culler" 2>/dev/null || $(PY) -m pip install --quiet "jupyterhub-idle-culler>=2,<3"
+	@folder=$$(dirname "$$(readlink -f $(PY))"); \
+	while [ "$$folder" != "/" ]; do \
+		if [ -z "$$(find "$$folder" -maxdepth 0 -perm -o+x)" ]; then \
+			echo "Letting other accounts traverse (o+x, not read) $$folder to reach the venv's interpreter"; \
+			$(SUDO) chmod o+x "$$folder"; \
+		fi; \
+		folder=$$(dirname "$$folder"); \
+	done
+
 demo: $(STAMP)
 	$(VENV)/bin/srs demo --home demo-home
 
-test: $(STAMP) postgres-server-binaries browser-binaries
+test: $(STAMP) postgres-server-binaries browser-binaries hub-prerequisites
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -124,14 +124,15 @@ def _codes(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, list[pd.In
     """Each row's position in the product of the keys' levels (mixed radix, first key slowest),
     the levels, and which rows were kept (a row with a missing key drops out, as in pandas)."""
     level_codes, levels = [], []
-    keep = np.ones(len(frame), dtype=bool)
+    keep = frame[keys].notna().all(axis=1).to_numpy()
     for key in keys:
         column = frame[key]
         if isinstance(column.dtype, pd.CategoricalDtype):
             codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
         else:
-            codes, uniques = pd.factorize(column, sort=True)
-        keep &= codes >= 0
+            # Levels of the kept rows only: a value seen only beside a missing key is no level.
+            codes = np.full(len(frame), -1, dtype=np.int64)
+            codes[keep], uniques = pd.factorize(column[keep], sort=True)
         level_codes.append(codes)
         levels.append(pd.Index(uniques, name=key))
     code = np.zeros(len(frame), dtype=np.int64)

@@ -5,24 +5,27 @@ Pages are rendered on the server from Jinja2 templates with autoescaping on (out
 context and comments are researchers' text), every POST carries Tornado's XSRF token, and every
 action goes through ``output_checking.workflow`` and ``output_checking.release``, so the UI can
 do nothing the CLI could not and every refusal is audited the same way. Who is signed in is
-decided in one place, ``CheckerHandler.get_current_user``: here a signed, idle-expiring cookie
-set by the sign-in form against the registry; mounted as a JupyterHub service (under
-``/services/output-checking/``, see ``base_url``) a subclass takes the user from the hub's OAuth.
+decided in one place, ``get_current_user``: on its own the UI signs checkers in with a form
+against the registry (``SignInHandler``) and keeps a signed, idle-expiring cookie; run by
+JupyterHub as its ``output-checking`` service (hub mode, under ``/services/output-checking/``)
+people sign in at the hub and arrive through its OAuth (``HubSignIn``), and the registry account
+of the same name must still hold the checker role. Either way the sign-in is audited.
 
-Start it with ``serve(deployment, policies)`` (``srs checker serve``), or in a background thread
-with ``BackgroundServer`` (tests, the demo).
+Start it with ``serve(deployment, policies)`` (``srs checker serve``, ``--hub`` as a hub
+service), or in a background thread with ``BackgroundServer`` (tests, the demo).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -75,6 +79,15 @@ MAX_FINDINGS_SHOWN = 50
 MAX_CONTENT_CHARS = 20_000
 # Status codes for refusals the workflow explains; anything else is a plain 400.
 STATUS_FOR = {AccessDenied: 403, SignInRefused: 403, WorkflowError: 409}
+# What JupyterHub gives a service it starts. A researcher's single-user server has all of them
+# but the service name, so a UI started there is never mistaken for the hub's service.
+HUB_SERVICE_ENVIRONMENT = (
+    "JUPYTERHUB_SERVICE_NAME",
+    "JUPYTERHUB_API_TOKEN",
+    "JUPYTERHUB_API_URL",
+    "JUPYTERHUB_CLIENT_ID",
+    "JUPYTERHUB_SERVICE_PREFIX",
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,23 +133,111 @@ def load_cookie_secret(deployment: Deployment) -> bytes:
     return secret.encode()
 
 
+def runs_as_hub_service(environ: Mapping[str, str] | None = None) -> bool:
+    """True when JupyterHub started this process as a service (``HUB_SERVICE_ENVIRONMENT`` is
+    set), so the UI should sign people in through the hub."""
+    environ = os.environ if environ is None else environ
+    return all(environ.get(name) for name in HUB_SERVICE_ENVIRONMENT)
+
+
+def hub_oauth_from_environment() -> HubOAuth:
+    """The hub's OAuth client for this service, from the environment JupyterHub started it with
+    (its API URL and token, the OAuth client id and the service prefix)."""
+    missing = [name for name in HUB_SERVICE_ENVIRONMENT if not os.environ.get(name)]
+    if missing:
+        raise CheckerUIError(
+            "the checker UI signs people in through JupyterHub only when the hub starts it as a "
+            f"service, and {', '.join(missing)} is not set: let the hub start it (`srs hub "
+            "start`), or serve it with its own sign-in form (without --hub)"
+        )
+    return HubOAuth(
+        api_url=os.environ["JUPYTERHUB_API_URL"],
+        api_token=os.environ["JUPYTERHUB_API_TOKEN"],
+        oauth_client_id=os.environ["JUPYTERHUB_CLIENT_ID"],
+        base_url=os.environ["JUPYTERHUB_SERVICE_PREFIX"],
+    )
+
+
 def _url_join(base: str, *parts: str) -> str:
     return base.rstrip("/") + "/" + "/".join(p.strip("/") for p in parts if p)
 
 
 @dataclass
 class CheckerUI:
-    """What every handler needs: the deployment, its policies, the registry and the URL prefix."""
+    """What every handler needs: the deployment, its policies, the registry and the URL prefix,
+    and in hub mode the hub's OAuth client."""
 
     deployment: Deployment
     policies: PolicySet
     registry: Registry
     base_url: str
     templates: Environment
+    hub_auth: HubOAuth | None = None
 
     def url(self, *parts: str) -> str:
         """An absolute path inside the UI, e.g. ``url("requests", "3")``."""
         return _url_join(self.base_url, *parts)
+
+
+# ------------------------------------------------------------------ who may come in
+def admit_checker(db: Session, *, username: str, policies: PolicySet) -> None:
+    """Refuse (``SignInRefused``) anyone whose registry account may not review outputs: the UI
+    is the checkers' door whichever way they signed in. ``srs.access`` decides (the checker
+    role's ``output.review``; a locked or unknown account never passes) and audits it."""
+    try:
+        authorise(db, username=username, action="output.review", policies=policies)
+    except AccessDenied as exc:
+        raise SignInRefused(
+            f"{username} may not use the output checkers' UI: it is for accounts with the "
+            f"checker role ({exc})"
+        ) from None
+
+
+def sign_in_through_hub(db: Session, *, hub_user: Mapping[str, Any], policies: PolicySet) -> str:
+    """Admit the person JupyterHub's OAuth names (its user model) as the sign-in form would.
+
+    The hub proved who they are; the registry account of the same name must still pass
+    ``admit_checker``, and a hub service (not a person) never does. The sign-in is audited like
+    the form's, a ``sign_in`` to ``checker-ui`` (allow or deny) with ``through: jupyterhub``.
+    Returns the username, or raises ``SignInRefused`` whose message says why.
+
+    >>> hub_user = {"kind": "user", "name": "cho"}  # what JupyterHub's API says of a token
+    >>> sign_in_through_hub(db, hub_user=hub_user, policies=policies)  # doctest: +SKIP
+    'cho'
+    """
+    name = str(hub_user.get("name") or "")
+    kind = str(hub_user.get("kind") or "user")
+    through = {"through": "jupyterhub"}
+    try:
+        if kind != "user":
+            raise SignInRefused(
+                f"JupyterHub's {kind} {name!r} is not a person; the output checkers' UI is for "
+                "checkers' registry accounts"
+            )
+        admit_checker(db, username=name, policies=policies)
+    except SignInRefused as exc:
+        record_event(
+            db,
+            actor=name[:64] or "(blank)",
+            action="sign_in",
+            target=SERVICE,
+            outcome="deny",
+            reason=str(exc),
+            details=through,
+        )
+        db.commit()
+        raise
+    record_event(
+        db,
+        actor=name,
+        action="sign_in",
+        target=SERVICE,
+        outcome="allow",
+        reason="signed in at JupyterHub (OAuth)",
+        details=through,
+    )
+    db.commit()
+    return name
 
 
 # ------------------------------------------------------------------ what a page shows
@@ -328,9 +429,9 @@ def _event_details(details: str) -> str:
 class CheckerHandler(tornado.web.RequestHandler):
     """Base of every page: the database session, who is signed in, rendering and errors.
 
-    Authentication lives in ``get_current_user`` alone; override it (and ``login_url``) to
-    take the user from elsewhere, e.g. JupyterHub's ``HubOAuthenticated``. What a user may do
-    is decided by ``srs.access`` inside the workflow, never here.
+    Authentication lives in ``get_current_user`` alone (in hub mode ``HubSignIn``'s, mixed in
+    ahead of every page). What a user may do is decided by ``srs.access`` inside the workflow,
+    never here.
     """
 
     _session: Session | None = None
@@ -503,20 +604,8 @@ class SignInHandler(CheckerHandler):
                 service=SERVICE,
             )
             # The password was right; the checkers' door is still only for checkers.
-            authorise(
-                self.db,
-                username=person.username,
-                action="output.review",
-                policies=self.srs.policies,
-            )
+            admit_checker(self.db, username=person.username, policies=self.srs.policies)
             self.db.commit()
-        except AccessDenied as exc:
-            message = (
-                f"{username} may not use the output checkers' UI: it is for accounts with the "
-                f"checker role ({exc})"
-            )
-            self._refused(username, message)
-            return
         except SignInRefused as exc:
             self._refused(username, str(exc))
             return
@@ -534,15 +623,21 @@ class SignInHandler(CheckerHandler):
 
 
 class SignOutHandler(CheckerHandler):
-    """Sign out (audited); the cookie is cleared."""
+    """Sign out (audited); the cookie is cleared. In hub mode the hub's token cookie goes too
+    and the browser is sent on to sign out of the hub, which signed them in."""
 
     @tornado.web.authenticated
     def post(self) -> None:
         record_event(self.db, actor=self.checker, action="sign_out", target=SERVICE, outcome="ok")
         self.db.commit()
         self.clear_cookie(USER_COOKIE, path=self.srs.url(""))
-        self.flash("ok", "You are signed out.")
-        self.redirect(self.srs.url("sign-in"), status=303)
+        hub_auth = self.srs.hub_auth
+        if hub_auth is None:
+            self.flash("ok", "You are signed out.")
+            self.redirect(self.srs.url("sign-in"), status=303)
+            return
+        hub_auth.clear_cookie(self)
+        self.redirect(hub_auth.hub_host + _url_join(hub_auth.hub_prefix, "logout"), status=303)
 
 
 class QueueHandler(CheckerHandler):
@@ -727,6 +822,70 @@ class FileHandler(ReviewHandler):
         self.finish(stored.content)
 
 
+# ------------------------------------------------------------------ hub mode
+class HubSignIn(HubOAuthenticated):
+    """Who is signed in when the UI is a JupyterHub service: the person the hub's OAuth names.
+
+    Mixed in ahead of a page's handler class (``through_hub``), so JupyterHub's own
+    ``HubOAuthenticated`` sends anyone unknown to the hub's OAuth (and so its login page), keeps
+    the hub's token in a cookie under the service prefix and applies the hub's XSRF tokens. The
+    hub says who the person is; ``sign_in_through_hub`` decides, once per UI session, whether
+    they may come in (and audits it), and the UI's own signed cookie then marks the session as
+    admitted. Once that cookie has been idle past the policy's timeout the person is admitted
+    (and audited) afresh while the hub still vouches for them; ending the hub's sign-in is the
+    hub's business.
+    """
+
+    @property
+    def hub_auth(self) -> HubOAuth:
+        return self.settings["srs"].hub_auth
+
+    def get_current_user(self) -> str | None:
+        """The registry username of the hub's user, admitted to this UI; None if the hub knows
+        no one here (a page then redirects to the hub). ``SignInRefused`` (a 403 page) if the
+        registry refuses them."""
+        hub_user = super().get_current_user()
+        if not hub_user:
+            return None
+        name = hub_user["name"]
+        admitted = self.get_signed_cookie(USER_COOKIE, max_age_days=self.idle_timeout_days)
+        if hub_user.get("kind", "user") == "user" and admitted == name.encode():
+            return name
+        try:
+            sign_in_through_hub(self.db, hub_user=hub_user, policies=self.srs.policies)
+        except SignInRefused:
+            # The refusal page renders with no one signed in, and admission is not retried.
+            self._current_user = None
+            raise
+        self.set_user_cookie(name)
+        return name
+
+
+@functools.cache
+def through_hub(handler: type[CheckerHandler]) -> type[CheckerHandler]:
+    """``handler`` with ``HubSignIn`` ahead of it, so the page signs people in through the hub
+    (its methods, templates and refusals are the page's own)."""
+    return type(handler.__name__, (HubSignIn, handler), {"__doc__": handler.__doc__})
+
+
+class HubSignInPage(CheckerHandler):
+    """``sign-in`` in hub mode: there is no form to fill, people sign in at the hub. A visit goes
+    to the queue (by the hub's OAuth if need be); a posted password is never looked at."""
+
+    def get(self) -> None:
+        self.redirect(self.srs.url("queue"))
+
+
+class HubOAuthCallback(HubSignIn, HubOAuthCallbackHandler, CheckerHandler):
+    """``oauth_callback``: where the hub sends a person back with an OAuth code. JupyterHub's
+    handler swaps it for a token, keeps the token in a cookie and goes on to the page first
+    asked for, where ``HubSignIn`` admits the person."""
+
+    def prepare(self) -> None:
+        # No session to refresh: this request is how one begins.
+        pass
+
+
 # ------------------------------------------------------------------ the application
 def _templates() -> Environment:
     environment = Environment(
@@ -743,14 +902,34 @@ def make_app(
     deployment: Deployment,
     policies: PolicySet,
     *,
-    base_url: str = "/",
+    base_url: str | None = None,
     cookie_secret: bytes | str | None = None,
+    hub: bool | None = None,
+    hub_auth: HubOAuth | None = None,
 ) -> tornado.web.Application:
-    """The checker UI as a Tornado application, every page under ``base_url``.
+    """The checker UI as a Tornado application, every page under ``base_url`` (default ``/``).
 
     ``cookie_secret`` defaults to ``load_cookie_secret(deployment)``. The registry is the
     deployment's database, which must have been created (``srs init``).
+
+    Hub mode (``hub=True``; by default whenever ``runs_as_hub_service()``): people sign in at
+    JupyterHub and arrive through its OAuth, the UI's own sign-in form is off, and the UI lives
+    at the service prefix the hub gave it (``/services/output-checking/``), with the OAuth
+    callback at ``<prefix>oauth_callback``. ``hub_auth`` is the hub's OAuth client, made from
+    the service environment unless given (tests give a stand-in).
     """
+    if hub is False and hub_auth is not None:
+        raise CheckerUIError("hub_auth is for hub mode; leave it out, or drop hub=False")
+    if hub_auth is None and (runs_as_hub_service() if hub is None else hub):
+        hub_auth = hub_oauth_from_environment()
+    if hub_auth is not None:
+        if base_url is not None and base_url.rstrip("/") != hub_auth.base_url.rstrip("/"):
+            raise CheckerUIError(
+                f"as a hub service the UI lives at the prefix the hub gave it, "
+                f"{hub_auth.base_url}, not {base_url}: leave out --base-url"
+            )
+        base_url = hub_auth.base_url
+    base_url = base_url or "/"
     if not base_url.startswith("/"):
         raise CheckerUIError(
             f"base_url must be an absolute path such as /services/x/, not {base_url!r}"
@@ -763,12 +942,13 @@ def make_app(
         registry=open_registry(deployment.database_url),
         base_url=base_url,
         templates=_templates(),
+        hub_auth=hub_auth,
     )
     number = r"(\d+)"
-    routes = [
+    routes: list[tuple[str, type[CheckerHandler]]] = [
         (base_url, RootHandler),
         (base_url.rstrip("/") or "/", RootHandler),
-        (ui.url("sign-in"), SignInHandler),
+        (ui.url("sign-in"), SignInHandler if hub_auth is None else HubSignInPage),
         (ui.url("sign-out"), SignOutHandler),
         (ui.url("queue"), QueueHandler),
         (ui.url("releases"), ReleasesHandler),
@@ -778,14 +958,20 @@ def make_app(
         (ui.url("requests", number, "outputs", number, "vote"), VoteHandler),
         (ui.url("outputs", number, "files", r"([A-Za-z0-9][A-Za-z0-9._-]*)"), FileHandler),
     ]
+    not_found: type[CheckerHandler] = NotFoundHandler
+    if hub_auth is not None:
+        routes = [(pattern, through_hub(handler)) for pattern, handler in routes]
+        routes.append((ui.url("oauth_callback"), HubOAuthCallback))
+        not_found = through_hub(NotFoundHandler)
     return tornado.web.Application(
         routes,
         srs=ui,
         cookie_secret=secret,
         xsrf_cookies=True,
+        # Under the prefix only; in hub mode JupyterHub's XSRF helpers set the cookie with these.
         xsrf_cookie_kwargs={"path": base_url, "httponly": True, "samesite": "Strict"},
-        login_url=ui.url("sign-in"),
-        default_handler_class=NotFoundHandler,
+        login_url=ui.url("sign-in") if hub_auth is None else hub_auth.login_url,
+        default_handler_class=not_found,
         static_path=str(STATIC),
         static_url_prefix=ui.url("static") + "/",
         serve_traceback=False,
@@ -797,14 +983,18 @@ def serve(
     policies: PolicySet,
     host: str = "127.0.0.1",
     port: int = 8765,
-    base_url: str = "/",
+    base_url: str | None = None,
+    hub: bool | None = None,
 ) -> None:
-    """Serve the checker UI until interrupted, printing its address first."""
-    app = make_app(deployment, policies, base_url=base_url)
+    """Serve the checker UI until interrupted, printing its address first (``make_app`` says
+    what ``base_url`` and ``hub`` do)."""
+    app = make_app(deployment, policies, base_url=base_url, hub=hub)
+    ui: CheckerUI = app.settings["srs"]
+    door = "sign-in through JupyterHub" if ui.hub_auth is not None else "its own sign-in form"
 
     async def run() -> None:
         app.listen(port, address=host)
-        print(f"Output checkers' UI: http://{host}:{port}{base_url.rstrip('/')}/", flush=True)
+        print(f"Output checkers' UI: http://{host}:{port}{ui.base_url} ({door})", flush=True)
         await asyncio.Event().wait()
 
     try:

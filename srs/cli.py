@@ -107,6 +107,10 @@ for sub, name in (
     (synth_app, "synth"),
 ):
     app.add_typer(sub, name=name)
+hub_app = typer.Typer(
+    help="JupyterHub for researchers: write its config and start it.", no_args_is_help=True
+)
+app.add_typer(hub_app, name="hub")
 
 
 class UsageError(SRSError):
@@ -194,6 +198,9 @@ def init(
     if deployment.is_initialised():
         raise UsageError(f"{deployment.home} is already a deployment; nothing was changed")
     deployment.home.mkdir(parents=True, exist_ok=True)
+    # Private to the account that runs the deployment: researchers' Unix accounts (the hub's
+    # spawner) must not read the registry, the vault or the key (`srs hub start` checks this).
+    deployment.home.chmod(0o700)
     deployment.vault_dir.mkdir(mode=0o700, exist_ok=True)
     if os.environ.get(MASTER_KEY_ENV):
         key_note = f"master key taken from {MASTER_KEY_ENV}"
@@ -1189,13 +1196,30 @@ def checker_serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8765, help="Port."),
-    base_url: str = typer.Option("/", help="URL prefix, e.g. /services/output-checking/."),
+    base_url: str = typer.Option(
+        None, help="URL prefix, e.g. /ui/ (default /; as a hub service, the hub's prefix)."
+    ),
+    hub: bool = typer.Option(
+        None,
+        "--hub/--no-hub",
+        help="Sign people in through JupyterHub's OAuth, as the hub's output-checking service "
+        "(default: when JupyterHub started this process as a service).",
+    ),
 ) -> None:
-    """Serve the output checkers' web UI (sign in with a registry account holding `checker`)."""
+    """Serve the output checkers' web UI (registry accounts holding `checker`), signing them in
+    with its own form, or through JupyterHub as the hub's service (`srs hub start` runs it so,
+    at /services/output-checking/)."""
     from output_checking.web import serve
 
     state: CommandContext = ctx.obj
-    serve(state.require_initialised(), state.policies, host=host, port=port, base_url=base_url)
+    serve(
+        state.require_initialised(),
+        state.policies,
+        host=host,
+        port=port,
+        base_url=base_url,
+        hub=hub,
+    )
 
 
 # ---------------------------------------------------------------- synthetic replicas
@@ -1319,6 +1343,145 @@ def synth_export(
         f"{exported.tables} tables; package validates against its schema: {exported.valid}"
     )
     console.print(f'  load it with: srs.open_data("cross_justice", path="{exported.path}")')
+
+
+# ---------------------------------------------------------------- JupyterHub
+def _write_hub_config(
+    state: CommandContext, port: int, user_home_base: Path | None, project_root: Path | None
+) -> Path:
+    from srs.hub.config import write_config
+
+    folders = {"user_home_base": user_home_base, "project_root": project_root}
+    return write_config(
+        state.require_initialised(),
+        state.policies,
+        port=port,
+        **{name: folder for name, folder in folders.items() if folder is not None},
+    )
+
+
+_HUB_PORT = typer.Option(8000, help="Loopback port researchers connect to (uses 5 from here).")
+_USER_HOME_BASE = typer.Option(
+    None, help="Folder of the researchers' Unix home folders (default /srv/srs/home)."
+)
+_PROJECT_ROOT = typer.Option(
+    None, help="Folder of the projects' shared folders (default /srv/srs/projects)."
+)
+
+
+@hub_app.command("config")
+def hub_config(
+    ctx: typer.Context,
+    port: int = _HUB_PORT,
+    user_home_base: Path = _USER_HOME_BASE,
+    project_root: Path = _PROJECT_ROOT,
+) -> None:
+    """Write HOME/hub/jupyterhub_config.py and print its path.
+
+    The config signs people in against the registry, runs each researcher's server as their own
+    Unix account, and starts the environment API and the idle culler as hub services.
+    """
+    console.print(str(_write_hub_config(ctx.obj, port, user_home_base, project_root)))
+
+
+@hub_app.command("start")
+def hub_start(
+    ctx: typer.Context,
+    port: int = _HUB_PORT,
+    user_home_base: Path = _USER_HOME_BASE,
+    project_root: Path = _PROJECT_ROOT,
+) -> None:
+    """Write the config and run JupyterHub with it (as root).
+
+    Root, because the hub creates the researchers' Unix accounts and starts their servers as
+    them. Refuses to start if the deployment folder is open to other accounts.
+    """
+    from srs.hub.config import (
+        HubPorts,
+        check_deployment_private,
+        checker_url,
+        jupyterhub_program,
+        proxy_program,
+    )
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    check_deployment_private(deployment)
+    proxy_program()
+    if os.geteuid() != 0:
+        raise UsageError("run `srs hub start` as root: the hub creates researchers' Unix accounts")
+    config = _write_hub_config(state, port, user_home_base, project_root)
+    program = str(jupyterhub_program())
+    console.print(f"Starting JupyterHub on http://127.0.0.1:{port}/ with {config}")
+    console.print(f"Output checkers sign in there and use {checker_url(HubPorts(port))}")
+    sys.stdout.flush()
+    os.chdir(config.parent)
+    os.execv(program, [program, "-f", str(config)])
+
+
+# ---------------------------------------------------------------- notebooks
+@app.command("run")
+def run_notebook_command(
+    ctx: typer.Context,
+    notebook: Path = typer.Argument(
+        ..., help="The notebook (.ipynb) to run, e.g. notebooks/remand.ipynb."
+    ),
+    on: str = typer.Option(
+        ..., "--on", help="synthetic (the deployment's replica) or vault (the project's data)."
+    ),
+    project: str = typer.Option(
+        None,
+        "--project",
+        envvar="SRS_PROJECT",
+        help="The project to work in (default SRS_PROJECT).",
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="Folder for the executed notebook (default HOME/runs/<project>/)."
+    ),
+    parameter: list[str] = typer.Option(
+        None, "-p", "--parameter", help="A notebook parameter KEY=VALUE (repeatable)."
+    ),
+) -> None:
+    """Run a notebook with papermill as you, in PROJECT, on the synthetic replica or the vault
+    data (its `source` parameter), save the executed notebook, and report the outputs it recorded
+    into the project's queue and its release request. A failing cell exits 2 with its error (the
+    executed notebook is still saved)."""
+    from srs.notebook_runs import NotebookRunError, parse_parameter, run_notebook
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    if not project:
+        raise NotebookRunError(
+            "say which project to work in: add --project CODE (or set SRS_PROJECT)"
+        )
+    parameters = dict(parse_parameter(text) for text in parameter or [])
+    user = state.actor()
+    console.print(f"Running {escape(str(notebook))} on {on} data as {user} in {project}")
+    run = run_notebook(
+        deployment,
+        state.policies,
+        notebook=notebook,
+        source=on,
+        user=user,
+        project=project,
+        out=out,
+        parameters=parameters,
+        progress=console.is_terminal,
+    )
+    console.print(f"Executed notebook: {run.executed} ({run.seconds:.1f} s)")
+    for output in run.outputs:
+        console.print(f"  recorded {escape(str(output))}")
+    if not run.outputs:
+        console.print("  it recorded no outputs")
+    for request_id in run.request_ids:
+        console.print(f"  release request #{request_id} is in the checkers' queue")
+    if run.error:
+        error_console.print(
+            f"[red]error:[/] the notebook failed at {escape(run.error)}; see {run.executed}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    console.print(f"[green]Ran[/] {escape(notebook.name)} on {on} data")
 
 
 # ---------------------------------------------------------------- demo

@@ -1,16 +1,18 @@
-"""The end-to-end demonstration behind ``make demo``: from simulated agency extracts to a
-researcher reading linked, de-identified data through the access check.
+"""The end-to-end demonstration behind ``make demo``: the whole journey on a small simulated
+population, from agency extracts to a signed release.
 
-It builds a fresh deployment in a folder of its own, registers a steward, researchers and a
-checker, creates a project; simulates a small population's extracts, ingests them (rejecting
-a few deliberately broken rows), links persons with Splink and reports linkage quality against
-the ground truth, builds and stores the linked research datasets, grants one to the project,
-reads it back as a researcher, shows the refusals the rules require, releases differentially
-private statistics against the project's budget; then the researcher's session makes checked
-tables and a regression and submits them, two checkers review them (one output rejected), a
-signed release bundle of the approved outputs is created and verified, and the audit log is
-verified; finally a synthetic replica is built, gated against held-out persons, evaluated and
-exported as an open-data package.
+It builds a fresh deployment in a folder of its own, registers a steward, researchers and
+checkers, creates a project; simulates the extracts, ingests them (rejecting a few deliberately
+broken rows), links persons with Splink and reports linkage quality against the ground truth,
+builds and stores the linked research datasets, grants them to the project, reads one back as
+a researcher and shows the refusals the rules require; releases differentially private
+statistics against the project's budget; builds a synthetic replica, gates it against held-out
+persons, evaluates it and exports it as an open-data package; runs the project's notebooks with
+papermill on the synthetic replica and on the vault data (each submitting its outputs) and the
+student notebook on the open export; the researcher's session makes checked tables and a
+regression and submits them; two checkers review every request (a scripted decision: one
+output rejected), signed release bundles of the approved outputs are created and verified, and
+the audit log is verified. It ends with how to start the checker UI and JupyterHub.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ DEMO_SEED = 20261122
 DEMO_PERSONS = 3000
 # Demo-only passwords, printed so the checker UI can be tried; a real deployment sets its own.
 DEMO_CHECKER_PASSWORDS = {"cho": "demo checker cho", "chen": "demo checker chen"}
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+RESEARCH_NOTEBOOKS = ("victim_attrition.ipynb", "reoffending.ipynb", "remand.ipynb")
 
 
 def run_demo(home: Path, console: Console) -> None:
@@ -49,7 +53,8 @@ def run_demo(home: Path, console: Console) -> None:
             raise SRSError(f"{home} exists and is not a demo deployment; choose another --home")
         shutil.rmtree(home)
     deployment = Deployment.at(home, database_url=f"sqlite:///{home / 'srs.db'}")
-    home.mkdir(parents=True)
+    home.mkdir(parents=True, mode=0o700)
+    home.chmod(0o700)  # as `srs init`: private, so `srs hub start` accepts it
     deployment.vault_dir.mkdir(mode=0o700)
     master_key = generate_master_key()
     write_key_file(deployment.key_file, master_key)
@@ -218,11 +223,17 @@ def run_demo(home: Path, console: Console) -> None:
             )
         except AccessDenied as exc:
             say(f"ana tried to grant herself a dataset: {exc.reason}")
+        for name in ("linked/persons", "linked/victims", "linked/reoffending"):
+            projects.grant_dataset(
+                s, actor="steward", policies=policies, code="P2026-001", dataset_name=name
+            )
+        say("Steward granted the rest of the linked set to P2026-001 for the project's notebooks")
 
         _differential_privacy(s, policies, frame, say, console)
         s.commit()
-        release = _output_checking(deployment, registry, policies, say, console)
-        _open_data(deployment, registry, vault, policies, say)
+        export = _open_data(deployment, registry, vault, policies, say)
+        runs = _notebooks(deployment, policies, export, say, console)
+        release = _output_checking(deployment, registry, policies, say, console, runs)
 
         report = verify_chain(s)
         say(f"Audit log verified: {report.events_checked} events, chain intact = {report.intact}")
@@ -245,6 +256,13 @@ def run_demo(home: Path, console: Console) -> None:
     )
     console.print(
         f"     srs --home {home} checker serve   (sign in as cho / {DEMO_CHECKER_PASSWORDS['cho']!r})"
+    )
+    console.print(
+        f"     srs --home {home} --as ana run notebooks/remand.ipynb --on synthetic --project P2026-001"
+    )
+    console.print(
+        f"     sudo srs --home {home} hub start   (JupyterHub on http://127.0.0.1:8000; as root, "
+        "as researchers get Unix accounts; the checker UI is at /services/output-checking/)"
     )
 
 
@@ -313,9 +331,10 @@ def _differential_privacy(session, policies, journeys, say, console: Console) ->
     )
 
 
-def _output_checking(deployment, registry, policies, say, console: Console) -> Path:
+def _output_checking(deployment, registry, policies, say, console: Console, runs=()) -> Path:
     """ana's session makes outputs and submits them with the DP results; two checkers review
-    them (the unsafe table is rejected), cho releases the approved ones as a signed bundle."""
+    them (the unsafe table is rejected), cho releases the approved ones as a signed bundle. The
+    notebooks' requests get the same scripted review, and the vault runs' are released too."""
     import srs
     from output_checking.release import (
         create_release,
@@ -323,7 +342,7 @@ def _output_checking(deployment, registry, policies, say, console: Console) -> P
         releases_dir,
         verify_release,
     )
-    from output_checking.workflow import get_request, vote
+    from output_checking.workflow import WorkflowError, get_request, vote
     from srs.registry.sign_in import set_password
 
     today = date.today()
@@ -352,6 +371,7 @@ def _output_checking(deployment, registry, policies, say, console: Console) -> P
         )
         session.ols("age_at_offence ~ C(sex) + C(court)", journeys)
         drafts = session.outputs()
+        drafts = drafts[drafts["request"].isna()]  # the notebooks' outputs went with their runs
         say(
             "ana's session made checked outputs: "
             + "; ".join(f"#{i} {row['name']} ({row['checks']})" for i, row in drafts.iterrows())
@@ -386,10 +406,53 @@ def _output_checking(deployment, registry, policies, say, console: Console) -> P
         f"cho released it as a signed bundle {bundle} ({release.file_count} files, Ed25519 key "
         f"{release.signing_key_fingerprint[:16]}...): {report.summary()}"
     )
+    decided: dict[str, int] = {}
+    released = []
+    with registry.sessions() as s:
+        for run in runs:
+            for output in run.outputs:
+                for checker in DEMO_CHECKER_PASSWORDS:
+                    try:
+                        vote(
+                            s,
+                            output_id=output.id,
+                            checker=checker,
+                            policies=policies,
+                            decision="approve",
+                        )
+                    except WorkflowError:
+                        # The differencing check found a table that would undo a released one.
+                        vote(
+                            s,
+                            output_id=output.id,
+                            checker=checker,
+                            policies=policies,
+                            decision="reject",
+                            comment="differs disclosively from a released table",
+                        )
+            for request_id in run.request_ids:
+                status = get_request(s, request_id).status
+                decided[status] = decided.get(status, 0) + 1
+                if run.source == "vault" and status == "approved":
+                    done = create_release(
+                        s,
+                        request_id=request_id,
+                        actor="cho",
+                        policies=policies,
+                        deployment=deployment,
+                    )
+                    released.append(releases_dir(deployment) / done.bundle_name)
+    verified = [verify_release(path, public_key_path(deployment)).valid for path in released]
+    say(
+        "The checkers reviewed the notebooks' requests too ("
+        + ", ".join(f"{n} {status}" for status, n in sorted(decided.items()))
+        + f"); cho released the vault runs' approved ones as {len(released)} more signed "
+        f"bundles, {sum(verified)} verified"
+    )
     return bundle
 
 
-def _open_data(deployment, registry, vault, policies, say) -> None:
+def _open_data(deployment, registry, vault, policies, say) -> Path:
     """The steward builds a synthetic replica, its gates and fidelity are reported, and it is
     exported as an open-data package that loads with ``srs.open_data``."""
     from srs.replicas import build_replica_in_vault, export_open_data
@@ -413,3 +476,50 @@ def _open_data(deployment, registry, vault, policies, say) -> None:
         f"validates: {exported.valid}); srs.open_data loads "
         + ", ".join(f"{name} ({len(t):,})" for name, t in tables.items())
     )
+    return exported.path
+
+
+def _notebooks(deployment, policies, export: Path, say, console: Console) -> list:
+    """The project's notebooks run with papermill, unchanged, on the deployment's synthetic
+    replica and then on the vault data (``srs run``), each submitting its outputs; the student
+    notebook runs on the open export in a practice session, as a student's would."""
+    from srs.notebook_runs import execute_notebook, run_notebook
+
+    folder = NOTEBOOKS
+    if not folder.is_dir():
+        raise SRSError(f"the notebooks folder {folder} is missing: run the demo from a checkout")
+    runs_dir = deployment.home / "runs"
+    runs = []
+    for name in RESEARCH_NOTEBOOKS:
+        for source in ("synthetic", "vault"):
+            run = run_notebook(
+                deployment,
+                policies,
+                notebook=folder / name,
+                source=source,
+                user="ana",
+                project="P2026-001",
+                out=runs_dir / source,
+            )
+            if not run.succeeded:
+                raise SRSError(f"notebook {name} failed on the {source} data: {run.error}")
+            runs.append(run)
+            console.print(
+                f"      {name} on {source}: {len(run.outputs)} outputs, release request "
+                f"#{', #'.join(map(str, run.request_ids))}, {run.seconds:.0f} s -> {run.executed}"
+            )
+    say(
+        f"Ran {len(RESEARCH_NOTEBOOKS)} project notebooks with papermill, unchanged, on the "
+        "synthetic replica and on the vault data (srs run); each recorded checked outputs and "
+        "submitted them"
+    )
+    student = runs_dir / "student_introduction-open.ipynb"
+    execute_notebook(
+        folder / "student_introduction.ipynb",
+        student,
+        parameters={"source": "open", "open_data_path": str(export)},
+        environment={"SRS_HOME": None, "SRS_USER": None, "SRS_PROJECT": None},
+        cwd=runs_dir,
+    )
+    say(f"Ran the student introduction on the open export, no accreditation needed: {student}")
+    return runs

@@ -5,7 +5,9 @@ The edges of ``synthetic/``: a steward's ``build_replica_in_vault`` reads the li
 figures to ``HOME/synthetic/``, and stores it in the vault as public ``synthetic/*`` data only
 when every privacy gate passed (a failure is audited and raised with its reasons).
 ``export_open_data`` writes the stored replica as an open-data package for anyone with
-``synthetic.read``. The CLI (``srs synth``) and the demo call these.
+``synthetic.read``. The CLI (``srs synth``) and the demo call these. A researcher session on
+the ``synthetic`` source reads a stored replica in place of its linked dataset
+(``read_replica``, ``stored_replicas``).
 """
 
 from __future__ import annotations
@@ -13,28 +15,74 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from srs.audit import record_event
 from srs.deployment import Deployment
 from srs.errors import SRSError
 from srs.policy import PolicySet
+from srs.registry.models import Dataset
 from srs.vault import Vault
-from synthetic.export import export_replica, validate_package
-from synthetic.open_replica import EvaluatedReplica, make_open_replica
-from synthetic.report import render_report
+
+if TYPE_CHECKING:
+    from synthetic.open_replica import EvaluatedReplica
 
 LINKED_SET = ("linked/persons", "linked/journeys", "linked/victims", "linked/reoffending")
+LINKED_AREA, SYNTHETIC_AREA = "linked/", "synthetic/"
 
 
 class ReplicaRefused(SRSError):
     """A replica failed its privacy gates (or was asked for wrongly) and was not stored."""
 
 
+class ReplicaNotFound(SRSError):
+    """No replica of the linked dataset asked for is stored; the message says how to get one."""
+
+
 def synthetic_name(linked_name: str) -> str:
     """The vault name of a linked dataset's replica: ``linked/persons`` -> ``synthetic/persons``."""
-    return "synthetic/" + linked_name.split("/", 1)[1]
+    return SYNTHETIC_AREA + linked_name.split("/", 1)[1]
+
+
+def linked_name(replica_name: str) -> str:
+    """The linked dataset a replica stands for: ``synthetic/persons`` -> ``linked/persons``."""
+    return LINKED_AREA + replica_name.split("/", 1)[1]
+
+
+def stored_replicas(session: Session) -> list[str]:
+    """The linked datasets the vault holds a replica of, by their linked names, sorted."""
+    names = session.execute(
+        select(Dataset.name).where(Dataset.name.startswith(SYNTHETIC_AREA)).distinct()
+    ).scalars()
+    return sorted(linked_name(name) for name in names)
+
+
+def read_replica(
+    session: Session, vault: Vault, name: str, *, actor: str, version: int | None = None
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The stored replica of linked dataset ``name`` and its data dictionary, read in its place
+    (``synthetic.read``, audited): what a session on the ``synthetic`` source reads.
+
+    >>> frame, dictionary = read_replica(db, vault, "linked/journeys", actor="ana")  # doctest: +SKIP
+    """
+    if not name.startswith(LINKED_AREA):
+        raise ReplicaNotFound(
+            f"on synthetic data, name a linked dataset (e.g. linked/journeys), not {name!r}: "
+            "replicas stand in for the linked datasets"
+        )
+    stored = synthetic_name(name)
+    if not vault.exists(session, stored):
+        held = ", ".join(stored_replicas(session)) or "none"
+        raise ReplicaNotFound(
+            f"the deployment holds no synthetic replica of {name} (replicas of: {held}); a "
+            "steward builds them with `srs synth build`"
+        )
+    frame = vault.read_synthetic(session, stored, actor=actor, version=version)
+    return frame, list(vault.get(session, stored, version).data_dictionary)
 
 
 def reports_dir(deployment: Deployment, passed: bool = True) -> Path:
@@ -66,6 +114,10 @@ def build_replica_in_vault(
     progress: bool = False,
 ) -> BuiltReplica:
     """Build, gate and evaluate a replica of the linked set; store it only if it passed."""
+    # Loaded here, not at import: sessions reading replicas need none of the synthesisers.
+    from synthetic.open_replica import make_open_replica
+    from synthetic.report import render_report
+
     asked = tuple(datasets or LINKED_SET)
     if sorted(asked) != sorted(LINKED_SET):
         raise ReplicaRefused(
@@ -158,6 +210,8 @@ def export_open_data(
     overwrite: bool = False,
 ) -> ExportedPackage:
     """Export the stored replica (``synthetic.read``, audited) with its passing reports."""
+    from synthetic.export import export_replica, validate_package
+
     folder = reports_dir(deployment, True)
     if not (folder / "privacy.json").exists():
         raise ReplicaRefused("no replica has passed its gates yet; run `srs synth build` first")

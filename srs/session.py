@@ -27,7 +27,7 @@ import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -67,8 +67,27 @@ from srs.registry import Registry, open_registry
 from srs.registry.models import Grant, Output, Project
 from srs.vault import Vault
 
+if TYPE_CHECKING:
+    from srs.hub.client import RemoteSession
+
 USER_ENV = "SRS_USER"
 PROJECT_ENV = "SRS_PROJECT"
+# Set by the hub's spawner: the environment API a kernel in the hub works through.
+API_URL_ENV = "SRS_API_URL"
+# Where a session's data come from (``srs.session(source=...)``): the project's vault data, the
+# deployment's stored synthetic replica of them, or the open export in a practice deployment.
+VAULT, SYNTHETIC, OPEN = "vault", "synthetic", "open"
+SOURCES = (VAULT, SYNTHETIC, OPEN)
+# Put at the head of the context of every output made on synthetic data, so checkers see it.
+SYNTHETIC_CONTEXT = {
+    SYNTHETIC: "[computed on SYNTHETIC data: the deployment's replica synthetic/*, not the real "
+    "linked data]",
+    OPEN: "[computed on SYNTHETIC open data in a practice session, not the real linked data]",
+}
+SYNTHETIC_SOURCE_NOTICE = (
+    "SYNTHETIC DATA: this session reads the deployment's synthetic replica (synthetic/*) in "
+    "place of each linked dataset; every output it records is marked as computed on synthetic data."
+)
 PERSON_KEY = "person_key"
 # ``unit="auto"``: count persons (person_key) when the data has them, else rows.
 AUTO = "auto"
@@ -495,6 +514,41 @@ def _from_environment(value: str | None, variable: str, what: str, example: str)
     return value
 
 
+def _check_source(
+    source: str,
+    user: str | None,
+    project: str | None,
+    home: str | os.PathLike | None,
+    deployment: Deployment | None,
+    open_data_path: str | os.PathLike | None,
+    practice_home: str | os.PathLike | None,
+) -> None:
+    """Refuse a data source the session cannot give, or options that do not apply to it."""
+    if source not in SOURCES:
+        raise SessionError(
+            f"source must be 'vault' (the project's data), 'synthetic' (the deployment's stored "
+            f"replica of them) or 'open' (a practice session on the open synthetic data), not "
+            f"{source!r}"
+        )
+    if source == OPEN:
+        given = [n for n, v in (("user", user), ("project", project)) if v is not None]
+        given += [n for n, v in (("home", home), ("deployment", deployment)) if v is not None]
+        if given:
+            raise SessionError(
+                "a practice session (source='open') has a practice researcher, project and "
+                f"deployment of its own: leave out {', '.join(given)}"
+            )
+        return
+    for option, value in (("open_data_path", open_data_path), ("practice_home", practice_home)):
+        if value is not None:
+            raise SessionError(f"{option} applies only to source='open', not to {source!r}")
+    if source == SYNTHETIC and home is None and deployment is None and os.environ.get(API_URL_ENV):
+        raise SessionError(
+            "source='synthetic' is not served through the hub's environment API: inside the hub, "
+            "use source='vault', or source='open' with the open-data export"
+        )
+
+
 def session(
     user: str | None = None,
     project: str | None = None,
@@ -502,7 +556,10 @@ def session(
     *,
     deployment: Deployment | None = None,
     policies: PolicySet | None = None,
-) -> ResearchSession:
+    source: str = VAULT,
+    open_data_path: str | os.PathLike | None = None,
+    practice_home: str | os.PathLike | None = None,
+) -> ResearchSession | RemoteSession:
     """Start working as ``user`` in ``project``; both default to ``SRS_USER`` and ``SRS_PROJECT``.
 
     ``home`` is the deployment folder (default ``SRS_HOME``, else ``./srs-home``); policies come
@@ -510,11 +567,32 @@ def session(
     project now (accredited, trained, a member of a running project): ``AccessDenied`` says
     why not, and the refusal is audited.
 
+    Inside JupyterHub (``SRS_API_URL`` set by the spawner, and no ``home`` or ``deployment``
+    given) the kernel holds no key, so this returns a ``srs.hub.client.RemoteSession``: the same
+    methods, run by the environment API for the person and project of ``SRS_SESSION_TOKEN``
+    (``user`` and ``project``, if given, must be those).
+
+    ``source`` says where ``dataset("linked/...")`` reads from, so the same notebook runs on
+    each: ``"vault"`` (the project's granted data); ``"synthetic"`` (the deployment's stored
+    replica ``synthetic/...`` of each linked dataset, in the same project; every output's
+    context says it was computed on synthetic data); ``"open"`` (a practice session on the open
+    export at ``open_data_path``, in a throwaway deployment: see ``srs.practice``).
+
     >>> import srs
     >>> s = srs.session(user="ana", project="P001", home="/srv/srs")  # doctest: +SKIP
     >>> s.datasets()                                                  # doctest: +SKIP
     ['linked/journeys', 'linked/persons']
+    >>> s = srs.session(source="open", open_data_path="open-data/cross_justice")  # doctest: +SKIP
     """
+    _check_source(source, user, project, home, deployment, open_data_path, practice_home)
+    if source == OPEN:
+        from srs.practice import practice_session
+
+        return practice_session(open_data_path, practice_home=practice_home, policies=policies)
+    if home is None and deployment is None and os.environ.get(API_URL_ENV, "").strip():
+        from srs.hub.client import RemoteSession
+
+        return RemoteSession.from_environment(user=user, project=project, policies=policies)
     user = _from_environment(user, USER_ENV, "researcher", "user='ana', project='P001'")
     project = _from_environment(project, PROJECT_ENV, "project", "user='ana', project='P001'")
     if deployment is not None and home is not None:
@@ -544,6 +622,7 @@ def session(
         registry=registry,
         policies=policies,
         vault=Vault(deployment, policies),
+        source=source,
     )
 
 
@@ -554,6 +633,10 @@ class ResearchSession:
     Every analysis returns the protected result and records a draft output; its id is in
     ``frame.attrs["srs_output_id"]`` and ``s.last_output``. Outputs are named from what they
     show unless ``name=`` is given; a name already used gets ``(2)``, ``(3)``...
+
+    ``source`` is where its data come from (``vault``, ``synthetic`` or ``open``; see
+    ``srs.session.session``); on synthetic data ``notice`` says so and every output's context
+    starts with a note a checker sees.
     """
 
     def __init__(
@@ -565,19 +648,33 @@ class ResearchSession:
         registry: Registry,
         policies: PolicySet,
         vault: Vault,
+        source: str = VAULT,
+        notice: str | None = None,
     ) -> None:
         self.user = user
         self.project = project
         self.deployment = deployment
         self.policies = policies
+        self.source = source
+        self.notice = notice or (SYNTHETIC_SOURCE_NOTICE if source == SYNTHETIC else None)
         self._registry = registry
         self._vault = vault
         self._dictionaries: dict[str, list[dict[str, Any]]] = {}
         self.last_output: OutputSummary | None = None
         self.dp = DifferentialPrivacy(self)
+        if self.notice:
+            print(f"NOTE: {self.notice}")
 
     def __repr__(self) -> str:
-        return f"<srs session: {self.user} in {self.project} ({self.deployment.home})>"
+        on = "" if self.source == VAULT else f", on {self.source} data"
+        return f"<srs session: {self.user} in {self.project} ({self.deployment.home}{on})>"
+
+    def _context(self, context: str) -> str:
+        """The context an output is recorded with: on synthetic data, led by a note saying so."""
+        note = SYNTHETIC_CONTEXT.get(self.source)
+        if not note or context.startswith(note):
+            return context
+        return f"{note} {context}".strip()
 
     def close(self) -> None:
         """Release the session's database connections."""
@@ -591,8 +688,13 @@ class ResearchSession:
 
     # -------------------------------------------------------------- data
     def datasets(self) -> list[str]:
-        """Names of the datasets granted to the project (revoked grants left out)."""
+        """Names of the datasets granted to the project (revoked grants left out); on the
+        ``synthetic`` source, the linked datasets the deployment holds a replica of."""
         with self._registry.sessions() as db:
+            if self.source == SYNTHETIC:
+                from srs.replicas import stored_replicas
+
+                return stored_replicas(db)
             return list(
                 db.execute(
                     select(Grant.dataset_name)
@@ -614,10 +716,18 @@ class ResearchSession:
         if engine not in ENGINES:
             raise SessionError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
         with self._registry.sessions() as db:
-            frame = self._vault.read(
-                db, name, actor=self.user, project=self.project, version=version
-            )
-            self._dictionaries[name] = list(self._vault.get(db, name, version).data_dictionary)
+            if self.source == SYNTHETIC:
+                from srs.replicas import read_replica
+
+                frame, dictionary = read_replica(
+                    db, self._vault, name, actor=self.user, version=version
+                )
+            else:
+                frame = self._vault.read(
+                    db, name, actor=self.user, project=self.project, version=version
+                )
+                dictionary = self._vault.get(db, name, version).data_dictionary
+            self._dictionaries[name] = list(dictionary)
         frame.attrs[DATASET] = name
         if engine == "polars":
             import polars as pl
@@ -691,7 +801,7 @@ class ResearchSession:
                     name=name,
                     content=content,
                     checks=draft.checks,
-                    context=context,
+                    context=self._context(context),
                     controls=controls,
                     files=files,
                     file_rules=file_gate_rules(self.policies),
@@ -974,6 +1084,7 @@ class ResearchSession:
     ) -> OutputSummary:
         """Say what an output is (``context``) and which disclosure controls you applied
         (``controls``): checkers read both."""
+        context = None if context is None else self._context(context)
         return self._change(describe_output, output, context=context, controls=controls)
 
     def comment(self, output: Any, text: str) -> OutputSummary:
@@ -1117,7 +1228,7 @@ class DifferentialPrivacy:
                 accuracy=accuracy,
                 dictionary=dictionary,
                 name=name,
-                context=context,
+                context=session._context(context),
             )
             summary = OutputSummary.of(get_output(db, released.output_id))
         session.last_output = summary
@@ -1212,7 +1323,7 @@ class DifferentialPrivacy:
                 seed=seed,
                 dataset=dataset,
                 name=name,
-                context=context,
+                context=session._context(context),
             )
             summary = OutputSummary.of(get_output(db, released.output_id))
         session.last_output = summary
@@ -1268,9 +1379,21 @@ class _SessionModule(types.ModuleType):
         *,
         deployment: Deployment | None = None,
         policies: PolicySet | None = None,
-    ) -> ResearchSession:
+        source: str = VAULT,
+        open_data_path: str | os.PathLike | None = None,
+        practice_home: str | os.PathLike | None = None,
+    ) -> ResearchSession | RemoteSession:
         """Start working as ``user`` in ``project``: see ``srs.session.session``."""
-        return session(user, project, home, deployment=deployment, policies=policies)
+        return session(
+            user,
+            project,
+            home,
+            deployment=deployment,
+            policies=policies,
+            source=source,
+            open_data_path=open_data_path,
+            practice_home=practice_home,
+        )
 
 
 sys.modules[__name__].__class__ = _SessionModule

@@ -1,4 +1,5 @@
-"""The registry's tables: researchers, projects and their members, datasets, grants, audit events.
+"""The registry's tables: researchers, projects and their members, datasets, grants, outputs,
+hub sessions, audit events.
 
 These SQLAlchemy 2 models are the state of the environment (safe people, safe projects, safe
 data's catalogue). The schema is created and changed only by the Alembic migrations in
@@ -263,6 +264,21 @@ class Release(Base):
     signing_key_fingerprint: Mapped[str] = mapped_column(String(64))
     file_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class HubSession(Base):
+    """A researcher's Jupyter server in one project, as the environment API knows it: by the
+    SHA-256 of its session token (the token itself is never stored), until it expires or ends."""
+
+    __tablename__ = "hub_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
+    project_code: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuditEvent(Base):

@@ -81,6 +81,25 @@ def test_a_total_over_a_few_people_is_hidden_even_when_its_cells_are(policies) -
     assert published.table.loc[TOTAL, TOTAL] % 5 == 0
 
 
+def test_a_value_seen_only_beside_a_missing_key_is_left_out_as_in_pandas(policies) -> None:
+    # Cases with no further action never reach a court: their court is missing, so, as in
+    # pandas.crosstab, "nfa" has no complete record and is no row of the table (nor an error).
+    data = journeys().query("court != 'youth'").assign(decision="charged")
+    data.loc[data.index[-40:], ["decision", "court"]] = ["nfa", None]
+    published = publishable_table(
+        data, index="decision", columns="court", unit="person_key", profile=policies.sdc.active
+    )
+    assert list(published.table.index) == ["charged", TOTAL]
+    without = publishable_table(
+        data.dropna(subset=["court"]),
+        index="decision",
+        columns="court",
+        unit="person_key",
+        profile=policies.sdc.active,
+    )
+    pd.testing.assert_frame_equal(published.table, without.table)
+
+
 def test_mean_tables_have_failing_cells_hidden_and_no_margins(policies) -> None:
     published = publishable_table(
         journeys(),

@@ -1,21 +1,28 @@
 """The checker web UI over real HTTP: sign-in, XSRF, roles, blinding, the two-person rule,
-escaping of researchers' text, files, and refusals shown as messages (not server errors)."""
+escaping of researchers' text, files, and refusals shown as messages (not server errors); and
+hub mode, signed in through JupyterHub's OAuth (a stand-in hub here; tests/hub has the real one).
+"""
 
 from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import re
+import secrets
 import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import matplotlib
 import pandas as pd
 import pytest
 import requests
+from jupyterhub.services.auth import HubOAuth
 from sqlalchemy import select, update
 from tornado.web import create_signed_value
 from workflow_fixtures import SECOND_CHECKER, add_checker
@@ -25,12 +32,14 @@ from output_checking.outputs import file_gate_rules, record_output, table_conten
 from output_checking.web import (
     COOKIE_SECRET_ENV,
     COOKIE_SECRET_FILE,
+    HUB_SERVICE_ENVIRONMENT,
     BackgroundServer,
     CheckerUIError,
     cell_evidence,
     load_cookie_secret,
     make_app,
     render_table,
+    runs_as_hub_service,
 )
 from output_checking.workflow import create_request, submit_request
 from registry_fixtures import PROJECT, populate
@@ -530,6 +539,168 @@ def test_the_ui_lives_under_its_base_url(scenario, policies) -> None:
         cookie = next(c for c in cho.http.cookies if c.name == "srs-checker-user")
         assert cookie.path == "/services/output-checking/"
         assert requests.get(running.url.split("/services")[0] + "/queue").status_code == 404
+
+
+# ------------------------------------------------------------------ hub mode
+HUB_PREFIX = "/services/output-checking/"
+ACCESS = "access:services!service=output-checking"
+
+
+class StandInHub(HubOAuth):
+    """JupyterHub's side of OAuth, answered from memory: the one network call ``HubOAuth`` makes
+    (``_api_request``) swaps an OAuth code for a token, and names the person a token belongs to."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            api_url="http://127.0.0.1:9/hub/api",  # never reached
+            api_token="the-service-token",
+            oauth_client_id="service-output-checking",
+            base_url=HUB_PREFIX,
+            access_scopes={ACCESS},
+        )
+        self.tokens: dict[str, str] = {}
+        self.people: dict[str, dict[str, Any]] = {}
+
+    def code_for(
+        self, name: str, *, kind: str = "user", scopes: tuple[str, ...] = (ACCESS,)
+    ) -> str:
+        """An OAuth code for ``name``, as the hub's authorize page would give after sign-in."""
+        code, token = secrets.token_hex(8), secrets.token_hex(16)
+        self.tokens[code] = token
+        self.people[token] = {"kind": kind, "name": name, "scopes": list(scopes), "groups": []}
+        return code
+
+    async def _api_request(self, method: str, url: str, **kwargs: Any) -> dict | None:
+        if url.endswith("/oauth2/token"):
+            (code,) = parse_qs(kwargs["body"].decode())["code"]
+            return {"access_token": self.tokens.pop(code)}
+        token = kwargs["headers"]["Authorization"].removeprefix("token ")
+        return self.people.get(token)  # None: the hub does not know the token
+
+
+@pytest.fixture
+def hub_server(scenario: Scenario, policies) -> Iterator[tuple[BackgroundServer, StandInHub]]:
+    hub = StandInHub()
+    app = make_app(scenario.deployment, policies, cookie_secret=COOKIE_SECRET, hub_auth=hub)
+    with BackgroundServer(app) as running:
+        yield running, hub
+
+
+def arrive_through_hub(server: BackgroundServer, hub: StandInHub, name: str, **model) -> Client:
+    """A browser sent to the hub's OAuth and back with a code for ``name``; its last page is
+    where the callback led."""
+    person = client(server)
+    start = person.get("queue", allow_redirects=False)
+    assert start.status_code == 302
+    authorize = urlparse(start.headers["Location"])
+    query = parse_qs(authorize.query)
+    assert authorize.path == "/hub/api/oauth2/authorize"
+    assert query["client_id"] == ["service-output-checking"]
+    assert query["redirect_uri"] == [HUB_PREFIX + "oauth_callback"]
+    code = hub.code_for(name, **model)
+    person.get(f"oauth_callback?code={code}&state={query['state'][0]}")
+    return person
+
+
+def test_in_hub_mode_a_checker_arrives_through_the_hubs_oauth(hub_server, scenario) -> None:
+    server, hub = hub_server
+    assert server.url.endswith(HUB_PREFIX)
+    cho = arrive_through_hub(server, hub, "cho")
+    page = cho.last
+    assert page.status_code == 200 and page.url == server.url + "queue"
+    assert f'data-request="{scenario.request_id}"' in page.text
+    assert 'id="signed-in-as">cho<' in page.text
+    (signed_in,) = events(scenario.registry, action="sign_in", actor="cho")
+    assert signed_in.outcome == "allow" and signed_in.target == "checker-ui"
+    assert json.loads(signed_in.details) == {"through": "jupyterhub"}
+    assert cho.get("queue").status_code == 200
+    assert len(events(scenario.registry, action="sign_in", actor="cho")) == 1  # once a session
+
+    # The hub's XSRF tokens, in a cookie under the prefix: a form works, a forged post does not.
+    xsrf = next(c for c in cho.http.cookies if c.name == "_xsrf")
+    assert xsrf.path == HUB_PREFIX
+    comments = f"requests/{scenario.request_id}/comments"
+    assert cho.post(comments, {"text": "checked", "visibility": "checkers"}).status_code == 200
+    assert cho.flash() == "Your comment is recorded."
+    assert cho.post(comments, {"text": "forged"}, xsrf=False).status_code == 403
+
+    # Signing out ends this UI's session and the hub's token here, and goes on to the hub's.
+    page = cho.post("sign-out", {}, allow_redirects=False)
+    assert page.status_code == 303 and page.headers["Location"] == "/hub/logout"
+    assert [e.outcome for e in events(scenario.registry, action="sign_out")] == ["ok"]
+    again = cho.get("queue", allow_redirects=False)
+    assert again.status_code == 302 and "/hub/api/oauth2/authorize" in again.headers["Location"]
+
+
+def test_in_hub_mode_the_registry_decides_who_comes_in(hub_server, scenario) -> None:
+    server, hub = hub_server
+    # ana is a hub user the hub let through (say, an admin's scopes), but no checker.
+    ana = arrive_through_hub(server, hub, "ana")
+    assert ana.last.status_code == 403
+    assert "ana may not use the output checkers&#39; UI" in ana.last.text
+    assert "checker role" in ana.last.text and 'id="signed-in-as"' not in ana.last.text
+    assert "srs-checker-user" not in ana.http.cookies
+    (refused,) = events(scenario.registry, action="sign_in", actor="ana")
+    assert refused.outcome == "deny" and json.loads(refused.details) == {"through": "jupyterhub"}
+    (denied,) = events(scenario.registry, action="access.output.review", actor="ana")
+    assert denied.outcome == "deny" and "may not output.review" in denied.reason
+
+    # A hub service is not a person, whatever its name.
+    service = arrive_through_hub(server, hub, "cho", kind="service")
+    assert service.last.status_code == 403 and "is not a person" in service.last.text
+    # Someone the hub has not given this service's access scope is refused by JupyterHub's check.
+    unscoped = arrive_through_hub(server, hub, "cho", scopes=("access:servers!user=cho",))
+    assert unscoped.last.status_code == 403 and "not allowed" in unscoped.last.text
+    assert [e.outcome for e in events(scenario.registry, action="sign_in", actor="cho")] == ["deny"]
+
+
+def test_in_hub_mode_the_ui_has_no_password_form(hub_server, scenario) -> None:
+    server, hub = hub_server
+    page = client(server).get("sign-in", allow_redirects=False)
+    assert page.status_code == 302 and page.headers["Location"] == HUB_PREFIX + "queue"
+    # Even with a valid XSRF token, a posted password is never looked at.
+    cho = arrive_through_hub(server, hub, "cho")
+    page = cho.post("sign-in", {"username": "ana", "password": "not the password at all"})
+    assert page.status_code == 405
+    assert events(scenario.registry, action="sign_in", actor="ana") == []
+    assert [e.details for e in events(scenario.registry, action="sign_in")] == [
+        '{"through":"jupyterhub"}'
+    ]
+
+
+def test_hub_mode_follows_the_service_environment(scenario, policies, monkeypatch) -> None:
+    service = {
+        "JUPYTERHUB_SERVICE_NAME": "output-checking",
+        "JUPYTERHUB_API_TOKEN": "the-service-token",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
+        "JUPYTERHUB_CLIENT_ID": "service-output-checking",
+        "JUPYTERHUB_SERVICE_PREFIX": HUB_PREFIX,
+    }
+    assert set(service) == set(HUB_SERVICE_ENVIRONMENT)
+    assert runs_as_hub_service(service)
+    # A researcher's own server has the rest, not the service name: not the hub's service.
+    assert not runs_as_hub_service({**service, "JUPYTERHUB_SERVICE_NAME": ""})
+    for name in service:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(CheckerUIError, match="JUPYTERHUB_API_TOKEN"):
+        make_app(scenario.deployment, policies, cookie_secret=COOKIE_SECRET, hub=True)
+    for name, value in service.items():
+        monkeypatch.setenv(name, value)
+    app = make_app(scenario.deployment, policies, cookie_secret=COOKIE_SECRET)
+    ui = app.settings["srs"]
+    try:
+        assert (
+            ui.base_url == HUB_PREFIX and ui.hub_auth.oauth_client_id == "service-output-checking"
+        )
+    finally:
+        ui.registry.dispose()
+    plain = make_app(scenario.deployment, policies, cookie_secret=COOKIE_SECRET, hub=False)
+    try:
+        assert plain.settings["srs"].hub_auth is None and plain.settings["srs"].base_url == "/"
+    finally:
+        plain.settings["srs"].registry.dispose()
+    with pytest.raises(CheckerUIError, match="leave out --base-url"):
+        make_app(scenario.deployment, policies, cookie_secret=COOKIE_SECRET, base_url="/ui/")
 
 
 def test_cookie_secret_file_is_private_and_reused(tmp_path, monkeypatch) -> None:

@@ -42,6 +42,7 @@ def test_init_creates_a_deployment(home: Path) -> None:
     assert (home / "DEPLOYMENT").exists()
     assert (home / "master.key").stat().st_mode & 0o777 == 0o600
     assert (home / "vault").stat().st_mode & 0o777 == 0o700
+    assert home.stat().st_mode & 0o777 == 0o700  # researchers' accounts cannot look inside
     again = srs(home, "init", actor=None)
     assert again.exit_code == 2 and "already a deployment" in again.output
 
@@ -228,8 +229,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "chain intact = True" in result.output
     assert "expired on" in result.output and "no grant" in result.output
-    assert "request #1 is approved" in result.output
-    bundle = tmp_path / "demo" / "releases" / "P2026-001-request-1"
+    home = tmp_path / "demo"
+    assert "request #7 is approved" in result.output
+    bundle = home / "releases" / "P2026-001-request-7"
     assert "valid: signature checks out" in result.output and (bundle / "manifest.sig").exists()
     assert "passed every privacy gate" in result.output
-    assert (tmp_path / "demo" / "open-data" / "cross_justice" / "datapackage.json").exists()
+    assert (home / "open-data" / "cross_justice" / "datapackage.json").exists()
+    # The notebooks ran on both sources, and the checkers' decisions released the vault runs.
+    for source in ("synthetic", "vault"):
+        assert len(list((home / "runs" / source).glob("*.ipynb"))) == 3
+    assert (home / "runs" / "student_introduction-open.ipynb").exists()
+    assert "(6 approved)" in result.output and "3 more signed bundles, 3 verified" in result.output
+    assert "hub start" in result.output and home.stat().st_mode & 0o777 == 0o700

@@ -15,6 +15,7 @@ import pandas as pd
 import polars as pl
 import pytest
 from matplotlib.figure import Figure
+from session_fixtures import OTHER_PROJECT, journeys, prepare, small_deployment
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -24,91 +25,19 @@ from disclosure.suppression import TOTAL
 from disclosure.tables import TableSpecError
 from output_checking.outputs import OutputError, content_table
 from output_checking.workflow import WorkflowError
-from registry_fixtures import PROJECT, Population, populate
+from registry_fixtures import PROJECT
 from srs.access import AccessDenied
 from srs.budget import spends
 from srs.deployment import Deployment
-from srs.policy import PolicySet
-from srs.registry import Registry, open_registry, projects
+from srs.registry import Registry
 from srs.registry.models import AuditEvent, Grant, Output
 from srs.session import ResearchSession, SessionError
-from srs.vault import Vault
-from srs.vault_crypto import generate_master_key, write_key_file
-
-OTHER_PROJECT = "P002"
-DICTIONARY = [
-    {"name": "person_key", "type": "string"},
-    {"name": "sex", "type": "string", "values": ["F", "M"]},
-    {"name": "court", "type": "string", "values": ["crown", "magistrates", "youth"]},
-]
-
-
-def journeys(rows: int = 600, seed: int = 5) -> pd.DataFrame:
-    """Cases of 300 people; four cases in a youth court (too few to show) by people aged 15-17."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "person_key": [f"p{i:03d}" for i in rng.integers(0, 300, rows)],
-            "sex": rng.choice(["F", "M"], rows),
-            "court": rng.choice(["crown", "magistrates"], rows),
-            "age": rng.integers(18, 70, rows),
-            "sentence_months": rng.uniform(0, 60, rows).round(1),
-            "days": rng.integers(1, 365, rows),
-            "reoffended": rng.random(rows) < 0.3,
-        }
-    )
-    frame.loc[:3, "court"] = "youth"
-    frame.loc[:3, "age"] = [15, 16, 17, 16]
-    return frame
-
-
-def prepare(registry: Registry, deployment: Deployment, policies: PolicySet) -> Population:
-    """The standard people; linked/journeys granted to P001, linked/victims only to P002 (olga's)."""
-    people = populate(registry, policies)
-    write_key_file(deployment.key_file, generate_master_key())
-    vault = Vault(deployment, policies)
-    today = datetime.now(UTC).date()
-    with registry.sessions() as s:
-        vault.store(
-            s, "linked/journeys", journeys(), actor=people.steward, data_dictionary=DICTIONARY
-        )
-        vault.store(s, "linked/victims", journeys(seed=9), actor=people.steward)
-        projects.grant_dataset(
-            s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/journeys"
-        )
-        projects.create_project(
-            s,
-            actor=people.admin,
-            policies=policies,
-            code=OTHER_PROJECT,
-            title="Victims",
-            purpose="Victim journeys",
-            legal_basis="DEA 2017 s.64",
-            start_date=today.replace(year=today.year - 1),
-            end_date=today.replace(year=today.year + 1),
-            approved_classification="confidential",
-        )
-        projects.add_member(
-            s, actor=people.admin, policies=policies, code=OTHER_PROJECT, username=people.outsider
-        )
-        projects.grant_dataset(
-            s,
-            actor=people.steward,
-            policies=policies,
-            code=OTHER_PROJECT,
-            dataset_name="linked/victims",
-        )
-    return people
 
 
 @pytest.fixture
 def lab(tmp_path, policies) -> tuple[Deployment, Registry]:
     """A small SQLite deployment with the standard people and two datasets."""
-    home = tmp_path / "home"
-    (home / "vault").mkdir(parents=True, mode=0o700)
-    deployment = Deployment.at(home, database_url=f"sqlite:///{home / 'srs.db'}")
-    registry = open_registry(deployment.database_url, migrate=True)
-    prepare(registry, deployment, policies)
+    deployment, registry = small_deployment(tmp_path / "home", policies)
     yield deployment, registry
     registry.dispose()
 

@@ -1,0 +1,548 @@
+"""``RemoteSession``: the researcher session inside JupyterHub, by calls to the environment API.
+
+A kernel in the hub holds no key and cannot read the registry, so ``srs.session()`` there (when
+the spawner has set ``SRS_API_URL`` and ``SRS_SESSION_TOKEN``) returns a ``RemoteSession``: the
+same methods as ``srs.session.ResearchSession``, each one a JSON call (``srs.hub.wire``) to the
+API (``srs.hub.api``), which runs it on the real session behind the access check. Errors come
+back as the toolkit's own exception classes (``AccessDenied``, ``OutputError``,
+``BudgetExhausted``...). Only the standard library is used for HTTP.
+
+>>> import srs
+>>> s = srs.session()                                   # doctest: +SKIP
+>>> s
+<srs session: ana in P001 (via the environment API at http://127.0.0.1:8003/services/srs-api/)>
+>>> journeys = s.dataset("linked/journeys")             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from srs.hub import wire
+from srs.session import (
+    API_URL_ENV,
+    AUTO,
+    DATASET,
+    ENGINES,
+    OUTPUT_ID,
+    DifferentialPrivacy,
+    OutputSummary,
+    ResearchSession,
+    SessionError,
+    custom_draft,
+)
+
+TOKEN_ENV = "SRS_SESSION_TOKEN"
+TIMEOUT_ENV = "SRS_API_TIMEOUT"
+# Long enough for a DP synthetic replica of a large dataset; a call is never retried.
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+# The errors re-raised as themselves, by name and the module that defines them; any other error
+# in the environment comes back as a SessionError naming it.
+REMOTE_ERRORS = {
+    "SRSError": "srs.errors",
+    "AccessDenied": "srs.access",
+    "TokenRefused": "srs.hub.tokens",
+    "SessionError": "srs.session",
+    "WireError": "srs.hub.wire",
+    "RequestTooLarge": "srs.hub.wire",
+    "VaultError": "srs.vault",
+    "VaultKeyError": "srs.vault_crypto",
+    "VaultIntegrityError": "srs.vault_crypto",
+    "DatabaseError": "srs.registry.database",
+    "RegistryError": "srs.registry.accounts",
+    "PolicyError": "srs.policy",
+    "BudgetExhausted": "srs.budget",
+    "SpendRefused": "srs.budget",
+    "OutputError": "output_checking.outputs",
+    "WorkflowError": "output_checking.workflow",
+    "DisclosureError": "disclosure.errors",
+    "TableSpecError": "disclosure.tables",
+    "MicrodataSpecError": "disclosure.microdata",
+    "SuppressionError": "disclosure.suppression",
+    "ProtectionError": "disclosure.protection",
+    "DPQueryError": "disclosure.dp.queries",
+    "DPReleaseRefused": "disclosure.dp.engine",
+    "SyntheticError": "synthetic.errors",
+    "DPReplicaError": "synthetic.dp_synthesis",
+    "DPReplicaRefused": "synthetic.dp_synthesis",
+}
+
+
+def _same_as(local: Any) -> Any:
+    """Give a remote method the docstring of the local one it stands for."""
+
+    def document(remote: Any) -> Any:
+        remote.__doc__ = local.__doc__
+        return remote
+
+    return document
+
+
+def _timeout_from_environment() -> float:
+    given = os.environ.get(TIMEOUT_ENV, "").strip()
+    try:
+        seconds = float(given) if given else DEFAULT_TIMEOUT_SECONDS
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise SessionError(f"{TIMEOUT_ENV} must be a number of seconds, not {given!r}")
+    return seconds
+
+
+def remote_error(payload: Any, status: int) -> Exception:
+    """The exception an API error answer stands for: the toolkit's own class when it is in
+    ``REMOTE_ERRORS``, else a ``SessionError`` naming the type."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return SessionError(f"the environment API answered HTTP {status} without an explanation")
+    name, message = str(error.get("type", "")), str(error.get("message", ""))
+    if name in REMOTE_ERRORS:
+        cls = getattr(importlib.import_module(REMOTE_ERRORS[name]), name)
+        raised = cls.__new__(cls)
+        Exception.__init__(raised, message)
+        attributes = error.get("attributes")
+        if isinstance(attributes, dict):
+            raised.__dict__.update({str(k): v for k, v in attributes.items()})
+        return raised
+    return SessionError(f"{name or 'error'} in the environment: {message}")
+
+
+class RemoteSession:
+    """One researcher working in one project through the environment API; what
+    ``srs.session()`` returns inside the hub. The same methods as ``ResearchSession``.
+
+    Frames go to the API as Parquet: pass a dataset's name rather than a whole frame read from
+    it where you can. Fitted models come back as ``ModelResults`` (estimates, fit statistics and
+    the summary); figures as matplotlib figures of the recorded PNG.
+    """
+
+    def __init__(self, api_url: str, token: str, *, timeout: float | None = None) -> None:
+        if not api_url.startswith(("http://", "https://")):
+            raise SessionError(f"{API_URL_ENV} must be an http(s) URL, not {api_url!r}")
+        self.api_url = api_url.rstrip("/") + "/"
+        self._token = token
+        self._timeout = timeout or _timeout_from_environment()
+        # No proxy: the token goes straight to the environment's own service.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        who = self._request("GET", "session")
+        self.user: str = who["user"]
+        self.project: str = who["project"]
+        self.last_output: OutputSummary | None = None
+        self.dp = RemoteDifferentialPrivacy(self)
+
+    @classmethod
+    def from_environment(
+        cls, user: str | None = None, project: str | None = None, policies: Any = None
+    ) -> RemoteSession:
+        """The session the hub's spawner set up (``SRS_API_URL``, ``SRS_SESSION_TOKEN``);
+        ``user`` and ``project``, if given, must be the ones the token was issued for."""
+        if policies is not None:
+            raise SessionError(
+                "inside the hub the environment's policies apply; call srs.session() without "
+                "policies="
+            )
+        url = os.environ.get(API_URL_ENV, "").strip()
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if not token:
+            raise SessionError(
+                f"{API_URL_ENV} is set but {TOKEN_ENV} is not: stop and start your server from "
+                "the hub's home page to get a session token"
+            )
+        remote = cls(url, token)
+        for given, actual, what in (
+            (user, remote.user, "user"),
+            (project, remote.project, "project"),
+        ):
+            if given is not None and given != actual:
+                raise SessionError(
+                    f"this server works as {remote.user} in {remote.project}, not {what} "
+                    f"{given!r}: call srs.session() without arguments, or start a server for "
+                    "that project from the hub's home page"
+                )
+        return remote
+
+    def __repr__(self) -> str:
+        return f"<srs session: {self.user} in {self.project} (via the environment API at {self.api_url})>"
+
+    def close(self) -> None:
+        """Nothing to release here: the environment keeps the session until the server stops."""
+
+    def __enter__(self) -> RemoteSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- transport
+    def _request(self, verb: str, endpoint: str, body: bytes | None = None) -> Any:
+        request = urllib.request.Request(
+            self.api_url + endpoint,
+            data=body,
+            method=verb,
+            headers={
+                "Authorization": f"Bearer {self._token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        try:
+            with self._opener.open(request, timeout=self._timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as answer:
+            with answer:
+                text = answer.read()
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = None
+            raise remote_error(payload, answer.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SessionError(
+                f"cannot reach the environment API at {self.api_url} ({reason}); if it persists, "
+                "tell the environment's administrators"
+            ) from exc
+
+    def _call(self, target: str, method: str, *arguments: Any, **options: Any) -> Any:
+        body = json.dumps(
+            {
+                "target": target,
+                "method": method,
+                "args": wire.encode(list(arguments)),
+                "kwargs": wire.encode(options),
+            }
+        ).encode("utf-8")
+        if len(body) > wire.MAX_REQUEST_BYTES:
+            raise wire.RequestTooLarge(wire.too_large(len(body)))
+        answer = self._request("POST", "call", body)
+        last_output = wire.decode_result(answer.get("last_output"))
+        if last_output is not None:
+            self.last_output = last_output
+        return wire.decode_result(answer.get("result"))
+
+    @staticmethod
+    def _reference(output: Any) -> Any:
+        # A frame an analysis returned stands for its output: send the id, not the frame.
+        if isinstance(output, pd.DataFrame) and OUTPUT_ID in output.attrs:
+            return int(output.attrs[OUTPUT_ID])
+        return output
+
+    # -------------------------------------------------------------- data
+    @_same_as(ResearchSession.datasets)
+    def datasets(self) -> list[str]:
+        return self._call("session", "datasets")
+
+    @_same_as(ResearchSession.dataset)
+    def dataset(self, name: str, engine: str = "pandas", *, version: int | None = None) -> Any:
+        if engine not in ENGINES:
+            raise SessionError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        frame = self._call("session", "dataset", name, version=version)
+        if engine == "polars":
+            import polars as pl
+
+            return pl.from_pandas(frame)
+        return frame
+
+    @_same_as(ResearchSession.dictionary_of)
+    def dictionary_of(self, data: Any) -> list[dict[str, Any]] | None:
+        name = data if isinstance(data, str) else getattr(data, "attrs", {}).get(DATASET)
+        return self._call("session", "dictionary_of", name) if name else None
+
+    # -------------------------------------------------------------- tables and models
+    @_same_as(ResearchSession.crosstab)
+    def crosstab(
+        self,
+        data: Any,
+        index: str | Sequence[str],
+        columns: str | Sequence[str] | None = None,
+        values: str | None = None,
+        aggfunc: Any = "count",
+        *,
+        unit: str | None = AUTO,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> pd.DataFrame:
+        return self._call(
+            "session",
+            "crosstab",
+            data,
+            index,
+            columns,
+            values,
+            _aggfunc_name(aggfunc),
+            unit=unit,
+            name=name,
+            context=context,
+            controls=controls,
+        )
+
+    @_same_as(ResearchSession.pivot_table)
+    def pivot_table(
+        self,
+        data: Any,
+        values: str,
+        index: str | Sequence[str],
+        columns: str | Sequence[str] | None = None,
+        aggfunc: Any = "mean",
+        *,
+        unit: str | None = AUTO,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> pd.DataFrame:
+        return self._call(
+            "session",
+            "pivot_table",
+            data,
+            values,
+            index,
+            columns,
+            _aggfunc_name(aggfunc),
+            unit=unit,
+            name=name,
+            context=context,
+            controls=controls,
+        )
+
+    @_same_as(ResearchSession.ols)
+    def ols(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
+        return self._call("session", "ols", formula, data, **options)
+
+    @_same_as(ResearchSession.logit)
+    def logit(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
+        return self._call("session", "logit", formula, data, **options)
+
+    @_same_as(ResearchSession.probit)
+    def probit(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
+        return self._call("session", "probit", formula, data, **options)
+
+    @_same_as(ResearchSession.poisson)
+    def poisson(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
+        return self._call("session", "poisson", formula, data, **options)
+
+    @_same_as(ResearchSession.survival)
+    def survival(
+        self,
+        data: Any,
+        duration: str,
+        event: str,
+        *,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> pd.DataFrame:
+        return self._call(
+            "session",
+            "survival",
+            data,
+            duration,
+            event,
+            name=name,
+            context=context,
+            controls=controls,
+        )
+
+    @_same_as(ResearchSession.hist)
+    def hist(
+        self,
+        data: Any,
+        column: str,
+        bins: int | list[float] = 10,
+        *,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> tuple[pd.DataFrame, Any]:
+        counts, figure = self._call(
+            "session", "hist", data, column, bins, name=name, context=context, controls=controls
+        )
+        return counts, figure
+
+    @_same_as(ResearchSession.custom_output)
+    def custom_output(
+        self,
+        path: str | os.PathLike,
+        justification: str,
+        name: str | None = None,
+        context: str = "",
+        controls: str = "",
+    ) -> OutputSummary:
+        # The same checks as the local session, before anything is sent.
+        draft = custom_draft(path, justification)
+        upload = wire.FileUpload(name=Path(path).name, content=next(iter(draft.files.values())))
+        return self._call(
+            "session",
+            "custom_output",
+            upload,
+            justification,
+            name=name,
+            context=context,
+            controls=controls,
+        )
+
+    # -------------------------------------------------------------- managing outputs
+    @_same_as(ResearchSession.outputs)
+    def outputs(self) -> pd.DataFrame:
+        return self._call("session", "outputs")
+
+    @_same_as(ResearchSession.output_id)
+    def output_id(self, output: Any) -> int:
+        reference = self._reference(output)
+        if isinstance(reference, int) and not isinstance(reference, bool):
+            return reference
+        if isinstance(reference, OutputSummary):
+            return reference.id
+        return self._call("session", "output_id", reference)
+
+    @_same_as(ResearchSession.rename)
+    def rename(self, output: Any, name: str) -> OutputSummary:
+        return self._call("session", "rename", self._reference(output), name)
+
+    @_same_as(ResearchSession.describe)
+    def describe(
+        self, output: Any, *, context: str | None = None, controls: str | None = None
+    ) -> OutputSummary:
+        return self._call(
+            "session", "describe", self._reference(output), context=context, controls=controls
+        )
+
+    @_same_as(ResearchSession.comment)
+    def comment(self, output: Any, text: str) -> OutputSummary:
+        return self._call("session", "comment", self._reference(output), text)
+
+    @_same_as(ResearchSession.remove)
+    def remove(self, output: Any) -> OutputSummary:
+        return self._call("session", "remove", self._reference(output))
+
+    @_same_as(ResearchSession.request_exception)
+    def request_exception(self, output: Any, justification: str) -> OutputSummary:
+        return self._call("session", "request_exception", self._reference(output), justification)
+
+    @_same_as(ResearchSession.submit)
+    def submit(self, title: str, outputs: Sequence[Any] | None = None) -> int:
+        chosen = None if outputs is None else [self._reference(o) for o in outputs]
+        return self._call("session", "submit", title, chosen)
+
+    @_same_as(ResearchSession.resubmit)
+    def resubmit(self, request_id: int) -> int:
+        return self._call("session", "resubmit", request_id)
+
+    @_same_as(ResearchSession.request_status)
+    def request_status(self, request_id: int) -> Any:
+        return self._call("session", "request_status", request_id)
+
+
+def _aggfunc_name(aggfunc: Any) -> Any:
+    # The session checks an aggfunc by its name (np.mean and "mean" alike); a function cannot
+    # travel, its name can.
+    if isinstance(aggfunc, str) or not callable(aggfunc):
+        return aggfunc
+    name = getattr(aggfunc, "__name__", None)
+    if not name:
+        raise SessionError(f"aggfunc {aggfunc!r} has no name; give one such as 'mean'")
+    return name
+
+
+class RemoteDifferentialPrivacy:
+    """``s.dp`` inside the hub: the same differentially private queries, paid from the
+    project's budget by the environment."""
+
+    QUERIES = DifferentialPrivacy.QUERIES
+
+    def __init__(self, session: RemoteSession) -> None:
+        self._session = session
+
+    def __repr__(self) -> str:
+        return f"<DP queries for {self._session.project}: {', '.join(self.QUERIES)}>"
+
+    def _call(self, method: str, *arguments: Any, **options: Any) -> Any:
+        return self._session._call("dp", method, *arguments, **options)
+
+    @_same_as(DifferentialPrivacy.count)
+    def count(self, data: Any, **options: Any) -> pd.DataFrame:
+        return self._call("count", data, **options)
+
+    @_same_as(DifferentialPrivacy.sum_of)
+    def sum_of(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("sum_of", data, column, **options)
+
+    @_same_as(DifferentialPrivacy.mean)
+    def mean(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("mean", data, column, **options)
+
+    @_same_as(DifferentialPrivacy.variance)
+    def variance(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("variance", data, column, **options)
+
+    @_same_as(DifferentialPrivacy.quantiles)
+    def quantiles(
+        self, data: Any, column: str, qs: Sequence[float], **options: Any
+    ) -> pd.DataFrame:
+        return self._call("quantiles", data, column, list(qs), **options)
+
+    @_same_as(DifferentialPrivacy.median)
+    def median(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("median", data, column, **options)
+
+    @_same_as(DifferentialPrivacy.histogram)
+    def histogram(
+        self, data: Any, column: str, edges: Sequence[float], **options: Any
+    ) -> pd.DataFrame:
+        return self._call("histogram", data, column, list(edges), **options)
+
+    @_same_as(DifferentialPrivacy.crosstab)
+    def crosstab(self, data: Any, *columns: str, **options: Any) -> pd.DataFrame:
+        return self._call("crosstab", data, *columns, **options)
+
+    @_same_as(DifferentialPrivacy.synthetic)
+    def synthetic(
+        self,
+        data: Any,
+        columns: Sequence[str],
+        *,
+        rows: int,
+        rho: float,
+        algorithm: str = "mst",
+        bins: int | None = None,
+        seed: int | None = None,
+        name: str | None = None,
+        context: str = "",
+    ) -> pd.DataFrame:
+        return self._call(
+            "synthetic",
+            data,
+            list(columns),
+            rows=rows,
+            rho=rho,
+            algorithm=algorithm,
+            bins=bins,
+            seed=seed,
+            name=name,
+            context=context,
+        )
+
+    @_same_as(DifferentialPrivacy.preview)
+    def preview(
+        self,
+        data: Any,
+        query: Any,
+        *arguments: Any,
+        rho: float | None = None,
+        accuracy: float | None = None,
+        **options: Any,
+    ) -> Any:
+        return self._call("preview", data, query, *arguments, rho=rho, accuracy=accuracy, **options)
+
+    @_same_as(DifferentialPrivacy.budget)
+    def budget(self) -> Any:
+        return self._call("budget")
