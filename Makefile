@@ -45,7 +45,7 @@ browser-binaries:
 # Python. When the real interpreter lies under a folder they cannot pass through (pyenv's
 # /root/.pyenv under /root, mode 0700), that folder gets o+x: traverse only, never read or list,
 # so other accounts can reach the interpreter by its path and see nothing else there. Only the
-# interpreter's own parent folders are changed.
+# parent folders of the interpreter and of this checkout (its .venv and code) are changed.
 hub-prerequisites: $(STAMP)
 	@if [ -x $(VENV)/node/node_modules/.bin/configurable-http-proxy ]; then \
 		echo "configurable-http-proxy present"; \
@@ -55,14 +55,14 @@ hub-prerequisites: $(STAMP)
 		npm install --silent --no-fund --no-audit --prefix $(VENV)/node configurable-http-proxy@4; \
 	fi
 	@$(PY) -c "import jupyterhub_idle_culler" 2>/dev/null || $(PY) -m pip install --quiet "jupyterhub-idle-culler>=2,<3"
-	@folder=$$(dirname "$$(readlink -f $(PY))"); \
+	@for start in "$$(dirname "$$(readlink -f $(PY))")" "$(CURDIR)"; do folder=$$start; \
 	while [ "$$folder" != "/" ]; do \
 		if [ -z "$$(find "$$folder" -maxdepth 0 -perm -o+x)" ]; then \
 			echo "Letting other accounts traverse (o+x, not read) $$folder to reach the venv's interpreter"; \
 			$(SUDO) chmod o+x "$$folder"; \
 		fi; \
 		folder=$$(dirname "$$folder"); \
-	done
+	done; done
 
 demo: $(STAMP)
 	$(VENV)/bin/srs demo --home demo-home
