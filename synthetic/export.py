@@ -26,6 +26,7 @@ import pandas as pd
 
 from synthetic.errors import SyntheticError
 from synthetic.fidelity import FOREIGN_KEYS, PRIMARY_KEYS, publishable_fidelity, table_label
+from synthetic.privacy import publishable_privacy
 from synthetic.report import PRIVACY_STATEMENT, SYNTHETIC_NOTICE, render_report
 
 DATAPACKAGE = "datapackage.json"
@@ -308,11 +309,12 @@ def export_replica(
         (staging / "fidelity.json").write_text(
             json.dumps(fidelity, indent=2, default=str), encoding="utf-8"
         )
+        published = publishable_privacy(dict(privacy))
         (staging / "privacy.json").write_text(
-            json.dumps(privacy, indent=2, default=str), encoding="utf-8"
+            json.dumps(published, indent=2, default=str), encoding="utf-8"
         )
         (staging / "report.html").write_text(
-            render_report(fidelity, privacy, title=title), encoding="utf-8"
+            render_report(fidelity, published, title=title), encoding="utf-8"
         )
         (staging / "README.md").write_text(
             _readme(title, licence, resources, fidelity), encoding="utf-8"

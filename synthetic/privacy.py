@@ -117,6 +117,26 @@ class PrivacyReport:
         }
 
 
+PUBLISHED_DECIMALS = 3
+
+
+def publishable_privacy(report: Any) -> Any:
+    """A privacy report (``PrivacyReport.to_dict()``) as it may leave the environment: every
+    figure rounded to ``PUBLISHED_DECIMALS`` decimals (0.1 of a percentage point).
+
+    The gates' shares, baselines and distances are computed on real training and holdout rows;
+    unrounded, a share of a known holdout size gives back an exact count of real people.
+    Verdicts, reasons (already rounded to 0.1%), and counts of synthetic rows are unchanged.
+    """
+    if isinstance(report, float):
+        return round(report, PUBLISHED_DECIMALS) if report == report else report
+    if isinstance(report, dict):
+        return {key: publishable_privacy(value) for key, value in report.items()}
+    if isinstance(report, list | tuple):
+        return [publishable_privacy(value) for value in report]
+    return report
+
+
 def evaluate_privacy(
     training: Mapping[str, pd.DataFrame],
     holdout: Mapping[str, pd.DataFrame],

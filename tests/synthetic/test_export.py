@@ -268,3 +268,34 @@ def test_open_data_reads_like_a_researcher_session(package, replica):
     assert "SYNTHETIC DATA" in data.notice and "(synthetic)" in repr(data)
     with data as same:  # closes like a session, holding nothing
         assert same is data
+
+
+def test_exported_privacy_figures_are_rounded_so_they_give_back_no_exact_count(
+    linked, replica, tmp_path
+):
+    # 203 of 649 held-out people: unrounded, the share names the count exactly.
+    privacy = {
+        "passed": True,
+        "datasets": {
+            "linked/persons": {
+                "passed": True,
+                "gates": [
+                    {
+                        "gate": "exact_matches",
+                        "figure": -0.0282,
+                        "passed": True,
+                        "reason": "within",
+                        "details": {"holdout_share": 203 / 649, "synthetic_rows_matching": 554},
+                    }
+                ],
+            }
+        },
+    }
+    out = export_replica(
+        replica, linked.dictionaries, tmp_path / "package", fidelity=FIDELITY, privacy=privacy
+    )
+    written = json.loads((out / "privacy.json").read_text())
+    (gate,) = written["datasets"]["linked/persons"]["gates"]
+    assert gate["details"] == {"holdout_share": 0.313, "synthetic_rows_matching": 554}
+    assert gate["figure"] == -0.028 and written["passed"] is True
+    assert str(203 / 649) not in (out / "report.html").read_text()
