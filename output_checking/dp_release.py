@@ -189,7 +189,7 @@ def release_dp_replica(
     (``DPReplicaError``), more rows than a table may have leaving the environment or identifier
     columns (``OutputError``), a budget that cannot cover it (``BudgetExhausted``).
     """
-    from synthetic.dp_synthesis import DEFAULT_BINS, plan_dp_replica, synthesize_dp
+    from synthetic.dp_synthesis import DEFAULT_BINS, dp_replica
 
     rules = file_gate_rules(policies)
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
@@ -205,30 +205,27 @@ def release_dp_replica(
             f"{', '.join(flagged)} looks like a record-level identifier and cannot be "
             "synthesised for release; nothing was spent"
         )
-    plan = plan_dp_replica(
-        data,
+    what = dataset or "data"
+    output_name = name or f"DP synthetic replica of {what} ({', '.join(columns)})"
+    replica = dp_replica(
+        session,
+        project_code=project_code,
+        researcher=researcher,
+        table=data,
         columns=columns,
         rho=rho,
         policies=policies,
         dictionary=dictionary,
+        rows=rows,
+        seed=seed,
+        dataset=what,
         bins=bins or DEFAULT_BINS,
         algorithm=algorithm,
     )
-    what = dataset or "data"
-    output_name = name or f"DP synthetic replica of {what} ({', '.join(columns)})"
-    receipt = debit(
-        session,
-        project_code=project_code,
-        researcher=researcher,
-        rho=plan.rho,
-        delta=plan.delta,
-        purpose=f"DP synthetic replica of {what}",
-        policies=policies,
-    )
-    frame = synthesize_dp(plan, receipt, rows, seed)
+    receipt, frame = replica.receipt, replica.data
     noise = {
         " x ".join(clique): float(marginal["stddev"].iloc[0])
-        for clique, marginal in plan.released.items()
+        for clique, marginal in replica.marginals.items()
     }
     content = {
         "statistic": "dp_synthetic_replica",
@@ -237,8 +234,8 @@ def release_dp_replica(
         "columns": list(columns),
         "rows": rows,
         "rho": receipt.rho,
-        "delta": plan.delta,
-        "description": plan.describe(),
+        "delta": receipt.delta,
+        "description": replica.description,
         "marginal_noise_stddev": noise,
         "notes": [
             "Synthetic rows sampled from differentially private marginals (post-processing): "
@@ -274,5 +271,5 @@ def release_dp_replica(
     )
     session.commit()
     return DPReplicaOutput(
-        data=frame, description=plan.describe(), receipt=receipt, output_id=output.id
+        data=frame, description=replica.description, receipt=receipt, output_id=output.id
     )

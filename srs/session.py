@@ -59,7 +59,7 @@ from output_checking.outputs import (
 from output_checking.workflow import create_request, request_view, submit_request
 from srs.access import authorise
 from srs.audit import record_event
-from srs.budget import BudgetState, budget_state
+from srs.budget import BudgetState, SpendReceipt, budget_state
 from srs.deployment import Deployment
 from srs.errors import SRSError
 from srs.policy import PolicySet, load_policies
@@ -1152,6 +1152,18 @@ class ResearchSession:
             )
 
 
+def _spend_attrs(receipt: SpendReceipt, **extra: Any) -> dict[str, Any]:
+    """What a DP result's ``attrs["srs_dp"]`` says of the spend that paid for it."""
+    return {
+        "rho": receipt.rho,
+        "epsilon": receipt.epsilon,
+        "delta": receipt.epsilon_delta,
+        "spend_id": receipt.spend_id,
+        "remaining_rho": receipt.remaining_rho,
+        **extra,
+    }
+
+
 class DifferentialPrivacy:
     """``s.dp``: differentially private queries paid from the project's privacy budget.
 
@@ -1233,14 +1245,7 @@ class DifferentialPrivacy:
             summary = OutputSummary.of(get_output(db, released.output_id))
         session.last_output = summary
         table = released.result.table.copy()
-        table.attrs["srs_dp"] = {
-            "rho": released.receipt.rho,
-            "epsilon": released.receipt.epsilon,
-            "delta": released.receipt.epsilon_delta,
-            "spend_id": released.receipt.spend_id,
-            "remaining_rho": released.receipt.remaining_rho,
-            "notes": list(released.result.notes),
-        }
+        table.attrs["srs_dp"] = _spend_attrs(released.receipt, notes=list(released.result.notes))
         return session._tagged(table, summary)
 
     def count(self, data: Any, **options: Any) -> pd.DataFrame:
@@ -1328,14 +1333,7 @@ class DifferentialPrivacy:
             summary = OutputSummary.of(get_output(db, released.output_id))
         session.last_output = summary
         table = released.data
-        table.attrs["srs_dp"] = {
-            "rho": released.receipt.rho,
-            "epsilon": released.receipt.epsilon,
-            "delta": released.receipt.epsilon_delta,
-            "spend_id": released.receipt.spend_id,
-            "remaining_rho": released.receipt.remaining_rho,
-            "algorithm": algorithm,
-        }
+        table.attrs["srs_dp"] = _spend_attrs(released.receipt, algorithm=algorithm)
         return session._tagged(table, summary)
 
     def preview(
