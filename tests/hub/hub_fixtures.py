@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -38,6 +39,7 @@ from srs.deployment import Deployment
 from srs.hub.config import PROXY_PROGRAM, HubPorts, jupyterhub_program, write_config
 from srs.policy import PolicySet
 from srs.registry import open_registry, projects
+from srs.registry.models import AuditEvent
 from srs.registry.sign_in import set_password
 
 PASSWORD = "correct horse battery staple"
@@ -216,6 +218,19 @@ class RunningHub:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+
+def events(hub: RunningHub, **where: str) -> list[AuditEvent]:
+    """The hub deployment's audit events (matching ``where``: column=value), oldest first."""
+    registry = open_registry(hub.deployment.database_url)
+    try:
+        with registry.sessions() as db:
+            query = select(AuditEvent).order_by(AuditEvent.seq)
+            for column, value in where.items():
+                query = query.where(getattr(AuditEvent, column) == value)
+            return list(db.execute(query).scalars())
+    finally:
+        registry.dispose()
 
 
 def build_hub(base: Path, policies: PolicySet, *, idle_timeout: int) -> RunningHub:

@@ -26,10 +26,10 @@ from hub_fixtures import (
     Researcher,
     RunningHub,
     build_hub,
+    events,
     hub_base,  # noqa: F401 (fixture)
     remove_test_accounts,
 )
-from sqlalchemy import select
 from workflow_fixtures import add_checker
 
 from output_checking.outputs import record_output, table_content
@@ -37,7 +37,6 @@ from output_checking.workflow import create_request, submit_request
 from srs.hub.config import CHECKER_SERVICE, checker_url
 from srs.policy import PolicySet
 from srs.registry import accounts, open_registry
-from srs.registry.models import AuditEvent
 from srs.registry.sign_in import set_password
 
 LOCKED_CHECKER = "chloe"
@@ -83,18 +82,6 @@ def request_id(hub: RunningHub, policies: PolicySet) -> int:
             )
             submit_request(db, request_id=request.id, actor="ana", policies=policies)
             return request.id
-    finally:
-        registry.dispose()
-
-
-def events(hub: RunningHub, **where: str) -> list[AuditEvent]:
-    registry = open_registry(hub.deployment.database_url)
-    try:
-        with registry.sessions() as db:
-            query = select(AuditEvent).order_by(AuditEvent.seq)
-            for column, value in where.items():
-                query = query.where(getattr(AuditEvent, column) == value)
-            return list(db.execute(query).scalars())
     finally:
         registry.dispose()
 

@@ -30,6 +30,7 @@ from hub_fixtures import (
     Researcher,
     RunningHub,
     build_hub,
+    events,
     hub_base,  # noqa: F401 (fixture)
     remove_test_accounts,
     unix_account_of,
@@ -44,7 +45,7 @@ from srs.hub.client import RemoteSession
 from srs.hub.config import config_path, hub_dir, jupyterhub_program, write_config
 from srs.policy import PolicySet
 from srs.registry import open_registry
-from srs.registry.models import AuditEvent, Dataset, HubSession
+from srs.registry.models import Dataset, HubSession
 from srs.registry.models import Researcher as Account
 
 IDLE_TIMEOUT_SECONDS = 20
@@ -63,18 +64,6 @@ def hub(hub_base: Path, policies: PolicySet) -> Iterator[RunningHub]:  # noqa: F
     finally:
         running.stop()
         remove_test_accounts(USERNAMES, PROJECTS)
-
-
-def events(hub: RunningHub, **where: str) -> list[AuditEvent]:
-    registry = open_registry(hub.deployment.database_url)
-    try:
-        with registry.sessions() as db:
-            query = select(AuditEvent).order_by(AuditEvent.seq)
-            for column, value in where.items():
-                query = query.where(getattr(AuditEvent, column) == value)
-            return list(db.execute(query).scalars())
-    finally:
-        registry.dispose()
 
 
 def shown(reply) -> str:
