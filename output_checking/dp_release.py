@@ -70,6 +70,47 @@ def _refuse_files_the_gate_would_stop(query: dp.DPQuery, policies: PolicySet) ->
             )
 
 
+def _record_dp_output(
+    session: Session,
+    *,
+    project_code: str,
+    researcher: str,
+    receipt: SpendReceipt,
+    name: str,
+    content: dict[str, Any],
+    what: str,
+    context: str,
+    files: dict[str, bytes],
+    rules: Any,
+) -> Output:
+    """Record a released DP result as a ``dp_result`` output naming its spend, and commit."""
+    output = record_output(
+        session,
+        project_code=project_code,
+        author=researcher,
+        kind="dp_result",
+        name=name,
+        content=content,
+        checks=[
+            {
+                "check": "differential_privacy",
+                "status": "ok",
+                "message": (
+                    f"{what} under rho {receipt.rho:g} (epsilon {receipt.epsilon:.3g} at delta "
+                    f"{receipt.epsilon_delta:g}), spend #{receipt.spend_id}; no cell suppression "
+                    "needed"
+                ),
+            }
+        ],
+        context=context,
+        budget_spend_id=receipt.spend_id,
+        files=files,
+        file_rules=rules,
+    )
+    session.commit()
+    return output
+
+
 def preview_dp(
     query: dp.DPQuery,
     data: Any,
@@ -126,29 +167,18 @@ def release_dp(
     result = plan.release(receipt)
     # Private keys can still make more rows than the gate allows; the spend then stands with no
     # result, as after any crash past the debit.
-    output: Output = record_output(
+    output = _record_dp_output(
         session,
         project_code=project_code,
-        author=researcher,
-        kind="dp_result",
+        researcher=researcher,
+        receipt=receipt,
         name=output_name,
         content=result.to_dict(),
-        checks=[
-            {
-                "check": "differential_privacy",
-                "status": "ok",
-                "message": (
-                    f"released under rho {receipt.rho:g} (epsilon {receipt.epsilon:.3g} at delta "
-                    f"{receipt.epsilon_delta:g}), spend #{receipt.spend_id}; no cell suppression needed"
-                ),
-            }
-        ],
+        what="released",
         context=context,
-        budget_spend_id=receipt.spend_id,
         files=dp_files(file_stem(output_name), result),
-        file_rules=file_gate_rules(policies),
+        rules=file_gate_rules(policies),
     )
-    session.commit()
     return DPOutput(result=result, receipt=receipt, output_id=output.id)
 
 
@@ -243,33 +273,21 @@ def release_dp_replica(
         ],
     }
     stem = file_stem(output_name)
-    output: Output = record_output(
+    output = _record_dp_output(
         session,
         project_code=project_code,
-        author=researcher,
-        kind="dp_result",
+        researcher=researcher,
+        receipt=receipt,
         name=output_name,
         content=content,
-        checks=[
-            {
-                "check": "differential_privacy",
-                "status": "ok",
-                "message": (
-                    f"DP synthetic replica ({algorithm.upper()}) under rho {receipt.rho:g} "
-                    f"(epsilon {receipt.epsilon:.3g} at delta {receipt.epsilon_delta:g}), "
-                    f"spend #{receipt.spend_id}; no cell suppression needed"
-                ),
-            }
-        ],
+        what=f"DP synthetic replica ({algorithm.upper()})",
         context=context,
-        budget_spend_id=receipt.spend_id,
         files={
             f"{stem}.csv": frame.to_csv(index=False).encode("utf-8"),
             f"{stem}.json": json.dumps(content, indent=2).encode("utf-8"),
         },
-        file_rules=rules,
+        rules=rules,
     )
-    session.commit()
     return DPReplicaOutput(
         data=frame, description=replica.description, receipt=receipt, output_id=output.id
     )

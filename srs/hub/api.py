@@ -55,7 +55,7 @@ from srs.hub import wire
 from srs.hub.tokens import TokenRefused, ended_tokens, resolve_session_token, token_digest
 from srs.policy import PolicySet, load_policies
 from srs.registry import DatabaseError, Registry, open_registry
-from srs.session import MODELS, ResearchSession, SessionError, session
+from srs.session import MODELS, DifferentialPrivacy, ResearchSession, SessionError, session
 
 # What a kernel may call: the public methods of ``ResearchSession`` and of ``s.dp``. Nothing
 # else (no name starting with "_", no ``close``) is reachable, whatever the request says.
@@ -82,21 +82,7 @@ SESSION_METHODS = frozenset(
         "request_status",
     }
 )
-DP_METHODS = frozenset(
-    {
-        "count",
-        "sum_of",
-        "mean",
-        "variance",
-        "quantiles",
-        "median",
-        "histogram",
-        "crosstab",
-        "synthetic",
-        "preview",
-        "budget",
-    }
-)
+DP_METHODS = frozenset({*DifferentialPrivacy.QUERIES, "synthetic", "preview", "budget"})
 TARGETS = {"session": SESSION_METHODS, "dp": DP_METHODS}
 SERVICE_NAME = "srs-api"
 DEFAULT_HOST = "127.0.0.1"
