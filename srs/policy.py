@@ -71,13 +71,56 @@ class ClassificationPolicy(PolicyModel):
         return self.rank(level) <= self.rank(ceiling)
 
 
+class AirlockPolicy(PolicyModel):
+    """The technical airlock of a researcher's server (``srs.hub``): what the browser may read
+    back, what may be uploaded, how fast kernel output may reach the browser, and the limits of
+    the environment API's requests."""
+
+    # Files the browser may open and save (notebooks and code); every other file stays on the
+    # server and is neither served nor uploaded.
+    editable_suffixes: list[str] = Field(min_length=1)
+    max_readable_file_bytes: int = Field(ge=1_000, le=100_000_000)
+    max_upload_file_bytes: int = Field(ge=1_000, le=100_000_000)
+    # Kernel output to the browser, over a sliding window (every message type but status).
+    output_bytes_per_second: int = Field(ge=100, le=100_000_000)
+    output_messages_per_second: int = Field(ge=1, le=100_000)
+    output_window_seconds: float = Field(ge=1, le=3600)
+    max_output_message_bytes: int = Field(ge=1_000, le=100_000_000)
+    # The environment API: a frame's decoded size, all frames of one request, nesting depth.
+    max_decoded_frame_bytes: int = Field(ge=1_000_000, le=50_000_000_000)
+    max_decoded_request_bytes: int = Field(ge=1_000_000, le=100_000_000_000)
+    max_json_depth: int = Field(ge=4, le=1_000)
+
+    @field_validator("editable_suffixes")
+    @classmethod
+    def _suffixes(cls, suffixes: list[str]) -> list[str]:
+        for suffix in suffixes:
+            if not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix):
+                raise ValueError(f"{suffix!r} is not a file suffix such as '.ipynb'")
+        return [suffix.lower() for suffix in suffixes]
+
+    @model_validator(mode="after")
+    def _request_holds_a_frame(self) -> AirlockPolicy:
+        if self.max_decoded_request_bytes < self.max_decoded_frame_bytes:
+            raise ValueError(
+                "max_decoded_request_bytes must be at least max_decoded_frame_bytes "
+                f"({self.max_decoded_request_bytes} < {self.max_decoded_frame_bytes})"
+            )
+        return self
+
+
 class AccessPolicy(PolicyModel):
-    """Safe-people and safe-settings rules: lockout, idle timeout, validity, role permissions."""
+    """Safe-people and safe-settings rules: lockout, idle timeout, validity, role permissions,
+    the bound on audit fields and the airlock of researchers' servers."""
 
     failed_login_limit: int = Field(ge=1, le=100)
     idle_timeout_minutes: int = Field(ge=1, le=1440)
     accreditation_validity_days: int = Field(ge=1, le=3650)
     training_validity_days: int = Field(ge=1, le=3650)
+    # Longest text kept of any free-text audit field (target, reason, each detail); longer
+    # values are cut, marked and their SHA-256 kept, so one call cannot flood the log.
+    audit_field_max_chars: int = Field(ge=200, le=1_000_000)
+    airlock: AirlockPolicy
     steward_zone: list[str] = Field(min_length=1)
     roles: dict[str, list[str]]
 
