@@ -710,7 +710,7 @@ def request_view(
 ) -> RequestView:
     """What ``viewer`` may see of a request: a checker sees evidence, the votes once reviews are
     unblinded, every comment and the history; the author sees comments meant for them and, once
-    decided, the decisions."""
+    decided, the decisions. Anyone else (another member of the project) is refused, audited."""
     request = get_request(session, request_id)
     code = request.project.code
     is_checker = viewer != request.author and any(
@@ -722,6 +722,15 @@ def request_view(
         authorise(
             session, username=viewer, action="output.create", policies=policies, project_code=code
         )
+        if viewer != request.author:
+            raise _refuse(
+                session,
+                actor=viewer,
+                action="request.view",
+                target=request_target(request),
+                reason=f"request #{request.id} is not yours: only its author and the checkers "
+                "may see it",
+            )
     outputs = request_outputs(session, request)
     votes = round_votes(session, request)
     reviewers = complete_reviewers(votes, outputs)

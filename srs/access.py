@@ -176,7 +176,8 @@ def authorise(
 
     A deny is committed to the audit log before the exception leaves, so a refused attempt is
     on record even when the caller's work is rolled back. An allow is recorded in the caller's
-    transaction.
+    transaction. The event's fields are cut to the site's ``access.audit_field_max_chars``, so
+    a refused dataset name of megabytes is stored as its start and its SHA-256.
     """
     person = session.execute(
         select(Researcher).where(Researcher.username == username)
@@ -207,6 +208,7 @@ def authorise(
         outcome="allow" if decision.allowed else "deny",
         reason=decision.reason,
         details={"project": project_code, "dataset": dataset_name},
+        max_field_chars=policies.access.audit_field_max_chars,
     )
     if not decision.allowed:
         session.commit()

@@ -4,28 +4,192 @@ An event's hash covers its sequence number, time, actor, action, target, outcome
 details and the previous event's hash, so editing, deleting, inserting or reordering any event
 breaks the chain at that point; ``verify_chain`` names the first event where it breaks. The
 ``audit_head`` row records the last event, so cutting events off the end is caught too.
+
+No call can flood the log: every free-text field (actor, action, target, reason, each text in
+the details and the details as a whole) is cut to a bound, the site's
+``policies.access.audit_field_max_chars``, keeping its start, a visible mark and the length and
+SHA-256 of the whole (``cut_text``). The cut text is what is stored and hashed, so the chain
+verifies as before. The bound is the one ``record_event`` is given, else the one its database
+session carries (``use_field_bound``), else ``DEFAULT_FIELD_MAX_CHARS``.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from srs.registry.models import AuditEvent, AuditHead, utc_now
 
 GENESIS_HASH = "0" * 64
 OUTCOMES = ("allow", "deny", "ok", "error")
+# The shipped ``access.audit_field_max_chars`` (policies/access.yaml). It is the bound of every
+# event whose writer passes no site value, so no call site, however far from the policies, can
+# write an unbounded field; a test keeps it equal to the shipped policy.
+DEFAULT_FIELD_MAX_CHARS = 2000
+# Where a database session carries its site's bound (``use_field_bound``).
+FIELD_BOUND_INFO = "srs.audit_field_max_chars"
+CUT_MARK = "\u2026"
+# The key of the details when even their cut texts do not fit: the start of their JSON, marked.
+DETAILS_CUT = "cut"
+# Each text column's width (None: unbounded text). The actor's and the action's are narrower
+# than any bound, and PostgreSQL refuses a longer value rather than cut it.
+COLUMN_CHARS = {
+    name: AuditEvent.__table__.c[name].type.length
+    for name in ("actor", "action", "target", "reason")
+}
+
+
+def _valid_unicode(text: str) -> str:
+    """``text`` as the databases can store it: surrogate pairs joined, a lone surrogate or a NUL
+    (which neither UTF-8 nor PostgreSQL holds) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text.replace("\x00", "\ufffd")
+
+
+def _cut_mark(length: int, digest: bytes) -> str:
+    return f"{CUT_MARK} [cut: {length} chars, sha256 {digest.hex()}]"
+
+
+def cut_text(text: str, max_chars: int) -> str:
+    """``text`` when it has at most ``max_chars`` characters; else its start, a mark, and the
+    length and SHA-256 (of the UTF-8) of the whole, in ``max_chars`` characters together.
+
+    Characters are code points, so no character is split. In a field too narrow for that mark
+    (under ~110 characters: the actor's column) the mark is the digest alone, in base64.
+
+    >>> cut_text("linked/journeys", 200)
+    'linked/journeys'
+    >>> print(cut_text("v" * 500, 120))
+    vvvvvvvvvvvvvvvvvvvvvvvvvvvvv… [cut: 500 chars, sha256 bb5c3eae58639640a825c7d832582282540113bd23b09302594416e0cf746ec2]
+    """
+    text = _valid_unicode(text)
+    if len(text) <= max_chars:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    mark = _cut_mark(len(text), digest)
+    if len(mark) >= max_chars:
+        mark = f"{CUT_MARK}[sha256:{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}]"
+    return text[: max_chars - len(mark)] + mark
+
+
+# The longest mark ``cut_text`` writes (a string is at most sys.maxsize long), and the smallest
+# bound that still holds the details' own mark (``bounded_details``).
+LONGEST_MARK = len(_cut_mark(sys.maxsize, bytes(32)))
+MIN_FIELD_MAX_CHARS = len(
+    json.dumps({DETAILS_CUT: _cut_mark(sys.maxsize, bytes(32))}, separators=(",", ":"))
+)
 
 
 def canonical_details(details: dict[str, Any] | None) -> str:
     """The details as canonical JSON (sorted keys, no spaces), the form that is hashed."""
     return json.dumps(details or {}, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _key_text(key: Any) -> str:
+    # As JSON names keys (true, null, 1.5); any other key by its text, rather than failing.
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return str(key)
+
+
+def _bounded_value(value: Any, max_chars: int | None) -> Any:
+    """``value`` with every text in it (keys too) cut to ``max_chars`` (None: left whole), as
+    JSON can hold it: mappings, lists and numbers kept, anything else by its text."""
+    if isinstance(value, str):
+        return value if max_chars is None else cut_text(value, max_chars)
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        # Ids and counts; a bigger number is text (hex: Python writes no decimal of more than
+        # 4,300 digits), cut like any text.
+        return value if -(2**63) <= value < 2**63 else _bounded_value(hex(value), max_chars)
+    if isinstance(value, dict):
+        return {
+            _bounded_value(_key_text(key), max_chars): _bounded_value(item, max_chars)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_bounded_value(item, max_chars) for item in value]
+    return _bounded_value(str(value), max_chars)
+
+
+def _longest_text(value: Any) -> int:
+    """The length of the longest text (key or value) in JSON-like ``value``."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return max((max(len(k), _longest_text(v)) for k, v in value.items()), default=0)
+    if isinstance(value, list):
+        return max(map(_longest_text, value), default=0)
+    return 0
+
+
+def bounded_details(details: dict[str, Any] | None, max_chars: int) -> str:
+    """The details as canonical JSON of at most ``max_chars`` characters.
+
+    Each text in them is cut (``cut_text``), more finely while their JSON is still too long;
+    when even that does not fit (a mapping of 100,000 small keys) the details become
+    ``{"cut": "<start of their JSON>… [cut: N chars, sha256 ...]"}``, the SHA-256 being that of
+    their whole canonical JSON.
+    """
+    text_max = max_chars
+    while True:
+        bounded = _bounded_value(details, text_max)
+        text = canonical_details(bounded)
+        if len(text) <= max_chars:
+            return text
+        longest = _longest_text(bounded)
+        text_max = max(LONGEST_MARK + 1, min(text_max, longest) // 2)
+        if text_max >= longest:
+            break  # no text is longer: they are too many, not too long
+    whole = canonical_details(_bounded_value(details, None))
+    mark = _cut_mark(len(whole), hashlib.sha256(whole.encode("utf-8")).digest())
+    keep = max_chars
+    while True:
+        # JSON escapes the quotes of the JSON it holds: shorten by what is still over.
+        text = canonical_details({DETAILS_CUT: whole[:keep] + mark})
+        if len(text) <= max_chars:
+            return text
+        keep = max(0, min(keep, len(whole)) - (len(text) - max_chars))
+
+
+def use_field_bound(sessions: sessionmaker[Session], max_field_chars: int) -> None:
+    """Make every database session ``sessions`` opens from now on cut its audit events' fields
+    to ``max_field_chars`` (the site's ``policies.access.audit_field_max_chars``), so events
+    written where the policies are not at hand keep the site's bound too.
+
+    >>> use_field_bound(registry.sessions, policies.access.audit_field_max_chars)  # doctest: +SKIP
+    """
+    _check_bound(max_field_chars)
+    info = {**sessions.kw.get("info", {}), FIELD_BOUND_INFO: max_field_chars}
+    sessions.configure(info=info)
+
+
+def _check_bound(max_field_chars: Any) -> int:
+    if (
+        not isinstance(max_field_chars, int)
+        or isinstance(max_field_chars, bool)
+        or max_field_chars < MIN_FIELD_MAX_CHARS
+    ):
+        raise ValueError(
+            f"an audit field bound must be a whole number of at least {MIN_FIELD_MAX_CHARS} "
+            f"characters (room for the cut mark), not {max_field_chars!r}; sites set it as "
+            "access.audit_field_max_chars"
+        )
+    return max_field_chars
 
 
 def event_hash(
@@ -55,26 +219,44 @@ def record_event(
     outcome: str,
     reason: str = "",
     details: dict[str, Any] | None = None,
+    max_field_chars: int | None = None,
 ) -> AuditEvent:
     """Append one event inside the caller's transaction (it lands or is lost with the change).
+
+    Every text field is cut to ``max_field_chars`` characters (``cut_text``; the actor and the
+    action to their narrower columns), the details' JSON as a whole too (``bounded_details``).
+    Callers that hold the policies pass ``policies.access.audit_field_max_chars``; without it
+    the bound is the database session's (``use_field_bound``), else
+    ``DEFAULT_FIELD_MAX_CHARS``.
 
     The head row is locked for update, so concurrent writers on PostgreSQL take turns; on
     SQLite every write transaction is already exclusive.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {outcome!r}")
+    bound = _check_bound(
+        max_field_chars
+        if max_field_chars is not None
+        else session.info.get(FIELD_BOUND_INFO, DEFAULT_FIELD_MAX_CHARS)
+    )
+    texts = {
+        name: cut_text(str(value), min(bound, COLUMN_CHARS[name] or bound))
+        for name, value in (
+            ("actor", actor),
+            ("action", action),
+            ("target", target),
+            ("reason", reason),
+        )
+    }
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
     fields = {
         "seq": head.last_seq + 1,
         "occurred_at": utc_now().isoformat(timespec="microseconds"),
-        "actor": actor,
-        "action": action,
-        "target": target,
+        **texts,
         "outcome": outcome,
-        "reason": reason,
-        "details": canonical_details(details),
+        "details": bounded_details(details, bound),
         "prev_hash": head.last_hash,
     }
     event = AuditEvent(**fields, event_hash=event_hash(**fields))

@@ -56,15 +56,15 @@ from output_checking.outputs import (
     request_exception,
     table_content,
 )
-from output_checking.workflow import create_request, request_view, submit_request
-from srs.access import authorise
-from srs.audit import record_event
+from output_checking.workflow import create_request, request_target, request_view, submit_request
+from srs.access import AccessDenied, authorise
+from srs.audit import record_event, use_field_bound
 from srs.budget import BudgetState, SpendReceipt, budget_state
 from srs.deployment import Deployment
 from srs.errors import SRSError
 from srs.policy import PolicySet, load_policies
 from srs.registry import Registry, open_registry
-from srs.registry.models import Grant, Output, Project
+from srs.registry.models import Grant, Output, Project, ReleaseRequest
 from srs.vault import Vault
 
 if TYPE_CHECKING:
@@ -112,6 +112,12 @@ AGGFUNCS = {
 }
 # Regressions offered, by their statsmodels formula API names.
 MODELS = ("ols", "logit", "probit", "poisson")
+# What a session may act on by id, only when it is the researcher's own in the session's
+# project: what a refusal calls it, and the audit detail naming the id asked for. A refused
+# request is audited with the request as target, as every step of a request is (its history).
+OWN_RECORDS = {Output: ("output", "output_id"), ReleaseRequest: ("release request", "request_id")}
+# Ids are database integers; anything outside this range names nothing.
+LARGEST_ID = 2**63 - 1
 
 
 class SessionError(SRSError):
@@ -637,6 +643,12 @@ class ResearchSession:
     ``source`` is where its data come from (``vault``, ``synthetic`` or ``open``; see
     ``srs.session.session``); on synthetic data ``notice`` says so and every output's context
     starts with a note a checker sees.
+
+    A session acts only in its own project and only on its researcher's own outputs and
+    requests: an id of anything else (another project's, even the same researcher's, or a
+    colleague's) raises ``AccessDenied`` saying no more than that it is not among theirs, and
+    the refusal is audited. Its audit events are cut to the site's
+    ``access.audit_field_max_chars``.
     """
 
     def __init__(
@@ -658,6 +670,9 @@ class ResearchSession:
         self.source = source
         self.notice = notice or (SYNTHETIC_SOURCE_NOTICE if source == SYNTHETIC else None)
         self._registry = registry
+        # Every audit event written through this registry, here or deep in a workflow that
+        # never sees the policies, keeps the site's bound.
+        use_field_bound(registry.sessions, policies.access.audit_field_max_chars)
         self._vault = vault
         self._dictionaries: dict[str, list[dict[str, Any]]] = {}
         self.last_output: OutputSummary | None = None
@@ -1043,16 +1058,25 @@ class ResearchSession:
         ).astype({"request": "Int64"})
 
     def output_id(self, output: Any) -> int:
-        """The id of ``output``: an id, a name, an ``OutputSummary`` or a returned frame."""
+        """The id of ``output``: an id, a name, an ``OutputSummary`` or a returned frame.
+
+        Only your own outputs in this session's project are found: the id of any other output
+        raises ``AccessDenied`` (audited).
+        """
+        with self._registry.sessions() as db:
+            return self._own_output_id(db, output, "output.lookup")
+
+    def _own_output_id(self, db, output: Any, action: str) -> int:
+        """The id of ``output`` (anything ``output_id`` takes), refused (``_own``) unless it
+        names one of the researcher's own outputs in this project; ``action`` is the call's."""
         if isinstance(output, OutputSummary):
-            return output.id
-        if isinstance(output, pd.DataFrame) and OUTPUT_ID in output.attrs:
-            return int(output.attrs[OUTPUT_ID])
+            output = output.id
+        elif isinstance(output, pd.DataFrame) and OUTPUT_ID in output.attrs:
+            output = int(output.attrs[OUTPUT_ID])
         if isinstance(output, int | np.integer) and not isinstance(output, bool):
-            return int(output)
+            return self._own(db, Output, int(output), action).id
         if isinstance(output, str):
-            with self._registry.sessions() as db:
-                named = [o for o in self._own_outputs(db) if o.name == output]
+            named = [o for o in self._own_outputs(db) if o.name == output]
             live = [o for o in named if o.status != REMOVED] or named
             if len(live) == 1:
                 return live[0].id
@@ -1069,15 +1093,58 @@ class ResearchSession:
             f"{type(output).__name__}"
         )
 
-    def _change(self, change, output: Any, **arguments: Any) -> OutputSummary:
-        output_id = self.output_id(output)
+    def _own(
+        self, db, model: type[Output | ReleaseRequest], record_id: int, action: str
+    ) -> Output | ReleaseRequest:
+        """The output or request ``record_id`` if it is the researcher's own in the session's
+        project; else ``AccessDenied``, audited, that says nothing of what the id names."""
+        what, detail = OWN_RECORDS[model]
+        found = None
+        if 0 < record_id <= LARGEST_ID:
+            found = db.execute(
+                select(model)
+                .join(Project, Project.id == model.project_id)
+                .where(
+                    model.id == record_id, Project.code == self.project, model.author == self.user
+                )
+            ).scalar_one_or_none()
+        if found is not None:
+            return found
+        reason = (
+            f"you have no {what} #{record_id} in your project {self.project}: a session acts "
+            f"only on your own {what}s in its project (s.outputs() lists them)"
+        )
+        db.rollback()
+        record_event(
+            db,
+            actor=self.user,
+            action=action,
+            target=request_target(record_id) if model is ReleaseRequest else self.project,
+            outcome="deny",
+            reason=reason,
+            details={"project": self.project, detail: record_id},
+        )
+        db.commit()  # now: the refusal stays on record whatever the caller does next
+        raise AccessDenied(reason)
+
+    def _own_request(self, db, request_id: Any, action: str) -> ReleaseRequest:
+        """The researcher's own request ``request_id`` in this project (see ``_own``)."""
+        if isinstance(request_id, bool) or not isinstance(request_id, int | np.integer):
+            raise SessionError(
+                f"name a release request by its id (the number s.submit returned), not "
+                f"{type(request_id).__name__}"
+            )
+        return self._own(db, ReleaseRequest, int(request_id), action)
+
+    def _change(self, change, output: Any, action: str, **arguments: Any) -> OutputSummary:
         with self._registry.sessions() as db:
+            output_id = self._own_output_id(db, output, f"output.{action}")
             change(db, output_id=output_id, actor=self.user, policies=self.policies, **arguments)
             return OutputSummary.of(get_output(db, output_id))
 
     def rename(self, output: Any, name: str) -> OutputSummary:
         """Give a draft output a name a checker will recognise (files keep their names)."""
-        return self._change(rename_output, output, name=name)
+        return self._change(rename_output, output, "rename", name=name)
 
     def describe(
         self, output: Any, *, context: str | None = None, controls: str | None = None
@@ -1085,29 +1152,36 @@ class ResearchSession:
         """Say what an output is (``context``) and which disclosure controls you applied
         (``controls``): checkers read both."""
         context = None if context is None else self._context(context)
-        return self._change(describe_output, output, context=context, controls=controls)
+        return self._change(describe_output, output, "describe", context=context, controls=controls)
 
     def comment(self, output: Any, text: str) -> OutputSummary:
         """Add a note to your output for the checkers."""
-        return self._change(comment_on_own_output, output, text=text)
+        return self._change(comment_on_own_output, output, "comment", text=text)
 
     def remove(self, output: Any) -> OutputSummary:
         """Leave a draft out of what you submit (it stays on record, marked removed)."""
-        return self._change(remove_output, output)
+        return self._change(remove_output, output, "remove")
 
     def request_exception(self, output: Any, justification: str) -> OutputSummary:
         """Ask the checkers to release an output although an automatic check failed, saying
         why it is safe and why it is needed."""
-        return self._change(request_exception, output, justification=justification)
+        return self._change(
+            request_exception, output, "request_exception", justification=justification
+        )
 
     def submit(self, title: str, outputs: Sequence[Any] | None = None) -> int:
         """Send your drafts (or just ``outputs``) to the checkers' queue as one release
-        request; returns its id. Removed outputs are never sent.
+        request; returns its id. Removed outputs are never sent, nor any output that is not
+        your own in this session's project (``AccessDenied``, audited).
 
         >>> request_id = s.submit("Attrition tables for the 2026 report")  # doctest: +SKIP
         """
-        ids = None if outputs is None else [self.output_id(o) for o in outputs]
         with self._registry.sessions() as db:
+            ids = (
+                None
+                if outputs is None
+                else [self._own_output_id(db, o, "request.create") for o in outputs]
+            )
             request = create_request(
                 db,
                 project_code=self.project,
@@ -1122,21 +1196,25 @@ class ResearchSession:
     def resubmit(self, request_id: int) -> int:
         """Send a request the checkers returned for changes back to them, after you have
         revised its outputs (``rename``, ``describe``, ``remove``, ``request_exception``); a new
-        round of reviews starts. Returns the request id.
+        round of reviews starts. Returns the request id. Only your own requests in this
+        session's project can be resubmitted from it.
 
         >>> s.request_status(7).status                                   # doctest: +SKIP
         'changes_requested'
         >>> s.resubmit(7)                                                # doctest: +SKIP
         """
         with self._registry.sessions() as db:
-            submit_request(db, request_id=request_id, actor=self.user, policies=self.policies)
-        return request_id
+            request = self._own_request(db, request_id, "request.submit")
+            submit_request(db, request_id=request.id, actor=self.user, policies=self.policies)
+            return request.id
 
     def request_status(self, request_id: int) -> RequestStatus:
         """Where a release request stands: its status, its outputs' statuses, the comments
-        meant for you and its history."""
+        meant for you and its history. Only your own requests in this session's project are
+        shown; any other id raises ``AccessDenied`` (audited)."""
         with self._registry.sessions() as db:
-            view = request_view(db, request_id=request_id, viewer=self.user, policies=self.policies)
+            request = self._own_request(db, request_id, "request.view")
+            view = request_view(db, request_id=request.id, viewer=self.user, policies=self.policies)
             request = view.request
             return RequestStatus(
                 request_id=request.id,

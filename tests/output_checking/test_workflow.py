@@ -347,6 +347,21 @@ def test_checker_comment_visibility(registry, policies, people):
         assert [e.action for e in checker_view.history][-1] == "request.approved"
 
 
+def test_only_its_author_and_the_checkers_see_a_request(registry, policies, people):
+    sub = submitted_request(registry, policies)
+    with registry.sessions() as s:  # a colleague of the author's, in the same project
+        projects.add_member(s, actor="admin", policies=policies, code=PROJECT, username="olga")
+    with registry.sessions() as s, pytest.raises(WorkflowError, match="is not yours"):
+        request_view(s, request_id=sub.request_id, viewer="olga", policies=policies)
+    (refusal,) = events(registry, "request.view")
+    assert (refusal.actor, refusal.outcome) == ("olga", "deny")
+    assert refusal.target == f"request/{sub.request_id}"
+    with registry.sessions() as s:
+        author = request_view(s, request_id=sub.request_id, viewer="ana", policies=policies)
+        checker = request_view(s, request_id=sub.request_id, viewer="cho", policies=policies)
+        assert not author.is_checker and checker.is_checker
+
+
 def test_queue_lists_reviewable_requests_with_progress(registry, policies, people):
     sub = submitted_request(registry, policies)
     for output_id in sub.outputs:

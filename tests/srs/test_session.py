@@ -4,7 +4,10 @@ managing and submitting those outputs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -27,8 +30,10 @@ from output_checking.outputs import OutputError, content_table
 from output_checking.workflow import WorkflowError
 from registry_fixtures import PROJECT
 from srs.access import AccessDenied
+from srs.audit import verify_chain
 from srs.budget import spends
 from srs.deployment import Deployment
+from srs.policy import default_policy_dir, load_policies
 from srs.registry import Registry
 from srs.registry.models import AuditEvent, Grant, Output
 from srs.session import ResearchSession, SessionError
@@ -147,6 +152,64 @@ def test_datasets_are_the_grants_and_reads_go_through_the_access_check(s, lab) -
     assert s.datasets() == []
     with pytest.raises(AccessDenied, match="no grant"):
         s.dataset("linked/journeys")
+
+
+STORED_FIELDS = ("actor", "action", "target", "outcome", "reason", "details")
+
+
+def stored_chars(event: AuditEvent) -> dict[str, int]:
+    """How many characters each text field of a stored audit event holds."""
+    return {name: len(getattr(event, name)) for name in STORED_FIELDS}
+
+
+def test_a_huge_dataset_name_is_refused_and_audited_cut_to_the_bound(s, lab, policies) -> None:
+    _, registry = lab
+    name = "linked/" + "v" * 5_000_000
+    with pytest.raises(AccessDenied, match="project P001 has no grant for linked/vvv"):
+        s.dataset(name)
+    (event,) = denials(registry, "ana")
+    bound = policies.access.audit_field_max_chars
+    sizes = stored_chars(event)
+    assert max(sizes.values()) <= bound, sizes
+    assert sum(sizes.values()) <= 3 * bound  # was 15,000,082 characters: the name three times
+    mark = f"[cut: {len(name)} chars, sha256 {hashlib.sha256(name.encode()).hexdigest()}]"
+    assert event.target.startswith("linked/vvvv") and event.target.endswith(mark)
+    reason = f"project P001 has no grant for {name}"
+    assert event.reason.startswith("project P001 has no grant for linked/vvvv")
+    assert event.reason.endswith(f"sha256 {hashlib.sha256(reason.encode()).hexdigest()}]")
+    details = json.loads(event.details)
+    assert details["project"] == PROJECT and details["dataset"].endswith(mark)
+    with registry.sessions() as db:
+        assert verify_chain(db).intact
+
+
+def test_a_site_audit_bound_holds_for_every_event_of_its_sessions(lab, tmp_path) -> None:
+    deployment, registry = lab
+    folder = tmp_path / "site-policies"
+    shutil.copytree(default_policy_dir(), folder)
+    access = folder / "access.yaml"
+    access.write_text(
+        re.sub(r"audit_field_max_chars: \d+", "audit_field_max_chars: 200", access.read_text())
+    )
+    site = load_policies(folder)
+    assert site.access.audit_field_max_chars == 200
+    name = "Cases by sex " + "n" * 180  # fits an output's name, not this site's audit field
+    with srs.session(user="ana", project=PROJECT, deployment=deployment, policies=site) as s:
+        with pytest.raises(AccessDenied):
+            s.dataset("linked/" + "v" * 5_000_000)
+        # The output's audit event is written deep in output_checking, where no policies are
+        # at hand: the session's bound reaches it all the same.
+        s.crosstab(s.dataset("linked/journeys"), "sex", name=name)
+    with registry.sessions() as db:
+        events = list(db.execute(select(AuditEvent).where(AuditEvent.actor == "ana")).scalars())
+        assert verify_chain(db).intact
+    assert len(events) >= 4
+    for event in events:
+        assert max(stored_chars(event).values()) <= 200, (event.action, stored_chars(event))
+    # At this bound the output's details (its name, checksum, file and its digest) are cut;
+    # under the shipped bound they would be stored whole.
+    (created,) = [e for e in events if e.action == "output.create" and e.outcome == "ok"]
+    assert "[cut: " in created.details and "sha256 " in created.details
 
 
 # ------------------------------------------------------------------ tables
