@@ -39,9 +39,10 @@ browser-binaries:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-# The JupyterHub end-to-end test (tests/hub/test_hub_e2e.py) runs a real hub whose researchers'
-# servers run as unprivileged Unix accounts. It needs configurable-http-proxy (npm, installed
-# into .venv/node) and jupyterhub-idle-culler, and those accounts must be able to run this venv's
+# The JupyterHub end-to-end tests (tests/hub/test_hub_e2e.py, test_airlock_e2e.py) run a real hub
+# whose researchers' servers run as unprivileged Unix accounts. They need configurable-http-proxy
+# (npm, installed into .venv/node), jupyterhub-idle-culler, nft (Debian's nftables: the airlock's
+# egress rules, without which no server starts), and those accounts must be able to run this venv's
 # Python. When the real interpreter lies under a folder they cannot pass through (pyenv's
 # /root/.pyenv under /root, mode 0700), that folder gets o+x: traverse only, never read or list,
 # so other accounts can reach the interpreter by its path and see nothing else there. Only the
@@ -55,6 +56,12 @@ hub-prerequisites: $(STAMP)
 		npm install --silent --no-fund --no-audit --prefix $(VENV)/node configurable-http-proxy@4; \
 	fi
 	@$(PY) -c "import jupyterhub_idle_culler" 2>/dev/null || $(PY) -m pip install --quiet "jupyterhub-idle-culler>=2,<3"
+	@if command -v nft >/dev/null 2>&1; then \
+		echo "nft present"; \
+	else \
+		echo "Installing nftables (Debian package): the airlock's egress rules for researchers' servers"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; \
+	fi
 	@for start in "$$(dirname "$$(readlink -f $(PY))")" "$(CURDIR)"; do folder=$$start; \
 	while [ "$$folder" != "/" ]; do \
 		if [ -z "$$(find "$$folder" -maxdepth 0 -perm -o+x)" ]; then \

@@ -8,6 +8,7 @@ change is authorised against that account's roles and audited.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from datetime import date
@@ -1347,11 +1348,19 @@ def synth_export(
 
 # ---------------------------------------------------------------- JupyterHub
 def _write_hub_config(
-    state: CommandContext, port: int, user_home_base: Path | None, project_root: Path | None
+    state: CommandContext,
+    port: int,
+    user_home_base: Path | None,
+    project_root: Path | None,
+    runtime_base: Path | None = None,
 ) -> Path:
     from srs.hub.config import write_config
 
-    folders = {"user_home_base": user_home_base, "project_root": project_root}
+    folders = {
+        "user_home_base": user_home_base,
+        "project_root": project_root,
+        "runtime_base": runtime_base,
+    }
     return write_config(
         state.require_initialised(),
         state.policies,
@@ -1367,6 +1376,11 @@ _USER_HOME_BASE = typer.Option(
 _PROJECT_ROOT = typer.Option(
     None, help="Folder of the projects' shared folders (default /srv/srs/projects)."
 )
+_RUNTIME_BASE = typer.Option(
+    None,
+    help="Folder of the kernels' sockets, the environment API's socket and the airlock's server "
+    "configuration (default /run/srs; short: socket paths may not exceed 107 bytes).",
+)
 
 
 @hub_app.command("config")
@@ -1375,13 +1389,16 @@ def hub_config(
     port: int = _HUB_PORT,
     user_home_base: Path = _USER_HOME_BASE,
     project_root: Path = _PROJECT_ROOT,
+    runtime_base: Path = _RUNTIME_BASE,
 ) -> None:
     """Write HOME/hub/jupyterhub_config.py and print its path.
 
     The config signs people in against the registry, runs each researcher's server as their own
-    Unix account, and starts the environment API and the idle culler as hub services.
+    Unix account behind the airlock (no file download, no network from kernels, kernel
+    output rate-limited; see README), and starts the environment API (on a Unix socket) and the
+    idle culler as hub services.
     """
-    console.print(str(_write_hub_config(ctx.obj, port, user_home_base, project_root)))
+    console.print(str(_write_hub_config(ctx.obj, port, user_home_base, project_root, runtime_base)))
 
 
 @hub_app.command("start")
@@ -1390,6 +1407,7 @@ def hub_start(
     port: int = _HUB_PORT,
     user_home_base: Path = _USER_HOME_BASE,
     project_root: Path = _PROJECT_ROOT,
+    runtime_base: Path = _RUNTIME_BASE,
 ) -> None:
     """Write the config and run JupyterHub with it (as root).
 
@@ -1410,7 +1428,12 @@ def hub_start(
     proxy_program()
     if os.geteuid() != 0:
         raise UsageError("run `srs hub start` as root: the hub creates researchers' Unix accounts")
-    config = _write_hub_config(state, port, user_home_base, project_root)
+    if shutil.which("nft") is None:
+        raise UsageError(
+            "nft (Debian's nftables) is not installed: researchers' servers cannot be isolated "
+            "from the network and would not start; install it (`apt-get install nftables`)"
+        )
+    config = _write_hub_config(state, port, user_home_base, project_root, runtime_base)
     program = str(jupyterhub_program())
     console.print(f"Starting JupyterHub on http://127.0.0.1:{port}/ with {config}")
     console.print(f"Output checkers sign in there and use {checker_url(HubPorts(port))}")

@@ -11,12 +11,26 @@ It is a Tornado application, run by the hub as a managed service (``python -m sr
   JSON of ``srs.hub.wire``, or ``{"error": {"type": ..., "message": ..., "attributes": ...}}``
   with a 4xx status (401 for a bad token, 403 for a refusal, 413 for too large a request).
 
+In the hub the API listens only on a Unix socket (``--socket``), never on a TCP port and never
+behind the hub's proxy: nothing outside the machine, and no browser, can reach it. It reads each
+caller's uid from the socket (``SO_PEERCRED``) and accepts a token only from the Unix account it
+was issued to, so a token copied out of a kernel opens nothing from another account or program.
+(On TCP, for development, only tokens bound to no account are accepted.)
+
 Every request carries ``Authorization: Bearer <session token>``; the token is resolved and the
 person re-authorised for the project on each call (``srs.hub.tokens``), and the call runs on one
 real ``ResearchSession`` per token, so the access decisions, disclosure checks and audit events
 are the session's own. Only the public methods in ``SESSION_METHODS`` and ``DP_METHODS`` can be
 called; a model's formula is checked first (patsy evaluates formulas as Python, and this process
 holds the vault's key); a custom output arrives as the file's bytes, never as a path here.
+
+A kernel is untrusted, so a call is read within the limits of ``policies.access.airlock``
+(``wire.WireLimits``): its JSON's size and nesting (``max_json_depth``) before anything else; its
+arguments bound, as sent, to the method's parameters and a formula checked before any frame is
+decoded; each frame checked from its Parquet footer and counted as it is decoded, within
+``max_decoded_frame_bytes`` and, for all frames of the call, ``max_decoded_request_bytes`` (413
+over them). A malformed request is a 400 with a message, as is an argument the method cannot use
+(pandas' ``KeyError`` for a column that is not there, say); a 500 is an internal failure only.
 """
 
 from __future__ import annotations
@@ -29,6 +43,9 @@ import io
 import json
 import logging
 import os
+import socket
+import stat
+import struct
 import sys
 import tempfile
 import threading
@@ -42,6 +59,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 from sqlalchemy.engine import make_url
 
@@ -199,6 +217,28 @@ def check_formula(formula: Any) -> str:
     return formula
 
 
+# ------------------------------------------------------------------ who is calling
+@dataclass(frozen=True)
+class Caller:
+    """Who is on the other end of a request: the address (TCP) or, on the Unix socket, the
+    process id and Unix account the kernel reports for the connection (``SO_PEERCRED``)."""
+
+    address: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+
+    def __str__(self) -> str:
+        if self.uid is not None:
+            return f"unix socket, uid {self.uid}, pid {self.pid}"
+        return self.address or "unknown"
+
+
+def peer_credentials(connection: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket, from the kernel."""
+    raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)
+
+
 # ------------------------------------------------------------------ sessions behind tokens
 @dataclass
 class LiveSession:
@@ -249,6 +289,7 @@ class EnvironmentAPI:
         *,
         base_url: str = "/",
         workers: int = DEFAULT_WORKERS,
+        require_account: bool = False,
     ) -> None:
         if not base_url.startswith("/"):
             raise SessionError(
@@ -264,6 +305,8 @@ class EnvironmentAPI:
         self.deployment = deployment
         self.policies = policies
         self.base_url = base_url.rstrip("/") + "/"
+        # On the hub's Unix socket: only tokens bound to the caller's own account are accepted.
+        self.require_account = require_account
         self.registry: Registry = open_registry(deployment.database_url)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="srs-api")
         self._sessions: dict[str, LiveSession] = {}
@@ -271,16 +314,25 @@ class EnvironmentAPI:
         self._pruned_at = time.monotonic()
 
     # -------------------------------------------------------------- tokens
-    def resolve(self, token: str, remote: str | None) -> tuple[str, str]:
-        """The (user, project) of a token; a refused token's session is closed."""
+    def resolve(self, token: str, remote: Caller | str | None) -> tuple[str, str]:
+        """The (user, project) of a token used by ``remote``; a refused token's session is
+        closed. A token bound to a Unix account is accepted only from that account's uid."""
+        caller = remote if isinstance(remote, Caller) else Caller(address=remote)
         try:
             with self.registry.sessions() as db:
-                return resolve_session_token(db, token, self.policies, remote=remote)
+                return resolve_session_token(
+                    db,
+                    token,
+                    self.policies,
+                    remote=str(caller),
+                    peer_uid=caller.uid,
+                    require_account=self.require_account,
+                )
         except AccessDenied:
             self._drop(token_digest(token or ""))
             raise
 
-    def whoami(self, token: str, remote: str | None) -> dict[str, str]:
+    def whoami(self, token: str, remote: Caller | str | None) -> dict[str, str]:
         """``GET session``: who the token is for."""
         user, project = self.resolve(token, remote)
         return {"user": user, "project": project}
@@ -325,30 +377,28 @@ class EnvironmentAPI:
 
     # -------------------------------------------------------------- calls
     def call(self, token: str, remote: str | None, body: bytes) -> str:
-        """``POST call``: resolve the token, check the method, run it, answer in wire JSON."""
+        """``POST call``: resolve the token, read the body within the policy's limits, check
+        the method, bind the arguments as sent (still encoded) to its parameters, check a
+        model's formula, and only then decode the arguments, every frame counted against the
+        request's decoded-size limits; run it and answer in wire JSON. A request that cannot be
+        read or bound is a ``WireError`` (400), as is an argument the method cannot use."""
         self._maybe_prune()
         user, project = self.resolve(token, remote)
         if len(body) > wire.MAX_REQUEST_BYTES:
             raise wire.RequestTooLarge(wire.too_large(len(body)))
-        target, method, arguments, options = _parse_call(body)
+        limits = wire.WireLimits.of(self.policies.access.airlock)
+        target, method, arguments, options = _parse_call(body, limits)
         if method not in TARGETS.get(target, ()):
             self._refuse_method(user, project, target, method, remote)
-        arguments = wire.decode_arguments(arguments)
-        options = wire.decode_arguments(options)
         live = self._live(token, user, project)
         with live.lock:
             owner = live.session if target == "session" else live.session.dp
             bound_method = getattr(owner, method)
-            try:
-                bound = inspect.signature(bound_method).bind(*arguments, **options)
-            except TypeError as exc:
-                raise SessionError(f"{target}.{method}: {exc}") from exc
+            bound = _bind_as_sent(f"{target}.{method}", bound_method, arguments, options)
             if target == "session" and method in MODELS:
-                check_formula(bound.arguments.get("formula"))
-            if target == "session" and method == "custom_output":
-                result = _custom_output(bound_method, bound)
-            else:
-                result = bound_method(*bound.args, **bound.kwargs)
+                _check_formula_as_sent(bound.arguments.get("formula"))
+            _decode_bound(bound, wire.DecodingAllowance(limits))
+            result = _run(f"{target}.{method}", bound_method, bound)
             last_output = live.session.last_output
         return json.dumps({"result": wire.encode(result), "last_output": wire.encode(last_output)})
 
@@ -369,7 +419,7 @@ class EnvironmentAPI:
                 target=project,
                 outcome="deny",
                 reason=reason[:500],
-                details={"target": target[:64], "method": method[:64], "remote": remote},
+                details={"target": target[:64], "method": method[:64], "remote": str(remote)},
             )
             db.commit()
         raise AccessDenied(reason)
@@ -384,26 +434,99 @@ class EnvironmentAPI:
         self.registry.dispose()
 
 
-def _parse_call(body: bytes) -> tuple[str, str, list[Any], dict[str, Any]]:
-    try:
-        request = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise wire.WireError(
-            "the request body is not JSON: send {'target', 'method', 'args', 'kwargs'}"
-        ) from exc
+def _parse_call(body: bytes, limits: wire.WireLimits) -> tuple[str, str, list[Any], dict[str, Any]]:
+    """The target, method, args and kwargs of a call's body, as sent (nothing decoded yet);
+    ``WireError`` for a body that is not such a JSON object within ``limits``."""
+    fields = {"target", "method", "args", "kwargs"}
+    request = wire.read_json(body, limits)
     if not isinstance(request, dict):
-        raise wire.WireError("the request body must be a JSON object")
+        raise wire.WireError(
+            "the request body must be a JSON object {'target', 'method', 'args', 'kwargs'}"
+        )
+    unknown = sorted(set(request) - fields)
+    if unknown:
+        raise wire.WireError(
+            f"the request has fields the environment does not read ({', '.join(unknown)[:200]}); "
+            f"send only {', '.join(sorted(fields))}"
+        )
     target = request.get("target", "session")
     method = request.get("method")
     arguments = request.get("args", [])
     options = request.get("kwargs", {})
     if not isinstance(target, str) or not isinstance(method, str):
-        raise wire.WireError("'target' and 'method' must be text")
+        raise wire.WireError(
+            "'target' and 'method' must be text such as 'session' and 'crosstab', not "
+            f"{type(target).__name__} and {type(method).__name__}"
+        )
     if not isinstance(arguments, list) or not isinstance(options, dict):
-        raise wire.WireError("'args' must be a list and 'kwargs' an object")
+        raise wire.WireError(
+            "'args' must be a list and 'kwargs' an object, not "
+            f"{type(arguments).__name__} and {type(options).__name__}"
+        )
     if wire.TAG in options:
         raise wire.WireError("'kwargs' must be a plain object of keyword arguments")
     return target, method, arguments, options
+
+
+def _bind_as_sent(
+    name: str, bound_method: Any, arguments: list[Any], options: dict[str, Any]
+) -> inspect.BoundArguments:
+    """The arguments as sent (still encoded) bound to the method's parameters, so a wrong
+    number of them or an unknown keyword is refused before any frame is decoded."""
+    signature = inspect.signature(bound_method)
+    try:
+        return signature.bind(*arguments, **options)
+    except TypeError as exc:
+        plain = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        raise wire.WireError(f"{name}: {exc}; it takes {plain}") from exc
+
+
+def _check_formula_as_sent(formula: Any) -> None:
+    """A model's formula, checked as sent: plain text only (never a tagged value, which would
+    be decoded first), then ``check_formula``."""
+    if not isinstance(formula, str):
+        raise SessionError(
+            f"a formula is plain text such as 'y ~ x + C(group)', not a {type(formula).__name__}"
+        )
+    check_formula(formula)
+
+
+def _decode_bound(bound: inspect.BoundArguments, allowance: wire.DecodingAllowance) -> None:
+    """Decode each bound argument in place, every frame of them counted against ``allowance``,
+    the one request's (``*args`` and ``**options`` parameters value by value)."""
+    parameters = bound.signature.parameters
+    for name, sent in bound.arguments.items():
+        kind = parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            decoded = tuple(wire.decode_arguments(value, allowance) for value in sent)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            decoded = {key: wire.decode_arguments(value, allowance) for key, value in sent.items()}
+        else:
+            decoded = wire.decode_arguments(sent, allowance)
+        bound.arguments[name] = decoded
+
+
+def _run(name: str, bound_method: Any, bound: inspect.BoundArguments) -> Any:
+    """Run the method on its decoded arguments. What it raises on arguments it cannot use (a
+    column that is not there, a value of the wrong type: pandas' TypeError, ValueError,
+    KeyError, ...) is the caller's mistake, answered 400 with its message and logged as a
+    warning; a toolkit error keeps its own status, anything else is a 500."""
+    argument_errors = (TypeError, ValueError, LookupError, ArithmeticError, AttributeError)
+    try:
+        if name == "session.custom_output":
+            return _custom_output(bound_method, bound)
+        return bound_method(*bound.args, **bound.kwargs)
+    except argument_errors as exc:
+        if status_for(exc) != 500:
+            raise  # a toolkit error (some are ValueErrors too) keeps its own status
+        log.warning("%s refused its arguments", name, exc_info=exc)
+        raise SessionError(
+            f"{name} cannot use the arguments given ({type(exc).__name__}: {exc}); check the "
+            "column names, types and values you passed"
+        ) from exc
 
 
 def _custom_output(bound_method: Any, bound: inspect.BoundArguments) -> Any:
@@ -438,6 +561,15 @@ class APIHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def caller(self) -> Caller:
+        """The caller: on the Unix socket its uid and pid from the kernel, else its address."""
+        stream = getattr(self.request.connection, "stream", None)
+        connection = getattr(stream, "socket", None)
+        if connection is not None and connection.family == socket.AF_UNIX:
+            pid, uid, _ = peer_credentials(connection)
+            return Caller(uid=uid, pid=pid)
+        return Caller(address=self.request.remote_ip)
+
     def bearer_token(self) -> str:
         scheme, _, value = self.request.headers.get("Authorization", "").partition(" ")
         return value.strip() if scheme.lower() in ("bearer", "token") else ""
@@ -468,7 +600,7 @@ class HealthHandler(APIHandler):
 class SessionHandler(APIHandler):
     async def get(self) -> None:
         try:
-            who = await self.in_worker(self.api.whoami, self.bearer_token(), self.request.remote_ip)
+            who = await self.in_worker(self.api.whoami, self.bearer_token(), self.caller())
         except Exception as error:  # answered as JSON with its status; unexpected ones logged
             self.answer_error(error)
             return
@@ -479,7 +611,7 @@ class CallHandler(APIHandler):
     async def post(self) -> None:
         try:
             answer = await self.in_worker(
-                self.api.call, self.bearer_token(), self.request.remote_ip, self.request.body
+                self.api.call, self.bearer_token(), self.caller(), self.request.body
             )
         except Exception as error:  # answered as JSON with its status; unexpected ones logged
             self.answer_error(error)
@@ -503,8 +635,11 @@ def make_api_app(
     *,
     base_url: str = "/",
     workers: int = DEFAULT_WORKERS,
+    require_account: bool = False,
 ) -> tornado.web.Application:
-    """The environment API as a Tornado application, its endpoints under ``base_url``.
+    """The environment API as a Tornado application, its endpoints under ``base_url``
+    (``require_account``: accept only tokens bound to the caller's Unix account, as on the hub's
+    Unix socket).
 
     ``app.settings["srs"]`` is the ``EnvironmentAPI`` (close it when done). The registry must
     exist (``srs init``); the vault's key comes from ``SRS_MASTER_KEY`` or the deployment's key
@@ -512,7 +647,9 @@ def make_api_app(
 
     >>> app = make_api_app(Deployment.from_env(), load_policies(), base_url="/services/srs-api/")  # doctest: +SKIP
     """
-    api = EnvironmentAPI(deployment, policies, base_url=base_url, workers=workers)
+    api = EnvironmentAPI(
+        deployment, policies, base_url=base_url, workers=workers, require_account=require_account
+    )
     routes = [
         (api.base_url + "health", HealthHandler),
         (api.base_url + "session", SessionHandler),
@@ -550,6 +687,25 @@ def service_address(
     return host, port, prefix.rstrip("/") + "/"
 
 
+def bind_api_socket(path: Path) -> socket.socket:
+    """The API's listening Unix socket at ``path``: any local account may connect (mode 0666)
+    and the API tells them apart by ``SO_PEERCRED``. Its folder is made (0711) if missing and
+    must be this account's and writable by no one else, so nobody can put a socket of their own
+    in its place."""
+    if len(os.fsencode(path)) > 107:
+        raise SessionError(f"the API's socket path {path} is longer than 107 bytes; shorten it")
+    folder = path.parent
+    folder.mkdir(mode=0o711, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o022:
+        raise SessionError(
+            f"{folder} must belong to the API's account (uid {os.geteuid()}) and be writable by "
+            f"no one else (it is uid {info.st_uid}, mode {stat.filemode(info.st_mode)}): other "
+            "accounts could replace the API's socket"
+        )
+    return tornado.netutil.bind_unix_socket(str(path), mode=0o666)
+
+
 def serve(
     deployment: Deployment,
     policies: PolicySet,
@@ -558,15 +714,27 @@ def serve(
     port: int = DEFAULT_PORT,
     base_url: str = "/",
     workers: int = DEFAULT_WORKERS,
+    socket_path: Path | None = None,
 ) -> None:
-    """Serve the API until interrupted."""
-    app = make_api_app(deployment, policies, base_url=base_url, workers=workers)
+    """Serve the API until interrupted: on the Unix socket ``socket_path`` (the hub's way; only
+    account-bound tokens from their own account are accepted), else on TCP ``host:port``."""
+    app = make_api_app(
+        deployment,
+        policies,
+        base_url=base_url,
+        workers=workers,
+        require_account=socket_path is not None,
+    )
     api: EnvironmentAPI = app.settings["srs"]
 
     async def run() -> None:
         server = api_server(app)
-        server.listen(port, address=host)
-        log.info("environment API on http://%s:%s%s", host, port, api.base_url)
+        if socket_path is not None:
+            server.add_socket(bind_api_socket(socket_path))
+            log.info("environment API on unix:%s%s", socket_path, api.base_url)
+        else:
+            server.listen(port, address=host)
+            log.info("environment API on http://%s:%s%s", host, port, api.base_url)
         await asyncio.Event().wait()
 
     try:
@@ -587,6 +755,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ip", help="address to listen on (default from JUPYTERHUB_SERVICE_URL)")
     parser.add_argument("--port", type=int, help="port (default from JUPYTERHUB_SERVICE_URL)")
     parser.add_argument("--base-url", help="URL prefix (default JUPYTERHUB_SERVICE_PREFIX or /)")
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        help="listen on this Unix socket instead of TCP (the hub's way: callers are told apart "
+        "by their Unix account, and only tokens bound to it are accepted)",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="calls run at once")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
@@ -599,6 +773,7 @@ def main(argv: list[str] | None = None) -> None:
             port=port,
             base_url=base_url,
             workers=arguments.workers,
+            socket_path=arguments.socket,
         )
     except SRSError as error:
         print(f"error: {error}", file=sys.stderr)

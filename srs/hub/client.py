@@ -5,7 +5,9 @@ the spawner has set ``SRS_API_URL`` and ``SRS_SESSION_TOKEN``) returns a ``Remot
 same methods as ``srs.session.ResearchSession``, each one a JSON call (``srs.hub.wire``) to the
 API (``srs.hub.api``), which runs it on the real session behind the access check. Errors come
 back as the toolkit's own exception classes (``AccessDenied``, ``OutputError``,
-``BudgetExhausted``...). Only the standard library is used for HTTP.
+``BudgetExhausted``...). Only the standard library is used for HTTP. In the hub the API is a Unix
+socket (``SRS_API_URL=http+unix://%2Frun%2Fsrs%2Fapi.sock/services/srs-api/``: the socket's path,
+percent-encoded, then the API's prefix); ``http(s)://`` URLs work too, for development.
 
 >>> import srs
 >>> s = srs.session()                                   # doctest: +SKIP
@@ -16,10 +18,13 @@ back as the toolkit's own exception classes (``AccessDenied``, ``OutputError``,
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import json
 import os
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +47,7 @@ from srs.session import (
 )
 
 TOKEN_ENV = "SRS_SESSION_TOKEN"
+UNIX_SCHEME = "http+unix"
 TIMEOUT_ENV = "SRS_API_TIMEOUT"
 # Long enough for a DP synthetic replica of a large dataset; a call is never retried.
 DEFAULT_TIMEOUT_SECONDS = 3600.0
@@ -98,6 +104,42 @@ def _timeout_from_environment() -> float:
     return seconds
 
 
+def unix_socket_url(socket_path: str | os.PathLike[str], prefix: str) -> str:
+    """The ``SRS_API_URL`` of an API on a Unix socket.
+
+    >>> unix_socket_url("/run/srs/api.sock", "/services/srs-api/")
+    'http+unix://%2Frun%2Fsrs%2Fapi.sock/services/srs-api/'
+    """
+    encoded = urllib.parse.quote(os.fspath(socket_path), safe="")
+    return f"{UNIX_SCHEME}://{encoded}/{prefix.strip('/')}/"
+
+
+def socket_of_url(api_url: str) -> str | None:
+    """The socket path of an ``http+unix://`` URL (None for http and https)."""
+    parsed = urllib.parse.urlsplit(api_url)
+    if parsed.scheme != UNIX_SCHEME:
+        return None
+    return urllib.parse.unquote(parsed.netloc)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the environment API in the hub)."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(self.timeout)
+        try:
+            connection.connect(self.socket_path)
+        except OSError:
+            connection.close()
+            raise
+        self.sock = connection
+
+
 def remote_error(payload: Any, status: int) -> Exception:
     """The exception an API error answer stands for: the toolkit's own class when it is in
     ``REMOTE_ERRORS``, else a ``SessionError`` naming the type."""
@@ -126,9 +168,12 @@ class RemoteSession:
     """
 
     def __init__(self, api_url: str, token: str, *, timeout: float | None = None) -> None:
-        if not api_url.startswith(("http://", "https://")):
-            raise SessionError(f"{API_URL_ENV} must be an http(s) URL, not {api_url!r}")
+        if not api_url.startswith(("http://", "https://", f"{UNIX_SCHEME}://")):
+            raise SessionError(
+                f"{API_URL_ENV} must be an http(s) or {UNIX_SCHEME} URL, not {api_url!r}"
+            )
         self.api_url = api_url.rstrip("/") + "/"
+        self._socket_path = socket_of_url(self.api_url)
         self._token = token
         self._timeout = timeout or _timeout_from_environment()
         # No proxy: the token goes straight to the environment's own service.
@@ -183,16 +228,42 @@ class RemoteSession:
         self.close()
 
     # -------------------------------------------------------------- transport
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def _request_on_socket(self, verb: str, endpoint: str, body: bytes | None) -> Any:
+        path = urllib.parse.urlsplit(self.api_url).path + endpoint
+        connection = UnixHTTPConnection(self._socket_path, timeout=self._timeout)
+        try:
+            connection.request(verb, path, body=body, headers=self._headers())
+            response = connection.getresponse()
+            text = response.read()
+        except OSError as exc:
+            raise SessionError(
+                f"cannot reach the environment API at {self.api_url} ({exc}); if it persists, "
+                "tell the environment's administrators"
+            ) from exc
+        finally:
+            connection.close()
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        if response.status >= 400:
+            raise remote_error(payload, response.status)
+        if payload is None:
+            raise SessionError(f"the environment API answered HTTP {response.status} without JSON")
+        return payload
+
     def _request(self, verb: str, endpoint: str, body: bytes | None = None) -> Any:
+        if self._socket_path is not None:
+            return self._request_on_socket(verb, endpoint, body)
         request = urllib.request.Request(
-            self.api_url + endpoint,
-            data=body,
-            method=verb,
-            headers={
-                "Authorization": f"Bearer {self._token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
+            self.api_url + endpoint, data=body, method=verb, headers=self._headers()
         )
         try:
             with self._opener.open(request, timeout=self._timeout) as response:

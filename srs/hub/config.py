@@ -1,9 +1,10 @@
 """The hub's configuration: ``write_config`` writes ``HOME/hub/jupyterhub_config.py`` for a deployment.
 
 The file sets up JupyterHub on loopback with the registry sign-in (``SRSAuthenticator``), one
-unprivileged Unix user per researcher (``SRSSpawner``), and three hub-managed services: the
-environment API (``srs-api``, the only way data reach a kernel), the idle culler (its timeout
-from the access policy) and the output checkers' UI (``output-checking``). It also refuses to
+unprivileged Unix user per researcher (``SRSSpawner``, with the airlock), and three hub-managed
+services: the environment API (``srs-api``, the only way data reach a kernel, on a Unix socket
+and never behind the proxy), the idle culler (its timeout from the access policy) and the output
+checkers' UI (``output-checking``). It also refuses to
 start the hub unless the deployment folder is private to the account running it
 (``check_deployment_private``), since the researchers' servers run on the same machine.
 """
@@ -33,6 +34,9 @@ CONFIG_FILE = "jupyterhub_config.py"
 PROXY_TOKEN_FILE = "proxy_auth_token"
 DEFAULT_USER_HOME_BASE = Path("/srv/srs/home")
 DEFAULT_PROJECT_ROOT = Path("/srv/srs/projects")
+DEFAULT_RUNTIME_BASE = Path("/run/srs")
+API_SOCKET = "srs-api.sock"
+API_PREFIX = f"/services/{API_SERVICE}/"
 # What `make hub-prerequisites` installs the proxy as (npm --prefix .venv/node).
 PROXY_PROGRAM = Path(sys.prefix) / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 # Secrets never go into the config file: the services that need them take them from the hub's
@@ -52,7 +56,8 @@ class HubPorts:
     """The loopback ports of one hub: five in a row from the public one.
 
     ``public`` is the proxy researchers connect to; ``proxy_api`` its REST API (the hub's only);
-    ``hub`` the hub itself; ``api`` the environment API; ``checker`` the output checkers' UI.
+    ``hub`` the hub itself; ``api`` kept free (the environment API is a Unix socket, not a port);
+    ``checker`` the output checkers' UI.
     """
 
     public: int
@@ -163,26 +168,37 @@ def jupyterhub_program() -> Path:
     return program
 
 
-def api_url(ports: HubPorts) -> str:
-    """The environment API as the kernels reach it: straight to the service, on loopback."""
-    return f"http://127.0.0.1:{ports.api}/services/{API_SERVICE}/"
+def api_socket(runtime_base: Path) -> Path:
+    """The environment API's Unix socket, in the servers' runtime folder."""
+    return Path(runtime_base) / API_SOCKET
 
 
-def api_service(deployment: Deployment, policies: PolicySet, ports: HubPorts) -> dict[str, Any]:
-    """The environment API (``python -m srs.hub.api``) as a hub-managed service."""
+def api_url(runtime_base: Path) -> str:
+    """The environment API as the kernels reach it (``SRS_API_URL``): its Unix socket."""
+    from srs.hub.client import unix_socket_url
+
+    return unix_socket_url(api_socket(runtime_base), API_PREFIX)
+
+
+def api_service(deployment: Deployment, policies: PolicySet, runtime_base: Path) -> dict[str, Any]:
+    """The environment API (``python -m srs.hub.api``) as a hub-managed service.
+
+    It has no ``url``, so the hub's proxy publishes no route to it: it listens only on its Unix
+    socket, where it knows each caller's Unix account and accepts a token only from the account
+    it was issued to.
+    """
     return {
         "name": API_SERVICE,
-        "url": f"http://127.0.0.1:{ports.api}",
         "command": [
             sys.executable,
             "-m",
             "srs.hub.api",
             "--home",
             str(deployment.home),
-            "--port",
-            str(ports.api),
+            "--socket",
+            str(api_socket(runtime_base)),
             "--base-url",
-            f"/services/{API_SERVICE}/",
+            API_PREFIX,
         ],
         "environment": {"SRS_POLICY_DIR": str(policies.source_dir)},
         "cwd": str(hub_dir(deployment)),
@@ -290,6 +306,8 @@ def write_config(
     port: int = 8000,
     user_home_base: Path = DEFAULT_USER_HOME_BASE,
     project_root: Path = DEFAULT_PROJECT_ROOT,
+    runtime_base: Path = DEFAULT_RUNTIME_BASE,
+    egress_table: str = "srs_airlock",
     idle_timeout: int | None = None,
     with_checker: bool = True,
 ) -> Path:
@@ -297,7 +315,9 @@ def write_config(
 
     The hub listens on ``127.0.0.1:port`` (five ports from ``port``: see ``HubPorts``); the
     researchers' Unix accounts get homes under ``user_home_base`` and their projects' shared
-    folders sit under ``project_root``. ``idle_timeout`` (seconds) overrides the access policy's
+    folders sit under ``project_root``; ``runtime_base`` holds the kernels' sockets, the API's
+    socket and the airlock's server configuration; ``egress_table`` names the nft table of the
+    servers' egress rules. ``idle_timeout`` (seconds) overrides the access policy's
     ``idle_timeout_minutes`` (tests use a short one). Nothing secret is written into the file:
     the proxy's token is read from a 0600 file beside it when the hub starts.
 
@@ -316,7 +336,7 @@ def write_config(
     folder.mkdir(mode=0o700, exist_ok=True)
     folder.chmod(0o700)
     read_proxy_token(deployment)
-    services = [api_service(deployment, policies, ports), idle_culler_service(timeout)]
+    services = [api_service(deployment, policies, runtime_base), idle_culler_service(timeout)]
     if with_checker:
         services.append(checker_service(deployment, policies, ports))
     home = str(deployment.home)
@@ -356,9 +376,13 @@ c.SRSAuthenticator.policy_dir = {policy_dir!r}
 c.JupyterHub.spawner_class = "srs.hub.spawner.SRSSpawner"
 c.SRSSpawner.home = {home!r}
 c.SRSSpawner.policy_dir = {policy_dir!r}
-c.SRSSpawner.api_url = {api_url(ports)!r}
+c.SRSSpawner.api_url = {api_url(runtime_base)!r}
 c.SRSSpawner.user_home_base = {str(user_home_base)!r}
 c.SRSSpawner.project_root = {str(project_root)!r}
+c.SRSSpawner.runtime_base = {str(runtime_base)!r}
+# The airlock: no TCP or UDP from the servers' accounts but to the hub's API (nft, fail closed).
+c.SRSSpawner.network_isolation = True
+c.SRSSpawner.egress_table = {egress_table!r}
 c.SRSSpawner.activity_interval = {activity_interval_seconds(timeout)}
 
 # One server per person, stopped (and its session token ended) when they sign out.

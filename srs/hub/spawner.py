@@ -4,9 +4,19 @@ Each researcher's single-user server runs as their own unprivileged system accou
 ``srs-<username>`` (home under ``user_home_base``, mode 0700), with one supplementary group: that
 of the project the session is for, whose shared folder (``project_root/<CODE>``, mode 2770) is
 the only project folder it can open. The server gets a session token for that person in that
-project and the environment API's loopback address, and nothing else of the deployment: no
-``SRS_HOME``, no key, no database URL; the hub's own environment is not inherited. Data reach the
-kernel only through the API, which checks every read. Stopping the server ends its token.
+project, bound to that account's uid, and the environment API's Unix socket, and nothing else of
+the deployment: no ``SRS_HOME``, no key, no database URL; the hub's own environment is not
+inherited. Data reach the kernel only through the API, which checks every read. Stopping the
+server ends its token.
+
+The airlock (``srs.hub.airlock``): the server runs with a configuration the spawner writes into a
+root-owned folder, which shuts every door a file's bytes could leave by through the browser and
+limits kernel output; its kernels have no TCP port (``srs.hub.kernel``); the server runs in a
+cgroup of its own and its kernels in a sibling one they cannot leave; and a netfilter table
+(``nft``, ``egress_ruleset``) lets only the server's cgroup send, and only replies on connections
+others opened to it (the proxy's) and new connections to the hub's API, so no cell can reach the
+network, loopback and the hub included, or resolve a name. The server does not start if the
+cgroups or the table cannot be put in place.
 
 The part that is not about Unix accounts (choosing the project, the token, the four session
 variables) is ``ProjectSessionMixin``, which fits any JupyterHub spawner (KubeSpawner too).
@@ -16,19 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import json
 import os
 import pwd
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Float, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
 
+from srs.hub.airlock import KERNEL_NAME, kernel_spec, server_config
 from srs.hub.auth import HubDeployment, HubStanding, active_projects
 from srs.hub.config import DEFAULT_PROJECT_ROOT, DEFAULT_USER_HOME_BASE, HubConfigError
+from srs.hub.kernel import KERNEL_CGROUP, SERVER_CGROUP, cgroup2_mount
 from srs.hub.tokens import issue_session_token, revoke_session_tokens
 
 # What a server may be told about its session; every other SRS_ variable is dropped.
@@ -37,6 +52,9 @@ NO_LOGIN_SHELL = "/usr/sbin/nologin"
 MAX_UNIX_NAME = 32  # useradd/groupadd's limit on Linux
 UNIX_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) less the final NUL
 UNIX_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+NFT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
+NFT_CGROUP_BASE = Path("/sys/fs/cgroup")
+NAME_IN_CGROUP = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def _refuse(status: int, message: str) -> web.HTTPError:
@@ -161,6 +179,10 @@ class ProjectSessionMixin(HubDeployment):
         """The spawner's environment with the session's variables (``session_environment``)."""
         return self.session_environment(super().get_env())
 
+    def session_account_uid(self) -> int | None:
+        """The uid the session's token is bound to (the server's Unix account); None here."""
+        return None
+
     def _issue_token(self, project: str) -> str:
         with self.registry.sessions() as db:
             return issue_session_token(
@@ -169,6 +191,7 @@ class ProjectSessionMixin(HubDeployment):
                 project_code=project,
                 policies=self.policies,
                 ttl_hours=self.session_token_hours,
+                unix_uid=self.session_account_uid(),
             )
 
     def _end_tokens(self, project: str | None) -> int:
@@ -249,6 +272,78 @@ def _passable_folder(path: Path) -> None:
         path.chmod(0o711)
 
 
+def _root_file(path: Path, text: str) -> None:
+    # Written beside and renamed over, readable by the servers, writable by root alone.
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.chmod(0o644)
+    os.replace(temporary, path)
+
+
+def nft_cgroup(cgroup: Path, mount: Path) -> tuple[str, int]:
+    """How nft names a cgroup v2 folder: its path below /sys/fs/cgroup, and its depth below the
+    cgroup2 mount."""
+    try:
+        named = cgroup.relative_to(NFT_CGROUP_BASE)
+    except ValueError:
+        raise HubConfigError(
+            f"the cgroup v2 hierarchy is mounted at {mount}, outside {NFT_CGROUP_BASE}, where nft "
+            "looks for cgroups; mount it there"
+        ) from None
+    return str(named), len(cgroup.relative_to(mount).parts)
+
+
+def egress_ruleset(
+    table: str,
+    hub_host: str,
+    hub_port: int,
+    parent_cgroup: tuple[str, int],
+    server_cgroups: list[tuple[str, int]],
+) -> str:
+    """The nft script of the airlock's egress table (nft's name and level of each cgroup).
+
+    Every packet from a socket of the researchers' cgroups (``parent_cgroup``: the servers and
+    their kernels) or of the researchers' accounts (the ``researchers`` set) is refused unless
+    its socket is in a server's own cgroup (``server_cgroups``), and then it passes only as a
+    reply on a connection others opened (the proxy's) or as a new connection to the hub's API.
+    A kernel lives in a sibling cgroup it cannot leave for its server's, so it sends nothing at
+    all, and a process of the account listening on a port (after killing its server, say)
+    cannot answer the proxy. Sockets are matched by cgroup as well as by account because a
+    closed socket's last packets carry no account. A SYN-ACK comes from a listening socket's
+    request, which nft cannot place in a cgroup; it is let through, and the first byte of data
+    from a socket outside a server's cgroup is refused. Applied as one transaction, so no packet
+    sees the table half-made.
+    """
+    if not NFT_NAME.match(table):
+        raise HubConfigError(f"{table!r} cannot name an nft table (letters, digits, '_')")
+    family = "ip6" if ":" in hub_host else "ip"
+    parent, parent_level = parent_cgroup
+    servers = "".join(
+        f'add rule inet {table} from_researchers socket cgroupv2 level {level} "{name}" '
+        "goto server_traffic\n"
+        for name, level in server_cgroups
+    )
+    return f"""\
+table inet {table} {{
+    set researchers {{ typeof meta skuid; }}
+    chain output {{ type filter hook output priority 0; policy accept; }}
+    chain from_researchers {{ }}
+    chain server_traffic {{ }}
+}}
+flush chain inet {table} output
+flush chain inet {table} from_researchers
+flush chain inet {table} server_traffic
+add rule inet {table} output socket cgroupv2 level {parent_level} "{parent}" jump from_researchers
+add rule inet {table} output meta skuid @researchers jump from_researchers
+{servers}add rule inet {table} from_researchers tcp flags & (syn | ack) == syn | ack ct state established accept
+add rule inet {table} from_researchers counter reject
+add rule inet {table} server_traffic ct state established,related accept
+add rule inet {table} server_traffic {family} daddr {hub_host} tcp dport {hub_port} ct state new accept
+add rule inet {table} server_traffic counter reject
+"""
+
+
 class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
     """Run each researcher's server as ``srs-<username>`` in one project, holding only a session token.
 
@@ -290,6 +385,33 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
         help="Prefix of the projects' Unix group names (``srsp-P001``).",
     ).tag(config=True)
 
+    network_isolation = Bool(
+        True,
+        help="""Refuse the servers' accounts every TCP and UDP packet but to the hub's API and
+        replies on the proxy's connections (nft table ``egress_table``). A server is not started
+        when the table cannot be put in place. Switch off only where the platform isolates
+        servers itself (a network policy on Kubernetes).""",
+    ).tag(config=True)
+
+    cgroup_parent = Unicode(
+        "srs",
+        help="""Folder below the cgroup v2 root holding one cgroup per account, with two children:
+        ``server`` (the server, which the egress table lets answer the proxy and reach the hub)
+        and ``kernels`` (where every kernel moves itself before running any code, and which
+        sends nothing). The account may move its processes from ``server`` to ``kernels`` but
+        never back.""",
+    ).tag(config=True)
+
+    egress_table = Unicode(
+        "srs_airlock",
+        help="Name of the nft table (family inet) holding the airlock's egress rules.",
+    ).tag(config=True)
+
+    nft_program = Unicode(
+        "nft",
+        help="The nft program (Debian package nftables).",
+    ).tag(config=True)
+
     server_umask = Integer(
         0o007,
         help="umask of the server and its kernels: files are shared with the project's group, "
@@ -305,6 +427,8 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
     _account: UnixAccount | None = None
     _project_gid: int | None = None
     _runtime_dir: Path | None = None
+    _airlock: Path | None = None
+    _server_cgroup: Path | None = None
 
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
@@ -320,8 +444,13 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
     def _args_default(self) -> list[str]:
         # Kernels talk to their server over Unix sockets in the researcher's private runtime
         # folder, not loopback TCP ports that any account on the machine could connect to
-        # (and, on IOPub, listen to).
+        # (and, on IOPub, listen to). The airlock's configuration says so too.
         return ["--KernelManager.transport=ipc"]
+
+    @default("poll_interval")
+    def _poll_interval_default(self) -> int:
+        # A server that died (or was killed by its own kernel) loses its proxy route this soon.
+        return 5
 
     @default("disable_user_config")
     def _disable_user_config_default(self) -> bool:
@@ -393,6 +522,113 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
         _private_folder(folder, 0o700, account.uid, account.gid)
         return folder
 
+    def airlock_folder(self) -> Path:
+        """The root-owned folder of the servers' configuration and kernel spec."""
+        return Path(self.runtime_base) / "airlock"
+
+    def write_airlock(self) -> Path:
+        """Write the servers' configuration (``srs.hub.airlock.server_config``) and the kernel
+        spec into ``airlock_folder`` (root's, readable by the servers); returns the folder."""
+        folder = self.airlock_folder()
+        _passable_folder(Path(self.runtime_base))
+        folder.mkdir(mode=0o755, exist_ok=True)
+        if folder.stat().st_uid != os.geteuid():
+            raise HubConfigError(f"{folder} must belong to the hub's account")
+        folder.chmod(0o755)
+        kernels = folder / "kernels"
+        config = server_config(self.policies.access.airlock, kernels_dir=kernels)
+        spec = kernel_spec(own_cgroup=self.network_isolation)
+        _root_file(folder / "jupyter_server_config.json", json.dumps(config, indent=2))
+        _root_file(kernels / KERNEL_NAME / "kernel.json", json.dumps(spec, indent=2))
+        for made in (kernels, kernels / KERNEL_NAME):
+            made.chmod(0o755)
+        return folder
+
+    def ensure_cgroups(self, account: UnixAccount) -> Path:
+        """The account's ``server`` and ``kernels`` cgroups (made if missing); returns the first.
+
+        ``<account>/cgroup.procs`` and ``kernels/cgroup.procs`` belong to the account, so its
+        processes may move from ``server`` to ``kernels``; ``server/cgroup.procs`` is root's, so
+        nothing of the account's can move (back) into the server's cgroup.
+        """
+        mount = cgroup2_mount()
+        if mount is None:
+            raise HubConfigError(
+                "no cgroup v2 hierarchy is mounted (/proc/self/mountinfo): kernels cannot be "
+                "told apart from their server, so no server is started"
+            )
+        if not NAME_IN_CGROUP.match(self.cgroup_parent):
+            raise HubConfigError(f"SRSSpawner.cgroup_parent {self.cgroup_parent!r} is not a name")
+        folder = mount / self.cgroup_parent / account.name
+        server, kernels = folder / SERVER_CGROUP, folder / KERNEL_CGROUP
+        for made in (folder.parent, folder, server, kernels):
+            made.mkdir(exist_ok=True)
+        os.chown(folder / "cgroup.procs", account.uid, -1)
+        os.chown(kernels / "cgroup.procs", account.uid, -1)
+        if (server / "cgroup.procs").stat().st_uid != os.geteuid():
+            raise HubConfigError(f"{server}/cgroup.procs must belong to the hub's account")
+        return server
+
+    def server_cgroups(self) -> list[tuple[str, int]]:
+        """nft's name and level of every account's server cgroup under ``cgroup_parent``."""
+        mount = cgroup2_mount()
+        if mount is None:
+            return []
+        parent = mount / self.cgroup_parent
+        return [
+            nft_cgroup(server, mount)
+            for server in sorted(parent.glob(f"*/{SERVER_CGROUP}"))
+            if server.is_dir()
+        ]
+
+    async def isolate_network(self, account: UnixAccount) -> None:
+        """Put ``account`` under the airlock's egress table; ``HubConfigError`` if it cannot be."""
+        if not self.network_isolation:
+            self.log.warning(
+                "network isolation is off: %s's kernels can reach the network", account.name
+            )
+            self._server_cgroup = None
+            return
+        self._server_cgroup = self.ensure_cgroups(account)
+        program = shutil.which(self.nft_program)
+        if program is None:
+            raise HubConfigError(
+                f"{self.nft_program} is not installed: the server of {self.user.name} cannot be "
+                "isolated from the network, so it is not started (install Debian's nftables, or "
+                "`make hub-prerequisites`)"
+            )
+        hub = urlparse(self.hub.api_url)
+        if hub.hostname is None or hub.port is None:
+            raise HubConfigError(f"the hub's API address {self.hub.api_url} has no host and port")
+        mount = cgroup2_mount()
+        script = egress_ruleset(
+            self.egress_table,
+            hub.hostname,
+            hub.port,
+            nft_cgroup(mount / self.cgroup_parent, mount),
+            self.server_cgroups(),
+        )
+        process = await asyncio.create_subprocess_exec(
+            program,
+            "-f",
+            "-",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await process.communicate(script.encode())
+        if process.returncode != 0:
+            raise HubConfigError(f"nft could not apply the airlock's egress table: {err.decode()}")
+        await _run(
+            program,
+            "add",
+            "element",
+            "inet",
+            self.egress_table,
+            "researchers",
+            f"{{ {account.uid} }}",
+        )
+
     async def ensure_project_folder(self, project: str) -> tuple[Path, int]:
         """The project's shared folder and its group id, created if missing (root-owned, 2770)."""
         group = self.project_group_name(project)
@@ -424,6 +660,8 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
     async def prepare_session(self, project: str) -> None:
         """The account, its runtime folder, the project's folder and the ``~/project`` link."""
         self._account = await self.ensure_account()
+        await self.isolate_network(self._account)
+        self._airlock = self.write_airlock()
         self._runtime_dir = self.ensure_runtime_folder(self._account)
         folder, self._project_gid = await self.ensure_project_folder(project)
         self._link_project_folder(self._account, folder)
@@ -435,8 +673,14 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
         account, project_gid, umask = self._account, self._project_gid, self.server_umask
         if account is None:
             raise HubConfigError("the spawner has no account to run as; start() sets it")
+        procs = self._server_cgroup / "cgroup.procs" if self._server_cgroup else None
 
         def become_researcher() -> None:
+            if procs is not None:
+                # Into the server's cgroup while still root: the egress table lets only its
+                # sockets answer the proxy; kernels leave it for their own before running code.
+                with open(procs, "w") as handle:
+                    handle.write(str(os.getpid()))
             os.setgid(account.gid)
             # Only this session's project: not every group the account may be in.
             os.setgroups([project_gid] if project_gid is not None else [])
@@ -462,4 +706,13 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
         if self._runtime_dir is not None:
             env["JUPYTER_RUNTIME_DIR"] = str(self._runtime_dir)
+        if self._airlock is not None:
+            # The airlock's configuration, and nothing of the researcher's: no user site
+            # packages (a .pth file there would run in the server at its next start).
+            env["JUPYTER_CONFIG_PATH"] = str(self._airlock)
+        env["PYTHONNOUSERSITE"] = "1"
         return env
+
+    def session_account_uid(self) -> int | None:
+        """The server's Unix account: its token works from that account only."""
+        return self._account.uid if self._account is not None else None

@@ -4,8 +4,11 @@ When the hub starts a researcher's server it issues a token for that person in t
 (``issue_session_token``) and hands it to the server as ``SRS_SESSION_TOKEN``; the kernel sends
 it with every call and the API maps it back to the person and project
 (``resolve_session_token``), re-checking each time that they may still work there. Only the
-SHA-256 of a token is stored, so a copy of the registry opens no one's session. Stopping the
-server ends its tokens (``revoke_session_tokens``). Every start, end and refusal is audited.
+SHA-256 of a token is stored, so a copy of the registry opens no one's session. A token the
+spawner issues is bound to the uid of the researcher's Unix account: the API, on its Unix socket,
+refuses it from any other account (the caller's ``SO_PEERCRED`` uid), so a token read out of a
+kernel's environment opens nothing from another program's account. Stopping the server ends its
+tokens (``revoke_session_tokens``). Every start, end and refusal is audited.
 
 >>> token = issue_session_token(db, username="ana", project_code="P001", policies=policies)  # doctest: +SKIP
 >>> resolve_session_token(db, token, policies)                                              # doctest: +SKIP
@@ -66,8 +69,10 @@ def issue_session_token(
     project_code: str,
     policies: PolicySet,
     ttl_hours: float = DEFAULT_TTL_HOURS,
+    unix_uid: int | None = None,
 ) -> str:
-    """A new token for ``username`` working in ``project_code``, valid for ``ttl_hours``.
+    """A new token for ``username`` working in ``project_code``, valid for ``ttl_hours``, usable
+    only from Unix account ``unix_uid`` when given (the spawner always gives it).
 
     The person must be allowed to work in the project now, exactly as ``srs.session()`` checks
     (``AccessDenied`` says why not, and the refusal is audited). The token is returned once and
@@ -82,6 +87,12 @@ def issue_session_token(
         raise SessionTokenError(
             f"a session token's lifetime must be a positive number of hours, not {ttl_hours!r}"
         )
+    if unix_uid is not None and (
+        isinstance(unix_uid, bool) or not isinstance(unix_uid, int) or unix_uid <= 0
+    ):
+        raise SessionTokenError(
+            f"a session token is bound to an unprivileged account's uid (> 0), not {unix_uid!r}"
+        )
     authorise(
         db, username=username, action="output.create", policies=policies, project_code=project_code
     )
@@ -93,6 +104,7 @@ def issue_session_token(
         project_code=project_code,
         created_at=now,
         expires_at=now + timedelta(hours=ttl_hours),
+        unix_uid=unix_uid,
     )
     db.add(record)
     db.flush()
@@ -103,22 +115,34 @@ def issue_session_token(
         target=project_code,
         outcome="ok",
         reason=f"hub session #{record.id} started, valid until {_moment(record.expires_at)}",
-        details={"session": record.id, "expires_at": _moment(record.expires_at)},
+        details={
+            "session": record.id,
+            "expires_at": _moment(record.expires_at),
+            "unix_uid": unix_uid,
+        },
     )
     db.commit()
     return token
 
 
 def resolve_session_token(
-    db: Session, token: str, policies: PolicySet, *, remote: str | None = None
+    db: Session,
+    token: str,
+    policies: PolicySet,
+    *,
+    remote: str | None = None,
+    peer_uid: int | None = None,
+    require_account: bool = False,
 ) -> tuple[str, str]:
     """The (username, project code) a token was issued for, if it is still good.
 
     Refuses with ``TokenRefused`` (an ``AccessDenied``) a token the hub never issued, one that
-    expired and one that was ended, auditing the refusal as ``hub.session.resolve`` with
-    ``remote`` (the caller's address) in its details; then re-checks, audited, that the person
-    may still work in the project (accreditation may have lapsed since the token was issued).
-    Commits either way.
+    expired, one that was ended, one bound to a Unix account other than ``peer_uid`` (the
+    caller's uid as the kernel reports it, ``SO_PEERCRED``; None when the caller's account is
+    unknown, as over TCP, which no bound token accepts) and, with ``require_account``, one bound
+    to no account; each refusal is audited as ``hub.session.resolve`` with ``remote`` (the
+    caller) in its details. Then re-checks, audited, that the person may still work in the
+    project (accreditation may have lapsed since the token was issued). Commits either way.
     """
     found = None
     if isinstance(token, str) and token:
@@ -131,6 +155,17 @@ def resolve_session_token(
         problem = f"hub session #{found.id} was ended at {_moment(found.revoked_at)}"
     elif _as_utc(found.expires_at) <= utc_now():
         problem = f"hub session #{found.id} expired at {_moment(found.expires_at)}"
+    elif found.unix_uid is not None and found.unix_uid != peer_uid:
+        caller = "an unknown account" if peer_uid is None else f"uid {peer_uid}"
+        problem = (
+            f"hub session #{found.id} belongs to the server of uid {found.unix_uid}, not "
+            f"{caller}: a session token works only from the server it was issued to"
+        )
+    elif found.unix_uid is None and require_account:
+        problem = (
+            f"hub session #{found.id} is bound to no Unix account; the environment accepts only "
+            "tokens that the hub's spawner issued to a researcher's server"
+        )
     else:
         problem = None
     if problem is not None:
@@ -141,7 +176,11 @@ def resolve_session_token(
             target=found.project_code if found else SERVICE,
             outcome="deny",
             reason=problem,
-            details={"session": found.id if found else None, "remote": remote},
+            details={
+                "session": found.id if found else None,
+                "remote": remote,
+                "peer_uid": peer_uid,
+            },
         )
         db.commit()
         raise TokenRefused(f"{problem}; restart your server from the hub's home page")

@@ -6,7 +6,19 @@ keys JSON cannot hold, bytes, files the kernel uploads, dataclasses by type name
 figures as PNG and fitted models as their estimates and summary. Never pickle: the kernel is
 untrusted, so the API rebuilds only the few argument types it names (``ARGUMENT_TYPES``) and the
 kernel rebuilds only result types it names (``RESULT_TYPES``; any other dataclass comes back as a
-read-only ``RemoteRecord``). A value of any other type is refused with ``WireError``.
+read-only ``RemoteRecord``). A value of any other type is refused with ``WireError``. Numbers
+that JSON cannot hold (NaN, infinities) travel tagged too, so a request never needs JSON's
+non-standard ``NaN`` or ``Infinity``.
+
+The kernel is untrusted, so the API reads a request within limits (``WireLimits``, from the
+policy's ``access.airlock``): ``read_json`` refuses a body with too many values, nested deeper
+than ``max_json_depth``, or holding numbers or text no argument needs; and each frame's Parquet is
+checked from its footer before any of it is decoded (flat columns, snappy or no compression, its
+rows and columns within bounds), then decoded row group by row group, text as dictionaries, with
+the decoded bytes counted against ``max_decoded_frame_bytes`` and, for all frames of the request,
+``max_decoded_request_bytes`` (``DecodingAllowance``); the first group over a limit stops the
+read with ``RequestTooLarge``, before the frame is built. Anything else malformed is a
+``WireError``, whatever pandas or pyarrow raised. The kernel reads results with no limits.
 
 >>> decode_result(encode((1, "a")))
 (1, 'a')
@@ -18,18 +30,56 @@ import base64
 import dataclasses
 import importlib
 import io
+import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from srs.errors import SRSError
+
+if TYPE_CHECKING:
+    from srs.policy import AirlockPolicy
 
 TAG = "__srs__"
 # The largest request body the API reads (a frame or a file sent from the kernel).
 MAX_REQUEST_BYTES = 200 * 1024 * 1024
+# The policy settings behind ``WireLimits``, named in every refusal so it says which applies.
+FRAME_LIMIT_KEY = "policies.access.airlock.max_decoded_frame_bytes"
+REQUEST_LIMIT_KEY = "policies.access.airlock.max_decoded_request_bytes"
+DEPTH_LIMIT_KEY = "policies.access.airlock.max_json_depth"
+# A frame's cells (rows x columns, index included) count 8 bytes each at least, what pandas keeps
+# most in (a 64-bit number, or a pointer to a text), so rows x columns are bounded by the limits.
+BYTES_PER_CELL = 8
+# Bounds no frame a researcher sends comes near, each of which costs the API time or memory per
+# unit before any byte is decoded (a column object, a row group's footer entries).
+MAX_FRAME_COLUMNS = 10_000
+MAX_ROW_GROUPS = 10_000
+# JSON values (numbers, text, lists, objects) one request may hold: Python keeps each in 30-60
+# bytes, so 200 MB of "[[],[],...]" would take gigabytes. A frame is one text, its Parquet.
+MAX_JSON_VALUES = 1_000_000
+# Integers JSON may carry: the signed 64-bit range, as no argument needs more and pandas, numpy
+# and the registry's columns refuse more, each in its own way.
+MIN_INTEGER, MAX_INTEGER = -(2**63), 2**63 - 1
+# The compression an argument's Parquet may use: what the kernel writes (pandas' snappy) or
+# none. Snappy expands a page at most ~21 times; zstd, gzip or brotli expand 100 kB to
+# gigabytes inside pyarrow, before any count of decoded bytes could stop them.
+ARGUMENT_CODECS = frozenset({"SNAPPY", "UNCOMPRESSED"})
+# The bytes one value of a Parquet physical type takes decoded (text and bytes: their offset).
+PHYSICAL_WIDTHS = {
+    "BOOLEAN": 1,
+    "INT32": 4,
+    "INT64": 8,
+    "INT96": 12,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+    "BYTE_ARRAY": 4,
+}
 # Dataclasses the API rebuilds from a kernel's arguments: nothing that can run code.
 ARGUMENT_TYPES = {
     "srs.session.OutputSummary": ("srs.session", "OutputSummary"),
@@ -68,16 +118,98 @@ class WireError(SRSError):
 
 
 class RequestTooLarge(WireError):
-    """A call's data are over ``MAX_REQUEST_BYTES``."""
+    """A call's data are over ``MAX_REQUEST_BYTES``, or its frames decode to more than the
+    policy's ``WireLimits`` allow."""
+
+
+# What a researcher does about a frame too large to send, in every refusal of one.
+SEND_LESS = (
+    "pass the dataset's name instead of a frame read from it (s.crosstab('linked/journeys', "
+    "...)), or select the rows and columns you need before sending the frame"
+)
 
 
 def too_large(size: int) -> str:
     """What to do when a call of ``size`` bytes is too large."""
     return (
         f"the call's data are {size / 1e6:,.0f} MB, over the {MAX_REQUEST_BYTES / 1e6:,.0f} MB the "
-        "environment accepts: pass the dataset's name instead of a frame read from it, or select "
-        "the rows and columns you need"
+        f"environment accepts: {SEND_LESS}"
     )
+
+
+def _size(size: int) -> str:
+    if size >= 10_000_000_000:
+        return f"{size / 1e9:,.0f} GB"
+    return f"{size / 1e6:,.1f} MB" if size < 10_000_000 else f"{size / 1e6:,.0f} MB"
+
+
+@dataclasses.dataclass(frozen=True)
+class WireLimits:
+    """How much one request may make the API decode: the decoded bytes of one frame, of all the
+    frames of the request, and the nesting depth of its JSON. ``None`` is no limit, as when the
+    kernel reads the API's results; the API takes its limits from the policy (``of``).
+
+    >>> WireLimits(max_frame_bytes=200_000_000, max_request_bytes=400_000_000).bounded
+    True
+    """
+
+    max_frame_bytes: int | None = None
+    max_request_bytes: int | None = None
+    max_json_depth: int | None = None
+
+    @classmethod
+    def of(cls, airlock: AirlockPolicy) -> WireLimits:
+        """The limits of ``policies.access.airlock``."""
+        return cls(
+            max_frame_bytes=airlock.max_decoded_frame_bytes,
+            max_request_bytes=airlock.max_decoded_request_bytes,
+            max_json_depth=airlock.max_json_depth,
+        )
+
+    @property
+    def bounded(self) -> bool:
+        """True when frames are decoded within a limit (the API), false for the kernel."""
+        return self.max_frame_bytes is not None or self.max_request_bytes is not None
+
+
+class DecodingAllowance:
+    """What the frames of one request may still decode to: each frame is checked from its
+    Parquet footer, then charged as it is read, and refused (``RequestTooLarge``) as soon as it
+    or the request is over its limit.
+
+    >>> allowance = DecodingAllowance(WireLimits(10_000_000, 15_000_000))
+    >>> allowance.charge(8_000_000)
+    >>> allowance.check(8_000_000, "1,000,000 rows x 1 column")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    srs.hub.wire.RequestTooLarge: the frames of this call decode to 16 MB (1,000,000 rows x 1 column for the last one), over the 15 MB one call may take (policies.access.airlock.max_decoded_request_bytes): ...
+    """
+
+    def __init__(self, limits: WireLimits | None = None) -> None:
+        self.limits = limits or WireLimits()
+        self.decoded_bytes = 0  # of the request's frames read in full so far
+
+    def check(self, frame_bytes: int, detail: str, *, at_least: bool = False) -> None:
+        """Refuse a frame that decodes to ``frame_bytes`` (``at_least``: counted so far) if
+        that is over the frame's limit or over what is left of the request's."""
+        frame_limit, request_limit = self.limits.max_frame_bytes, self.limits.max_request_bytes
+        size = f"{'at least ' if at_least else ''}{_size(frame_bytes)}"
+        if frame_limit is not None and frame_bytes > frame_limit:
+            raise RequestTooLarge(
+                f"a frame sent to the environment decodes to {size} ({detail}), over the "
+                f"{_size(frame_limit)} one frame may take ({FRAME_LIMIT_KEY}): {SEND_LESS}"
+            )
+        total = self.decoded_bytes + frame_bytes
+        if request_limit is not None and total > request_limit:
+            raise RequestTooLarge(
+                f"the frames of this call decode to {'at least ' if at_least else ''}"
+                f"{_size(total)} ({detail} for the last one), over the {_size(request_limit)} "
+                f"one call may take ({REQUEST_LIMIT_KEY}): {SEND_LESS}"
+            )
+
+    def charge(self, frame_bytes: int) -> None:
+        """Count a frame read in full against the request's limit."""
+        self.decoded_bytes += frame_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +403,9 @@ def encode(value: Any) -> Any:
     if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, float | np.floating):
-        return float(value)
+        number = float(value)
+        # JSON has no NaN or infinity; the API refuses the literals Python would write for them.
+        return number if math.isfinite(number) else {TAG: "float", "value": repr(number)}
     if value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, list):
@@ -322,6 +456,89 @@ def encode(value: Any) -> Any:
     )
 
 
+# ------------------------------------------------------------------ reading a request's JSON
+def read_json(body: bytes, limits: WireLimits) -> Any:
+    """A request body read as JSON within ``limits``: at most ``MAX_JSON_VALUES`` values
+    (counted before parsing), nested at most ``limits.max_json_depth`` deep, numbers finite and
+    within 64 bits, text without NUL characters or unpaired surrogates. ``WireError`` says what
+    was wrong (``RequestTooLarge`` for too many values).
+
+    >>> read_json(b'{"method": "datasets", "args": []}', WireLimits(max_json_depth=4))
+    {'method': 'datasets', 'args': []}
+    """
+    # Every value but the first follows a comma or opens a list or an object; base64 holds none
+    # of them, so a frame counts once however large.
+    values = body.count(b",") + body.count(b"[") + body.count(b"{") + 1
+    if values > MAX_JSON_VALUES:
+        raise RequestTooLarge(
+            f"the request holds up to {values:,} JSON values, over the {MAX_JSON_VALUES:,} the "
+            "environment reads: send a frame (or a dataset's name) rather than long lists"
+        )
+    try:
+        value = json.loads(body)
+    except RecursionError as exc:  # the parser recurses once per level of nesting
+        raise WireError(_too_deep(limits.max_json_depth)) from exc
+    except MemoryError as exc:
+        raise RequestTooLarge(f"the request's JSON is too large to read: {SEND_LESS}") from exc
+    except ValueError as exc:  # UnicodeDecodeError is one: a body that is not UTF-8
+        raise WireError(
+            f"the request body is not JSON ({exc}): send UTF-8 JSON "
+            "{'target', 'method', 'args', 'kwargs'} as srs's client does"
+        ) from exc
+    _check_json(value, limits.max_json_depth)
+    return value
+
+
+def _too_deep(max_depth: int | None) -> str:
+    return (
+        f"the request's JSON is nested more than {max_depth or 'the'} levels deep, more than the "
+        f"environment reads ({DEPTH_LIMIT_KEY}): send flat lists and objects, and frames as "
+        "frames"
+    )
+
+
+def _check_json(value: Any, max_depth: int | None) -> None:
+    """Walk parsed JSON without recursing (a deep value must not exhaust the stack here)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if max_depth is not None and depth > max_depth:
+                raise WireError(_too_deep(max_depth))
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+                pending.extend((child, depth + 1) for child in item.values())
+            else:
+                pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise WireError("text in a request may not hold NUL characters ('\\x00')")
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise WireError(
+                        "text in a request holds an unpaired surrogate (a '\\ud800' escape); "
+                        "send text that is valid Unicode"
+                    ) from exc
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise WireError(
+                    "the request holds NaN or an infinite number (NaN, Infinity or 1e999 in its "
+                    "JSON): send null for a missing value, or a finite number (srs's client "
+                    "sends NaN and infinities tagged)"
+                )
+        elif (
+            isinstance(item, int)
+            and not isinstance(item, bool)
+            and not MIN_INTEGER <= item <= MAX_INTEGER
+        ):
+            raise WireError(
+                f"the request holds an integer of {len(str(abs(item)))} digits, outside the "
+                "64-bit range the environment reads: send a smaller number"
+            )
+
+
 # ------------------------------------------------------------------ decoding
 def _base64(payload: Mapping[str, Any], key: str) -> bytes:
     text = payload.get(key)
@@ -333,13 +550,162 @@ def _base64(payload: Mapping[str, Any], key: str) -> bytes:
         raise WireError(f"{key!r} of a {payload.get(TAG)!r} value is not base64") from exc
 
 
-def _read_parquet(payload: Mapping[str, Any]) -> pd.DataFrame:
+def _read_parquet(payload: Mapping[str, Any], allowance: DecodingAllowance) -> pd.DataFrame:
+    data = _base64(payload, "parquet")
     try:
-        return pd.read_parquet(io.BytesIO(_base64(payload, "parquet")), engine="pyarrow")
+        if not allowance.limits.bounded:
+            return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+        return _read_parquet_within(data, allowance)
     except WireError:
         raise
+    except MemoryError as exc:
+        raise RequestTooLarge(f"a frame sent to the environment is too large: {SEND_LESS}") from exc
     except Exception as exc:  # pyarrow refuses malformed bytes with its own error types
         raise WireError(f"a frame's Parquet bytes cannot be read ({exc})") from exc
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
+
+
+def _is_flat(kind: pa.DataType) -> bool:
+    """A column type pandas reads as one value a row: numbers, text, dates, times, categories."""
+    if pa.types.is_dictionary(kind):
+        return not pa.types.is_dictionary(kind.value_type) and _is_flat(kind.value_type)
+    return (
+        pa.types.is_null(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_temporal(kind)
+        or _is_text(kind)
+    )
+
+
+def _row_width(kind: pa.DataType, column: pq.ColumnSchema) -> int:
+    """The bytes a row of a flat column takes decoded, at least: the wider of its Arrow and
+    Parquet types (the footer's Arrow schema is the sender's word), a text's offset only."""
+    physical = PHYSICAL_WIDTHS.get(column.physical_type, 0)
+    if column.physical_type == "FIXED_LEN_BYTE_ARRAY":
+        physical = column.length
+    if pa.types.is_dictionary(kind):
+        arrow = kind.index_type.bit_width // 8
+    elif pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+        arrow = 8
+    elif _is_text(kind) or pa.types.is_null(kind):
+        arrow = 4
+    else:
+        arrow = max(kind.bit_width // 8, 1)
+    return max(physical, arrow)
+
+
+def _check_footer(parquet: pq.ParquetFile, allowance: DecodingAllowance) -> None:
+    """Refuse a frame from its Parquet footer alone, before any of it is decoded: columns that
+    are not flat, too many columns or row groups, a decoded size over the limits (the largest of
+    its rows times their widths, its cells at ``BYTES_PER_CELL``, what the footer declares), or
+    compression other than snappy."""
+    metadata, schema = parquet.metadata, parquet.schema_arrow
+    columns = len(schema)
+    if columns > MAX_FRAME_COLUMNS or metadata.num_row_groups > MAX_ROW_GROUPS:
+        raise RequestTooLarge(
+            f"a frame sent to the environment has {columns:,} columns in "
+            f"{metadata.num_row_groups:,} row groups, over the {MAX_FRAME_COLUMNS:,} columns "
+            f"and {MAX_ROW_GROUPS:,} row groups the environment reads: {SEND_LESS}"
+        )
+    for field in schema:
+        if not _is_flat(field.type):
+            raise WireError(
+                f"a frame's column {field.name!r} holds {field.type} values; the environment "
+                "reads columns of numbers, text, booleans, dates, times and categories: "
+                "flatten it (e.g. .astype(str)) or drop it before sending"
+            )
+    if columns != metadata.num_columns or len(set(schema.names)) != columns:
+        raise WireError(
+            "a frame's Parquet schema does not match its columns, or repeats a column name; "
+            "send the frame as srs's client writes it"
+        )
+    groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+    if any(group.num_rows < 0 or group.num_columns != columns for group in groups):
+        raise WireError("a frame's Parquet footer is malformed (a row group's rows or columns)")
+    rows = sum(group.num_rows for group in groups)
+    shape = f"{rows:,} rows x {columns:,} column{'s' if columns != 1 else ''}"
+    width = sum(_row_width(schema.field(i).type, parquet.schema.column(i)) for i in range(columns))
+    declared = max(
+        rows * width,
+        max(rows, 1) * columns * BYTES_PER_CELL,
+        sum(group.total_byte_size for group in groups),
+    )
+    allowance.check(declared, f"{shape}, as its Parquet footer declares")
+    codecs = {group.column(i).compression for group in groups for i in range(columns)}
+    if codecs - ARGUMENT_CODECS:
+        raise WireError(
+            f"a frame's Parquet is compressed with {', '.join(sorted(codecs - ARGUMENT_CODECS))}; "
+            "the environment reads snappy-compressed or uncompressed Parquet, as srs's client "
+            "writes it (frame.to_parquet(...) with its default compression)"
+        )
+
+
+def _expanded_bytes(column: pa.ChunkedArray) -> int:
+    """What a text column read as a dictionary takes expanded: each row's value, its offset and
+    its validity bit, counted without expanding it."""
+    total = 0
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            total += chunk.nbytes
+            continue
+        lengths = pc.binary_length(chunk.dictionary)
+        total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+        large = pa.types.is_large_string(chunk.type.value_type) or pa.types.is_large_binary(
+            chunk.type.value_type
+        )
+        total += (len(chunk) + 1) * (8 if large else 4) + (len(chunk) + 7) // 8
+    return total
+
+
+def _read_parquet_within(data: bytes, allowance: DecodingAllowance) -> pd.DataFrame:
+    """A frame's Parquet decoded within ``allowance``: checked from its footer, then read one row
+    group at a time and counted, the read stopped at the first group over a limit.
+
+    A footer may understate what its pages decode to (a run of one value is a few bytes in
+    Parquet, and the sender writes the footer), so the decoded bytes are counted as they are
+    read. Text is read as dictionaries, each distinct value once, so one long text repeated on
+    every row cannot expand before it is counted; it is expanded once the whole frame is within
+    the limits. A row group's fixed-width columns cannot decode to more than its rows times
+    their widths, which the footer check bounds."""
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    _check_footer(parquet, allowance)
+    schema = parquet.schema_arrow
+    text = {i for i, field in enumerate(schema) if _is_text(field.type)}
+    reader = pq.ParquetFile(
+        pa.BufferReader(data), read_dictionary=[schema.names[i] for i in sorted(text)]
+    )
+    rows = sum(parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups))
+    decoded = counted = read = 0
+    groups = []
+    for index in range(parquet.metadata.num_row_groups):
+        group = reader.read_row_group(index)
+        read += group.num_rows
+        decoded += sum(
+            _expanded_bytes(group.column(i)) if i in text else group.column(i).nbytes
+            for i in range(group.num_columns)
+        )
+        counted = max(decoded, read * group.num_columns * BYTES_PER_CELL)
+        if read < rows:
+            allowance.check(
+                counted, f"counted in its first {read:,} of {rows:,} rows", at_least=True
+            )
+        else:
+            allowance.check(counted, f"{rows:,} rows, counted as they were read")
+        groups.append(group)
+    allowance.charge(counted)
+    table = pa.concat_tables(groups) if groups else schema.empty_table()
+    return table.cast(schema).to_pandas()
 
 
 def _axis(payload: Any, labels: Any, length: int) -> pd.Index:
@@ -350,6 +716,8 @@ def _axis(payload: Any, labels: Any, length: int) -> pd.Index:
         if not all(isinstance(label, tuple) for label in labels):
             raise WireError("a frame's multi-level labels must be tuples")
         return pd.MultiIndex.from_tuples(labels, names=names)
+    if len(names) != 1:
+        raise WireError(f"a frame's single-level labels need one name, not {len(names)}")
     dtype = payload.get("dtype")
     try:
         return pd.Index(labels, dtype=None if dtype in (None, "object") else dtype, name=names[0])
@@ -384,21 +752,33 @@ def _figure(png: bytes) -> Any:
 
 class _Decoder:
     """Rebuilds tagged values; ``tags`` are those this side accepts, ``types`` the dataclasses
-    it rebuilds (``unknown``: what to do with any other dataclass)."""
+    it rebuilds (``unknown``: what to do with any other dataclass), ``allowance`` what its
+    frames may decode to."""
 
     def __init__(
         self,
         tags: frozenset[str],
         types: Mapping[str, tuple[str, str]],
         unknown: Callable[..., Any],
+        allowance: DecodingAllowance | None = None,
     ) -> None:
         self.tags, self.types, self.unknown = tags, types, unknown
+        self.allowance = allowance or DecodingAllowance()
 
     def __call__(self, value: Any) -> Any:
         try:
             return self._decode(value)
+        except WireError:
+            raise
         except RecursionError as exc:
             raise WireError("the value is nested too deeply to read") from exc
+        except MemoryError as exc:
+            raise RequestTooLarge(f"the value is too large to read: {SEND_LESS}") from exc
+        except Exception as exc:  # pandas and numpy refuse malformed labels with many types
+            raise WireError(
+                f"the value cannot be read ({type(exc).__name__}: {exc}); send it as srs's "
+                "client encodes it"
+            ) from exc
 
     def _decode(self, value: Any) -> Any:
         if value is None or isinstance(value, bool | int | float | str):
@@ -410,7 +790,7 @@ class _Decoder:
         if TAG not in value:
             return {k: self._decode(v) for k, v in value.items()}
         tag = value[TAG]
-        if tag not in self.tags:
+        if not isinstance(tag, str) or tag not in self.tags:
             raise WireError(f"{tag!r} values are not accepted here; send plain JSON, frames or ids")
         return getattr(self, f"_{tag}")(value)
 
@@ -439,6 +819,12 @@ class _Decoder:
     def _bytes(self, value: dict[str, Any]) -> bytes:
         return _base64(value, "base64")
 
+    def _float(self, value: dict[str, Any]) -> float:
+        number = value.get("value")
+        if number not in ("nan", "inf", "-inf"):
+            raise WireError("a 'float' value is 'nan', 'inf' or '-inf'")
+        return float(number)
+
     def _file(self, value: dict[str, Any]) -> FileUpload:
         name = value.get("name")
         if not isinstance(name, str):
@@ -452,7 +838,7 @@ class _Decoder:
         return attrs
 
     def _read_frame(self, value: dict[str, Any]) -> pd.DataFrame:
-        frame = _read_parquet(value)
+        frame = _read_parquet(value, self.allowance)
         for axis in ("columns", "index"):
             if axis in value:
                 if not isinstance(value[axis], dict):
@@ -509,26 +895,34 @@ def _record(name: str, fields: dict[str, Any], cause: Exception | None = None) -
     return RemoteRecord(name, fields)
 
 
-_ARGUMENTS = _Decoder(
-    frozenset({"tuple", "dict", "bytes", "file", "frame", "series", "dataclass"}),
-    ARGUMENT_TYPES,
-    _refuse_type,
+# The tags each side reads: the API no figures or models, the kernel no uploaded files.
+ARGUMENT_TAGS = frozenset(
+    {"tuple", "dict", "bytes", "float", "file", "frame", "series", "dataclass"}
 )
-_RESULTS = _Decoder(
-    frozenset({"tuple", "dict", "bytes", "frame", "series", "dataclass", "figure", "model"}),
-    RESULT_TYPES,
-    _record,
+RESULT_TAGS = frozenset(
+    {"tuple", "dict", "bytes", "float", "frame", "series", "dataclass", "figure", "model"}
 )
 
 
-def decode_arguments(value: Any) -> Any:
+def decode_arguments(value: Any, allowance: DecodingAllowance | None = None) -> Any:
     """The API's reading of a kernel's arguments: JSON, frames, series, tuples, bytes, uploaded
-    files and ``ARGUMENT_TYPES`` only; ``WireError`` for anything else."""
-    return _ARGUMENTS(value)
+    files and ``ARGUMENT_TYPES`` only; ``WireError`` for anything else, ``RequestTooLarge`` for
+    frames that decode to more than ``allowance`` leaves (the API passes one allowance for all
+    the arguments of a call, from the policy's ``WireLimits``; without one, no limit).
+
+    >>> allowance = DecodingAllowance(WireLimits(1_000_000, 1_000_000))
+    >>> decode_arguments(encode(pd.DataFrame({"x": range(1_000)})), allowance).shape
+    (1000, 1)
+    >>> decode_arguments(encode(pd.DataFrame({"x": range(200_000)})), allowance)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    srs.hub.wire.RequestTooLarge: a frame sent to the environment decodes to ... MB (200,000 rows x 1 column, as its Parquet footer declares), over the 1.0 MB one frame may take (policies.access.airlock.max_decoded_frame_bytes): pass the dataset's name instead of a frame read from it ...
+    """
+    return _Decoder(ARGUMENT_TAGS, ARGUMENT_TYPES, _refuse_type, allowance)(value)
 
 
 def decode_result(value: Any) -> Any:
     """The kernel's reading of a result: ``RESULT_TYPES`` rebuilt as the local session returns
     them, other dataclasses as ``RemoteRecord``, figures as matplotlib figures and fitted models
-    as ``ModelResults``."""
-    return _RESULTS(value)
+    as ``ModelResults``. The API is trusted here, so its frames are read with no limit."""
+    return _Decoder(RESULT_TAGS, RESULT_TYPES, _record)(value)

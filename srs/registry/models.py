@@ -279,6 +279,9 @@ class HubSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The Unix account (uid) of the server the token was issued to; the API refuses the token
+    # from any other account. None: not bound (a token issued outside the hub, e.g. in tests).
+    unix_uid: Mapped[int | None] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

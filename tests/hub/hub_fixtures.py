@@ -36,7 +36,16 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from srs.deployment import Deployment
-from srs.hub.config import PROXY_PROGRAM, HubPorts, jupyterhub_program, write_config
+from srs.hub.client import unix_socket_url
+from srs.hub.config import (
+    API_PREFIX,
+    PROXY_PROGRAM,
+    HubPorts,
+    api_socket,
+    jupyterhub_program,
+    write_config,
+)
+from srs.hub.kernel import cgroup2_mount
 from srs.policy import PolicySet
 from srs.registry import open_registry, projects
 from srs.registry.models import AuditEvent
@@ -47,6 +56,7 @@ PASSWORD = "correct horse battery staple"
 # accounts (srs-*) are never touched, and leftovers of a crashed run are recognisable.
 ACCOUNT_PREFIX = "srse2e-"
 GROUP_PREFIX = "srse2ep-"
+CGROUP_PARENT = "srs-e2e"
 MAKE_TARGET = "make hub-prerequisites"
 
 
@@ -59,7 +69,7 @@ def require_prerequisites() -> None:
         problems.append(f"configurable-http-proxy is missing at {PROXY_PROGRAM}")
     if importlib.util.find_spec("jupyterhub_idle_culler") is None:
         problems.append("jupyterhub-idle-culler is not installed")
-    for program in ("useradd", "userdel", "groupadd", "groupdel", "runuser"):
+    for program in ("useradd", "userdel", "groupadd", "groupdel", "runuser", "nft"):
         if shutil.which(program) is None:
             problems.append(f"{program} is not installed")
     if not problems:
@@ -144,6 +154,12 @@ def remove_test_accounts(usernames: list[str], projects: list[str]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+        mount = cgroup2_mount()
+        if mount is not None:
+            folder = mount / CGROUP_PARENT / name
+            for cgroup in (folder / "server", folder / "kernels", folder):
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
     for project in projects:
         try:
             grp.getgrnam(unix_group_of(project))
@@ -178,6 +194,24 @@ class RunningHub:
     @property
     def project_root(self) -> Path:
         return self.base / "projects"
+
+    @property
+    def runtime_base(self) -> Path:
+        return self.base / "run"
+
+    @property
+    def egress_table(self) -> str:
+        """The nft table of this hub's egress rules (one per hub, removed when it stops)."""
+        return f"srs_e2e_{self.ports.public}"
+
+    @property
+    def api_socket(self) -> Path:
+        return api_socket(self.runtime_base)
+
+    @property
+    def api_url(self) -> str:
+        """``SRS_API_URL`` as the servers get it."""
+        return unix_socket_url(self.api_socket, API_PREFIX)
 
     def log_tail(self, characters: int = 6000) -> str:
         return self.log.read_text(errors="replace")[-characters:] if self.log.exists() else ""
@@ -218,6 +252,9 @@ class RunningHub:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        subprocess.run(
+            ["nft", "delete", "table", "inet", self.egress_table], capture_output=True, check=False
+        )
 
 
 def events(hub: RunningHub, **where: str) -> list[AuditEvent]:
@@ -253,6 +290,20 @@ def build_hub(base: Path, policies: PolicySet, *, idle_timeout: int) -> RunningH
                 )
     finally:
         registry.dispose()
+    return hub_over(deployment, policies, base, idle_timeout=idle_timeout, people=people)
+
+
+def hub_over(
+    deployment: Deployment,
+    policies: PolicySet,
+    base: Path,
+    *,
+    idle_timeout: int,
+    people: object = None,
+) -> RunningHub:
+    """A hub over an existing ``deployment`` (made private), its folders under ``base``, its
+    config written (not started)."""
+    home = deployment.home
     deployment.marker_file.write_text("srs-toolkit deployment\n")
     home.chmod(0o700)
     hub = RunningHub(
@@ -270,6 +321,8 @@ def build_hub(base: Path, policies: PolicySet, *, idle_timeout: int) -> RunningH
         port=hub.ports.public,
         user_home_base=hub.user_home_base,
         project_root=hub.project_root,
+        runtime_base=hub.runtime_base,
+        egress_table=hub.egress_table,
         idle_timeout=idle_timeout,
     )
     with hub.config.open("a") as handle:
@@ -277,7 +330,7 @@ def build_hub(base: Path, policies: PolicySet, *, idle_timeout: int) -> RunningH
             "\n# tests/hub: accounts and groups of their own, and a shorter wait for a slow server\n"
             f"c.SRSSpawner.account_prefix = {ACCOUNT_PREFIX!r}\n"
             f"c.SRSSpawner.project_group_prefix = {GROUP_PREFIX!r}\n"
-            f"c.SRSSpawner.runtime_base = {str(base / 'run')!r}\n"
+            f"c.SRSSpawner.cgroup_parent = {CGROUP_PARENT!r}\n"
             "c.Spawner.start_timeout = 90\n"
             "c.Spawner.http_timeout = 90\n"
         )

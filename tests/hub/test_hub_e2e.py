@@ -250,7 +250,7 @@ def test_a_kernel_reads_granted_data_through_the_api_and_nothing_else(hub: Runni
     # Only this session's project group: not P002's, though ana is a member of P002 too.
     assert result["groups"] == [unix_group_of("P001")]
     assert result["environment"] == ["SRS_API_URL", "SRS_PROJECT", "SRS_SESSION_TOKEN", "SRS_USER"]
-    assert result["api_url"] == f"http://127.0.0.1:{hub.ports.api}/services/srs-api/"
+    assert result["api_url"] == hub.api_url
     assert "ana" in result["session"] and "P001" in result["session"]
     assert result["rows"] == 600 and "person_key" in result["columns"]
     assert result["other_dataset"].startswith("AccessDenied")
@@ -272,8 +272,8 @@ def test_an_idle_server_is_culled_and_its_session_token_ended(hub: RunningHub) -
     ana = running_server(hub, "ana", "P001")
     kernel = ana.start_kernel()
     token = ana.run(kernel, "import os; print(os.environ['SRS_SESSION_TOKEN'])").output.strip()
-    api_url = f"http://127.0.0.1:{hub.ports.api}/services/srs-api/"
-    assert RemoteSession(api_url, token).project == "P001"
+    opened = ana.run(kernel, "import srs; print(srs.session().project)")
+    assert opened.error is None and opened.output.strip() == "P001", opened
 
     # Nothing more is done: the culler (timeout 20 s, checking every 10 s) stops the server.
     idle_since = time.monotonic()
@@ -286,7 +286,7 @@ def test_an_idle_server_is_culled_and_its_session_token_ended(hub: RunningHub) -
     assert "idle-culler" in hub.log_tail(200_000)
 
     with pytest.raises(AccessDenied, match="ended"):
-        RemoteSession(api_url, token)
+        RemoteSession(hub.api_url, token)
     registry = open_registry(hub.deployment.database_url)
     try:
         with registry.sessions() as db:

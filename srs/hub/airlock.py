@@ -1,0 +1,368 @@
+"""The airlock of a researcher's Jupyter server: nothing leaves it for the browser but notebooks and
+code of a bounded size, and kernel output at a bounded rate.
+
+This module runs inside the single-user server (as the researcher's Unix account), loaded by the
+configuration ``SRSSpawner`` writes (``server_config``). It refuses by server configuration, not
+by hiding buttons:
+
+- ``AirlockContentsManager``: the contents API serves a file's content only for the policy's
+  editable suffixes (``.ipynb``, ``.py``, ...) and only up to ``max_readable_file_bytes``;
+  saving and uploading likewise (``max_upload_file_bytes``). Listings and metadata still work.
+- ``airlock`` (a server extension) answers 403 on every other door to a file's bytes: ``/files/``,
+  ``/view/``, nbconvert (``/nbconvert/``, ``/api/nbconvert``) and terminals; it refuses to let the
+  server run without the airlock's contents manager, kernel specs and websocket limits, and marks
+  the server's process undumpable so a kernel (the same account) cannot read or patch its memory.
+- ``AirlockWebsocketConnection``: kernel messages to the browser (every channel, every type but
+  status) over a sliding window of ``output_window_seconds``: at most
+  ``output_bytes_per_second`` and ``output_messages_per_second`` on average, and no single
+  message over ``max_output_message_bytes``; what is over is withheld, and the cell is told so.
+- ``AirlockKernelSpecManager``: one kernel, ``python3``, started by ``srs.hub.kernel`` (every
+  channel on IPC sockets); specs in the researcher's own folders are never read.
+
+What a person reads off the screen still leaves; the rates above bound it. For the highest
+classification, a remote-desktop tier (no browser download at all) is the answer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from jupyter_server.utils import url_path_join
+from tornado import web
+from traitlets import Float, Integer, List, Unicode, default
+
+KERNEL_NAME = "python3"
+PR_SET_DUMPABLE = 4
+# Doors to a file's bytes other than the contents API, answered 403 (the server's own routes
+# for them come after an extension's, so these are matched first).
+REFUSED_ROUTES = (
+    r"/files/.*",
+    r"/view/.*",
+    r"/nbconvert/.*",
+    r"/api/nbconvert.*",
+    r"/terminals.*",
+    r"/api/terminals.*",
+)
+REFUSAL = (
+    "this environment does not let files leave through the browser: take results out through "
+    "output checking (s.custom_output, s.submit)"
+)
+
+
+def _suffix(path: str) -> str:
+    return Path(path).suffix.lower()
+
+
+class AirlockContentsManager(AsyncLargeFileManager):
+    """The contents API of a researcher's server: notebooks and code only, of a bounded size."""
+
+    editable_suffixes = List(
+        Unicode(),
+        default_value=[".ipynb", ".py"],
+        help="File suffixes the browser may open, save and upload (policy "
+        "access.airlock.editable_suffixes); any other file's content is never served.",
+    ).tag(config=True)
+
+    max_readable_file_bytes = Integer(
+        2_000_000,
+        help="Largest file whose content the browser may read (access.airlock).",
+    ).tag(config=True)
+
+    max_upload_file_bytes = Integer(
+        2_000_000,
+        help="Largest file the browser may save or upload (access.airlock).",
+    ).tag(config=True)
+
+    @default("files_handler_class")
+    def _files_handler_default(self) -> type:
+        return RefusedHandler
+
+    def _editable(self, path: str) -> bool:
+        return _suffix(path) in {suffix.lower() for suffix in self.editable_suffixes}
+
+    async def get(self, path, content=True, type=None, format=None, require_hash=False):
+        """A file's model; its content only for an editable suffix within the size limit."""
+        if content:
+            os_path = self._get_os_path(path.strip("/"))
+            if os.path.isfile(os_path):
+                if not self._editable(path):
+                    raise web.HTTPError(
+                        403,
+                        f"{path} is not a notebook or code file ({', '.join(self.editable_suffixes)})"
+                        f"; {REFUSAL}",
+                    )
+                size = os.path.getsize(os_path)
+                if size > self.max_readable_file_bytes:
+                    raise web.HTTPError(
+                        403,
+                        f"{path} is {size:,} bytes, over the {self.max_readable_file_bytes:,} the "
+                        "browser may read; clear the notebook's outputs in the kernel "
+                        "(jupyter nbconvert --clear-output) or split the file",
+                    )
+        return await super().get(
+            path, content=content, type=type, format=format, require_hash=require_hash
+        )
+
+    async def save(self, model, path=""):
+        """Save or upload a notebook or code file within the size limit; folders as usual."""
+        kind = model.get("type")
+        if kind in ("file", "notebook"):
+            if not self._editable(path):
+                raise web.HTTPError(
+                    403,
+                    f"only notebooks and code files ({', '.join(self.editable_suffixes)}) may be "
+                    f"saved or uploaded here, not {path}",
+                )
+            size = self._incoming_size(model, path)
+            if size > self.max_upload_file_bytes:
+                raise web.HTTPError(
+                    413,
+                    f"{path} would be {size:,} bytes, over the {self.max_upload_file_bytes:,} "
+                    "allowed for a notebook or code file",
+                )
+        return await super().save(model, path)
+
+    def _incoming_size(self, model: dict[str, Any], path: str) -> int:
+        content = model.get("content")
+        if content is None:
+            size = 0
+        elif model.get("type") == "notebook":
+            size = len(json.dumps(content).encode("utf-8"))
+        elif model.get("format") == "base64":
+            size = len(content) * 3 // 4
+        else:
+            size = len(str(content).encode("utf-8"))
+        chunk = model.get("chunk")
+        if chunk is not None and chunk != 1:
+            # A chunked upload grows the file already written by the earlier chunks.
+            os_path = self._get_os_path(path.strip("/"))
+            size += os.path.getsize(os_path) if os.path.isfile(os_path) else 0
+        return size
+
+    async def rename_file(self, old_path, new_path):
+        """Renaming is refused when it would make a file the browser may not read readable."""
+        if not self._editable(old_path) and self._editable(new_path):
+            raise web.HTTPError(
+                403, f"{old_path} may not become {new_path}: only notebooks and code are editable"
+            )
+        return await super().rename_file(old_path, new_path)
+
+    async def copy(self, from_path, to_path=None):
+        """Copying follows the same rule as renaming (a copy of a data file stays unreadable)."""
+        if not self._editable(from_path):
+            raise web.HTTPError(403, f"{from_path} is not a notebook or code file; {REFUSAL}")
+        return await super().copy(from_path, to_path)
+
+
+class RefusedHandler(JupyterHandler):
+    """403 for every method: a door to a file's bytes the airlock keeps shut."""
+
+    def initialize(self, **_: Any) -> None:  # files_handler_params, if any, are ignored
+        pass
+
+    def prepare(self) -> None:
+        raise web.HTTPError(403, REFUSAL)
+
+    def check_xsrf_cookie(self) -> None:
+        # Refused before XSRF matters: the answer is the same for everyone.
+        pass
+
+
+class AirlockWebsocketConnection(ZMQChannelsWebsocketConnection):
+    """Kernel messages to the browser within the airlock's size and rate limits."""
+
+    output_bytes_per_second = Float(
+        20_000, help="Average bytes a second over the window (access.airlock)."
+    ).tag(config=True)
+    output_messages_per_second = Float(
+        50, help="Average messages a second over the window (access.airlock)."
+    ).tag(config=True)
+    output_window_seconds = Float(10, help="The window (access.airlock).").tag(config=True)
+    max_output_message_bytes = Integer(
+        500_000, help="Largest single message (access.airlock)."
+    ).tag(config=True)
+
+    @default("limit_rate")
+    def _limit_rate_default(self) -> bool:
+        # Jupyter's own limiter counts only stream bytes and resets at every idle; ours replaces it.
+        return False
+
+    def _airlock_window(self) -> deque:
+        window = getattr(self, "_srs_window", None)
+        if window is None:
+            window = self._srs_window = deque()
+            self._srs_bytes = 0
+            self._srs_warned_at = 0.0
+        return window
+
+    def _airlock_admits(self, size: int) -> str | None:
+        """None if a message of ``size`` bytes may go now; else why not."""
+        if size > self.max_output_message_bytes:
+            return (
+                f"a {size:,}-byte output was withheld: the environment sends at most "
+                f"{self.max_output_message_bytes:,} bytes at once to the browser"
+            )
+        now = time.monotonic()
+        window = self._airlock_window()
+        while window and window[0][0] <= now - self.output_window_seconds:
+            self._srs_bytes -= window.popleft()[1]
+        byte_budget = self.output_bytes_per_second * self.output_window_seconds
+        message_budget = self.output_messages_per_second * self.output_window_seconds
+        if self._srs_bytes + size > byte_budget or len(window) + 1 > message_budget:
+            return (
+                "output to the browser is over the environment's rate "
+                f"({self.output_bytes_per_second:,.0f} bytes and "
+                f"{self.output_messages_per_second:,.0f} messages a second over "
+                f"{self.output_window_seconds:g} s); some was withheld. Show less (a summary, "
+                "head()), or take results out through output checking"
+            )
+        window.append((now, size))
+        self._srs_bytes += size
+        return None
+
+    def handle_outgoing_message(self, stream: str, outgoing_msg: list[Any]) -> None:
+        """Send a kernel message on to the browser if the airlock admits it."""
+        _, fed = self.session.feed_identities(outgoing_msg)
+        parts = fed[1:]
+        try:
+            header = self.session.unpack(parts[0])
+        except Exception:  # not a message Jupyter could send either; let it refuse it
+            return super().handle_outgoing_message(stream, outgoing_msg)
+        if header.get("msg_type") == "status":
+            return super().handle_outgoing_message(stream, outgoing_msg)
+        size = sum(len(part) for part in parts)
+        refusal = self._airlock_admits(size)
+        if refusal is None:
+            return super().handle_outgoing_message(stream, outgoing_msg)
+        now = time.monotonic()
+        if now - self._srs_warned_at >= 1.0:
+            self._srs_warned_at = now
+            try:
+                parent = self.session.unpack(parts[1])
+            except Exception:
+                parent = {}
+            self.write_stderr(refusal, parent)
+        self.log.warning("airlock: %s", refusal)
+
+
+class AirlockKernelSpecManager(KernelSpecManager):
+    """Only the airlock's own kernel spec (``srs.hub.kernel``), from the folder the spawner
+    wrote; specs in the researcher's folders are never read, so no kernel can be started with a
+    command of the researcher's choosing from the server."""
+
+    airlock_kernels_dir = Unicode(
+        help="The folder holding the airlock's kernel specs (written by SRSSpawner)."
+    ).tag(config=True)
+
+    @default("ensure_native_kernel")
+    def _no_native_kernel(self) -> bool:
+        return False
+
+    @default("kernel_dirs")
+    def _airlock_kernel_dirs(self) -> list[str]:
+        return [self.airlock_kernels_dir] if self.airlock_kernels_dir else []
+
+    @default("allowed_kernelspecs")
+    def _only_ours(self) -> set[str]:
+        return {KERNEL_NAME}
+
+
+def kernel_spec(python: str = sys.executable, *, own_cgroup: bool = True) -> dict[str, Any]:
+    """The airlock's ``python3`` kernel spec: ipykernel through ``srs.hub.kernel``, no debugger.
+
+    ``-I``: nothing of the researcher's (the notebook's folder, ``PYTHON*`` variables, user site
+    packages) is imported before the launcher has moved the kernel into its own cgroup
+    (``own_cgroup``), out of the server's.
+    """
+    launcher = [python, "-I", "-m", "srs.hub.kernel"]
+    if own_cgroup:
+        launcher.append("--srs-own-cgroup")
+    return {
+        "argv": [*launcher, "-f", "{connection_file}"],
+        "display_name": "Python 3 (srs)",
+        "language": "python",
+        # The debugger opens a TCP port; srs.hub.kernel switches it off.
+        "metadata": {"debugger": False},
+    }
+
+
+def server_config(
+    airlock: Any,
+    *,
+    kernels_dir: Path,
+) -> dict[str, Any]:
+    """The single-user server's configuration (``jupyter_server_config.json``) for an
+    ``AirlockPolicy``: the airlock's classes, its limits, terminals off, kernels on IPC."""
+    limits = {
+        "output_bytes_per_second": airlock.output_bytes_per_second,
+        "output_messages_per_second": airlock.output_messages_per_second,
+        "output_window_seconds": airlock.output_window_seconds,
+        "max_output_message_bytes": airlock.max_output_message_bytes,
+    }
+    return {
+        "ServerApp": {
+            "contents_manager_class": f"{__name__}.AirlockContentsManager",
+            "kernel_spec_manager_class": f"{__name__}.AirlockKernelSpecManager",
+            "kernel_websocket_connection_class": f"{__name__}.AirlockWebsocketConnection",
+            "terminals_enabled": False,
+            "jpserver_extensions": {__name__: True, "jupyter_server_terminals": False},
+            "max_body_size": airlock.max_upload_file_bytes * 2 + 100_000,
+        },
+        "KernelManager": {"transport": "ipc"},
+        "AirlockContentsManager": {
+            "editable_suffixes": list(airlock.editable_suffixes),
+            "max_readable_file_bytes": airlock.max_readable_file_bytes,
+            "max_upload_file_bytes": airlock.max_upload_file_bytes,
+        },
+        "AirlockKernelSpecManager": {"airlock_kernels_dir": str(kernels_dir)},
+        "AirlockWebsocketConnection": limits,
+    }
+
+
+class AirlockMisconfigured(RuntimeError):
+    """The server is not configured with the airlock; it refuses to run."""
+
+
+def _undumpable() -> None:
+    # Without Yama, any process of the same account (a kernel) may ptrace this one or read its
+    # memory and environment through /proc; an undumpable process is root's alone.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise AirlockMisconfigured(f"prctl(PR_SET_DUMPABLE, 0) failed: errno {ctypes.get_errno()}")
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": __name__}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    """Check the server runs with the airlock's classes, shut the other doors, go undumpable."""
+    problems = []
+    if not isinstance(serverapp.contents_manager, AirlockContentsManager):
+        problems.append(f"contents manager is {type(serverapp.contents_manager).__name__}")
+    if not isinstance(serverapp.kernel_spec_manager, AirlockKernelSpecManager):
+        problems.append(f"kernel spec manager is {type(serverapp.kernel_spec_manager).__name__}")
+    connection = serverapp.kernel_websocket_connection_class
+    if not (isinstance(connection, type) and issubclass(connection, AirlockWebsocketConnection)):
+        problems.append(f"kernel websocket connection is {connection}")
+    if problems:
+        # An exception here is only logged by Jupyter; a server without its airlock must not run.
+        serverapp.log.critical("airlock: refusing to run: %s", "; ".join(problems))
+        os._exit(3)
+    base = serverapp.web_app.settings["base_url"]
+    serverapp.web_app.add_handlers(
+        ".*$", [(url_path_join(base, route), RefusedHandler) for route in REFUSED_ROUTES]
+    )
+    _undumpable()
+    serverapp.log.info("airlock: in force (%d doors shut)", len(REFUSED_ROUTES))
