@@ -57,7 +57,7 @@ from output_checking.workflow import (
     vote,
 )
 from srs.access import AccessDenied, authorise
-from srs.audit import record_event
+from srs.audit import record_event, use_field_bound
 from srs.deployment import Deployment
 from srs.errors import SRSError
 from srs.policy import PolicySet
@@ -936,10 +936,12 @@ def make_app(
         )
     base_url = base_url.rstrip("/") + "/"
     secret = cookie_secret if cookie_secret is not None else load_cookie_secret(deployment)
+    registry = open_registry(deployment.database_url)
+    use_field_bound(registry.sessions, policies.access.audit_field_max_chars)
     ui = CheckerUI(
         deployment=deployment,
         policies=policies,
-        registry=open_registry(deployment.database_url),
+        registry=registry,
         base_url=base_url,
         templates=_templates(),
         hub_auth=hub_auth,

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from srs.audit import record_event
+from srs.audit import cut_text, record_event
 from srs.errors import SRSError
 from srs.policy import PolicySet
 from srs.registry.models import Dataset, Project, Researcher
@@ -212,5 +212,6 @@ def authorise(
     )
     if not decision.allowed:
         session.commit()
-        raise AccessDenied(decision.reason)
+        # The caller reads the reason as the log stores it: a name of megabytes is not echoed.
+        raise AccessDenied(cut_text(decision.reason, policies.access.audit_field_max_chars))
     return decision

@@ -144,6 +144,9 @@ class CommandContext:
     def registry(self) -> Registry:
         if self._registry is None:
             self._registry = open_registry(self.require_initialised().database_url)
+            audit_log.use_field_bound(
+                self._registry.sessions, self.policies.access.audit_field_max_chars
+            )
         return self._registry
 
     @property

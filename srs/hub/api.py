@@ -66,7 +66,7 @@ from sqlalchemy.engine import make_url
 from disclosure.errors import DisclosureError
 from output_checking.workflow import WorkflowError
 from srs.access import AccessDenied
-from srs.audit import record_event
+from srs.audit import cut_text, record_event, use_field_bound
 from srs.deployment import Deployment
 from srs.errors import SRSError
 from srs.hub import wire
@@ -308,6 +308,8 @@ class EnvironmentAPI:
         # On the hub's Unix socket: only tokens bound to the caller's own account are accepted.
         self.require_account = require_account
         self.registry: Registry = open_registry(deployment.database_url)
+        # Events written here (token refusals, the registry's own) keep the site's bound too.
+        use_field_bound(self.registry.sessions, policies.access.audit_field_max_chars)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="srs-api")
         self._sessions: dict[str, LiveSession] = {}
         self._sessions_lock = threading.Lock()
@@ -418,11 +420,11 @@ class EnvironmentAPI:
                 action="hub.call",
                 target=project,
                 outcome="deny",
-                reason=reason[:500],
-                details={"target": target[:64], "method": method[:64], "remote": str(remote)},
+                reason=reason,
+                details={"target": target, "method": method, "remote": str(remote)},
             )
             db.commit()
-        raise AccessDenied(reason)
+        raise AccessDenied(cut_text(reason, self.policies.access.audit_field_max_chars))
 
     def close(self) -> None:
         """Close every live session, the registry and the worker threads."""

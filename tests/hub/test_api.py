@@ -10,6 +10,8 @@ import inspect
 import json
 import os
 import pickle
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,6 +54,7 @@ from srs.hub.api import (
 )
 from srs.hub.client import RemoteDifferentialPrivacy, RemoteSession
 from srs.hub.tokens import TokenRefused, issue_session_token, revoke_session_tokens
+from srs.policy import default_policy_dir, load_policies
 from srs.registry import Registry
 from srs.registry.models import AuditEvent, Output
 from srs.session import (
@@ -368,6 +371,28 @@ def test_only_public_session_methods_can_be_called(service, token, target, metho
     (refusal,) = audit(service.registry, "hub.call", "deny")
     assert (refusal.actor, refusal.target) == ("ana", PROJECT)
     assert json.loads(refusal.details)["method"] == method
+
+
+def test_a_site_audit_bound_holds_for_the_apis_own_refusals(lab, tmp_path) -> None:
+    """The service's refusals (a method name of 100,000 characters) keep the site's bound: in
+    the stored event and in the message sent back."""
+    deployment, registry = lab
+    folder = tmp_path / "site-policies"
+    shutil.copytree(default_policy_dir(), folder)
+    access = folder / "access.yaml"
+    access.write_text(
+        re.sub(r"audit_field_max_chars: \d+", "audit_field_max_chars: 200", access.read_text())
+    )
+    site = load_policies(folder)
+    with serve(deployment, registry, site) as running:
+        method = "x" * 100_000
+        status, answer = call(running, token_for(registry, site), {"method": method, "args": []})
+    assert status == 403 and answer["error"]["type"] == "AccessDenied"
+    assert len(answer["error"]["message"]) <= 250 and "[cut: " in answer["error"]["message"]
+    (refusal,) = audit(registry, "hub.call", "deny")
+    assert len(refusal.actor) <= 200 and len(refusal.target or "") <= 200
+    assert len(refusal.reason or "") <= 200 and "sha256 " in (refusal.reason or "")
+    assert len(refusal.details) <= 200, refusal.details
 
 
 def test_only_json_is_read_never_pickle(service, token, s) -> None:
