@@ -81,6 +81,9 @@ class AirlockPolicy(PolicyModel):
     editable_suffixes: list[str] = Field(min_length=1)
     max_readable_file_bytes: int = Field(ge=1_000, le=100_000_000)
     max_upload_file_bytes: int = Field(ge=1_000, le=100_000_000)
+    # Content of editable files served to the browser over a sliding hour, all files together:
+    # a kernel may write anything into a notebook, so file reads are bounded like its output.
+    read_bytes_per_hour: int = Field(ge=1_000, le=10_000_000_000)
     # Kernel output to the browser, over a sliding window (every message type but status).
     output_bytes_per_second: int = Field(ge=100, le=100_000_000)
     output_messages_per_second: int = Field(ge=1, le=100_000)
@@ -98,6 +101,16 @@ class AirlockPolicy(PolicyModel):
             if not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix):
                 raise ValueError(f"{suffix!r} is not a file suffix such as '.ipynb'")
         return [suffix.lower() for suffix in suffixes]
+
+    @model_validator(mode="after")
+    def _an_hour_reads_a_file(self) -> AirlockPolicy:
+        if self.read_bytes_per_hour < self.max_readable_file_bytes:
+            raise ValueError(
+                "read_bytes_per_hour must be at least max_readable_file_bytes "
+                f"({self.read_bytes_per_hour} < {self.max_readable_file_bytes}): otherwise the "
+                "largest readable notebook could never be opened"
+            )
+        return self
 
     @model_validator(mode="after")
     def _request_holds_a_frame(self) -> AirlockPolicy:

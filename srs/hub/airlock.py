@@ -18,6 +18,13 @@ by hiding buttons:
   message over ``max_output_message_bytes``; what is over is withheld, and the cell is told so.
 - ``AirlockKernelSpecManager``: one kernel, ``python3``, started by ``srs.hub.kernel`` (every
   channel on IPC sockets); specs in the researcher's own folders are never read.
+- The content of all editable files together reaches the browser at most ``read_bytes_per_hour``
+  over a sliding hour: a kernel may write anything into a notebook, so reading files back is
+  bounded like kernel output.
+- JupyterLab, the researchers' interface: its download and export plugins are disabled
+  (``labconfig/page_config.json``), and everything it reads besides notebooks (page config, user
+  settings, workspaces, extensions) comes from root's folders, never from the researcher's home,
+  where a kernel could have written a dataset for the browser to fetch.
 
 What a person reads off the screen still leaves; the rates above bound it. For the highest
 classification, a remote-desktop tier (no browser download at all) is the answer.
@@ -54,6 +61,17 @@ REFUSED_ROUTES = (
     r"/terminals.*",
     r"/api/terminals.*",
 )
+# JupyterLab plugins that only lead to a refused door, disabled so that nobody is offered them:
+# downloads, exports, opening a file's raw bytes in a browser tab, terminals, extension installs.
+DISABLED_LAB_PLUGINS = (
+    "@jupyterlab/docmanager-extension:download",
+    "@jupyterlab/filebrowser-extension:download",
+    "@jupyterlab/filebrowser-extension:open-browser-tab",
+    "@jupyterlab/notebook-extension:export",
+    "@jupyterlab/terminal-extension",
+    "@jupyterlab/extensionmanager-extension",
+    "@jupyterlab/apputils-extension:announcements",
+)
 REFUSAL = (
     "this environment does not let files leave through the browser: take results out through "
     "output checking (s.custom_output, s.submit)"
@@ -84,9 +102,38 @@ class AirlockContentsManager(AsyncLargeFileManager):
         help="Largest file the browser may save or upload (access.airlock).",
     ).tag(config=True)
 
+    read_bytes_per_hour = Integer(
+        60_000_000,
+        help="Content of editable files served to the browser over a sliding hour, all files "
+        "together (access.airlock.read_bytes_per_hour).",
+    ).tag(config=True)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # (when, bytes) of each file content served within the last hour.
+        self._airlock_reads: deque[tuple[float, int]] = deque()
+
     @default("files_handler_class")
     def _files_handler_default(self) -> type:
         return RefusedHandler
+
+    def _admit_read(self, path: str, size: int) -> None:
+        """Count ``size`` bytes against the hour's read budget, or refuse (429) if over it."""
+        now = time.monotonic()
+        served = self._airlock_reads
+        while served and served[0][0] <= now - 3600:
+            served.popleft()
+        used = sum(bytes_read for _, bytes_read in served)
+        if used + size > self.read_bytes_per_hour:
+            wait = int(served[0][0] + 3600 - now) + 1 if served else 3600
+            raise web.HTTPError(
+                429,
+                f"{path} ({size:,} bytes) would take the files read back in the last hour past "
+                f"the environment's {self.read_bytes_per_hour:,} bytes; try again in about "
+                f"{max(wait // 60, 1)} minute(s). Results leave through output checking "
+                "(s.custom_output, s.submit)",
+            )
+        served.append((now, size))
 
     def _editable(self, path: str) -> bool:
         return _suffix(path) in {suffix.lower() for suffix in self.editable_suffixes}
@@ -110,6 +157,7 @@ class AirlockContentsManager(AsyncLargeFileManager):
                         "browser may read; clear the notebook's outputs in the kernel "
                         "(jupyter nbconvert --clear-output) or split the file",
                     )
+                self._admit_read(path, size)
         return await super().get(
             path, content=content, type=type, format=format, require_hash=require_hash
         )
@@ -297,13 +345,23 @@ def kernel_spec(python: str = sys.executable, *, own_cgroup: bool = True) -> dic
     }
 
 
+def lab_page_config() -> dict[str, Any]:
+    """JupyterLab's page configuration (``labconfig/page_config.json``): the plugins that lead
+    only to a refused door are disabled."""
+    return {"disabledExtensions": {plugin: True for plugin in DISABLED_LAB_PLUGINS}}
+
+
 def server_config(
     airlock: Any,
     *,
     kernels_dir: Path,
+    lab_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The single-user server's configuration (``jupyter_server_config.json``) for an
-    ``AirlockPolicy``: the airlock's classes, its limits, terminals off, kernels on IPC."""
+    ``AirlockPolicy``: the airlock's classes, its limits, terminals and language servers off,
+    kernels on IPC, and JupyterLab's settings and workspaces read from ``lab_dir`` (root's, so
+    that nothing a kernel writes is served back; by default beside ``kernels_dir``)."""
+    lab_dir = lab_dir if lab_dir is not None else kernels_dir.parent / "lab"
     limits = {
         "output_bytes_per_second": airlock.output_bytes_per_second,
         "output_messages_per_second": airlock.output_messages_per_second,
@@ -316,7 +374,13 @@ def server_config(
             "kernel_spec_manager_class": f"{__name__}.AirlockKernelSpecManager",
             "kernel_websocket_connection_class": f"{__name__}.AirlockWebsocketConnection",
             "terminals_enabled": False,
-            "jpserver_extensions": {__name__: True, "jupyter_server_terminals": False},
+            "jpserver_extensions": {
+                __name__: True,
+                "jupyter_server_terminals": False,
+                # Language servers would be processes of the server's own cgroup (the one that
+                # may answer the proxy) started at the browser's request.
+                "jupyter_lsp": False,
+            },
             "max_body_size": airlock.max_upload_file_bytes * 2 + 100_000,
         },
         "KernelManager": {"transport": "ipc"},
@@ -324,6 +388,16 @@ def server_config(
             "editable_suffixes": list(airlock.editable_suffixes),
             "max_readable_file_bytes": airlock.max_readable_file_bytes,
             "max_upload_file_bytes": airlock.max_upload_file_bytes,
+            "read_bytes_per_hour": airlock.read_bytes_per_hour,
+        },
+        "LabApp": {
+            # Root's empty folders: the researcher's settings and workspaces are not kept, and
+            # nothing a kernel writes under ~/.jupyter/lab is served back to the browser.
+            "user_settings_dir": str(lab_dir / "user-settings"),
+            "workspaces_dir": str(lab_dir / "workspaces"),
+            "extension_manager": "readonly",
+            "news_url": None,
+            "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
         },
         "AirlockKernelSpecManager": {"airlock_kernels_dir": str(kernels_dir)},
         "AirlockWebsocketConnection": limits,

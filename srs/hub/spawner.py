@@ -40,7 +40,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
-from srs.hub.airlock import KERNEL_NAME, kernel_spec, server_config
+from srs.hub.airlock import KERNEL_NAME, kernel_spec, lab_page_config, server_config
 from srs.hub.auth import HubDeployment, HubStanding, active_projects
 from srs.hub.config import DEFAULT_PROJECT_ROOT, DEFAULT_USER_HOME_BASE, HubConfigError
 from srs.hub.kernel import KERNEL_CGROUP, SERVER_CGROUP, cgroup2_mount
@@ -536,11 +536,20 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
             raise HubConfigError(f"{folder} must belong to the hub's account")
         folder.chmod(0o755)
         kernels = folder / "kernels"
-        config = server_config(self.policies.access.airlock, kernels_dir=kernels)
+        lab = folder / "lab"
+        config = server_config(self.policies.access.airlock, kernels_dir=kernels, lab_dir=lab)
         spec = kernel_spec(own_cgroup=self.network_isolation)
         _root_file(folder / "jupyter_server_config.json", json.dumps(config, indent=2))
         _root_file(kernels / KERNEL_NAME / "kernel.json", json.dumps(spec, indent=2))
-        for made in (kernels, kernels / KERNEL_NAME):
+        # JupyterLab's page config: read from the configuration folders, and this is the only
+        # one a server sees (JUPYTER_CONFIG_DIR too, so never the researcher's ~/.jupyter).
+        _root_file(folder / "labconfig" / "page_config.json", json.dumps(lab_page_config()))
+        # jupyter_core would copy a researcher's ~/.ipython configuration into this folder at a
+        # server's start unless this marker exists (unwritable for them: it then does nothing).
+        _root_file(folder / "migrated", "")
+        for made in (lab / "user-settings", lab / "workspaces"):
+            made.mkdir(mode=0o755, parents=True, exist_ok=True)
+        for made in (kernels, kernels / KERNEL_NAME, folder / "labconfig", lab, *lab.iterdir()):
             made.chmod(0o755)
         return folder
 
@@ -710,6 +719,10 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
             # The airlock's configuration, and nothing of the researcher's: no user site
             # packages (a .pth file there would run in the server at its next start).
             env["JUPYTER_CONFIG_PATH"] = str(self._airlock)
+            # The first configuration folder (Jupyter's and JupyterLab's page config) is root's
+            # too: a kernel could otherwise write a dataset into ~/.jupyter/labconfig and have
+            # the server put it into the page it sends the browser.
+            env["JUPYTER_CONFIG_DIR"] = str(self._airlock)
         env["PYTHONNOUSERSITE"] = "1"
         return env
 

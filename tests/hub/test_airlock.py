@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -23,6 +24,7 @@ from srs.hub.airlock import (
     AirlockContentsManager,
     AirlockWebsocketConnection,
     kernel_spec,
+    lab_page_config,
     server_config,
 )
 from srs.hub.config import HubConfigError
@@ -30,6 +32,7 @@ from srs.hub.kernel import cgroup2_mount, pipe_address
 from srs.hub.spawner import egress_ruleset, nft_cgroup
 from srs.hub.tokens import SessionTokenError, TokenRefused, issue_session_token
 from srs.hub.tokens import resolve_session_token as resolve
+from srs.policy import PolicyError, default_policy_dir, load_policies
 
 
 @pytest.fixture
@@ -107,6 +110,52 @@ def test_a_data_file_cannot_become_a_readable_one(contents: AirlockContentsManag
     run(contents.rename_file("renamed.py", "notes.txt"))  # and code to a data name hides it
 
 
+def test_files_read_back_are_bounded_over_the_hour(tmp_path: Path, policies) -> None:
+    """A kernel writes a dataset into one notebook after another; the browser reads them back
+    until the hour's budget is spent, then 429, while listings and metadata go on working."""
+    manager = AirlockContentsManager(
+        root_dir=str(tmp_path),
+        editable_suffixes=policies.access.airlock.editable_suffixes,
+        max_readable_file_bytes=10_000,
+        read_bytes_per_hour=25_000,
+    )
+    for number in range(5):
+        (tmp_path / f"part{number}.py").write_text("#" * 9_000)
+    for number in range(2):
+        assert len(run(manager.get(f"part{number}.py"))["content"]) == 9_000
+    message = refused(manager.get("part2.py"), 429)
+    assert "25,000 bytes" in message and "output checking" in message
+    assert "part3.py" in {item["name"] for item in run(manager.get(""))["content"]}
+    assert run(manager.get("part3.py", content=False))["content"] is None
+    # The budget is per hour: reads older than that no longer count.
+    manager._airlock_reads = type(manager._airlock_reads)(
+        (when - 3_601, size) for when, size in manager._airlock_reads
+    )
+    assert len(run(manager.get("part2.py"))["content"]) == 9_000
+
+
+def test_jupyterlab_offers_no_download_or_export(policies) -> None:
+    disabled = lab_page_config()["disabledExtensions"]
+    for plugin in (
+        "@jupyterlab/docmanager-extension:download",
+        "@jupyterlab/filebrowser-extension:download",
+        "@jupyterlab/notebook-extension:export",
+        "@jupyterlab/terminal-extension",
+    ):
+        assert disabled[plugin] is True, plugin
+
+
+def test_a_policy_whose_hour_cannot_read_one_file_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), folder)
+    access = folder / "access.yaml"
+    access.write_text(
+        re.sub(r"read_bytes_per_hour: \d+", "read_bytes_per_hour: 1000", access.read_text())
+    )
+    with pytest.raises(PolicyError, match="read_bytes_per_hour must be at least"):
+        load_policies(folder)
+
+
 class Recorder(AirlockWebsocketConnection):
     """The limiter alone: ``_airlock_admits`` without a websocket."""
 
@@ -147,7 +196,14 @@ def test_the_server_configuration_carries_the_policy(policies, tmp_path: Path) -
     assert server["jpserver_extensions"] == {
         "srs.hub.airlock": True,
         "jupyter_server_terminals": False,
+        "jupyter_lsp": False,
     }
+    # JupyterLab reads settings and workspaces from root's folders beside the kernel specs.
+    lab = config["LabApp"]
+    assert lab["user_settings_dir"] == str(tmp_path / "lab" / "user-settings")
+    assert lab["workspaces_dir"] == str(tmp_path / "lab" / "workspaces")
+    assert lab["extension_manager"] == "readonly" and lab["news_url"] is None
+    assert config["AirlockContentsManager"]["read_bytes_per_hour"] == airlock.read_bytes_per_hour
     assert config["KernelManager"] == {"transport": "ipc"}
     assert (
         config["AirlockContentsManager"]["max_readable_file_bytes"]

@@ -74,7 +74,7 @@ def server_for(hub: RunningHub, username: str, project: str) -> Researcher:
             assert time.monotonic() < deadline, hub.log_tail()
             time.sleep(0.5)
     reply = person.start_server(project)
-    assert reply.status_code in (201, 202), reply.text
+    assert reply.status_code in (201, 202), hub.log_tail(12000)
     person.wait_until_ready()
     return person
 
@@ -164,6 +164,68 @@ def test_no_file_leaves_through_the_browser(hub: RunningHub, ana: Researcher, an
     assert status("PUT", "/api/contents/huge.py", json=huge) in (403, 413)
     code = {"type": "file", "format": "text", "content": "print(1)\n"}
     assert status("PUT", "/api/contents/uploaded.py", json=code) in (200, 201)
+
+
+SMUGGLE_INTO_LAB = """
+import json
+from pathlib import Path
+rows = s.dataset("linked/journeys")
+marker = "SMUGGLED:" + rows["person_key"].iloc[0]
+home = Path.home()
+def put(relative, text):
+    path = home / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+put(".jupyter/labconfig/page_config.json", json.dumps({"smuggled": marker}))
+put(".jupyter/jupyter_server_config.json", json.dumps({"ServerApp": {"terminals_enabled": True}}))
+put(
+    ".jupyter/lab/user-settings/@jupyterlab/apputils-extension/themes.jupyterlab-settings",
+    json.dumps({"theme": marker}),
+)
+put(
+    ".jupyter/lab/workspaces/smuggled-abc.jupyterlab-workspace",
+    json.dumps({"data": {"smuggled": marker}, "metadata": {"id": "smuggled"}}),
+)
+put(".local/share/jupyter/labextensions/smuggle/package.json", json.dumps({"name": "smuggle"}))
+put(".local/share/jupyter/labextensions/smuggle/static/rows.js", marker)
+print(json.dumps({"marker": marker}))
+"""
+
+
+def test_jupyterlab_serves_nothing_a_kernel_wrote(
+    hub: RunningHub, ana: Researcher, ana_kernel: str
+):
+    """JupyterLab is the researchers' interface; a kernel writes a person key into every file
+    Lab reads besides notebooks (page config, user settings, workspaces, extensions, the server's
+    own config), and the browser finds it in none of them."""
+    marker = run_json(ana, ana_kernel, SMUGGLE_INTO_LAB)["marker"]
+    user = "/user/ana"
+    page = ana.api("GET", f"{user}/lab")
+    assert page.status_code == 200 and "jupyter-config-data" in page.text, page.status_code
+    assert marker not in page.text
+    # The download and export plugins are disabled in the page the browser gets.
+    for plugin in (
+        "@jupyterlab/docmanager-extension:download",
+        "@jupyterlab/filebrowser-extension:download",
+        "@jupyterlab/notebook-extension:export",
+    ):
+        assert plugin in page.text, plugin
+    for path in (
+        "/lab/api/settings/@jupyterlab/apputils-extension:themes",
+        "/lab/api/settings/",
+        "/lab/api/workspaces",
+        "/lab/api/workspaces/smuggled",
+        "/lab/extensions/smuggle/static/rows.js",
+        "/lab/api/extensions",
+    ):
+        reply = ana.api("GET", f"{user}{path}")
+        assert marker not in reply.text, path
+    # Saving a workspace or a setting keeps nothing a later read could carry back.
+    workspace = {"data": {"smuggled": marker}, "metadata": {"id": "later"}}
+    ana.api("PUT", f"{user}/lab/api/workspaces/later", json=workspace)
+    assert marker not in ana.api("GET", f"{user}/lab/api/workspaces/later").text
+    # The server's configuration in the researcher's home changed nothing: terminals stay off.
+    assert ana.api("POST", f"{user}/api/terminals").status_code in (403, 404)
 
 
 def test_kernel_output_to_the_browser_is_bounded(hub: RunningHub, ana: Researcher, ana_kernel: str):
