@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import polars as pl
 
 from disclosure import dp as ddp
+from disclosure.dp.spend import issue_confirmation
 from srs.policy import load_policies
 
 RHO = 0.01
@@ -32,13 +32,12 @@ TARGET = 3.0
 GROUPS = [f"group_{i:02d}" for i in range(40)]
 
 
-@dataclass(frozen=True)
-class FakeSpend:
-    """Stands in for a committed ledger debit (``srs.budget.SpendReceipt``)."""
-
-    spend_id: int
-    rho: float
-    delta: float
+def FakeSpend(spend_id: int, rho: float, delta: float) -> ddp.ConfirmedSpend:  # noqa: N802
+    """Stands in for the ledger's confirmation of a committed debit (the engine alone is
+    benchmarked here, without a database)."""
+    return issue_confirmation(
+        spend_id=spend_id, project="bench", researcher="bench", rho=rho, delta=delta
+    )
 
 
 def simulate(rows: int, seed: int) -> pd.DataFrame:

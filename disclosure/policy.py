@@ -75,6 +75,10 @@ class PrivacyBudgetPolicy(PolicyModel):
     """Differential-privacy budgets, in zero-concentrated DP (rho), reported as (epsilon, delta)."""
 
     default_project_rho: float = Field(gt=0, le=100)
+    # The range of any one project's budget (a project is created with a rho in it). The floor
+    # is at least a nano-rho, the unit the budget ledger counts in.
+    min_project_rho: float = Field(default=1e-4, ge=1e-9, le=100)
+    max_project_rho: float = Field(default=5.0, gt=0, le=100)
     delta: float = Field(gt=0, lt=1)
     max_rho_per_query: float = Field(gt=0)
     per_researcher_rho_cap: float | None = Field(default=None, gt=0)
@@ -90,11 +94,30 @@ class PrivacyBudgetPolicy(PolicyModel):
     key_release_delta: float = Field(default=1e-9, gt=0, le=1e-3)
     max_key_release_delta: float = Field(default=1e-7, gt=0, le=1e-2)
     quantile_candidates: int = Field(default=100, ge=2, le=10_000)
+    # How large a DP query's declarative row selection may be (disclosure.dp.selection): where
+    # conditions, values listed in one condition or band, characters of a text value, and
+    # derived columns.
+    max_where_conditions: int = Field(default=20, ge=1, le=1000)
+    max_where_values: int = Field(default=200, ge=1, le=100_000)
+    max_where_text_chars: int = Field(default=200, ge=1, le=10_000)
+    max_derived_columns: int = Field(default=5, ge=0, le=100)
     # Public clipping bounds of numeric columns; a researcher may give narrower ones per query.
     value_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _query_within_project(self) -> PrivacyBudgetPolicy:
+        if not self.min_project_rho <= self.default_project_rho <= self.max_project_rho:
+            raise ValueError(
+                f"default_project_rho ({self.default_project_rho}) must lie between "
+                f"min_project_rho ({self.min_project_rho}) and max_project_rho "
+                f"({self.max_project_rho})"
+            )
+        cap = self.per_researcher_rho_cap
+        if cap is not None and not (math.isfinite(cap) and cap <= self.max_project_rho):
+            raise ValueError(
+                f"per_researcher_rho_cap must be a finite rho in (0, {self.max_project_rho}] "
+                f"(max_project_rho), got {cap}"
+            )
         if self.max_rho_per_query > self.default_project_rho:
             raise ValueError(
                 f"max_rho_per_query ({self.max_rho_per_query}) must not exceed "

@@ -11,7 +11,7 @@ cells are hidden. Pure computation: data frame and profile in, table and evidenc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +22,8 @@ from disclosure.evidence import FAIL, TableCheck, json_safe
 from disclosure.policy import Rounding, SDCProfile
 from disclosure.protection import controlled_round, round_midpoint6, round_to_base, suppress_primary
 from disclosure.suppression import TOTAL, protect_table, secondary_suppression
-from disclosure.tables import check_table, key_list
+from disclosure.tables import check_table, check_table_with_margins, key_list
 
-# A constant key, to check the grand total like any other cell.
-GRAND_TOTAL = "(all records)"
 ADDITIVE = ("count", "sum")
 
 
@@ -85,27 +83,6 @@ def round_table(
     return round_to_base(frame, base), f"base {base}{note}"
 
 
-def _stacked(check: TableCheck, column_keys: list[str]) -> TableCheck:
-    """The check with its column keys moved into the rows: ``protect_table``'s one-way form,
-    which takes 1 to 3 keys."""
-    if not column_keys:
-        return check
-    levels = list(range(check.table.columns.nlevels))
-
-    def stack(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.stack(levels, future_stack=True).to_frame("value")
-
-    return TableCheck(
-        check.statistic,
-        stack(check.table),
-        stack(check.counts),
-        stack(check.status),
-        check.findings,
-        check.profile,
-        check.description,
-    )
-
-
 def _labels(dimensions: list[list[Any]], names: list[str]) -> pd.Index:
     if len(dimensions) == 1:
         return pd.Index(dimensions[0], name=names[0])
@@ -114,37 +91,41 @@ def _labels(dimensions: list[list[Any]], names: list[str]) -> pd.Index:
 
 def _with_margins_suppressed(
     check: TableCheck,
+    margin_checks: dict[tuple[str, ...], TableCheck],
     row_keys: list[str],
     column_keys: list[str],
     label: str,
     profile: SDCProfile,
-    check_margin: Callable[[list[str]], TableCheck],
 ) -> tuple[pd.DataFrame, list[list[Any]], list[list[Any]], list[dict[str, Any]]]:
     """A count or sum table with its margins, failing cells and their complements hidden, laid
     out as asked; with the [row, column] labels of every hidden cell and of the complements,
     and the findings on margins that fail by themselves.
 
-    A margin is checked on the records it adds up (``check_margin`` builds the table of the
-    keys it keeps): a total over a few small cells can fail the threshold or dominance rule
-    even when an attacker cannot narrow down any one of them.
+    A margin is checked on the records it adds up (``margin_checks``, by the keys it keeps): a
+    total over a few small cells can fail the threshold or dominance rule even when an attacker
+    cannot narrow down any one of them.
     """
-    result = protect_table(_stacked(check, column_keys), profile)
+    result = protect_table(check, profile)
     cells, keys = result.table, [*row_keys, *column_keys]
     failing_margins = np.zeros(cells.values.size, dtype=bool)
     margin_findings: list[dict[str, Any]] = []
-    checks: dict[tuple[str, ...], TableCheck] = {}
+    failing_in = {
+        kept: {
+            (row if isinstance(row, tuple) else (row,))
+            for row in margin.status.index[(margin.status["value"] == FAIL).to_numpy()]
+        }
+        for kept, margin in margin_checks.items()
+    }
     for cell in np.flatnonzero(~cells.interior):
         labels = cells.label(cell)
         kept = tuple(key for key, value in zip(keys, labels, strict=True) if value != TOTAL)
-        if kept not in checks:
-            checks[kept] = check_margin(list(kept))
         values = tuple(value for value in labels if value != TOTAL) or (TOTAL,)
-        row = values[0] if len(values) == 1 else values
-        if checks[kept].status.loc[row, "value"] == FAIL:
+        if values in failing_in[kept]:
+            row = values[0] if len(values) == 1 else values
             failing_margins[cell] = True
             margin_findings += [
                 {**finding.to_dict(), "row": json_safe(labels), "column": "margin"}
-                for finding in checks[kept].findings_for(row, "value")
+                for finding in margin_checks[kept].findings_for(row, "value")
                 if finding.status == FAIL
             ]
     if failing_margins.any():
@@ -189,6 +170,10 @@ def publishable_table(
 ) -> PublishableTable:
     """Check a table from ``data`` cell by cell (and margin by margin) and protect it.
 
+    Refused as ``check_table`` refuses them: data with no complete record (``EmptyTableError``)
+    and values that are text but not numbers, or infinite (``UnusableValuesError``). Missing
+    values are left out. Tables may have 1 to 3 keys, split between rows and columns as asked.
+
     >>> published = publishable_table(journeys, index="sex", columns="court",
     ...                               unit="person_key", profile=profile)  # doctest: +SKIP
     >>> published.table                                                     # doctest: +SKIP
@@ -197,18 +182,18 @@ def publishable_table(
     F       <NA>          115    ...
     """
     row_keys, column_keys = key_list(index), key_list(columns)
-    check = check_table(
-        data,
-        index=row_keys,
-        columns=column_keys or None,
-        values=values,
-        statistic=statistic,
-        profile=profile,
-        profile_name=profile_name,
-        unit=unit,
-    )
     label = values or statistic
     if statistic not in ADDITIVE:
+        check = check_table(
+            data,
+            index=row_keys,
+            columns=column_keys or None,
+            values=values,
+            statistic=statistic,
+            profile=profile,
+            profile_name=profile_name,
+            unit=unit,
+        )
         frame = suppress_primary(check)
         if not column_keys:
             frame.columns = pd.Index([label])
@@ -217,21 +202,19 @@ def publishable_table(
         ]
         return PublishableTable(frame, check, statistic, "none", None, suppressed)
     # Margins add up the records whose keys are all present, as the cells do.
-    records = data.dropna(subset=[*row_keys, *column_keys])
-
-    def check_margin(keys: list[str]) -> TableCheck:
-        frame = records if keys else records.assign(**{GRAND_TOTAL: TOTAL})
-        return check_table(
-            frame,
-            index=keys or [GRAND_TOTAL],
-            values=values,
-            statistic=statistic,
-            profile=profile,
-            unit=unit,
-        )
-
+    check, margin_checks = check_table_with_margins(
+        data,
+        index=row_keys,
+        columns=column_keys or None,
+        values=values,
+        statistic=statistic,
+        profile=profile,
+        profile_name=profile_name,
+        unit=unit,
+        total_label=TOTAL,
+    )
     frame, suppressed, secondary, margin_findings = _with_margins_suppressed(
-        check, row_keys, column_keys, label, profile, check_margin
+        check, margin_checks, row_keys, column_keys, label, profile
     )
     frame, rounding = round_table(frame, statistic, profile)
     return PublishableTable(

@@ -4,15 +4,25 @@
 profile's rules to every cell: minimum count (or OpenSAFELY-style redaction), (n,k)
 dominance, the p% rule, zeros and class disclosure, negative and missing values, and the
 release rules for maxima, minima and medians. Each failing cell carries the figures that
-decided it. Pure computation: data frame and policy in, evidence out.
+decided it. ``check_table_with_margins`` also checks every margin on the records it adds up,
+coding the keys once. Pure computation: data frame and policy in, evidence out.
 
 The rules match ACRO's where they overlap (threshold ``count < t``; (n,k): top-n share
-``>= k``; p%: ``(total - top1 - top2) < p * top1``; dominance is for review when a cell has
-negative contributions).
+``>= k``; p%: ``(total - top1 - top2) < p * top1``; a cell with negative contributions is for
+review under a profile that flags negatives). Where ACRO then leaves dominance unjudged, we
+judge it on the absolute values of the contributions (as sdcTable and tau-ARGUS do), so a
+profile that allows negatives still fails a dominated cell.
+
+What is refused rather than judged: data with no complete record (``EmptyTableError``: a table
+of no cells is not "ok"), and a values column with text that is not a number (``"1,5"``) or
+with an infinite value, or whose sum overflows (``UnusableValuesError``, naming the column and
+example rows). Missing values (NaN, None) are not refused: they are left out of every
+statistic and counted in the ``missing`` figure.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from disclosure.errors import DisclosureError
+from disclosure.errors import DisclosureError, EmptyTableError, UnusableValuesError
 from disclosure.evidence import FAIL, OK, REVIEW, STATUS_RANK, CellFinding, TableCheck
 from disclosure.policy import SDCProfile
 
@@ -81,8 +91,9 @@ def cell_statistics(
     present = ~missing_mask
     codes, values = codes[present], values[present]
     count = np.bincount(codes, minlength=cells)
-    total = np.bincount(codes, weights=values, minlength=cells)
-    sum_squares = np.bincount(codes, weights=values * values, minlength=cells)
+    with np.errstate(over="ignore"):  # an overflowing sum is refused by the caller
+        total = np.bincount(codes, weights=values, minlength=cells)
+        sum_squares = np.bincount(codes, weights=values * values, minlength=cells)
     negatives = np.bincount(codes[values < 0], minlength=cells)
     small = codes.astype(np.uint16) if cells < 65_536 else codes
     order = np.argsort(small, kind="stable")
@@ -120,25 +131,39 @@ def cell_statistics(
     return CellStatistics(count, total, tops, minimum, sum_squares, negatives, missing, median)
 
 
-def _codes(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, list[pd.Index], np.ndarray]:
-    """Each row's position in the product of the keys' levels (mixed radix, first key slowest),
-    the levels, and which rows were kept (a row with a missing key drops out, as in pandas)."""
-    level_codes, levels = [], []
-    keep = frame[keys].notna().all(axis=1).to_numpy()
+def _key_codes(
+    frame: pd.DataFrame, keys: list[str]
+) -> tuple[list[np.ndarray], list[pd.Index], np.ndarray]:
+    """Each key's level code per kept row, the levels, and which rows were kept (a row with a
+    missing key drops out, as in pandas). Levels are those of the kept rows (sorted), or a
+    categorical's categories."""
+    all_codes, all_levels, categorical = [], [], []
     for key in keys:
         column = frame[key]
         if isinstance(column.dtype, pd.CategoricalDtype):
             codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
         else:
-            # Levels of the kept rows only: a value seen only beside a missing key is no level.
-            codes = np.full(len(frame), -1, dtype=np.int64)
-            codes[keep], uniques = pd.factorize(column[keep], sort=True)
-        level_codes.append(codes)
+            codes, uniques = pd.factorize(column, sort=True)
+        all_codes.append(np.asarray(codes, dtype=np.int64))
+        all_levels.append(uniques)
+        categorical.append(isinstance(column.dtype, pd.CategoricalDtype))
+    keep = np.ones(len(frame), dtype=bool)
+    for codes in all_codes:
+        keep &= codes >= 0
+    kept_codes, levels = [], []
+    for key, codes, uniques, is_categorical in zip(
+        keys, all_codes, all_levels, categorical, strict=True
+    ):
+        codes = codes[keep]
+        if not is_categorical:
+            # A value seen only beside a missing key is no level.
+            used = np.bincount(codes, minlength=len(uniques)) > 0
+            if not used.all():
+                codes = (np.cumsum(used) - 1)[codes]
+                uniques = uniques[used]
+        kept_codes.append(codes)
         levels.append(pd.Index(uniques, name=key))
-    code = np.zeros(len(frame), dtype=np.int64)
-    for codes, uniques in zip(level_codes, levels, strict=True):
-        code = code * len(uniques) + codes
-    return code[keep], levels, keep
+    return kept_codes, levels, keep
 
 
 def _product(levels: list[pd.Index]) -> pd.Index:
@@ -147,6 +172,91 @@ def _product(levels: list[pd.Index]) -> pd.Index:
     if len(levels) == 1:
         return levels[0]
     return pd.MultiIndex.from_product(levels, names=[level.name for level in levels])
+
+
+@dataclass
+class TableRecords:
+    """The records a table (and each of its margins) is built from, coded once: each key's
+    level per record, the levels, and the records' values and units. Only records whose keys
+    are all present are here."""
+
+    keys: list[str]
+    codes: list[np.ndarray]
+    levels: list[pd.Index]
+    values: np.ndarray | None
+    units: np.ndarray | None
+    values_name: str | None
+
+
+def _examples(labels: pd.Index, shown: np.ndarray, limit: int = 3) -> str:
+    pairs = [
+        f"{value!r} (row {label!r})"
+        for label, value in zip(labels[:limit].tolist(), shown[:limit].tolist(), strict=True)
+    ]
+    return ", ".join(pairs) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def _numeric_values(data: pd.DataFrame, column: str, keep: np.ndarray) -> np.ndarray:
+    """The values of the kept records as floats, missing as NaN; text that is not a number and
+    infinite values are refused, naming the column and example rows."""
+    series = data[column]
+    if not pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+        series.dtype
+    ):
+        parsed = pd.to_numeric(series, errors="coerce")
+        unparseable = (parsed.isna() & series.notna()).to_numpy() & keep
+        if unparseable.any():
+            where = np.flatnonzero(unparseable)
+            raise UnusableValuesError(
+                f"column {column!r} has {where.size} value(s) that are not numbers, e.g. "
+                f"{_examples(data.index[where], series.to_numpy()[where])}. Convert the column to "
+                "numbers yourself (decimal separators and other local conventions are not "
+                "guessed: '1,5' may mean 1.5 or 15), or set those values to missing (NaN) if "
+                "that is what they are"
+            )
+        series = parsed
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    infinite = np.isinf(values) & keep
+    if infinite.any():
+        where = np.flatnonzero(infinite)
+        raise UnusableValuesError(
+            f"column {column!r} has {where.size} infinite value(s), e.g. "
+            f"{_examples(data.index[where], values[where])}: no sum, mean or dominance can be "
+            "judged over them. Replace them with the true values, or set them to missing (NaN), "
+            "which is left out"
+        )
+    return values[keep]
+
+
+def table_records(
+    data: pd.DataFrame, keys: Sequence[str], values: str | None = None, unit: str | None = None
+) -> TableRecords:
+    """Code ``data``'s records for tables over ``keys`` (in that order): refuses missing
+    columns, values that are not numbers or are infinite, and data with no complete record."""
+    keys = list(keys)
+    missing = [
+        c
+        for c in [*keys, *([values] if values else []), *([unit] if unit else [])]
+        if c not in data.columns
+    ]
+    if missing:
+        raise TableSpecError(
+            f"no column(s) {', '.join(missing)} in the data; it has {', '.join(map(str, data.columns))}"
+        )
+    codes, levels, keep = _key_codes(data, keys)
+    if not keep.any():
+        why = (
+            "the data have no rows"
+            if len(data) == 0
+            else f"none of its {len(data)} rows has all of {', '.join(keys)} present"
+        )
+        raise EmptyTableError(
+            f"the table by {' x '.join(keys)} has no records ({why}), so it has no cells to "
+            "check or publish; check the filter that selected the records and the key columns"
+        )
+    value_array = None if values is None else _numeric_values(data, values, keep)
+    units = None if unit is None else pd.factorize(data[unit])[0][keep]
+    return TableRecords(keys, codes, levels, value_array, units, values)
 
 
 def check_table(
@@ -169,11 +279,63 @@ def check_table(
     judged, since one person may have many cases. ``structural_zeros`` are cells that are
     empty by definition (e.g. remand for an offence that cannot be remanded) and are exempt.
 
+    Missing values (NaN, None) are left out of every statistic (and flagged when the profile
+    says so); a row with a missing key is left out, as in ``pandas.crosstab``. Refused with an
+    error: data with no complete record (``EmptyTableError``), and values that are text but
+    not numbers or are infinite (``UnusableValuesError``, naming the column and example rows).
+    A cell with negative contributions has dominance judged on their absolute values.
+
     >>> check = check_table(journeys, index="iccs_section", columns="sentence_type",
     ...                     profile=policies.sdc.active)         # doctest: +SKIP
     >>> check.summary()                                          # doctest: +SKIP
     'fail: 3 of 40 cells fail, 0 need review (threshold)'
     """
+    row_keys, column_keys = _table_spec(index, columns, values, statistic)
+    records = table_records(data, [*row_keys, *column_keys], values, unit)
+    return _check(
+        records, row_keys, column_keys, statistic, profile, profile_name, structural_zeros
+    )
+
+
+def check_table_with_margins(
+    data: pd.DataFrame,
+    *,
+    index: str | Sequence[str],
+    columns: str | Sequence[str] | None = None,
+    values: str | None = None,
+    statistic: str = "count",
+    profile: SDCProfile,
+    profile_name: str = "",
+    unit: str | None = None,
+    total_label: str = "Total",
+) -> tuple[TableCheck, dict[tuple[str, ...], TableCheck]]:
+    """``check_table``, and a check of every margin on the records it adds up, with the keys
+    coded once. Margins are keyed by the keys they keep (in table order); each is a one-column
+    table of those keys, the grand total (no keys) a single row labelled ``total_label``.
+
+    >>> check, margins = check_table_with_margins(journeys, index="sex", columns="court",
+    ...                                           profile=profile)  # doctest: +SKIP
+    >>> margins[("sex",)].status                                    # doctest: +SKIP
+    """
+    row_keys, column_keys = _table_spec(index, columns, values, statistic)
+    keys = [*row_keys, *column_keys]
+    records = table_records(data, keys, values, unit)
+    check = _check(records, row_keys, column_keys, statistic, profile, profile_name, ())
+    margins = {}
+    for size in range(len(keys)):
+        for kept in itertools.combinations(keys, size):
+            margins[kept] = _check(
+                records, list(kept), [], statistic, profile, profile_name, (), total_label
+            )
+    return check, margins
+
+
+def _table_spec(
+    index: str | Sequence[str],
+    columns: str | Sequence[str] | None,
+    values: str | None,
+    statistic: str,
+) -> tuple[list[str], list[str]]:
     row_keys, column_keys = key_list(index), key_list(columns)
     if not row_keys:
         raise TableSpecError("a table needs at least one index variable")
@@ -183,26 +345,34 @@ def check_table(
         raise TableSpecError(f"statistic {statistic!r} is not one of {', '.join(STATISTICS)}")
     if statistic != "count" and values is None:
         raise TableSpecError(f"a {statistic} table needs `values`")
-    missing = [
-        c
-        for c in [*row_keys, *column_keys, *([values] if values else []), *([unit] if unit else [])]
-        if c not in data.columns
-    ]
-    if missing:
-        raise TableSpecError(
-            f"no column(s) {', '.join(missing)} in the data; it has {', '.join(map(str, data.columns))}"
-        )
+    return row_keys, column_keys
+
+
+def _check(
+    records: TableRecords,
+    row_keys: list[str],
+    column_keys: list[str],
+    statistic: str,
+    profile: SDCProfile,
+    profile_name: str,
+    structural_zeros: Sequence[tuple[Any, Any]],
+    total_label: str = "Total",
+) -> TableCheck:
+    """Check the table of ``records`` by ``row_keys`` x ``column_keys`` (a subset of their keys;
+    no row keys: one row, ``total_label``, of all records)."""
     keys = row_keys + column_keys
-    codes, levels, keep = _codes(data, keys)
-    row_index, column_index = _product(levels[: len(row_keys)]), _product(levels[len(row_keys) :])
+    position = {key: i for i, key in enumerate(records.keys)}
+    levels = [records.levels[position[key]] for key in keys]
+    codes = np.zeros(len(records.codes[0]), dtype=np.int64)
+    for key, level in zip(keys, levels, strict=True):
+        codes = codes * len(level) + records.codes[position[key]]
+    row_index = _product(levels[: len(row_keys)]) if row_keys else pd.Index([total_label])
+    column_index = _product(levels[len(row_keys) :])
     cells = len(row_index) * len(column_index)
-    value_array = None
-    if values is not None:
-        value_array = pd.to_numeric(data[values], errors="coerce").to_numpy(dtype=float)[keep]
-    if unit is not None:
+    value_array, values = records.values, records.values_name
+    if records.units is not None:
         # One contribution per unit per cell: a person with many cases counts once.
-        units = pd.factorize(data[unit])[0][keep]
-        frame = pd.DataFrame({"cell": codes, "unit": units})
+        frame = pd.DataFrame({"cell": codes, "unit": records.units})
         if value_array is not None:
             frame["value"] = value_array
             grouped = frame.groupby(["cell", "unit"], sort=False)["value"].sum(min_count=1)
@@ -211,6 +381,22 @@ def check_table(
         else:
             codes = frame.drop_duplicates().loc[:, "cell"].to_numpy()
     stats = cell_statistics(codes, value_array, cells, profile.dominance_n, statistic == "median")
+    shape = (len(row_index), len(column_index))
+    absolute = None
+    if value_array is not None:
+        overflow = ~np.isfinite(stats.total) | (
+            ~np.isfinite(stats.sum_squares) if statistic == "std" else False
+        )
+        if overflow.any():
+            r, c = divmod(int(np.flatnonzero(overflow)[0]), shape[1])
+            raise UnusableValuesError(
+                f"the {statistic} of {values!r} in cell ({row_index[r]!r}, {column_index[c]!r}) "
+                "overflows floating point; rescale the column (e.g. to thousands) first"
+            )
+        if (stats.negatives > 0).any() and statistic in MAGNITUDE + SINGLE_VALUE:
+            absolute = cell_statistics(
+                codes, np.abs(value_array), cells, profile.dominance_n, False
+            )
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = stats.total / stats.count
         variance = (stats.sum_squares - stats.count * mean * mean) / (stats.count - 1)
@@ -226,8 +412,7 @@ def check_table(
     if statistic in ("sum",):
         computed = np.where(stats.count > 0, computed, np.nan if values is not None else 0)
 
-    findings, status = _apply_rules(stats, statistic, profile, values is not None)
-    shape = (len(row_index), len(column_index))
+    findings, status = _apply_rules(stats, absolute, statistic, profile, values is not None)
 
     def grid(array: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(np.asarray(array).reshape(shape), index=row_index, columns=column_index)
@@ -254,7 +439,9 @@ def check_table(
                 status_grid.loc[r, c] = _worst(
                     [f.status for f in located if (f.row, f.column) == (r, c)]
                 )
-    description = f"{statistic}{' of ' + values if values else ''} by {' x '.join(keys)}"
+    description = (
+        f"{statistic}{' of ' + values if values else ''} by {' x '.join(keys) or total_label}"
+    )
     return TableCheck(statistic, table, counts, status_grid, located, profile_name, description)
 
 
@@ -262,8 +449,21 @@ def _worst(statuses: list[str]) -> str:
     return max(statuses, key=STATUS_RANK.__getitem__, default=OK)
 
 
-def _apply_rules(stats: CellStatistics, statistic: str, profile: SDCProfile, has_values: bool):
-    """Findings (cell, rule, status, message, figures) and each cell's status."""
+def _apply_rules(
+    stats: CellStatistics,
+    absolute: CellStatistics | None,
+    statistic: str,
+    profile: SDCProfile,
+    has_values: bool,
+):
+    """Findings (cell, rule, status, message, figures) and each cell's status.
+
+    ``absolute`` holds the figures of the absolute values, for cells with negative
+    contributions: their dominance is judged on those (as sdcTable's and tau-ARGUS's dominance
+    rules do), since a cell of +1000 and -990 reveals the large contributor as surely as one
+    of +1000 alone. Under a profile that flags negatives they are also sent for review, as
+    ACRO does.
+    """
     cells = len(stats.count)
     status = np.full(cells, OK, dtype=object)
     findings: list[tuple[int, str, str, str, dict]] = []
@@ -333,19 +533,27 @@ def _apply_rules(stats: CellStatistics, statistic: str, profile: SDCProfile, has
                     ),
                     lambda c: {"negatives": int(stats.negatives[c])},
                 )
-            judged = (count > 0) & ~negative
+            judged = count > 0
+            tops, total = stats.top, stats.total
+            if absolute is not None:
+                tops = [np.where(negative, a, t) for a, t in zip(absolute.top, tops, strict=True)]
+                total = np.where(negative, absolute.total, total)
             n = profile.dominance_n
-            top_n = np.sum(stats.top[:n], axis=0)
+            top_n = np.sum(tops[:n], axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(stats.total > 0, top_n / stats.total, 0.0)
-                remainder = stats.total - stats.top[0] - stats.top[1]
-                p_ratio = np.where(stats.top[0] > 0, remainder / stats.top[0], 1.0)
+                share = np.where(total > 0, top_n / total, 0.0)
+                remainder = total - tops[0] - tops[1]
+                p_ratio = np.where(tops[0] > 0, remainder / tops[0], 1.0)
+
+            def on(c: int) -> str:
+                return " (of absolute values: negative contributions)" if negative[c] else ""
+
             k = profile.dominance_k / 100
             flag(
                 judged & (share >= k),
                 "dominance",
                 FAIL,
-                lambda c: f"top {n} contribute {share[c]:.0%} >= {profile.dominance_k:g}%",
+                lambda c: f"top {n} contribute {share[c]:.0%} >= {profile.dominance_k:g}%{on(c)}",
                 lambda c: {
                     "top_n_share": round(float(share[c]), 4),
                     "n": n,
@@ -359,6 +567,7 @@ def _apply_rules(stats: CellStatistics, statistic: str, profile: SDCProfile, has
                 FAIL,
                 lambda c: (
                     f"others contribute {p_ratio[c]:.1%} of the largest < {profile.p_percent:g}%"
+                    f"{on(c)}"
                 ),
                 lambda c: {
                     "remainder_over_largest": round(float(p_ratio[c]), 4),

@@ -1,16 +1,21 @@
-"""Running a DP query for a project: plan, debit the budget, release, record the output.
+"""Running a DP query for a project: read the dataset, plan, debit, confirm, release, record.
 
-The order is the guarantee: the query is planned (bad queries fail here, costing nothing),
-then the spend is committed to the project's ledger, only then is the noise drawn, and the
-result is recorded as a ``dp_result`` output naming its spend, with its files (a CSV of the
-released table and the JSON of the whole result, named after the output). A crash after the
-debit loses budget, never privacy: no DP result exists without a committed spend. Group columns
-the file gate would stop (identifier-like names, more rows than a table may have) are refused
-before the debit, so such a query spends nothing.
+A DP query names a dataset the environment holds (and optionally its version), never a frame:
+the dataset is read here through the vault's access check (granted to the project, audited),
+then the query's own declarative ``where`` and ``derive`` (``disclosure.dp.selection``) choose
+its rows and derive its columns. The order is the guarantee: the query is planned (bad queries
+fail here, costing nothing), the spend is committed to the project's ledger, the ledger confirms
+that very spend immediately before the noise is drawn (``srs.budget.confirm_spend``: it exists,
+is this researcher's in this project, covers the plan and has paid for no output), and the
+result is recorded as a ``dp_result`` output naming its spend, the dataset and version read and
+the query, with its files (a CSV of the released table and the JSON of the whole result). A
+crash after the debit loses budget, never privacy. Group columns the file gate would stop
+(identifier-like names, more rows than a table may have) are refused before the debit.
 
->>> # with a registry session ``s`` and a table of linked/journeys in ``journeys``:
->>> # out = release_dp(s, project_code="P001", researcher="ana", policies=policies,
->>> #                  query=dp.count(by=["sex"]), data=journeys, rho=0.01)
+>>> # with a registry session ``db`` and the deployment's vault:
+>>> # out = release_dp(db, vault, project_code="P001", researcher="ana", policies=policies,
+>>> #                  query=dp.count(by=["sex"]), dataset="linked/journeys",
+>>> #                  where=[("court", "==", "crown")], rho=0.01)
 >>> # out.result.table  ->  sex, estimate, lower, upper
 """
 
@@ -21,14 +26,105 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+import polars as pl
 from sqlalchemy.orm import Session
 
 from disclosure import dp
+from disclosure.dp.queries import PERSON_KEY
+from disclosure.dp.selection import refuse_frame
 from disclosure.file_gate import identifier_columns
 from output_checking.outputs import OutputError, file_gate_rules, file_stem, record_output
-from srs.budget import SpendReceipt, debit
+from srs.budget import SpendReceipt, check_query_rho, confirm_spend, debit
 from srs.policy import PolicySet
 from srs.registry.models import Output
+from srs.vault import Vault, VaultError
+
+
+@dataclass(frozen=True)
+class HeldData:
+    """A dataset the environment read for a DP query, with its rows chosen and columns derived
+    by the query's selection: what was read (name, version, vault or its synthetic replica)."""
+
+    dataset: str
+    version: int
+    source: str
+    frame: pd.DataFrame
+    dictionary: list[dict[str, Any]]
+    selection: dp.RowSelection
+
+    def rows(self, columns: list[str]) -> pl.LazyFrame:
+        """The selected rows, with ``columns`` (and those the selection reads) as Polars."""
+        # The derived names too: one that is already a column is refused, not shadowed.
+        sources = {c.column for c in self.selection.where} | {
+            name for d in self.selection.derive for name in (d.column, d.name)
+        }
+        wanted = [c for c in dict.fromkeys([*columns, *sorted(sources)]) if c in self.frame]
+        return self.selection.apply(self.frame[wanted])
+
+    def describe(self) -> dict[str, Any]:
+        """What was read, as recorded with the output."""
+        return {
+            "dataset": self.dataset,
+            "version": self.version,
+            "source": self.source,
+            **self.selection.to_dict(),
+        }
+
+
+def read_held_data(
+    session: Session,
+    vault: Vault,
+    *,
+    dataset: Any,
+    project_code: str,
+    researcher: str,
+    policies: PolicySet,
+    version: int | None = None,
+    where: Any = None,
+    derive: Any = None,
+    synthetic: bool = False,
+    identifier: str = PERSON_KEY,
+) -> HeldData:
+    """Validate the selection, then read ``dataset`` (the version given, else the newest) for
+    ``researcher`` in ``project_code`` through the access check: a dataset the project holds no
+    grant for raises ``AccessDenied`` (audited). With ``synthetic``, the deployment's stored
+    replica of the linked dataset is read in its place (a session on synthetic data). The
+    privacy unit's ``identifier`` can be neither filtered on nor derived from."""
+    name = refuse_frame(dataset)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise dp.DPQueryError(f"version must be a whole number such as 3, not {version!r}")
+    selection = dp.select_rows(where, derive, policy=policies.privacy_budget, identifier=identifier)
+    if synthetic:
+        from srs.replicas import read_replica, synthetic_name
+
+        stored = synthetic_name(name) if "/" in name else name
+        if version is None and vault.exists(session, stored):
+            version = vault.get(session, stored).version
+        frame, dictionary = read_replica(session, vault, name, actor=researcher, version=version)
+        read = vault.get(session, stored, version)
+        source = "synthetic"
+    else:
+        # The version is fixed first, so the one recorded is the one read; a name the vault
+        # does not hold is answered by the access check first, as ``s.dataset`` answers it.
+        try:
+            read = vault.get(session, name, version)
+        except VaultError:
+            vault.read(session, name, actor=researcher, project=project_code, version=version)
+            raise
+        frame = vault.read(
+            session, name, actor=researcher, project=project_code, version=read.version
+        )
+        dictionary = list(read.data_dictionary or [])
+        source = "vault"
+    return HeldData(
+        dataset=read.name,
+        version=read.version,
+        source=source,
+        frame=frame,
+        dictionary=[*dictionary, *selection.dictionary_entries()],
+        selection=selection,
+    )
 
 
 @dataclass(frozen=True)
@@ -40,11 +136,13 @@ class DPOutput:
     output_id: int
 
 
-def dp_files(stem: str, result: dp.DPResult) -> dict[str, bytes]:
-    """A DP result's files: the released table as CSV and the whole result as JSON."""
+def dp_files(stem: str, result: dp.DPResult, read: dict[str, Any]) -> dict[str, bytes]:
+    """A DP result's files: the released table as CSV and the whole result, with the dataset
+    and version it read and the rows it chose, as JSON."""
+    whole = {**result.to_dict(), "data": read}
     return {
         f"{stem}.csv": result.table.to_csv(index=False).encode("utf-8"),
-        f"{stem}.json": result.to_json().encode("utf-8"),
+        f"{stem}.json": json.dumps(whole, indent=2, sort_keys=True).encode("utf-8"),
     }
 
 
@@ -79,11 +177,14 @@ def _record_dp_output(
     name: str,
     content: dict[str, Any],
     what: str,
+    read: dict[str, Any],
+    query: dict[str, Any],
     context: str,
     files: dict[str, bytes],
     rules: Any,
 ) -> Output:
-    """Record a released DP result as a ``dp_result`` output naming its spend, and commit."""
+    """Record a released DP result as a ``dp_result`` output naming its spend, the dataset and
+    version it read and the query (statistic, columns, groups, selection), and commit."""
     output = record_output(
         session,
         project_code=project_code,
@@ -96,10 +197,13 @@ def _record_dp_output(
                 "check": "differential_privacy",
                 "status": "ok",
                 "message": (
-                    f"{what} under rho {receipt.rho:g} (epsilon {receipt.epsilon:.3g} at delta "
+                    f"{what} on {read['dataset']} version {read['version']} under rho "
+                    f"{receipt.rho:g} (epsilon {receipt.epsilon:.3g} at delta "
                     f"{receipt.epsilon_delta:g}), spend #{receipt.spend_id}; no cell suppression "
                     "needed"
                 ),
+                "data": read,
+                "query": query,
             }
         ],
         context=context,
@@ -111,47 +215,120 @@ def _record_dp_output(
     return output
 
 
+def _query_record(query: dp.DPQuery) -> dict[str, Any]:
+    """The query as recorded with its output: statistic, column, groups and their keys."""
+    return {
+        "statistic": query.statistic,
+        "column": query.column,
+        "by": list(query.by),
+        "keys": {column: list(values) for column, values in query.keys.items()},
+        "privacy_unit": query.identifier,
+        "description": query.describe(),
+    }
+
+
+def _plan(
+    query: dp.DPQuery, held: HeldData, policies: PolicySet, rho: Any, accuracy: Any
+) -> dp.DPPlan:
+    """The query planned on the selected rows, with public keys from the data dictionary and
+    the derived bands (bad queries fail here, costing nothing). ``rho`` is checked by the
+    ledger's own rule first (``check_query_rho``)."""
+    query = dp.with_dictionary_keys(query, held.dictionary)
+    columns = [query.identifier, *query.by] + ([query.column] if query.column else [])
+    return dp.plan(query, held.rows(columns), policies.privacy_budget, rho=rho, accuracy=accuracy)
+
+
+def _check_spend_arguments(rho: Any, accuracy: Any, policies: PolicySet) -> None:
+    """Refuse a malformed rho (text, a flag, not finite, not positive, over the per-query
+    ceiling: ``SpendRefused``) or accuracy (``DPQueryError``) before anything is read."""
+    if rho is not None:
+        check_query_rho(rho, policies)
+    if accuracy is not None and not dp.is_positive_real(accuracy):
+        raise dp.DPQueryError(
+            f"accuracy must be a positive, finite number (e.g. accuracy=50), not {accuracy!r}"
+        )
+
+
 def preview_dp(
-    query: dp.DPQuery,
-    data: Any,
-    policies: PolicySet,
-    *,
-    rho: float | None = None,
-    accuracy: float | None = None,
-    dictionary: list[dict[str, Any]] | None = None,
-) -> dp.DPPreview:
-    """Cost and expected error of a DP query, without spending anything."""
-    return _plan(query, data, policies, rho, accuracy, dictionary).preview()
-
-
-def _plan(query, data, policies: PolicySet, rho, accuracy, dictionary) -> dp.DPPlan:
-    """The query planned with public keys from the data dictionary (bad queries fail here)."""
-    query = dp.with_dictionary_keys(query, dictionary)
-    return dp.plan(query, data, policies.privacy_budget, rho=rho, accuracy=accuracy)
-
-
-def release_dp(
     session: Session,
+    vault: Vault,
     *,
     project_code: str,
     researcher: str,
     query: dp.DPQuery,
-    data: Any,
+    dataset: str,
     policies: PolicySet,
+    version: int | None = None,
+    where: Any = None,
+    derive: Any = None,
     rho: float | None = None,
     accuracy: float | None = None,
-    dictionary: list[dict[str, Any]] | None = None,
+    synthetic: bool = False,
+) -> dp.DPPreview:
+    """Cost and expected error of ``query`` on ``dataset`` (read through the access check, its
+    rows chosen by ``where`` and ``derive``), without spending anything."""
+    _check_spend_arguments(rho, accuracy, policies)
+    held = read_held_data(
+        session,
+        vault,
+        dataset=dataset,
+        project_code=project_code,
+        researcher=researcher,
+        policies=policies,
+        version=version,
+        where=where,
+        derive=derive,
+        synthetic=synthetic,
+        identifier=query.identifier,
+    )
+    return _plan(query, held, policies, rho, accuracy).preview()
+
+
+def release_dp(
+    session: Session,
+    vault: Vault,
+    *,
+    project_code: str,
+    researcher: str,
+    query: dp.DPQuery,
+    dataset: str,
+    policies: PolicySet,
+    version: int | None = None,
+    where: Any = None,
+    derive: Any = None,
+    rho: float | None = None,
+    accuracy: float | None = None,
     name: str | None = None,
     context: str = "",
+    synthetic: bool = False,
 ) -> DPOutput:
-    """Spend from ``project_code``'s budget and release ``query`` on ``data`` as an output.
+    """Read ``dataset`` for ``researcher`` in ``project_code`` (granted to that project, newest
+    version unless ``version``), choose its rows by ``where`` and ``derive``, spend from the
+    project's budget and release ``query`` as an output.
 
-    ``dictionary`` is the dataset's data dictionary: grouping columns whose public values it
-    lists need no threshold. Raises ``BudgetExhausted`` (nothing spent, nothing released) when
-    the budget cannot cover the query, ``DPQueryError`` for a malformed query and
-    ``OutputError`` for a result the file gate would stop (nothing spent either).
+    The data dictionary of the dataset makes grouping columns whose values it lists public (no
+    threshold, no delta), as do derived bands. Raises ``AccessDenied`` for a dataset the project
+    holds no grant for, ``SpendRefused`` for a malformed rho, ``SelectionError`` for a malformed
+    selection, ``DPQueryError`` for a malformed query and ``OutputError`` for a result the file
+    gate would stop (nothing spent for any of them), ``BudgetExhausted`` when the budget cannot
+    cover the query (nothing spent, nothing released) and ``SpendNotConfirmed`` when the ledger
+    does not confirm the spend just before release (nothing released).
     """
-    plan = _plan(query, data, policies, rho, accuracy, dictionary)
+    _check_spend_arguments(rho, accuracy, policies)
+    held = read_held_data(
+        session,
+        vault,
+        dataset=dataset,
+        project_code=project_code,
+        researcher=researcher,
+        policies=policies,
+        version=version,
+        where=where,
+        derive=derive,
+        synthetic=synthetic,
+        identifier=query.identifier,
+    )
+    plan = _plan(query, held, policies, rho, accuracy)
     query = plan.query
     _refuse_files_the_gate_would_stop(query, policies)
     output_name = name or f"DP {query.describe()}"
@@ -164,7 +341,16 @@ def release_dp(
         purpose=name or query.describe(),
         policies=policies,
     )
-    result = plan.release(receipt)
+    confirmed = confirm_spend(
+        session,
+        spend_id=receipt.spend_id,
+        project_code=project_code,
+        researcher=researcher,
+        rho=plan.rho,
+        delta=plan.delta,
+    )
+    result = plan.release(confirmed)
+    read = held.describe()
     # Private keys can still make more rows than the gate allows; the spend then stands with no
     # result, as after any crash past the debit.
     output = _record_dp_output(
@@ -173,10 +359,12 @@ def release_dp(
         researcher=researcher,
         receipt=receipt,
         name=output_name,
-        content=result.to_dict(),
+        content={**result.to_dict(), "data": read},
         what="released",
+        read=read,
+        query=_query_record(query),
         context=context,
-        files=dp_files(file_stem(output_name), result),
+        files=dp_files(file_stem(output_name), result, read),
         rules=file_gate_rules(policies),
     )
     return DPOutput(result=result, receipt=receipt, output_id=output.id)
@@ -195,29 +383,34 @@ class DPReplicaOutput:
 
 def release_dp_replica(
     session: Session,
+    vault: Vault,
     *,
     project_code: str,
     researcher: str,
-    data: Any,
+    dataset: str,
     columns: list[str],
     rows: int,
     rho: float,
     policies: PolicySet,
-    dictionary: list[dict[str, Any]] | None,
+    version: int | None = None,
+    where: Any = None,
+    derive: Any = None,
     algorithm: str = "mst",
     bins: int | None = None,
     seed: int | None = None,
-    dataset: str | None = None,
     name: str | None = None,
     context: str = "",
+    synthetic: bool = False,
 ) -> DPReplicaOutput:
-    """Synthesise a DP replica of ``columns`` of ``data`` with OpenDP's MST or AIM, paid from
-    ``project_code``'s budget, and record it as a ``dp_result`` output (its rows as CSV, its
-    cost and released-marginal noise as JSON) for output checking.
+    """Read ``dataset`` as ``release_dp`` does (granted to the project, its rows chosen by
+    ``where`` and ``derive``), synthesise a DP replica of ``columns`` with OpenDP's MST or AIM,
+    paid from ``project_code``'s budget, and record it as a ``dp_result`` output (its rows as
+    CSV, its cost and released-marginal noise as JSON) for output checking.
 
     Everything that can be refused is refused before the debit: bad columns, algorithm or rho
-    (``DPReplicaError``), more rows than a table may have leaving the environment or identifier
-    columns (``OutputError``), a budget that cannot cover it (``BudgetExhausted``).
+    (``DPReplicaError``, ``SpendRefused``), more rows than a table may have leaving the
+    environment or identifier columns (``OutputError``), a budget that cannot cover it
+    (``BudgetExhausted``).
     """
     from synthetic.dp_synthesis import DEFAULT_BINS, dp_replica
 
@@ -235,20 +428,32 @@ def release_dp_replica(
             f"{', '.join(flagged)} looks like a record-level identifier and cannot be "
             "synthesised for release; nothing was spent"
         )
-    what = dataset or "data"
-    output_name = name or f"DP synthetic replica of {what} ({', '.join(columns)})"
+    _check_spend_arguments(rho, None, policies)
+    held = read_held_data(
+        session,
+        vault,
+        dataset=dataset,
+        project_code=project_code,
+        researcher=researcher,
+        policies=policies,
+        version=version,
+        where=where,
+        derive=derive,
+        synthetic=synthetic,
+    )
+    output_name = name or f"DP synthetic replica of {held.dataset} ({', '.join(columns)})"
     replica = dp_replica(
         session,
         project_code=project_code,
         researcher=researcher,
-        table=data,
+        table=held.rows([PERSON_KEY, *columns]).collect(),
         columns=columns,
         rho=rho,
         policies=policies,
-        dictionary=dictionary,
+        dictionary=held.dictionary,
         rows=rows,
         seed=seed,
-        dataset=what,
+        dataset=held.dataset,
         bins=bins or DEFAULT_BINS,
         algorithm=algorithm,
     )
@@ -257,9 +462,11 @@ def release_dp_replica(
         " x ".join(clique): float(marginal["stddev"].iloc[0])
         for clique, marginal in replica.marginals.items()
     }
+    read = held.describe()
     content = {
         "statistic": "dp_synthetic_replica",
-        "dataset": dataset,
+        "dataset": held.dataset,
+        "data": read,
         "algorithm": algorithm,
         "columns": list(columns),
         "rows": rows,
@@ -281,6 +488,8 @@ def release_dp_replica(
         name=output_name,
         content=content,
         what=f"DP synthetic replica ({algorithm.upper()})",
+        read=read,
+        query={"statistic": "dp_synthetic_replica", "columns": list(columns), "rows": rows},
         context=context,
         files={
             f"{stem}.csv": frame.to_csv(index=False).encode("utf-8"),

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from disclosure.evidence import STATUS_RANK, TableCheck
 from disclosure.file_gate import FileGateRules, check_file
 from srs.access import authorise
-from srs.audit import record_event
+from srs.audit import canonical_details, field_bound, record_event
 from srs.errors import SRSError
 from srs.policy import PolicySet
 from srs.registry.models import Output, OutputComment, OutputFile, Project
@@ -179,22 +179,41 @@ def record_output(
     )
     session.add(output)
     session.flush()
+    recorded = {f.name: f.sha256 for f in output.files}
+    details = {
+        "output_id": output.id,
+        "kind": kind,
+        "name": output.name,
+        "checksum": output.checksum,
+        "budget_spend_id": budget_spend_id,
+        # What a release is checked against (output_checking.release): the digest always fits
+        # the audit field bound; the per-file list goes in too when it fits whole.
+        "file_count": len(recorded),
+        "files_sha256": files_digest(recorded),
+        "files": recorded,
+    }
+    if len(canonical_details(details)) > field_bound(session):
+        del details["files"]
     record_event(
         session,
         actor=author,
         action="output.create",
         target=project_code,
         outcome="ok",
-        details={
-            "output_id": output.id,
-            "kind": kind,
-            "name": output.name,
-            "checksum": output.checksum,
-            "budget_spend_id": budget_spend_id,
-            "files": {f.name: f.sha256 for f in output.files},
-        },
+        details=details,
     )
     return output
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """SHA-256 of an output's files as name -> SHA-256 pairs (canonical JSON, sorted by name):
+    one value that fixes both the set of files and every file's bytes.
+
+    >>> files_digest({}) == hashlib.sha256(b"[]").hexdigest()
+    True
+    """
+    pairs = sorted([name, sha256] for name, sha256 in files.items())
+    return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
 
 
 def get_output(session: Session, output_id: int) -> Output:

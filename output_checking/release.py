@@ -1,25 +1,38 @@
-"""Releasing an approved request: a signed bundle of exactly its approved outputs, crash-safe.
+"""Releasing an approved request: a signed bundle of exactly its approved outputs, built from
+the audit log's evidence, crash- and race-safe.
 
 Only a request in state ``approved`` can be released, only by a checker outside its project
-(``output.release``), and only its outputs whose agreed decision is ``approve`` go in. The
-differencing check runs once more against everything the project has released since the
-votes were cast.
+(``output.release``), and only its outputs whose agreed decision is ``approve`` go in. What goes
+in is checked against what cannot be edited quietly (``output_checking.release_evidence``): each
+output's files and content against its hash-chained ``output.create`` event, its place in the
+request against the submission event, its approvals against the vote events of the current
+review round, and the chain from those events to the head is verified. Any difference refuses
+the release, audited, naming the output and what differs. The differencing check runs once
+more against everything the project has released since the votes were cast. The manifest
+names every event relied on (sequence number and hash), so ``srs audit verify`` and
+``srs release verify --audit`` together prove a bundle is what was reviewed.
 
-Creating a release never leaves a half bundle or a claim that did not happen:
+Creating a release never leaves a half bundle or a claim that did not happen, and never
+disturbs another process's release:
 
-1. the bundle is written and flushed in ``releases/.staging/<name>-<random>``, which is never a
-   bundle (nothing lists or publishes it);
+1. each attempt makes its own folder ``releases/.staging/<name>-<random>`` and holds an
+   exclusive ``flock`` on it until it is done; the bundle is written and flushed in its
+   ``bundle/`` subfolder, which is never a bundle (nothing lists or publishes it);
 2. the release row, the outputs' and request's ``released`` state and the audit event are
    committed in one transaction;
-3. the staged folder is renamed to ``releases/<name>`` (an atomic rename on one file system).
+3. the staged bundle is renamed to ``releases/<name>`` (an atomic rename on one file system).
 
-A crash during 1 leaves only a staging folder and no state; a crash between 2 and 3 leaves a
-committed release whose complete, flushed bundle is still staged. ``recover_releases`` (run by
-every release command) deletes the first kind and finishes the second.
+``recover_releases`` (run by every release command) takes each staging folder's lock without
+waiting and skips a folder whose lock is held: that release is in flight in another process.
+A folder it can lock was left by a process that died (the kernel drops a dead process's lock):
+a crash during 1 left only a staging folder and no state, which is deleted; a crash between 2
+and 3 left a committed release whose complete, flushed bundle is still staged, which is moved
+into place.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +40,7 @@ import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +58,7 @@ from output_checking.bundle import (
     write_bundle,
 )
 from output_checking.outputs import acro_record
+from output_checking.release_evidence import check_bundle_against_audit, gather_evidence
 from output_checking.workflow import (
     APPROVED,
     RELEASED,
@@ -51,19 +66,21 @@ from output_checking.workflow import (
     _authorise_checker,
     _refuse,
     _transition,
+    differencing_summary,
     get_request,
     released_tables,
     request_outputs,
     request_target,
-    round_votes,
     run_differencing,
 )
-from srs.audit import record_event
+from srs.audit import record_event, verify_chain
 from srs.deployment import Deployment
 from srs.policy import PolicySet
 from srs.registry.models import Project, Release
 
 STAGING = ".staging"
+# Inside an attempt's staging folder, the bundle being written.
+STAGED_BUNDLE = "bundle"
 ACRO_RESULTS = "outputs/results.json"
 
 
@@ -77,39 +94,101 @@ def bundle_name(project_code: str, request_id: int) -> str:
     return f"{project_code}-request-{request_id}"
 
 
-def recover_releases(session: Session, deployment: Deployment) -> list[str]:
-    """Finish or discard what a crashed ``create_release`` left in the staging folder.
+def _lock_folder(folder: Path) -> int | None:
+    """An exclusive lock on ``folder`` (the open descriptor that holds it), or None when another
+    process holds it, or the folder is gone or is not a folder."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held, now = os.fstat(descriptor), os.stat(folder)
+        # Locked, but is it still that folder? A recovery may have deleted it meanwhile.
+        if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+            return descriptor
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    os.close(descriptor)
+    return None
 
-    A staged bundle whose release was committed is moved into place (after checking it against
-    the committed manifest hash); any other staged folder is deleted. Returns what was done.
+
+def _begin_attempt(root: Path, name: str) -> tuple[Path, int]:
+    """A new staging folder for one release attempt, locked by this process."""
+    staging = root / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    while True:
+        attempt = staging / f"{name}-{uuid.uuid4().hex[:12]}"
+        attempt.mkdir(mode=0o700)
+        lock = _lock_folder(attempt)
+        if lock is not None:
+            return attempt, lock
+        # A recovery locked the new, empty folder first and discards it; start another.
+
+
+def _recover_attempt(session: Session, deployment: Deployment, folder: Path) -> str:
+    """Finish or discard one abandoned attempt (its lock held by the caller)."""
+    name = folder.name.rsplit("-", 1)[0]
+    # Staging folders of releases made before attempts had a lock are the bundle themselves.
+    staged = folder / STAGED_BUNDLE if (folder / STAGED_BUNDLE).is_dir() else folder
+    release = session.execute(
+        select(Release).where(Release.bundle_name == name)
+    ).scalar_one_or_none()
+    final = releases_dir(deployment) / name
+    manifest = staged / MANIFEST
+    if (
+        release is not None
+        and not final.exists()
+        and manifest.exists()
+        and hashlib.sha256(manifest.read_bytes()).hexdigest() == release.manifest_sha256
+    ):
+        os.rename(staged, final)
+        if staged != folder:
+            shutil.rmtree(folder)
+        return f"finished release {name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    return f"discarded incomplete staging folder {folder.name}"
+
+
+def recover_releases(session: Session, deployment: Deployment) -> list[str]:
+    """Finish or discard what crashed ``create_release`` attempts left in the staging folder.
+
+    A folder whose lock another process holds is a release in flight and is left alone. Of the
+    others, a staged bundle whose release was committed is moved into place (after checking it
+    against the committed manifest hash); any other is deleted. Returns what was done.
     """
     staging = releases_dir(deployment) / STAGING
     if not staging.is_dir():
         return []
     done = []
-    committed = {r.bundle_name: r for r in session.execute(select(Release)).scalars()}
     for folder in sorted(staging.iterdir()):
-        name = folder.name.rsplit("-", 1)[0]
-        release = committed.get(name)
-        final = releases_dir(deployment) / name
-        manifest = folder / MANIFEST
-        if (
-            release is not None
-            and not final.exists()
-            and manifest.exists()
-            and hashlib.sha256(manifest.read_bytes()).hexdigest() == release.manifest_sha256
-        ):
-            os.rename(folder, final)
-            done.append(f"finished release {name}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-            done.append(f"discarded incomplete staging folder {folder.name}")
+        lock = _lock_folder(folder)
+        if lock is None:
+            continue
+        try:
+            done.append(_recover_attempt(session, deployment, folder))
+        finally:
+            os.close(lock)
     return done
 
 
 def public_key_path(deployment: Deployment) -> Path:
     """The deployment's release-signing public key (give it to whoever receives releases)."""
     return deployment.home / PUBLIC_KEY_FILE
+
+
+def _refuse_release(
+    session: Session, actor: str, request_id: int, reason: str, **details: Any
+) -> WorkflowError:
+    """Audit a refused release of request ``request_id`` and return the error to raise."""
+    return _refuse(
+        session,
+        actor=actor,
+        action="release.create",
+        target=request_target(request_id),
+        reason=reason,
+        **details,
+    )
 
 
 def create_release(
@@ -120,60 +199,68 @@ def create_release(
     policies: PolicySet,
     deployment: Deployment,
 ) -> Release:
-    """Sign and publish the approved outputs of request ``request_id`` as a release bundle."""
+    """Sign and publish the approved outputs of request ``request_id`` as a release bundle.
+
+    Refused (``WorkflowError``, audited as a ``release.create`` deny) unless the request is
+    approved and every output to release matches its audit trail: files, content, submission
+    and the current round's approve votes (see ``output_checking.release_evidence``).
+    """
     recover_releases(session, deployment)
     request = get_request(session, request_id)
-    target = request_target(request)
     _authorise_checker(session, actor, request, policies, "output.release")
+    # The allow is on record now, so no lock on the audit head is held while the bundle is built.
+    session.commit()
     if request.status != APPROVED:
-        raise _refuse(
+        raise _refuse_release(
             session,
-            actor=actor,
-            action="release.create",
-            target=target,
-            reason=f"request #{request.id} is {request.status}; only an approved request can be "
-            "released",
+            actor,
+            request.id,
+            f"request #{request.id} is {request.status}; only an approved request can be released",
         )
     approved = [o for o in request_outputs(session, request) if o.status == "approved"]
     if not approved:
-        raise _refuse(
-            session,
-            actor=actor,
-            action="release.create",
-            target=target,
-            reason=f"request #{request.id} has no approved outputs",
+        raise _refuse_release(
+            session, actor, request.id, f"request #{request.id} has no approved outputs"
         )
-    votes = round_votes(session, request)
+    project_code = request.project.code
+    evidence = gather_evidence(
+        session,
+        request_id=request.id,
+        project_code=project_code,
+        outputs=approved,
+        independent_reviews=policies.release.independent_reviews,
+    )
+    if evidence.problems:
+        raise _refuse_release(
+            session,
+            actor,
+            request.id,
+            f"request #{request.id} does not match its audit trail, nothing was released: "
+            + "; ".join(evidence.problems),
+            outputs=sorted(
+                {o.id for o in approved} - set(evidence.outputs) or {o.id for o in approved}
+            ),
+        )
     released = released_tables(session, request.project_id, policies)
     for output in approved:
         findings = run_differencing(output, released, policies)
-        overridden = any(
-            v.output_id == output.id and "differencing override:" in (v.comment or "")
-            for v in votes
-        )
-        if findings and not overridden:
+        if findings and not evidence.outputs[output.id].differencing_override:
             session.commit()
-            raise _refuse(
+            raise _refuse_release(
                 session,
-                actor=actor,
-                action="release.create",
-                target=target,
-                reason=f"output #{output.id} now differs by a small count from a table released "
-                f"since it was approved ({findings[0]['message']}); return it to the checkers",
+                actor,
+                request.id,
+                f"output #{output.id}: differencing against the tables released since it was "
+                f"approved finds {differencing_summary(findings)}; return it to the checkers",
             )
-    project_code = request.project.code
     name = bundle_name(project_code, request.id)
     files: dict[str, bytes] = {}
     described = []
     acro_records: list[dict] = []
     for output in approved:
+        found = evidence.outputs[output.id]
         paths = []
         for stored in output.files:
-            if hashlib.sha256(stored.content).hexdigest() != stored.sha256:
-                raise WorkflowError(
-                    f"output #{output.id} file {stored.name} no longer matches the SHA-256 recorded "
-                    "when it was created; the registry has been altered, nothing was released"
-                )
             path = f"outputs/{output.id:05d}-{stored.name}"
             files[path] = stored.content
             paths.append(path)
@@ -185,22 +272,15 @@ def create_release(
             "created_at": output.created_at.isoformat(),
             "differentially_private": output.differentially_private,
             "budget_spend_id": output.budget_spend_id,
-            "content_sha256": output.checksum,
+            "content_sha256": found.content_sha256,
             "context": output.context,
             "controls": output.controls,
             "exception_justification": output.exception_justification,
             "checks": [
                 {k: c.get(k) for k in ("check", "status", "message")} for c in output.checks
             ],
-            "approvals": [
-                {
-                    "reviewer": v.reviewer,
-                    "decision": v.decision,
-                    "at": v.updated_at.isoformat(),
-                }
-                for v in votes
-                if v.output_id == output.id
-            ],
+            "approvals": [a.to_dict() for a in found.approvals],
+            "audit": found.to_dict(),
             "files": paths,
         }
         if not paths:
@@ -225,51 +305,80 @@ def create_release(
         "request": {"id": request.id, "title": request.title, "author": request.author},
         "released_by": actor,
         "released_at": created_at.isoformat(),
+        "audit": evidence.to_dict(),
         "outputs": described,
     }
     root = releases_dir(deployment)
-    staged = root / STAGING / f"{name}-{uuid.uuid4().hex[:12]}"
-    (root / STAGING).mkdir(parents=True, exist_ok=True)
-    manifest_sha256 = write_bundle(staged, files, manifest, key)
+    attempt, lock = _begin_attempt(root, name)
+    committed = False
     try:
-        release = Release(
-            request_id=request.id,
-            project_id=request.project_id,
-            created_by=actor,
-            bundle_name=name,
-            manifest_sha256=manifest_sha256,
-            signing_key_fingerprint=key_fingerprint(key.public_key()),
-            file_count=len(files),
-            created_at=created_at,
-        )
-        session.add(release)
-        for output in approved:
-            output.status = RELEASED
-        _transition(session, request, RELEASED, actor, bundle=name, manifest_sha256=manifest_sha256)
-        record_event(
-            session,
-            actor=actor,
-            action="release.create",
-            target=target,
-            outcome="ok",
-            details={
-                "bundle": name,
-                "manifest_sha256": manifest_sha256,
-                "outputs": [o.id for o in approved],
-                "files": len(files),
-            },
-        )
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        shutil.rmtree(staged, ignore_errors=True)
-        raise WorkflowError(f"request #{request_id} has already been released") from None
+        staged = attempt / STAGED_BUNDLE
+        manifest_sha256 = write_bundle(staged, files, manifest, key)
+        try:
+            release = Release(
+                request_id=request.id,
+                project_id=request.project_id,
+                created_by=actor,
+                bundle_name=name,
+                manifest_sha256=manifest_sha256,
+                signing_key_fingerprint=key_fingerprint(key.public_key()),
+                file_count=len(files),
+                created_at=created_at,
+            )
+            session.add(release)
+            for output in approved:
+                output.status = RELEASED
+            _transition(
+                session, request, RELEASED, actor, bundle=name, manifest_sha256=manifest_sha256
+            )
+            record_event(
+                session,
+                actor=actor,
+                action="release.create",
+                target=request_target(request),
+                outcome="ok",
+                details={
+                    "bundle": name,
+                    "manifest_sha256": manifest_sha256,
+                    "outputs": [o.id for o in approved],
+                    "files": len(files),
+                },
+            )
+            session.commit()
+            committed = True
+        except IntegrityError:
+            raise _refuse_release(
+                session, actor, request_id, f"request #{request_id} has already been released"
+            ) from None
+        except BaseException:
+            session.rollback()
+            raise
+        os.rename(staged, root / name)
+        shutil.rmtree(attempt)
     except BaseException:
-        session.rollback()
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    os.rename(staged, root / name)
+        if not committed:
+            shutil.rmtree(attempt, ignore_errors=True)
+        raise  # a committed release whose rename failed is finished by ``recover_releases``
+    finally:
+        os.close(lock)
     return release
+
+
+def check_release_against_audit(
+    session: Session, bundle: Path, public_key_file: Path, policies: PolicySet
+) -> list[str]:
+    """Everything that stops ``bundle`` being proven the reviewed outputs: its signature or
+    files (``verify_bundle``), a broken audit chain, or a manifest the log does not bear out.
+    Empty when the bundle is exactly what was created, submitted and approved."""
+    report = verify_release(bundle, public_key_file)
+    if not report.valid:
+        return [report.summary()]
+    chain = verify_chain(session)
+    if not chain.intact:
+        return [f"the audit log is broken at event {chain.first_bad_seq}: {chain.problem}"]
+    return check_bundle_against_audit(
+        session, bundle, report.manifest or {}, policies.release.independent_reviews
+    )
 
 
 def list_releases(session: Session, project_code: str | None = None) -> list[Release]:

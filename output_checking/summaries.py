@@ -1,8 +1,9 @@
 """Per-column summaries of an output's CSV file, for the checker who has to read it.
 
 A checker opening a CSV wants to see at a glance whether it holds small counts (the minimum
-excluding zero), how many cells were left blank or redacted, what the columns add up to, and
-whether every number is rounded as the disclosure profile asks ("rounded to 5");
+excluding zero, and how many values are below the profile's minimum cell count), how many cells
+were left blank or redacted, what the columns add up to, and whether every number is rounded as
+the disclosure profile asks ("rounded to 5");
 ``summarise_csv`` gives that for each column of the file's bytes. Pure computation: bytes and
 a profile in, summaries out.
 """
@@ -41,8 +42,10 @@ class ColumnSummary:
     """One column of a CSV as a checker sees it.
 
     Numeric columns have ``minimum``, ``minimum_nonzero``, ``maximum`` and ``total`` (of the
-    values present) and, where the profile rounds, ``unrounded``: how many values are not on
-    the profile's rounding. Text columns have ``distinct``.
+    values present), ``whole`` (every value a whole number, as counts are), ``below_minimum``
+    (values above 0 and below the profile's minimum cell count) and, where the profile rounds,
+    ``unrounded``: how many values are not on the profile's rounding. Text columns have
+    ``distinct``.
     """
 
     name: str
@@ -58,6 +61,8 @@ class ColumnSummary:
     rounding: str | None = None
     unrounded: int | None = None
     distinct: int | None = None
+    whole: bool | None = None
+    below_minimum: int | None = None
 
     @property
     def rounded(self) -> bool | None:
@@ -149,6 +154,8 @@ def _summarise_column(name: str, cells: list[str], profile: SDCProfile) -> Colum
             total=_plain(sum(values, Decimal(0))),
             rounding=rule,
             unrounded=None if rule is None else sum(not _on_rounding(v, profile) for v in values),
+            whole=all(v == v.to_integral_value() for v in values),
+            below_minimum=sum(0 < v < profile.minimum_cell_count for v in values),
         )
     redacted = [cell for cell in present if redaction(cell, False)]
     return ColumnSummary(

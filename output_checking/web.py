@@ -6,10 +6,12 @@ context and comments are researchers' text), every POST carries Tornado's XSRF t
 action goes through ``output_checking.workflow`` and ``output_checking.release``, so the UI can
 do nothing the CLI could not and every refusal is audited the same way. Who is signed in is
 decided in one place, ``get_current_user``: on its own the UI signs checkers in with a form
-against the registry (``SignInHandler``) and keeps a signed, idle-expiring cookie; run by
-JupyterHub as its ``output-checking`` service (hub mode, under ``/services/output-checking/``)
-people sign in at the hub and arrive through its OAuth (``HubSignIn``), and the registry account
-of the same name must still hold the checker role. Either way the sign-in is audited.
+against the registry (``SignInHandler``); run by JupyterHub as its ``output-checking`` service
+(hub mode, under ``/services/output-checking/``) people sign in at the hub and arrive through its
+OAuth (``HubSignIn``), and the registry account of the same name must still hold the checker
+role. Either way the sign-in is audited and starts a server-side session
+(``output_checking.checker_sessions``) whose random id is all the cookie carries; it ends at
+sign-out, when idle or too old, and an ended session's cookie opens nothing.
 
 Start it with ``serve(deployment, policies)`` (``srs checker serve``, ``--hub`` as a hub
 service), or in a background thread with ``BackgroundServer`` (tests, the demo).
@@ -40,7 +42,10 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from output_checking.checker_sessions import end_session, resume_session, start_session
+from output_checking.hidden_cells import PRIMARY, hidden_cells
 from output_checking.outputs import OutputError, content_table, get_output
+from output_checking.readiness import refreshed
 from output_checking.release import create_release, list_releases
 from output_checking.summaries import CSVSummary, CSVSummaryError, summarise_csv
 from output_checking.workflow import (
@@ -63,13 +68,14 @@ from srs.errors import SRSError
 from srs.policy import PolicySet
 from srs.registry import Registry, open_registry
 from srs.registry.models import OutputFile, Project
-from srs.registry.sign_in import SignInRefused, check_sign_in
+from srs.registry.sign_in import SignInRefused, check_sign_in, dummy_password_hash
 
 COOKIE_SECRET_ENV = "SRS_CHECKER_COOKIE_SECRET"
 COOKIE_SECRET_FILE = "checker-ui.secret"
 # The audit target of sign-ins here, so `srs audit` tells this door from the hub's.
 SERVICE = "checker-ui"
-USER_COOKIE = "srs-checker-user"
+# Holds only the random id of a server-side session (the name is older than the sessions).
+SESSION_COOKIE = "srs-checker-user"
 FLASH_COOKIE = "srs-checker-flash"
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -243,11 +249,13 @@ def sign_in_through_hub(db: Session, *, hub_user: Mapping[str, Any], policies: P
 # ------------------------------------------------------------------ what a page shows
 @dataclass
 class Cell:
-    """One rendered table cell: its text, its worst evidence status and why."""
+    """One rendered table cell: its text, its worst evidence status and why, and for a hidden
+    cell whether it failed a rule itself (``primary``) or protects another (``secondary``)."""
 
     text: str
     status: str = "ok"
     reasons: list[str] = field(default_factory=list)
+    suppression: str | None = None
 
 
 @dataclass
@@ -268,6 +276,10 @@ class RenderedTable:
         """How many cells fail a rule or need a checker's look."""
         return sum(cell.status != "ok" for _, cells in self.rows for cell in cells)
 
+    def hidden(self, suppression: str) -> int:
+        """How many cells are hidden as ``primary`` or ``secondary``."""
+        return sum(cell.suppression == suppression for _, cells in self.rows for cell in cells)
+
 
 @dataclass
 class OutputPage:
@@ -281,6 +293,7 @@ class OutputPage:
     images: list[OutputFile]
     content_json: str
     notes: list[str]
+    justification: str = ""
 
 
 STATUS_RANK = {"ok": 0, "review": 1, "fail": 2}
@@ -337,24 +350,38 @@ def cell_evidence(checks: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Cel
                 mark(finding.get("row"), finding.get("column"), "ok", finding.get("message"))
         if check.get("check") == "differencing":
             for finding in check.get("findings", []):
-                mark(finding.get("row"), finding.get("column"), "fail", finding.get("message"))
+                # A comparison the check could not judge names no cell: it is listed with the
+                # check, not pinned on an empty row and column.
+                if finding.get("row") in (None, "") and finding.get("column") in (None, ""):
+                    continue
+                status = finding.get("status", "fail")
+                mark(finding.get("row"), finding.get("column"), status, finding.get("message"))
     return cells
 
 
 def render_table(split: dict[str, Any], checks: Iterable[dict[str, Any]]) -> RenderedTable:
-    """Lay out a table output (``table_content``'s form) with each cell's evidence status."""
+    """Lay out a table output (``table_content``'s form) with each cell's evidence status; a
+    hidden cell says why it is hidden (``output_checking.hidden_cells``)."""
+    checks = list(checks)
     frame = content_table(split)
     evidence = cell_evidence(checks)
+    hidden = hidden_cells(checks)
     rows = []
     for row_label, values in zip(frame.index, frame.itertuples(index=False), strict=True):
         cells = []
         for column_label, value in zip(frame.columns, values, strict=True):
             found = evidence.get((_label(row_label), _label(column_label)))
+            blank = value is None or value != value  # NaN: a suppressed cell
+            note = hidden.find(row_label, column_label) if blank else None
+            status = found.status if found else "ok"
+            if note and note.suppression == PRIMARY:
+                status = "fail"  # it failed a rule, even a margin the cell grid does not hold
             cells.append(
                 Cell(
-                    _cell_text(None if value != value else value),  # NaN: a suppressed cell
-                    found.status if found else "ok",
+                    note.note if note else _cell_text(None if blank else value),
+                    status,
                     list(dict.fromkeys(found.reasons)) if found else [],
+                    note.suppression if note else None,
                 )
             )
         rows.append((_shown_label(row_label), cells))
@@ -384,7 +411,8 @@ def output_page(view: OutputView, policies: PolicySet) -> OutputPage:
     """Everything the request page shows of one output."""
     output = view.output
     content = output.content or {}
-    checks = list(output.checks or [])
+    # The readiness check's context and controls findings as the output reads now.
+    checks = refreshed(output.checks or [], output.context, output.controls)
     tables = [
         (key.replace("_", " ").capitalize(), render_table(value, checks))
         for key, value in content.items()
@@ -410,6 +438,7 @@ def output_page(view: OutputView, policies: PolicySet) -> OutputPage:
         images=[f for f in output.files if Path(f.name).suffix.lower() in INLINE_TYPES],
         content_json=text,
         notes=[str(n) for n in notes] if isinstance(notes, list) else [],
+        justification=str(content.get("justification") or "") if output.kind == "custom" else "",
     )
 
 
@@ -464,32 +493,36 @@ class CheckerHandler(tornado.web.RequestHandler):
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("Cache-Control", "no-store")
 
-    @property
-    def idle_timeout_days(self) -> float:
-        """The policy's idle timeout, in the days Tornado's signed cookies count in."""
-        return self.srs.policies.access.idle_timeout_minutes / (24 * 60)
-
     def get_current_user(self) -> str | None:
-        """The signed-in username from the signed cookie, or None once idle past the policy's
-        ``idle_timeout_minutes``. The one place to change how people are identified."""
-        value = self.get_signed_cookie(USER_COOKIE, max_age_days=self.idle_timeout_days)
-        return value.decode() if value else None
+        """The username of this browser's session if it still stands (``resume_session``: not
+        signed out, idle or too old), else None and the cookie is cleared. The one place to
+        change how people are identified."""
+        session_id = self.get_cookie(SESSION_COOKIE)
+        if not session_id:
+            return None
+        username = resume_session(self.db, session_id, policies=self.srs.policies)
+        if username is None:
+            self.clear_cookie(SESSION_COOKIE, path=self.srs.url(""))
+        return username
 
-    def set_user_cookie(self, username: str) -> None:
-        """Sign ``username`` in (or refresh their idle timer)."""
-        self.set_signed_cookie(
-            USER_COOKIE,
-            username,
-            expires_days=None,  # a browser-session cookie; the signature carries the idle limit
+    def begin_session(self, username: str) -> None:
+        """Start a new session for ``username``, just admitted, ending any this browser held (a
+        new id at every sign-in: an id planted before sign-in is never the one signed in)."""
+        session_id = start_session(
+            self.db,
+            username=username,
+            policies=self.srs.policies,
+            replacing=self.get_cookie(SESSION_COOKIE),
+        )
+        self.set_cookie(
+            SESSION_COOKIE,
+            session_id,
+            expires_days=None,  # gone with the browser; the server ends it sooner
             path=self.srs.url(""),
             httponly=True,
             samesite="Strict",
             secure=self.request.protocol == "https",
         )
-
-    def prepare(self) -> None:
-        if self.current_user and self.request.method == "GET":
-            self.set_user_cookie(self.current_user)
 
     @property
     def checker(self) -> str:
@@ -609,7 +642,7 @@ class SignInHandler(CheckerHandler):
         except SignInRefused as exc:
             self._refused(username, str(exc))
             return
-        self.set_user_cookie(person.username)
+        self.begin_session(person.username)
         self.redirect(self.local_next(self.srs.url("queue")), status=303)
 
     def _refused(self, username: str, message: str) -> None:
@@ -623,14 +656,16 @@ class SignInHandler(CheckerHandler):
 
 
 class SignOutHandler(CheckerHandler):
-    """Sign out (audited); the cookie is cleared. In hub mode the hub's token cookie goes too
-    and the browser is sent on to sign out of the hub, which signed them in."""
+    """Sign out (audited): the session ends on the server, so its cookie opens nothing again,
+    and the cookie is cleared. In hub mode the hub's token cookie goes too and the browser is
+    sent on to sign out of the hub, which signed them in."""
 
     @tornado.web.authenticated
     def post(self) -> None:
         record_event(self.db, actor=self.checker, action="sign_out", target=SERVICE, outcome="ok")
         self.db.commit()
-        self.clear_cookie(USER_COOKIE, path=self.srs.url(""))
+        end_session(self.db, self.get_cookie(SESSION_COOKIE))
+        self.clear_cookie(SESSION_COOKIE, path=self.srs.url(""))
         hub_auth = self.srs.hub_auth
         if hub_auth is None:
             self.flash("ok", "You are signed out.")
@@ -830,9 +865,9 @@ class HubSignIn(HubOAuthenticated):
     ``HubOAuthenticated`` sends anyone unknown to the hub's OAuth (and so its login page), keeps
     the hub's token in a cookie under the service prefix and applies the hub's XSRF tokens. The
     hub says who the person is; ``sign_in_through_hub`` decides, once per UI session, whether
-    they may come in (and audits it), and the UI's own signed cookie then marks the session as
-    admitted. Once that cookie has been idle past the policy's timeout the person is admitted
-    (and audited) afresh while the hub still vouches for them; ending the hub's sign-in is the
+    they may come in (and audits it), and starts the UI's own server-side session. Once that
+    session has ended (signed out, idle, too old) the person is admitted (and audited) afresh
+    with a new session while the hub still vouches for them; ending the hub's sign-in is the
     hub's business.
     """
 
@@ -848,8 +883,12 @@ class HubSignIn(HubOAuthenticated):
         if not hub_user:
             return None
         name = hub_user["name"]
-        admitted = self.get_signed_cookie(USER_COOKIE, max_age_days=self.idle_timeout_days)
-        if hub_user.get("kind", "user") == "user" and admitted == name.encode():
+        session_id = self.get_cookie(SESSION_COOKIE)
+        if (
+            hub_user.get("kind", "user") == "user"
+            and session_id
+            and resume_session(self.db, session_id, policies=self.srs.policies) == name
+        ):
             return name
         try:
             sign_in_through_hub(self.db, hub_user=hub_user, policies=self.srs.policies)
@@ -857,7 +896,7 @@ class HubSignIn(HubOAuthenticated):
             # The refusal page renders with no one signed in, and admission is not retried.
             self._current_user = None
             raise
-        self.set_user_cookie(name)
+        self.begin_session(name)
         return name
 
 
@@ -880,10 +919,6 @@ class HubOAuthCallback(HubSignIn, HubOAuthCallbackHandler, CheckerHandler):
     """``oauth_callback``: where the hub sends a person back with an OAuth code. JupyterHub's
     handler swaps it for a token, keeps the token in a cookie and goes on to the page first
     asked for, where ``HubSignIn`` admits the person."""
-
-    def prepare(self) -> None:
-        # No session to refresh: this request is how one begins.
-        pass
 
 
 # ------------------------------------------------------------------ the application
@@ -936,6 +971,8 @@ def make_app(
         )
     base_url = base_url.rstrip("/") + "/"
     secret = cookie_secret if cookie_secret is not None else load_cookie_secret(deployment)
+    if hub_auth is None:
+        dummy_password_hash()  # made now, so no sign-in (of an unknown account) pays for it
     registry = open_registry(deployment.database_url)
     use_field_bound(registry.sessions, policies.access.audit_field_max_chars)
     ui = CheckerUI(

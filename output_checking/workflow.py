@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from disclosure.differencing import check_differencing
+from disclosure.differencing import ReleasedTable, check_differencing
 from output_checking.outputs import (
     EDITABLE,
     REMOVED,
@@ -318,7 +317,8 @@ def withdraw_request(
 
 # ------------------------------------------------------------------ differencing
 def released_tables(session: Session, project_id: int, policies: PolicySet) -> dict[str, Any]:
-    """Every count table the project has released, by a name a checker recognises."""
+    """Every table the project has released, by a name a checker recognises, as the attacker
+    sees it (``ReleasedTable``: cells, margins, rounding, statistic)."""
     tables: dict[str, Any] = {}
     outputs = session.execute(
         select(Output)
@@ -326,50 +326,73 @@ def released_tables(session: Session, project_id: int, policies: PolicySet) -> d
         .order_by(Output.id)
     ).scalars()
     for output in outputs:
-        table = _count_table(output)
+        table = _released_table(output)
         if table is not None:
             tables[f"output #{output.id} ({output.name})"] = table
     return tables
 
 
-def _count_table(output: Output) -> Any:
+def _released_table(output: Output) -> ReleasedTable | None:
+    """A table output as published: margins are kept, as the attacker's equations (summing
+    them into the cells would double them and hide a small difference)."""
     content = output.content or {}
-    if output.kind != "table" or content.get("statistic", "count") != "count":
+    if output.kind != "table" or "table" not in content:
         return None
-    if "table" not in content:
-        return None
-    table = content_table(content["table"])
-    margin = content.get("margins")
-    if margin:
-        # Compare interior cells only: an earlier table's margins summed into a later table's
-        # cells would double them and hide a small difference.
-        table = table.drop(index=margin, columns=margin, level=None, errors="ignore")
-        for axis, labels in ((0, table.index), (1, table.columns)):
-            if isinstance(labels, pd.MultiIndex):
-                keep = [margin not in label for label in labels]
-                table = table.loc[keep] if axis == 0 else table.loc[:, keep]
-    return table
+    return ReleasedTable(
+        content_table(content["table"]),
+        margins=content.get("margins") or None,
+        rounding=content.get("rounding") or "none",
+        statistic=content.get("statistic", "count"),
+    )
 
 
 def run_differencing(output: Output, released: dict[str, Any], policies: PolicySet) -> list[dict]:
-    """Check a table output against the project's released tables; store and return findings."""
-    table = _count_table(output)
+    """Check a table output against the project's released tables; store and return findings.
+
+    The check is ``fail`` when a cell is exposed, ``review`` when some released table could not
+    be judged against it (its findings say "not checked: needs a checker"), and ``ok`` only
+    when every one was judged safe. Disclosive findings come first; every finding, of either
+    status, needs a checker's override to approve or release the output.
+    """
+    table = _released_table(output)
     if table is None:
         return []
     findings = [f.to_dict() for f in check_differencing(table, released, policies.sdc.active)]
+    failing = sum(f["status"] == "fail" for f in findings)
+    unjudged = len(findings) - failing
+    if failing:
+        status = "fail"
+        message = f"{failing} cell(s) differ by a small count from released tables"
+        if unjudged:
+            message += f"; {unjudged} comparison(s) not checked: needs a checker"
+    elif unjudged:
+        status = "review"
+        message = f"{unjudged} comparison(s) with released tables not checked: needs a checker"
+    else:
+        status = "ok"
+        message = f"no disclosive difference against {len(released)} released table(s)"
     check = {
         "check": "differencing",
-        "status": "fail" if findings else "ok",
-        "message": (
-            f"{len(findings)} cell(s) differ by a small count from a released table"
-            if findings
-            else f"no disclosive difference against {len(released)} released table(s)"
-        ),
+        "status": status,
+        "message": message,
         "findings": findings,
         "checked_at": utc_now().isoformat(timespec="seconds"),
     }
     output.checks = [c for c in (output.checks or []) if c.get("check") != "differencing"] + [check]
     return findings
+
+
+def differencing_summary(findings: list[dict]) -> str:
+    """What a refusal says of differencing findings: disclosive differences and comparisons the
+    check could not judge are named as what they are, the first of them quoted."""
+    failing = sum(f.get("status") == "fail" for f in findings)
+    unjudged = len(findings) - failing
+    parts = []
+    if failing:
+        parts.append(f"{failing} disclosive difference(s)")
+    if unjudged:
+        parts.append(f"{unjudged} comparison(s) it could not judge (a checker must)")
+    return f"{' and '.join(parts)}: {findings[0]['message']}"
 
 
 # ------------------------------------------------------------------ the checkers' side
@@ -505,8 +528,7 @@ def vote(
                 action="output.approve",
                 target=target,
                 reason=f"output #{output.id}: differencing against released tables finds "
-                f"{len(findings)} disclosive difference(s): {findings[0]['message']}; "
-                "give an override reason if it is safe",
+                f"{differencing_summary(findings)}; give an override reason if it is safe",
                 output_id=output.id,
             )
     existing = next((v for v in votes if v.output_id == output.id and v.reviewer == checker), None)
@@ -537,7 +559,13 @@ def vote(
         action=f"output.{decision}",
         target=target,
         outcome="ok",
-        details={"output_id": output.id, "round": request.review_round, "changed": changed},
+        details={
+            "output_id": output.id,
+            "round": request.review_round,
+            "changed": changed,
+            # A release reads the override from here, not from the editable votes table.
+            "differencing_override": bool(override_reason and override_reason.strip()),
+        },
     )
     _advance(session, request, policies, checker)
     session.commit()

@@ -19,7 +19,7 @@ import base64
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,6 +274,7 @@ class ChainReport:
     events_checked: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    last_hash: str | None = None  # the hash of the last event checked, when intact
 
     @property
     def intact(self) -> bool:
@@ -281,14 +282,35 @@ class ChainReport:
         return self.problem is None
 
 
-def verify_chain(session: Session, batch_size: int = 5000) -> ChainReport:
-    """Walk the log in sequence order and report the first event that breaks the chain."""
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
+def verify_chain(session: Session, batch_size: int = 5000, *, from_seq: int = 1) -> ChainReport:
+    """Walk the log in sequence order and report the first event that breaks the chain.
+
+    With ``from_seq`` the walk starts at that event (taking its previous-hash as given) and runs
+    to the head: it proves every event from there on is unedited and still linked to the
+    current head, which is all a check that relies on those events needs, at the cost of the
+    events since rather than of the whole log.
+    """
+    if from_seq < 1:
+        raise ValueError(f"audit events are numbered from 1, not {from_seq}")
+    # A segment stops at the head as read now (writers may append meanwhile); the whole log is
+    # walked to its end and the head read after, so events forged past the head are caught.
+    head = (
+        session.execute(
+            select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1)
+        ).one_or_none()
+        if from_seq > 1
+        else None
+    )
+    expected_seq = from_seq
+    prev_hash = GENESIS_HASH if from_seq == 1 else None
     checked = 0
+    columns = AuditEvent.__table__.c
     rows = session.execute(
-        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch_size)
-    ).scalars()
+        select(AuditEvent.__table__)
+        .where(columns.seq >= from_seq)
+        .order_by(columns.seq)
+        .execution_options(yield_per=batch_size)
+    )
     for event in rows:
         if event.seq != expected_seq:
             kind = "deleted" if event.seq > expected_seq else "duplicated or reordered"
@@ -298,7 +320,7 @@ def verify_chain(session: Session, batch_size: int = 5000) -> ChainReport:
                 f"event {expected_seq} is missing (next stored event is {event.seq}): "
                 f"events were {kind}",
             )
-        if event.prev_hash != prev_hash:
+        if prev_hash is not None and event.prev_hash != prev_hash:
             return ChainReport(
                 checked,
                 event.seq,
@@ -325,10 +347,17 @@ def verify_chain(session: Session, batch_size: int = 5000) -> ChainReport:
         prev_hash = event.event_hash
         expected_seq += 1
         checked += 1
-    head = session.get(AuditHead, 1)
+        if head is not None and event.seq == head.last_seq:
+            break
+    if from_seq == 1:
+        head = session.get(AuditHead, 1)
     last_seq = expected_seq - 1
     if head is None:
         return ChainReport(checked, last_seq + 1, "the audit head row is missing")
+    if from_seq > 1 and checked == 0:
+        return ChainReport(
+            0, from_seq, f"event {from_seq} is missing: the log ends at event {head.last_seq}"
+        )
     if head.last_seq != last_seq or head.last_hash != prev_hash:
         return ChainReport(
             checked,
@@ -336,7 +365,7 @@ def verify_chain(session: Session, batch_size: int = 5000) -> ChainReport:
             f"the log ends at event {last_seq} but its head records event {head.last_seq}: "
             "events were deleted from the end or the head was altered",
         )
-    return ChainReport(checked)
+    return ChainReport(checked, last_hash=prev_hash)
 
 
 def tail_events(session: Session, count: int = 20) -> list[AuditEvent]:
@@ -361,6 +390,41 @@ def event_as_dict(event: AuditEvent) -> dict[str, Any]:
         "prev_hash": event.prev_hash,
         "event_hash": event.event_hash,
     }
+
+
+def audit_head(session: Session) -> tuple[int, str]:
+    """The last event's sequence number and hash as the head row records them now."""
+    row = session.execute(
+        select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1)
+    ).one_or_none()
+    return (0, GENESIS_HASH) if row is None else (row.last_seq, row.last_hash)
+
+
+def events_about(
+    session: Session, target: str, actions: Iterable[str] | None = None
+) -> list[AuditEvent]:
+    """Every event whose target is ``target`` (optionally only these actions), oldest first.
+
+    >>> events_about(session, "request/7", ["request.submitted"])  # doctest: +SKIP
+    """
+    query = select(AuditEvent).where(AuditEvent.target == target)
+    if actions is not None:
+        query = query.where(AuditEvent.action.in_(list(actions)))
+    return list(session.execute(query.order_by(AuditEvent.seq)).scalars())
+
+
+def event_details(event: AuditEvent) -> dict[str, Any] | None:
+    """An event's details as recorded, or None when they were too long and stored cut
+    (``bounded_details``): then no single fact in them can be relied on."""
+    details = json.loads(event.details)
+    if not isinstance(details, dict) or set(details) == {DETAILS_CUT}:
+        return None
+    return details
+
+
+def field_bound(session: Session) -> int:
+    """The bound ``record_event`` applies to this database session's events when given none."""
+    return session.info.get(FIELD_BOUND_INFO, DEFAULT_FIELD_MAX_CHARS)
 
 
 def export_events(session: Session, batch_size: int = 5000) -> Iterator[str]:

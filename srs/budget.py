@@ -11,6 +11,11 @@ on PostgreSQL (``SELECT ... FOR NO KEY UPDATE``) and every write transaction exc
 SQLite, so concurrent queries from many processes can never overspend. Every debit and every
 refusal for want of budget is audited; a malformed spend (``SpendRefused``) is turned away
 before the database is touched.
+
+``confirm_spend`` reads a spend back from the ledger immediately before its noise is drawn: it
+must exist, belong to the project and researcher releasing, cover the plan's rho and delta and
+not have paid for any output yet. Only then does the DP engine get the ``ConfirmedSpend`` it
+releases against (``disclosure.dp.spend``); nothing else can stand in for one.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from disclosure.dp.spend import ConfirmedSpend, is_positive_real, issue_confirmation
 from srs.access import authorise
 from srs.audit import record_event
 from srs.errors import SRSError
 from srs.policy import PolicySet
-from srs.registry.models import BudgetSpend, Project
+from srs.registry.models import BudgetSpend, Output, Project
 from srs.registry.projects import project_records
 
 NANO = 1_000_000_000
@@ -41,11 +47,39 @@ class SpendRefused(SRSError):
     per-query limit, or without a purpose."""
 
 
+class SpendNotConfirmed(SpendRefused):
+    """The ledger does not confirm a spend for this release: no such spend, another project's
+    or researcher's, too small for the plan, or already paid for an output. Nothing released."""
+
+
 def to_nano(rho: float) -> int:
     """rho as whole nano-rho, rounded up so that a spend is never under-counted."""
-    if not isinstance(rho, int | float) or not math.isfinite(rho) or rho <= 0:
-        raise SpendRefused(f"a privacy spend must be a positive, finite rho, not {rho!r}")
+    if not is_positive_real(rho):
+        raise SpendRefused(
+            "a privacy spend must be a positive, finite rho given as a number (e.g. rho=0.01), "
+            f"not {rho!r}"
+        )
     return math.ceil(round(rho * NANO, 3))
+
+
+def check_query_rho(rho: float, policies: PolicySet) -> int:
+    """``rho`` in nano-rho if one query may spend it (a positive, finite number, not text or a
+    flag, at most the policy's ``max_rho_per_query``), else ``SpendRefused``. The rule ``debit``
+    applies, for callers that check a query before planning it.
+
+    >>> from srs.policy import load_policies
+    >>> check_query_rho("0.01", load_policies())
+    Traceback (most recent call last):
+    ...
+    srs.budget.SpendRefused: a privacy spend must be a positive, finite rho given as a number (e.g. rho=0.01), not '0.01'
+    """
+    budget = policies.privacy_budget
+    amount = to_nano(rho)
+    if amount > to_nano(budget.max_rho_per_query):
+        raise SpendRefused(
+            f"one query may spend at most rho {budget.max_rho_per_query:g} (policy); asked for {rho:g}"
+        )
+    return amount
 
 
 def to_femto(delta: float) -> int:
@@ -115,12 +149,8 @@ def debit(
     spent and the refusal is audited.
     """
     budget = policies.privacy_budget
-    amount = to_nano(rho)
+    amount = check_query_rho(rho, policies)
     delta_amount = to_femto(delta)
-    if amount > to_nano(budget.max_rho_per_query):
-        raise SpendRefused(
-            f"one query may spend at most rho {budget.max_rho_per_query:g} (policy); asked for {rho:g}"
-        )
     if not purpose or not purpose.strip():
         raise SpendRefused("say what the spend is for (purpose): it is shown in the ledger")
     authorise(
@@ -205,6 +235,70 @@ def debit(
         epsilon=budget.epsilon_at(amount / NANO),
         epsilon_delta=budget.delta + delta_amount / FEMTO,
         delta=delta_amount / FEMTO,
+    )
+
+
+def confirm_spend(
+    session: Session,
+    *,
+    spend_id: int,
+    project_code: str,
+    researcher: str,
+    rho: float,
+    delta: float = 0.0,
+) -> ConfirmedSpend:
+    """Read spend ``spend_id`` back from the ledger and confirm it pays for a release of ``rho``
+    and ``delta`` by ``researcher`` in ``project_code``: it exists, is theirs, covers both and
+    has paid for no output yet. Returns the ``ConfirmedSpend`` the DP engine releases against;
+    otherwise raises ``SpendNotConfirmed`` (audited) and nothing may be released.
+
+    Call it immediately before drawing the noise, after ``debit`` committed the spend; it
+    ends the session's transaction before returning.
+    """
+    found = session.execute(
+        select(BudgetSpend, Project.code)
+        .join(Project, Project.id == BudgetSpend.project_id)
+        .where(BudgetSpend.id == spend_id)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    refusal = None
+    if found is None or found[1] != project_code or found[0].researcher != researcher:
+        refusal = f"spend #{spend_id} is not a spend of {researcher} in {project_code}"
+    else:
+        spend = found[0]
+        used = session.execute(
+            select(Output.id).where(Output.budget_spend_id == spend_id)
+        ).scalar_one_or_none()
+        if used is not None:
+            refusal = f"spend #{spend_id} already paid for output #{used}"
+        elif spend.nano_rho < to_nano(rho) or spend.femto_delta < to_femto(delta):
+            refusal = (
+                f"spend #{spend_id} covers rho {spend.nano_rho / NANO:g}, delta "
+                f"{spend.femto_delta / FEMTO:g}; this release needs rho {rho:g}, delta {delta:g}"
+            )
+    if refusal is not None:
+        record_event(
+            session,
+            actor=researcher,
+            action="budget.confirm",
+            target=project_code,
+            outcome="deny",
+            reason=refusal,
+            details={"spend_id": spend_id, "rho": rho, "delta": delta},
+        )
+        session.commit()
+        raise SpendNotConfirmed(f"{refusal}: nothing was released; debit a new spend for it")
+    # End the read here: no lock is held while the noise is drawn (SQLite's transactions are
+    # exclusive). Should two releases ever race for one spend, the output's unique
+    # budget_spend_id still lets only one be recorded.
+    covered = spend.nano_rho / NANO, spend.femto_delta / FEMTO
+    session.commit()
+    return issue_confirmation(
+        spend_id=spend_id,
+        project=project_code,
+        researcher=researcher,
+        rho=covered[0],
+        delta=covered[1],
     )
 
 

@@ -7,6 +7,7 @@ change is authorised against that account's roles and audited.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -354,7 +355,9 @@ def project_create(
     ),
     dsa_reference: str = typer.Option(None, help="Data-sharing agreement reference."),
     budget_rho: float = typer.Option(
-        None, help="Privacy budget in zCDP rho (default: the policy's project budget)."
+        None,
+        help="Privacy budget in zCDP rho, above 0 and at most the policy's max_project_rho "
+        "(default: the policy's default_project_rho).",
     ),
 ) -> None:
     """Register an approved project."""
@@ -1138,25 +1141,50 @@ def release_verify(
     public_key: Path = typer.Option(
         None, help="Trusted public key (PEM); default: this deployment's release-signing.pub."
     ),
+    audit: bool = typer.Option(
+        False,
+        "--audit",
+        help="Also prove the bundle is what was reviewed: verify the audit chain and check every "
+        "event the manifest names (creation, submission, approvals, release) against it "
+        "(audit.read; needs the deployment).",
+    ),
 ) -> None:
     """Check a bundle's Ed25519 signature and every file's SHA-256; name any tampered, missing or
-    added file. Exits 0 when valid, 1 when not."""
-    from output_checking.release import public_key_path, verify_release
+    added file. With --audit, also check it against the hash-chained audit log. Exits 0 when
+    valid, 1 when not."""
+    from output_checking.release import check_release_against_audit, public_key_path, verify_release
 
     state: CommandContext = ctx.obj
     if public_key is None:
         public_key = public_key_path(state.require_initialised())
     report = verify_release(bundle, public_key)
-    if report.valid:
-        console.print(f"[green]{escape(report.summary())}[/]")
-        manifest = report.manifest or {}
-        console.print(
-            f"  {manifest.get('release')}: project {manifest.get('project')}, released by "
-            f"{manifest.get('released_by')} at {manifest.get('released_at')}"
-        )
+    if not report.valid:
+        error_console.print(f"[red]{escape(report.summary())}[/]", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]{escape(report.summary())}[/]")
+    manifest = report.manifest or {}
+    console.print(
+        f"  {manifest.get('release')}: project {manifest.get('project')}, released by "
+        f"{manifest.get('released_by')} at {manifest.get('released_at')}"
+    )
+    if not audit:
         return
-    error_console.print(f"[red]{escape(report.summary())}[/]", highlight=False)
-    raise typer.Exit(1)
+    with state.registry.sessions() as session:
+        authorise(session, username=state.actor(), action="audit.read", policies=state.policies)
+        session.commit()
+        problems = check_release_against_audit(session, bundle, public_key, state.policies)
+    if problems:
+        error_console.print(
+            "[red]NOT PROVEN against the audit log:[/]\n"
+            + "\n".join(f"  {escape(p)}" for p in problems),
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    outputs = manifest.get("outputs", [])
+    console.print(
+        f"[green]matches the audit log[/]: {len(outputs)} output(s) as created, submitted and "
+        "approved, and the release event records this manifest"
+    )
 
 
 @release_app.command("list")
@@ -1283,16 +1311,33 @@ def synth_dp(
     algorithm: str = typer.Option("mst", help="OpenDP's marginal-based synthesiser: mst or aim."),
     bins: int = typer.Option(10, help="Equal-width bins for each numeric column's public bounds."),
     seed: int = typer.Option(None, help="Seed of the sampling (never of the noise)."),
+    version: int = typer.Option(None, help="The dataset's version (default: the newest)."),
+    where: str = typer.Option(
+        None,
+        help="Rows to keep, as JSON conditions that must all hold, e.g. "
+        '\'[["sex", "==", "F"], ["age_at_offence", ">=", 18]]\' (see disclosure.dp.selection).',
+    ),
     name: str = typer.Option(None, help="Output name (default: says what it is)."),
 ) -> None:
     """Make a differentially private synthetic replica of COLUMNS of DATASET (researchers):
-    OpenDP's MST or AIM at a person-level unit, paid from the project's privacy budget (the
-    ledger records the spend) and recorded as a dp_result output for output checking. Nothing
-    is spent if the columns, rho, rows or budget are refused."""
+    OpenDP's MST or AIM at a person-level unit, read by the environment from the dataset granted
+    to the project (rows chosen by --where), paid from the project's privacy budget (the ledger
+    records and confirms the spend) and recorded as a dp_result output for output checking.
+    Nothing is spent if the columns, selection, rho, rows or budget are refused."""
+    from disclosure.dp.selection import SelectionError
     from srs.session import session as start_session
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
+    conditions = None
+    if where is not None:
+        try:
+            conditions = json.loads(where)
+        except ValueError as exc:
+            raise SelectionError(
+                f"--where is not JSON ({exc}); write it as "
+                '\'[["sex", "==", "F"], ["age_at_offence", ">=", 18]]\''
+            ) from None
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     _progress(f"synthesising {rows:,} DP rows of {dataset} with {algorithm.upper()}")
     with start_session(
@@ -1306,6 +1351,8 @@ def synth_dp(
             algorithm=algorithm,
             bins=bins,
             seed=seed,
+            version=version,
+            where=conditions,
             name=name,
         )
     paid = replica.attrs["srs_dp"]

@@ -128,6 +128,8 @@ class AccessPolicy(PolicyModel):
 
     failed_login_limit: int = Field(ge=1, le=100)
     idle_timeout_minutes: int = Field(ge=1, le=1440)
+    # However active, a checker-UI sign-in ends this long after it began (its absolute lifetime).
+    checker_session_max_hours: int = Field(ge=1, le=24)
     accreditation_validity_days: int = Field(ge=1, le=3650)
     training_validity_days: int = Field(ge=1, le=3650)
     # Longest text kept of any free-text audit field (target, reason, each detail); longer
@@ -136,6 +138,16 @@ class AccessPolicy(PolicyModel):
     airlock: AirlockPolicy
     steward_zone: list[str] = Field(min_length=1)
     roles: dict[str, list[str]]
+
+    @model_validator(mode="after")
+    def _session_outlives_idle_timeout(self) -> AccessPolicy:
+        if self.checker_session_max_hours * 60 < self.idle_timeout_minutes:
+            raise ValueError(
+                f"checker_session_max_hours ({self.checker_session_max_hours} h) must be at least "
+                f"idle_timeout_minutes ({self.idle_timeout_minutes} min): a session cannot "
+                "sit idle for longer than it may last"
+            )
+        return self
 
     @field_validator("roles")
     @classmethod

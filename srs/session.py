@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import types
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from disclosure.protection import (
     suppress_primary,
 )
 from disclosure.publication import publishable_table, round_table
+from output_checking.hidden_cells import hidden_cells
 from output_checking.outputs import (
     REMOVED,
     OutputError,
@@ -56,6 +58,16 @@ from output_checking.outputs import (
     request_exception,
     table_content,
 )
+from output_checking.readiness import (
+    ReadinessFinding,
+    changes_since,
+    description_findings,
+    file_findings,
+    readiness_check,
+    readiness_findings,
+    refreshed,
+)
+from output_checking.summaries import CSVSummaryError, summarise_csv
 from output_checking.workflow import create_request, request_target, request_view, submit_request
 from srs.access import AccessDenied, authorise
 from srs.audit import record_event, use_field_bound
@@ -95,6 +107,10 @@ OUTPUT_ID = "srs_output_id"
 DATASET = "srs_dataset"
 ENGINES = ("pandas", "polars")
 MINIMUM_JUSTIFICATION = 20
+# Regression estimates, standard errors and p-values are released to this many significant
+# figures: a presentation precision (what journals print), not a disclosure threshold, so it is
+# a constant here rather than a policy value.
+ESTIMATE_SIGNIFICANT_FIGURES = 4
 # aggfunc names (and numpy/builtin function names) -> the statistic the table check knows.
 AGGFUNCS = {
     "count": "count",
@@ -127,7 +143,9 @@ class SessionError(SRSError):
 # ------------------------------------------------------------------ what a researcher sees
 @dataclass(frozen=True)
 class OutputSummary:
-    """One output as its author sees it: id, name, kind, status and its checks' verdict."""
+    """One output as its author sees it: id, name, kind, status, its checks' verdict and
+    ``notes``: why each hidden cell is hidden ("F / youth: suppressed: fewer than 10") and, for
+    a custom output, what a checker will ask about before release."""
 
     id: int
     name: str
@@ -137,23 +155,29 @@ class OutputSummary:
     files: tuple[str, ...] = ()
     request_id: int | None = None
     exception_requested: bool = False
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, output: Output) -> OutputSummary:
         """The summary of a registry output (read inside its database session)."""
+        checks = refreshed(output.checks or [], output.context, output.controls)
+        notes = [f"{cell.where}: {cell.note}" for cell in hidden_cells(checks)]
+        notes += [finding.message for finding in readiness_findings(checks)]
         return cls(
             id=output.id,
             name=output.name,
             kind=output.kind,
             status=output.status,
-            checks=overall_status(output.checks or []),
+            checks=overall_status(checks),
             files=tuple(f.name for f in output.files),
             request_id=output.request_id,
             exception_requested=output.exception_justification is not None,
+            notes=tuple(notes),
         )
 
     def __str__(self) -> str:
-        return f"output #{self.id} {self.name!r} ({self.kind}, {self.status}, checks {self.checks})"
+        line = f"output #{self.id} {self.name!r} ({self.kind}, {self.status}, checks {self.checks})"
+        return "\n".join([line, *(f"    - {note}" for note in self.notes)])
 
 
 @dataclass(frozen=True)
@@ -318,11 +342,34 @@ def protected_table(
     return frame, draft
 
 
+def significant_figures(frame: pd.DataFrame, figures: int) -> pd.DataFrame:
+    """Every number of ``frame`` to ``figures`` significant figures (NaN and infinity kept).
+
+    >>> significant_figures(pd.DataFrame({"coef": [0.123456789, -1234.5678]}), 4)["coef"].tolist()
+    [0.1235, -1235.0]
+    """
+    if figures < 1:
+        raise SessionError(f"significant figures must be at least 1, not {figures}")
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float | np.floating) and np.isfinite(value):
+            return float(f"{value:.{figures}g}")
+        return value
+
+    return frame.apply(lambda column: column.map(rounded) if column.dtype.kind == "f" else column)
+
+
 def model_draft(results: Any, formula: str, profile: SDCProfile) -> Draft:
-    """A fitted statsmodels regression as a draft: estimates, observations and its check."""
+    """A fitted statsmodels regression as a draft: estimates, observations and its check.
+
+    Estimates, standard errors and p-values are kept to ``ESTIMATE_SIGNIFICANT_FIGURES``
+    significant figures in the recorded content and in the CSV alike, so the checker reviews
+    exactly the numbers that would be released (17-digit floats carry no meaning and crowd the
+    review page). The text summary is statsmodels' own, already at a readable precision.
+    """
     check = check_regression(results, profile)
     estimates = check.estimates if check.estimates is not None else pd.DataFrame()
-    estimates = estimates.rename_axis("term")
+    estimates = significant_figures(estimates.rename_axis("term"), ESTIMATE_SIGNIFICANT_FIGURES)
     df_resid = getattr(results, "df_resid", None)
     return Draft(
         kind="model",
@@ -332,6 +379,7 @@ def model_draft(results: Any, formula: str, profile: SDCProfile) -> Draft:
             "model": check.model,
             "formula": formula,
             "estimates": table_content(estimates),
+            "significant_figures": ESTIMATE_SIGNIFICANT_FIGURES,
             "nobs": int(check.observations),
             "df_resid": None if df_resid is None else float(df_resid),
         },
@@ -482,8 +530,23 @@ def _draw_histogram(counts: pd.DataFrame, column: str, rounding: str) -> tuple[A
     return figure, png.getvalue()
 
 
-def custom_draft(path: str | os.PathLike, justification: str) -> Draft:
-    """Any other file, with the researcher's justification: always for a checker to read."""
+def custom_draft(
+    path: str | os.PathLike,
+    justification: str,
+    *,
+    profile: SDCProfile | None = None,
+    context: str = "",
+    controls: str = "",
+    earlier: tuple[str, bytes] | None = None,
+) -> Draft:
+    """Any other file, with the researcher's justification: always for a checker to read.
+
+    Given the SDC ``profile``, a CSV file is also read for what checkers usually send back
+    (``output_checking.readiness``: unrounded or small counts, shares without safe
+    denominators), as is the output's ``context`` and ``controls`` text; ``earlier`` (a label
+    such as ``"output #4 (changes requested)"`` and that version's bytes) adds what changed
+    since. The findings are a ``readiness`` check, for review before and after submission.
+    """
     path = Path(path)
     if not path.is_file():
         raise SessionError(f"no file {str(path)!r}: give the path of the file to take out")
@@ -493,20 +556,48 @@ def custom_draft(path: str | os.PathLike, justification: str) -> Draft:
             f"{MINIMUM_JUSTIFICATION} characters): what is it, and why is it safe to release?"
         )
     extension = path.suffix.lower().lstrip(".")
+    data = path.read_bytes()
+    checks: list[dict[str, Any]] = [
+        {
+            "check": "custom",
+            "status": REVIEW,
+            "message": "a custom output has no automatic disclosure check: a checker reads it "
+            "with its justification",
+        }
+    ]
+    if profile is not None:
+        findings = description_findings(context, controls)
+        if extension == "csv":
+            try:
+                findings = file_findings(summarise_csv(data, profile), profile) + findings
+            except CSVSummaryError as exc:
+                findings.insert(0, ReadinessFinding("csv", f"the file cannot be read: {exc}"))
+        if earlier is not None:
+            findings.append(changes_since(earlier[1], data, earlier[0]))
+        checks.append(readiness_check(findings))
     return Draft(
         kind="custom",
         default_name=path.stem,
         content={"kind": "custom", "justification": justification.strip()},
-        checks=[
-            {
-                "check": "custom",
-                "status": REVIEW,
-                "message": "a custom output has no automatic disclosure check: a checker reads it "
-                "with its justification",
-            }
-        ],
-        files={extension: path.read_bytes()},
+        checks=checks,
+        files={extension: data},
     )
+
+
+def _earlier_version(outputs: Sequence[Output], name: str) -> tuple[str, bytes] | None:
+    """The latest earlier custom output of this name (or of the name with the " (2)" a repeat
+    is given), as a label and its file's bytes: what a file sent again is compared with."""
+    name = " ".join(name.split())
+    repeat = re.compile(re.escape(name) + r"( \(\d+\))?")
+    same = [
+        o
+        for o in outputs
+        if o.kind == "custom" and o.status != REMOVED and o.files and repeat.fullmatch(o.name)
+    ]
+    if not same:
+        return None
+    latest = max(same, key=lambda o: o.id)
+    return f"output #{latest.id} ({latest.status.replace('_', ' ')})", latest.files[0].content
 
 
 # ------------------------------------------------------------------ the session
@@ -1028,18 +1119,33 @@ class ResearchSession:
         """Put any other file up for release, saying why it is safe; a checker always reads it.
 
         The file gate still applies: a file of a type that may not leave, too large, or with
-        identifier columns (``person_key``...) raises ``OutputError``.
+        identifier columns (``person_key``...) raises ``OutputError``. A CSV is read for what a
+        checker would send back (unrounded or small counts, percentages without safe
+        denominators; ``output_checking.readiness``), as are missing ``context`` and
+        ``controls``; a file sent again under the name of an earlier custom output says what
+        changed since. The returned summary's ``findings`` (and ``s.outputs()``) list them.
 
         >>> s.custom_output("flow.png", "Diagram of case flow; no counts below 100")  # doctest: +SKIP
         """
-        return self._record(custom_draft(path, justification), name, context, controls)
+        with self._registry.sessions() as db:
+            earlier = _earlier_version(self._own_outputs(db), name or Path(path).stem)
+        draft = custom_draft(
+            path,
+            justification,
+            profile=self.policies.sdc.active,
+            context=context,
+            controls=controls,
+            earlier=earlier,
+        )
+        return self._record(draft, name, context, controls)
 
     # -------------------------------------------------------------- managing outputs
     def outputs(self) -> pd.DataFrame:
-        """This researcher's outputs in the project: name, kind, status, checks, files."""
+        """This researcher's outputs in the project: name, kind, status, checks, files and
+        notes (why cells are hidden; what a checker will ask about a custom output)."""
         with self._registry.sessions() as db:
             summaries = [OutputSummary.of(o) for o in self._own_outputs(db)]
-        columns = ["name", "kind", "status", "checks", "exception", "request", "files"]
+        columns = ["name", "kind", "status", "checks", "exception", "request", "files", "notes"]
         return pd.DataFrame(
             [
                 [
@@ -1050,6 +1156,7 @@ class ResearchSession:
                     o.exception_requested,
                     o.request_id,
                     ", ".join(o.files),
+                    "; ".join(o.notes),
                 ]
                 for o in summaries
             ],
@@ -1243,14 +1350,27 @@ def _spend_attrs(receipt: SpendReceipt, **extra: Any) -> dict[str, Any]:
 
 
 class DifferentialPrivacy:
-    """``s.dp``: differentially private queries paid from the project's privacy budget.
+    """``s.dp``: differentially private queries on the project's datasets, paid from the
+    project's privacy budget.
 
-    Each method mirrors the query of the same name in ``disclosure.dp`` with the data first
-    (a granted dataset's name, or a frame this session read, whose data dictionary then makes
-    group keys public) and ``rho=`` or ``accuracy=``; it spends, releases and records a
-    ``dp_result`` output, and returns the released table (estimate, lower, upper).
+    Each method mirrors the query of the same name in ``disclosure.dp``, with the name of a
+    dataset granted to the project first (``version=`` for an older version than the newest),
+    then ``rho=`` or ``accuracy=``. The environment reads the dataset itself, through the access
+    check, and never takes a frame: choose the rows with ``where=`` (conditions that must all
+    hold) and derive columns with ``derive=`` (bands of a number, years of a date), as data,
+    not code (``disclosure.dp.selection``). The data dictionary and derived bands make group
+    keys public. Each query spends, releases and records a ``dp_result`` output naming the
+    dataset, the version read and the query, and returns the released table (estimate, lower,
+    upper).
 
     >>> s.dp.count("linked/journeys", by=["sex"], rho=0.01)          # doctest: +SKIP
+    >>> s.dp.count(
+    ...     "linked/journeys",
+    ...     by=["age_band"],
+    ...     where=[("sex", "==", "F"), ("court", "in", ["crown", "magistrates"])],
+    ...     derive={"age_band": ("band", "age_at_offence", [18, 25, 35, 50])},
+    ...     rho=0.01,
+    ... )                                                             # doctest: +SKIP
     >>> s.dp.preview("linked/journeys", "mean", "sentence_months", bounds=(0, 120), rho=0.01)  # doctest: +SKIP
     >>> s.dp.budget().remaining_rho                                   # doctest: +SKIP
 
@@ -1267,6 +1387,8 @@ class DifferentialPrivacy:
         "histogram",
         "crosstab",
     )
+    # Options of every query that say what to read and how to pay, not what to compute.
+    READING = ("version", "where", "derive")
 
     def __init__(self, session: ResearchSession) -> None:
         self._session = session
@@ -1278,6 +1400,11 @@ class DifferentialPrivacy:
         from disclosure import dp
 
         if isinstance(statistic, dp.DPQuery):
+            if options:
+                raise SessionError(
+                    f"a built query takes no further options ({', '.join(sorted(options))}): "
+                    "give them to the query's constructor"
+                )
             return statistic
         if statistic not in self.QUERIES:
             raise SessionError(
@@ -1285,40 +1412,48 @@ class DifferentialPrivacy:
             )
         return getattr(dp, statistic)(*arguments, **options)
 
-    def _data(self, data: Any) -> tuple[Any, list[dict[str, Any]] | None]:
-        frame = self._session.dataset(data) if isinstance(data, str) else data
-        return frame, self._session.dictionary_of(data)
+    def _reading(self, dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """What to read: the dataset's name (a frame is refused, with how to write the query
+        instead) and the ``version``, ``where`` and ``derive`` popped from ``options``."""
+        from disclosure.dp.selection import refuse_frame
+
+        session = self._session
+        return {
+            "vault": session._vault,
+            "project_code": session.project,
+            "researcher": session.user,
+            "policies": session.policies,
+            "dataset": refuse_frame(dataset),
+            "synthetic": session.source == SYNTHETIC,
+            **{key: options.pop(key, None) for key in self.READING},
+        }
 
     def _release(
         self,
         statistic: str,
-        data: Any,
+        dataset: Any,
         arguments: tuple,
         options: dict[str, Any],
     ) -> pd.DataFrame:
         from output_checking.dp_release import release_dp
 
+        reading = self._reading(dataset, options)
         rho = options.pop("rho", None)
         accuracy = options.pop("accuracy", None)
         name = options.pop("name", None)
         context = options.pop("context", "")
         query = self._query(statistic, arguments, options)
-        frame, dictionary = self._data(data)
         session = self._session
         with session._registry.sessions() as db:
             name = session._unique_name(db, name or f"DP {query.describe()}")
             released = release_dp(
                 db,
-                project_code=session.project,
-                researcher=session.user,
                 query=query,
-                data=frame,
-                policies=session.policies,
                 rho=rho,
                 accuracy=accuracy,
-                dictionary=dictionary,
                 name=name,
                 context=session._context(context),
+                **reading,
             )
             summary = OutputSummary.of(get_output(db, released.output_id))
         session.last_output = summary
@@ -1326,45 +1461,47 @@ class DifferentialPrivacy:
         table.attrs["srs_dp"] = _spend_attrs(released.receipt, notes=list(released.result.notes))
         return session._tagged(table, summary)
 
-    def count(self, data: Any, **options: Any) -> pd.DataFrame:
-        """Number of rows, overall or ``by`` groups (options of ``disclosure.dp.count``)."""
-        return self._release("count", data, (), options)
+    def count(self, dataset: str, **options: Any) -> pd.DataFrame:
+        """Number of rows of ``dataset``, overall or ``by`` groups (options of
+        ``disclosure.dp.count``, and ``where``, ``derive``, ``version``, ``rho`` or
+        ``accuracy``, ``name``, ``context``)."""
+        return self._release("count", dataset, (), options)
 
-    def sum_of(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+    def sum_of(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
         """Sum of ``column`` clipped to ``bounds`` (options of ``disclosure.dp.sum_of``)."""
-        return self._release("sum_of", data, (column,), options)
+        return self._release("sum_of", dataset, (column,), options)
 
-    def mean(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+    def mean(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
         """Mean of ``column`` (options of ``disclosure.dp.mean``: bounds, by, keys, decimals)."""
-        return self._release("mean", data, (column,), options)
+        return self._release("mean", dataset, (column,), options)
 
-    def variance(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+    def variance(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
         """Variance of ``column`` (options of ``disclosure.dp.variance``)."""
-        return self._release("variance", data, (column,), options)
+        return self._release("variance", dataset, (column,), options)
 
     def quantiles(
-        self, data: Any, column: str, qs: Sequence[float], **options: Any
+        self, dataset: str, column: str, qs: Sequence[float], **options: Any
     ) -> pd.DataFrame:
         """Quantiles ``qs`` of ``column`` (options of ``disclosure.dp.quantiles``)."""
-        return self._release("quantiles", data, (column, qs), options)
+        return self._release("quantiles", dataset, (column, qs), options)
 
-    def median(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
+    def median(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
         """Median of ``column`` (options of ``disclosure.dp.median``)."""
-        return self._release("median", data, (column,), options)
+        return self._release("median", dataset, (column,), options)
 
     def histogram(
-        self, data: Any, column: str, edges: Sequence[float], **options: Any
+        self, dataset: str, column: str, edges: Sequence[float], **options: Any
     ) -> pd.DataFrame:
         """Counts of ``column`` between public ``edges`` (options of ``disclosure.dp.histogram``)."""
-        return self._release("histogram", data, (column, edges), options)
+        return self._release("histogram", dataset, (column, edges), options)
 
-    def crosstab(self, data: Any, *columns: str, **options: Any) -> pd.DataFrame:
+    def crosstab(self, dataset: str, *columns: str, **options: Any) -> pd.DataFrame:
         """A 1-3 way table of counts of ``columns`` (options of ``disclosure.dp.crosstab``)."""
-        return self._release("crosstab", data, columns, options)
+        return self._release("crosstab", dataset, columns, options)
 
     def synthetic(
         self,
-        data: Any,
+        dataset: str,
         columns: Sequence[str],
         *,
         rows: int,
@@ -1372,41 +1509,39 @@ class DifferentialPrivacy:
         algorithm: str = "mst",
         bins: int | None = None,
         seed: int | None = None,
+        version: int | None = None,
+        where: Sequence[Any] | None = None,
+        derive: dict[str, Any] | None = None,
         name: str | None = None,
         context: str = "",
     ) -> pd.DataFrame:
-        """A differentially private synthetic replica of ``columns``: OpenDP's MST (or AIM)
-        at a person-level unit, paid from the project's budget and recorded as a ``dp_result``
-        output (its rows as CSV) for output checking. Categories come from the data dictionary
-        (public), numbers from public bounds; nothing is spent if anything is refused.
+        """A differentially private synthetic replica of ``columns`` of ``dataset`` (its rows
+        chosen by ``where``, as for a query): OpenDP's MST (or AIM) at a person-level unit, paid
+        from the project's budget and recorded as a ``dp_result`` output (its rows as CSV) for
+        output checking. Categories come from the data dictionary (public), numbers from public
+        bounds; nothing is spent if anything is refused.
 
         >>> s.dp.synthetic("linked/journeys", ["sex", "court", "remanded"], rows=2000, rho=0.05)  # doctest: +SKIP
         """
         from output_checking.dp_release import release_dp_replica
 
-        frame, dictionary = self._data(data)
+        reading = self._reading(dataset, {"version": version, "where": where, "derive": derive})
         session = self._session
-        dataset = data if isinstance(data, str) else frame.attrs.get(DATASET)
         with session._registry.sessions() as db:
             name = session._unique_name(
-                db, name or f"DP synthetic replica of {dataset or 'data'} ({', '.join(columns)})"
+                db, name or f"DP synthetic replica of {reading['dataset']} ({', '.join(columns)})"
             )
             released = release_dp_replica(
                 db,
-                project_code=session.project,
-                researcher=session.user,
-                data=frame,
                 columns=list(columns),
                 rows=rows,
                 rho=rho,
-                policies=session.policies,
-                dictionary=dictionary,
                 algorithm=algorithm,
                 bins=bins,
                 seed=seed,
-                dataset=dataset,
                 name=name,
                 context=session._context(context),
+                **reading,
             )
             summary = OutputSummary.of(get_output(db, released.output_id))
         session.last_output = summary
@@ -1416,26 +1551,26 @@ class DifferentialPrivacy:
 
     def preview(
         self,
-        data: Any,
+        dataset: str,
         query: Any,
         *arguments: Any,
         rho: float | None = None,
         accuracy: float | None = None,
         **options: Any,
     ) -> Any:
-        """The cost and expected error of a query, spending nothing: ``query`` is a
-        ``disclosure.dp`` query or the name of one, followed by its arguments.
+        """The cost and expected error of a query on ``dataset``, spending nothing: ``query``
+        is a ``disclosure.dp`` query or the name of one, followed by its arguments (and
+        ``where``, ``derive``, ``version`` as for the query itself).
 
         >>> print(s.dp.preview("linked/journeys", "count", by=["sex"], rho=0.01))  # doctest: +SKIP
         count of rows by sex: costs rho 0.01 (epsilon ... at delta 1e-07); 95% error count +/- ...
         """
         from output_checking.dp_release import preview_dp
 
+        reading = self._reading(dataset, options)
         built = self._query(query, arguments, options)
-        frame, dictionary = self._data(data)
-        return preview_dp(
-            built, frame, self._session.policies, rho=rho, accuracy=accuracy, dictionary=dictionary
-        )
+        with self._session._registry.sessions() as db:
+            return preview_dp(db, query=built, rho=rho, accuracy=accuracy, **reading)
 
     def budget(self) -> BudgetState:
         """Where the project's privacy budget stands (total, spent, remaining, by researcher)."""

@@ -2,9 +2,10 @@
 person-level unit, paid for from the project's budget ledger, then sampled into new rows.
 
 ``plan_dp_replica`` checks the columns and states the cost (nothing is spent); the caller debits
-the project's budget (``srs.budget.debit``); ``synthesize_dp`` then draws the noise, once, and
-only against that committed spend; ``dp_replica`` does all three in that order. The DP guarantee
-covers the released marginals, and so every row sampled from them (post-processing).
+the project's budget (``srs.budget.debit``) and has the ledger confirm it
+(``srs.budget.confirm_spend``); ``synthesize_dp`` then draws the noise, once, and only against
+that confirmed spend; ``dp_replica`` does it all in that order. The DP guarantee covers the
+released marginals, and so every row sampled from them (post-processing).
 
 How it is built: OpenDP 0.16's marginal-based synthesisers, with Private-PGM (``mbi``) behind
 them. The plan is ``Context.compositor(...)`` at a person-level privacy unit (the person key
@@ -40,10 +41,10 @@ import pandas as pd
 import polars as pl
 from sqlalchemy.orm import Session
 
-from disclosure.dp import DPQueryError, DPReleaseRefused, Spend, on_nano_grid
+from disclosure.dp import ConfirmedSpend, DPQueryError, DPReleaseRefused, on_nano_grid
 from disclosure.dp.engine import IDENTIFIER_HASH_SEED, MAX_CELLS, require_spend
 from disclosure.dp.queries import MISSING_KEY, key_text
-from srs.budget import SpendReceipt, debit
+from srs.budget import SpendReceipt, confirm_spend, debit
 from srs.policy import PolicySet
 from synthetic.errors import SyntheticError
 
@@ -172,7 +173,7 @@ class DPReplicaPlan:
         )
 
     # ------------------------------------------------------------------ release
-    def _release(self, spend: Spend):
+    def _release(self, spend: ConfirmedSpend):
         """Draw the noise: only once, only against a spend covering this plan."""
         if self._released:
             raise DPReplicaRefused(
@@ -403,12 +404,15 @@ def _decoded(column: ReplicaColumn, codes: np.ndarray, rng: np.random.Generator)
     return values
 
 
-def synthesize_dp(plan: DPReplicaPlan, spend: Spend, rows: int, seed: int | None) -> pd.DataFrame:
+def synthesize_dp(
+    plan: DPReplicaPlan, spend: ConfirmedSpend, rows: int, seed: int | None
+) -> pd.DataFrame:
     """Draw the plan's noisy marginals against ``spend`` and sample ``rows`` synthetic rows.
 
-    Only once per plan, and only with a spend committed to the ledger that covers the plan's rho
-    and delta (``DPReplicaRefused`` otherwise). ``seed`` fixes the sampling from the released
-    marginals, never OpenDP's noise, which is drawn fresh from a secure source every time.
+    Only once per plan, and only with a spend the ledger confirmed (``srs.budget.confirm_spend``)
+    that covers the plan's rho and delta (``DPReplicaRefused`` otherwise). ``seed`` fixes the
+    sampling from the released marginals, never OpenDP's noise, which is drawn fresh from a
+    secure source every time.
     The frame's ``attrs`` name the spend and the cost.
     """
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
@@ -492,7 +496,15 @@ def dp_replica(
         purpose=f"DP synthetic replica of {what}",
         policies=policies,
     )
-    data = synthesize_dp(plan, receipt, rows, seed)
+    confirmed = confirm_spend(
+        session,
+        spend_id=receipt.spend_id,
+        project_code=project_code,
+        researcher=researcher,
+        rho=plan.rho,
+        delta=plan.delta,
+    )
+    data = synthesize_dp(plan, confirmed, rows, seed)
     return DPReplica(
         data=data, receipt=receipt, description=plan.describe(), marginals=dict(plan.released)
     )

@@ -2,8 +2,10 @@
 
 Build a query (``count``, ``sum_of``, ``mean``, ``variance``, ``quantiles``, ``median``,
 ``histogram``, ``crosstab``), ``plan`` it on a table at a spend of rho or at an accuracy target,
-``preview`` its cost and error without spending, and ``release`` it against a committed spend
-from the project's budget ledger (``srs.budget``). Pure computation: no database, no files.
+``preview`` its cost and error without spending, and ``release`` it against a spend the
+project's budget ledger confirmed (``ConfirmedSpend``, issued by ``srs.budget.confirm_spend``).
+``where`` and ``derive`` (``disclosure.dp.selection``) say declaratively which rows a query reads
+and which columns it derives. Pure computation: no database, no files.
 
 >>> import pandas as pd
 >>> from disclosure.policy import PrivacyBudgetPolicy
@@ -15,8 +17,6 @@ count of rows: costs rho 0.01 (epsilon ... at delta 1e-07); 95% error count +/- 
 
 from disclosure.dp.engine import (
     DPPlan,
-    DPReleaseRefused,
-    Spend,
     on_nano_grid,
     plan,
     rho_for_accuracy,
@@ -35,8 +35,11 @@ from disclosure.dp.queries import (
     with_dictionary_keys,
 )
 from disclosure.dp.results import DPPreview, DPResult, NoiseLine
+from disclosure.dp.selection import RowSelection, SelectionError, select_rows
+from disclosure.dp.spend import ConfirmedSpend, DPReleaseRefused, is_positive_real
 
 __all__ = [
+    "ConfirmedSpend",
     "DPPlan",
     "DPPreview",
     "DPQuery",
@@ -44,16 +47,19 @@ __all__ = [
     "DPReleaseRefused",
     "DPResult",
     "NoiseLine",
-    "Spend",
+    "RowSelection",
+    "SelectionError",
     "count",
     "crosstab",
     "histogram",
+    "is_positive_real",
     "mean",
     "median",
     "on_nano_grid",
     "plan",
     "quantiles",
     "rho_for_accuracy",
+    "select_rows",
     "sum_of",
     "variance",
     "with_dictionary_keys",

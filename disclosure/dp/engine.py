@@ -4,8 +4,8 @@
 (``dp.unit_of(contributions=1, identifier=person_key)``) and each person's rows are cut to a
 random sample of ``policy.max_rows_per_person`` before any statistic, since one person has many
 cases. A plan can be previewed (expected error per statistic, without spending), and released
-exactly once, and only against a committed spend (see ``srs.budget.debit``): nothing releases
-without accounting.
+exactly once, and only against a spend the ledger confirmed (``disclosure.dp.spend``, issued by
+``srs.budget.confirm_spend`` after ``srs.budget.debit``): nothing releases without accounting.
 
 Guards against known OpenDP pitfalls, each with a regression test:
 - no margin is declared with ``invariant="keys"`` (OpenDP issue 2945: grouped sums under such a
@@ -24,7 +24,7 @@ import functools
 import itertools
 import math
 import warnings
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import opendp.prelude as dp
@@ -33,7 +33,7 @@ import polars as pl
 
 from disclosure.dp.queries import MISSING_KEY, DPQuery, DPQueryError
 from disclosure.dp.results import DPPreview, DPResult, NoiseLine
-from disclosure.errors import DisclosureError
+from disclosure.dp.spend import NANO, ConfirmedSpend, DPReleaseRefused, is_positive_real, redeem
 from disclosure.policy import PrivacyBudgetPolicy
 
 dp.enable_features("contrib")
@@ -43,26 +43,16 @@ CENTRED = "__centred"
 SQUARED = "__squared"
 MAX_CELLS = 100_000
 IDENTIFIER_HASH_SEED = 20261122
-NANO = 1_000_000_000
 I64_MAX = 2**63 - 1
-
-
-class DPReleaseRefused(DisclosureError, RuntimeError):
-    """A release was attempted without a committed spend that covers the plan, or twice."""
-
-
-class Spend(Protocol):
-    """What a committed budget debit must show to release a plan (``srs.budget.SpendReceipt``)."""
-
-    spend_id: int
-    rho: float
-    delta: float
 
 
 def on_nano_grid(rho: float) -> float:
     """``rho`` rounded up to whole nano-rho, the ledger's unit, so plan and spend agree exactly."""
-    if not math.isfinite(rho) or rho <= 0:
-        raise DPQueryError(f"a DP query must spend a positive, finite rho, not {rho!r}")
+    if not is_positive_real(rho):
+        raise DPQueryError(
+            f"a DP query must spend a positive, finite rho given as a number (e.g. rho=0.01), "
+            f"not {rho!r}"
+        )
     return math.ceil(round(rho * NANO, 3)) / NANO
 
 
@@ -391,29 +381,25 @@ class DPPlan:
         )
 
     # ------------------------------------------------------------------ release
-    def release(self, spend: Spend) -> DPResult:
-        """Draw the noise and return the result: only once, and only against a spend that
-        covers this plan's rho and delta (committed to the ledger before this call)."""
+    def release(self, spend: ConfirmedSpend) -> DPResult:
+        """Draw the noise and return the result: only once, and only against a spend the ledger
+        confirmed (``srs.budget.confirm_spend``) that covers this plan's rho and delta; the
+        confirmation is used up."""
         if self._released:
             raise DPReleaseRefused("this plan was already released; prepare a new one")
-        require_spend(spend, self.rho, self.delta, DPReleaseRefused)
+        spend_id = require_spend(spend, self.rho, self.delta, DPReleaseRefused)
         preview = self.preview()
         self._released = True
         released = self._context(self._resolved()).collect()
         table = _estimates(self, released.to_pandas(), {n.statistic: n for n in preview.noise})
-        return DPResult(preview=preview, table=table, spend_id=spend.spend_id)
+        return DPResult(preview=preview, table=table, spend_id=spend_id)
 
 
-def require_spend(spend: Spend, rho: float, delta: float, refusal: type[Exception]) -> None:
-    """Raise ``refusal`` unless ``spend`` is a committed ledger spend covering ``rho`` and
-    ``delta`` (compared in whole nano-rho, as the ledger counts)."""
-    if spend is None or not getattr(spend, "spend_id", None):
-        raise refusal("no committed spend: debit the project budget first")
-    if round(spend.rho * NANO) < round(rho * NANO) or spend.delta < delta:
-        raise refusal(
-            f"spend {spend.spend_id} covers rho {spend.rho:g}, delta {spend.delta:g}; this "
-            f"release needs rho {rho:g}, delta {delta:g}"
-        )
+def require_spend(spend: ConfirmedSpend, rho: float, delta: float, refusal: type[Exception]) -> int:
+    """Use up ``spend`` and return its id, or raise ``refusal`` unless it is a confirmation the
+    ledger issued and no release has used, covering ``rho`` and ``delta`` (in whole nano-rho,
+    as the ledger counts). An object that merely looks like a spend is refused."""
+    return redeem(spend, rho, delta, refusal)
 
 
 @functools.cache
@@ -562,8 +548,10 @@ def _accuracy_target(query: DPQuery, accuracy: float) -> str:
         )
     if query.by and not query.public_keys:
         raise DPQueryError("accuracy targets need public group keys; give rho for this query")
-    if not isinstance(accuracy, int | float) or not (math.isfinite(accuracy) and accuracy > 0):
-        raise DPQueryError(f"accuracy must be a positive number, not {accuracy!r}")
+    if not is_positive_real(accuracy):
+        raise DPQueryError(
+            f"accuracy must be a positive, finite number (e.g. accuracy=50), not {accuracy!r}"
+        )
     return ACCURACY_TARGETS[query.statistic]
 
 

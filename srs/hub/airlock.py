@@ -7,20 +7,29 @@ by hiding buttons:
 
 - ``AirlockContentsManager``: the contents API serves a file's content only for the policy's
   editable suffixes (``.ipynb``, ``.py``, ...) and only up to ``max_readable_file_bytes``;
-  saving and uploading likewise (``max_upload_file_bytes``). Listings and metadata still work.
+  saving and uploading likewise (``max_upload_file_bytes``). Listings and metadata still work,
+  within the read budget below.
 - ``airlock`` (a server extension) answers 403 on every other door to a file's bytes: ``/files/``,
   ``/view/``, nbconvert (``/nbconvert/``, ``/api/nbconvert``) and terminals; it refuses to let the
   server run without the airlock's contents manager, kernel specs and websocket limits, and marks
   the server's process undumpable so a kernel (the same account) cannot read or patch its memory.
-- ``AirlockWebsocketConnection``: kernel messages to the browser (every channel, every type but
-  status) over a sliding window of ``output_window_seconds``: at most
-  ``output_bytes_per_second`` and ``output_messages_per_second`` on average, and no single
-  message over ``max_output_message_bytes``; what is over is withheld, and the cell is told so.
+- ``AirlockWebsocketConnection``: kernel messages to the browser (every channel, every type,
+  status too) over a sliding window of ``output_window_seconds`` kept for the whole server (all
+  its kernels and websockets together, so reconnecting or starting more kernels renews nothing):
+  at most ``output_bytes_per_second`` and ``output_messages_per_second`` on average, and no
+  single message over ``max_output_message_bytes``; what is over is withheld, and the cell is
+  told so. A status over the rate is rebuilt from the browser's own request (its state only);
+  a message whose header does not unpack never goes.
+- ``AirlockKernelManager``: ``/api/kernels`` and ``/api/sessions`` show Jupyter's own execution
+  states only, not whatever a kernel's status message said.
 - ``AirlockKernelSpecManager``: one kernel, ``python3``, started by ``srs.hub.kernel`` (every
   channel on IPC sockets); specs in the researcher's own folders are never read.
-- The content of all editable files together reaches the browser at most ``read_bytes_per_hour``
-  over a sliding hour: a kernel may write anything into a notebook, so reading files back is
-  bounded like kernel output.
+- Everything the contents API serves (editable files' content, listings, metadata, checkpoint
+  lists) reaches the browser at most ``read_bytes_per_hour`` over a sliding hour, counted as
+  served (not as ``stat`` tells): a kernel may write anything into a notebook, or as file names,
+  so reading back is bounded like kernel output. The reads are also written to the account's
+  read ledger, a root-owned file the spawner opens and hands the server as a file descriptor
+  (``AIRLOCK_READ_LEDGER_FD``), so that a restart of the server renews nothing.
 - JupyterLab, the researchers' interface: its download and export plugins are disabled
   (``labconfig/page_config.json``), and everything it reads besides notebooks (page config, user
   settings, workspaces, extensions) comes from root's folders, never from the researcher's home,
@@ -32,25 +41,40 @@ classification, a remote-desktop tier (no browser download at all) is the answer
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
+import hashlib
 import json
 import os
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets import Float, Integer, List, Unicode, default
 
 KERNEL_NAME = "python3"
+# The environment variable that tells a server the file descriptor of its account's read ledger
+# (opened by SRSSpawner on a root-owned file; see AirlockContentsManager).
+READ_LEDGER_FD_VARIABLE = "AIRLOCK_READ_LEDGER_FD"
 PR_SET_DUMPABLE = 4
+# The execution states Jupyter itself uses; a kernel's status message may say anything.
+EXECUTION_STATES = frozenset(
+    {"starting", "idle", "busy", "restarting", "autorestarting", "dead", "unknown", "terminating"}
+)
+# The browser's requests remembered per connection (for a status over the rate; see
+# AirlockWebsocketConnection._airlock_status), and the header fields kept of each.
+MAX_TRACKED_REQUESTS = 256
+_REQUEST_HEADER_FIELDS = ("msg_id", "msg_type", "username", "session", "date", "version")
 # Doors to a file's bytes other than the contents API, answered 403 (the server's own routes
 # for them come after an extension's, so these are matched first).
 REFUSED_ROUTES = (
@@ -80,6 +104,23 @@ REFUSAL = (
 
 def _suffix(path: str) -> str:
     return Path(path).suffix.lower()
+
+
+# Set while the contents manager builds an answer: the models a listing asks for are counted
+# once, as part of the listing, not each again.
+_WITHIN_LISTING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "airlock_within_listing", default=False
+)
+
+
+def _content_bytes(model: dict[str, Any]) -> int:
+    """The size of a file model's content as the file holds it (base64 decoded)."""
+    content = model.get("content")
+    if model.get("type") == "notebook":
+        return len(json.dumps(content, ensure_ascii=False).encode("utf-8"))
+    if model.get("format") == "base64":
+        return len(content) * 3 // 4
+    return len(str(content).encode("utf-8"))
 
 
 class AirlockContentsManager(AsyncLargeFileManager):
@@ -112,6 +153,29 @@ class AirlockContentsManager(AsyncLargeFileManager):
         super().__init__(**options)
         # (when, bytes) of each file content served within the last hour.
         self._airlock_reads: deque[tuple[float, int]] = deque()
+        self._ledger_fd = self._open_ledger()
+
+    def _open_ledger(self) -> int | None:
+        """The account's read ledger, if the spawner passed one: a root-owned file the server
+        holds open (appending), which no kernel can open, so that the hour's reads survive a
+        restart of the server. The reads of the last hour in it count from the start."""
+        number = os.environ.pop(READ_LEDGER_FD_VARIABLE, None)
+        if not number:
+            return None
+        descriptor = int(number)
+        os.set_inheritable(descriptor, False)  # never a kernel's
+        size = os.fstat(descriptor).st_size
+        text = os.pread(descriptor, size, 0).decode("ascii", "replace") if size else ""
+        wall, now = time.time(), time.monotonic()
+        for line in text.splitlines():
+            try:
+                when, bytes_read = line.split()
+                age = wall - float(when)
+                if 0 <= age < 3600:
+                    self._airlock_reads.append((now - age, int(bytes_read)))
+            except ValueError:
+                continue
+        return descriptor
 
     @default("files_handler_class")
     def _files_handler_default(self) -> type:
@@ -134,12 +198,21 @@ class AirlockContentsManager(AsyncLargeFileManager):
                 "(s.custom_output, s.submit)",
             )
         served.append((now, size))
+        if self._ledger_fd is not None:
+            os.write(self._ledger_fd, f"{time.time():.3f} {size}\n".encode("ascii"))
 
     def _editable(self, path: str) -> bool:
         return _suffix(path) in {suffix.lower() for suffix in self.editable_suffixes}
 
     async def get(self, path, content=True, type=None, format=None, require_hash=False):
-        """A file's model; its content only for an editable suffix within the size limit."""
+        """A file's model; its content only for an editable suffix within the size limit.
+
+        Every answer to the browser counts against the hour's read budget by what it serves,
+        not by what ``stat`` says: a listing's names and a file's metadata are the kernel's to
+        choose, and a file whose size ``stat`` does not tell (``/proc/<pid>/cmdline`` behind a
+        symlink named ``leak.py`` says 0 bytes) is measured as read. A listing's own entries
+        (models the listing asks for) are counted once, in the listing."""
+        counted = 0
         if content:
             os_path = self._get_os_path(path.strip("/"))
             if os.path.isfile(os_path):
@@ -150,17 +223,39 @@ class AirlockContentsManager(AsyncLargeFileManager):
                         f"; {REFUSAL}",
                     )
                 size = os.path.getsize(os_path)
-                if size > self.max_readable_file_bytes:
-                    raise web.HTTPError(
-                        403,
-                        f"{path} is {size:,} bytes, over the {self.max_readable_file_bytes:,} the "
-                        "browser may read; clear the notebook's outputs in the kernel "
-                        "(jupyter nbconvert --clear-output) or split the file",
-                    )
+                self._refuse_too_big(path, size)
                 self._admit_read(path, size)
-        return await super().get(
-            path, content=content, type=type, format=format, require_hash=require_hash
-        )
+                counted = size
+        outer = not _WITHIN_LISTING.get()
+        marker = _WITHIN_LISTING.set(True)
+        try:
+            model = await super().get(
+                path, content=content, type=type, format=format, require_hash=require_hash
+            )
+        finally:
+            _WITHIN_LISTING.reset(marker)
+        if outer:
+            if model.get("type") in ("file", "notebook") and model.get("content") is not None:
+                self._refuse_too_big(path, _content_bytes(model))
+            served = len(json.dumps(model, default=str, ensure_ascii=False).encode("utf-8"))
+            if served > counted:
+                self._admit_read(path, served - counted)
+        return model
+
+    async def list_checkpoints(self, path):
+        """A file's checkpoints, counted like a listing (their times are the kernel's to set)."""
+        checkpoints = await super().list_checkpoints(path)
+        self._admit_read(path, len(json.dumps(checkpoints, default=str).encode("utf-8")))
+        return checkpoints
+
+    def _refuse_too_big(self, path: str, size: int) -> None:
+        if size > self.max_readable_file_bytes:
+            raise web.HTTPError(
+                403,
+                f"{path} is {size:,} bytes, over the {self.max_readable_file_bytes:,} the "
+                "browser may read; clear the notebook's outputs in the kernel "
+                "(jupyter nbconvert --clear-output) or split the file",
+            )
 
     async def save(self, model, path=""):
         """Save or upload a notebook or code file within the size limit; folders as usual."""
@@ -247,15 +342,24 @@ class AirlockWebsocketConnection(ZMQChannelsWebsocketConnection):
         return False
 
     def _airlock_window(self) -> deque:
-        window = getattr(self, "_srs_window", None)
-        if window is None:
-            window = self._srs_window = deque()
-            self._srs_bytes = 0
+        """The output window: one for the whole server (every kernel, every connection), kept
+        on its kernel manager, so that neither reconnecting nor starting more kernels renews
+        or multiplies the budget."""
+        owner = getattr(getattr(self, "parent", None), "parent", None) or self
+        shared = getattr(owner, "_srs_output_window", None)
+        if shared is None:
+            shared = _OutputWindow()
+            owner._srs_output_window = shared
+        self._srs_shared = shared
+        if not hasattr(self, "_srs_warned_at"):
             self._srs_warned_at = 0.0
-        return window
+        return shared.messages
 
-    def _airlock_admits(self, size: int) -> str | None:
-        """None if a message of ``size`` bytes may go now; else why not."""
+    def _airlock_admits(self, size: int, digest: bytes | None = None) -> str | None:
+        """None if a message of ``size`` bytes may go now; else why not. A message whose bytes
+        (``digest``) went to another of the server's connections within the window is not
+        counted again: a kernel's IOPub reaches each of its connections, and the same bytes
+        tell the browser nothing new."""
         if size > self.max_output_message_bytes:
             return (
                 f"a {size:,}-byte output was withheld: the environment sends at most "
@@ -263,11 +367,17 @@ class AirlockWebsocketConnection(ZMQChannelsWebsocketConnection):
             )
         now = time.monotonic()
         window = self._airlock_window()
+        shared = self._srs_shared
         while window and window[0][0] <= now - self.output_window_seconds:
-            self._srs_bytes -= window.popleft()[1]
+            when, gone, gone_digest = window.popleft()
+            shared.bytes -= gone
+            if gone_digest is not None and shared.digests.get(gone_digest) == when:
+                del shared.digests[gone_digest]
+        if digest is not None and digest in shared.digests:
+            return None
         byte_budget = self.output_bytes_per_second * self.output_window_seconds
         message_budget = self.output_messages_per_second * self.output_window_seconds
-        if self._srs_bytes + size > byte_budget or len(window) + 1 > message_budget:
+        if shared.bytes + size > byte_budget or len(window) + 1 > message_budget:
             return (
                 "output to the browser is over the environment's rate "
                 f"({self.output_bytes_per_second:,.0f} bytes and "
@@ -275,24 +385,88 @@ class AirlockWebsocketConnection(ZMQChannelsWebsocketConnection):
                 f"{self.output_window_seconds:g} s); some was withheld. Show less (a summary, "
                 "head()), or take results out through output checking"
             )
-        window.append((now, size))
-        self._srs_bytes += size
+        window.append((now, size, digest))
+        shared.bytes += size
+        if digest is not None:
+            shared.digests[digest] = now
         return None
 
+    def _airlock_requests(self) -> OrderedDict:
+        requests = getattr(self, "_srs_requests", None)
+        if requests is None:
+            requests = self._srs_requests = OrderedDict()
+        return requests
+
+    def handle_incoming_message(self, incoming_msg: Any) -> None:
+        """Note the header of each request the browser sends (a status message that is over
+        the rate may still tell the browser its request is done; see ``_airlock_status``)."""
+        try:
+            if self.subprotocol == "v1.kernel.websocket.jupyter.org":
+                _, msg_list = deserialize_msg_from_ws_v1(incoming_msg)
+                header = self.session.unpack(msg_list[0])
+            else:
+                header = json.loads(incoming_msg)["header"]
+            msg_id = header["msg_id"]
+            if isinstance(msg_id, str):
+                requests = self._airlock_requests()
+                requests[msg_id] = {key: header.get(key) for key in _REQUEST_HEADER_FIELDS}
+                requests.move_to_end(msg_id)
+                while len(requests) > MAX_TRACKED_REQUESTS:
+                    requests.popitem(last=False)
+        except Exception:  # noqa: S110 (Jupyter itself decides what to do with it)
+            pass
+        return super().handle_incoming_message(incoming_msg)
+
+    def _airlock_status(self, stream: Any, parts: list[bytes], header: dict) -> bool:
+        """A status message over the rate, rebuilt with nothing of the kernel's but its state
+        (``idle`` or ``busy``), once per state for a request this connection's browser sent:
+        the notebook still learns its cell finished, and no kernel-chosen byte rides along.
+        True if one was sent."""
+        try:
+            state = self.session.unpack(parts[3]).get("execution_state")
+            parent_id = self.session.unpack(parts[1]).get("msg_id")
+        except Exception:
+            return False
+        request = self._airlock_requests().get(parent_id) if isinstance(parent_id, str) else None
+        if state not in ("idle", "busy") or request is None:
+            return False
+        told = request.setdefault("_srs_told", set())
+        if state in told:
+            return False
+        told.add(state)
+        parent = {key: value for key, value in request.items() if key != "_srs_told"}
+        rebuilt = self.session.msg("status", content={"execution_state": state}, parent=parent)
+        rebuilt["header"]["session"] = self._srs_kernel_session or rebuilt["header"]["session"]
+        return super().handle_outgoing_message(stream, self.session.serialize(rebuilt)) or True
+
+    _srs_kernel_session: str | None = None
+
     def handle_outgoing_message(self, stream: str, outgoing_msg: list[Any]) -> None:
-        """Send a kernel message on to the browser if the airlock admits it."""
+        """Send a kernel message on to the browser if the airlock admits it: every message,
+        status messages too, counts against the server's window; one that is not a message
+        (a header that does not unpack) never goes."""
         _, fed = self.session.feed_identities(outgoing_msg)
         parts = fed[1:]
         try:
             header = self.session.unpack(parts[0])
-        except Exception:  # not a message Jupyter could send either; let it refuse it
-            return super().handle_outgoing_message(stream, outgoing_msg)
-        if header.get("msg_type") == "status":
-            return super().handle_outgoing_message(stream, outgoing_msg)
+            if not isinstance(header, dict) or len(parts) < 4:
+                raise ValueError("not a message")
+        except Exception:
+            # Jupyter's own path would pass it on, unread, to a browser speaking the v1
+            # protocol: bytes no limit counted.
+            self.log.warning("airlock: a kernel message that does not unpack was dropped")
+            return None
+        status = header.get("msg_type") == "status"
+        if status and self._srs_kernel_session is None and isinstance(header.get("session"), str):
+            self._srs_kernel_session = header["session"][:64]
         size = sum(len(part) for part in parts)
-        refusal = self._airlock_admits(size)
+        digest = hashlib.sha256(b"".join(bytes(part) for part in parts)).digest()
+        refusal = self._airlock_admits(size, digest)
         if refusal is None:
             return super().handle_outgoing_message(stream, outgoing_msg)
+        if status:
+            self._airlock_status(stream, parts, header)
+            return None
         now = time.monotonic()
         if now - self._srs_warned_at >= 1.0:
             self._srs_warned_at = now
@@ -302,6 +476,31 @@ class AirlockWebsocketConnection(ZMQChannelsWebsocketConnection):
                 parent = {}
             self.write_stderr(refusal, parent)
         self.log.warning("airlock: %s", refusal)
+
+
+class _OutputWindow:
+    """The messages sent to the browser within the window, (when, bytes, digest), and their
+    bytes."""
+
+    def __init__(self) -> None:
+        self.messages: deque[tuple[float, int, bytes | None]] = deque()
+        self.bytes = 0
+        # The digest of each message's bytes admitted within the window, and when.
+        self.digests: dict[bytes, float] = {}
+
+
+class AirlockKernelManager(AsyncMappingKernelManager):
+    """The server's kernels, shown to the browser (``/api/kernels``, ``/api/sessions``) with
+    an execution state of Jupyter's own words only: the server records whatever a status
+    message from the kernel says, which would otherwise reach the browser unlimited."""
+
+    def kernel_model(self, kernel_id: str) -> dict[str, Any]:
+        model = super().kernel_model(kernel_id)
+        if model.get("execution_state") not in EXECUTION_STATES:
+            model["execution_state"] = "unknown"
+        if "reason" in model:
+            model["reason"] = str(model["reason"])[:500]
+        return model
 
 
 class AirlockKernelSpecManager(KernelSpecManager):
@@ -372,6 +571,7 @@ def server_config(
         "ServerApp": {
             "contents_manager_class": f"{__name__}.AirlockContentsManager",
             "kernel_spec_manager_class": f"{__name__}.AirlockKernelSpecManager",
+            "kernel_manager_class": f"{__name__}.AirlockKernelManager",
             "kernel_websocket_connection_class": f"{__name__}.AirlockWebsocketConnection",
             "terminals_enabled": False,
             "jpserver_extensions": {
@@ -425,6 +625,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     problems = []
     if not isinstance(serverapp.contents_manager, AirlockContentsManager):
         problems.append(f"contents manager is {type(serverapp.contents_manager).__name__}")
+    if not isinstance(serverapp.kernel_manager, AirlockKernelManager):
+        problems.append(f"kernel manager is {type(serverapp.kernel_manager).__name__}")
     if not isinstance(serverapp.kernel_spec_manager, AirlockKernelSpecManager):
         problems.append(f"kernel spec manager is {type(serverapp.kernel_spec_manager).__name__}")
     connection = serverapp.kernel_websocket_connection_class

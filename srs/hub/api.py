@@ -22,7 +22,10 @@ person re-authorised for the project on each call (``srs.hub.tokens``), and the 
 real ``ResearchSession`` per token, so the access decisions, disclosure checks and audit events
 are the session's own. Only the public methods in ``SESSION_METHODS`` and ``DP_METHODS`` can be
 called; a model's formula is checked first (patsy evaluates formulas as Python, and this process
-holds the vault's key); a custom output arrives as the file's bytes, never as a path here.
+holds the vault's key); a custom output arrives as the file's bytes, never as a path here. A DP
+call carrying a frame (or series, bytes, file) anywhere in its arguments is refused before
+anything is decoded (``DPDataRefused``): DP queries name a dataset held here and choose its rows
+with a declarative ``where`` and ``derive``, plain JSON.
 
 A kernel is untrusted, so a call is read within the limits of ``policies.access.airlock``
 (``wire.WireLimits``): its JSON's size and nesting (``max_json_depth``) before anything else; its
@@ -63,6 +66,7 @@ import tornado.netutil
 import tornado.web
 from sqlalchemy.engine import make_url
 
+from disclosure.dp.selection import NAME_THE_DATASET, DPDataRefused
 from disclosure.errors import DisclosureError
 from output_checking.workflow import WorkflowError
 from srs.access import AccessDenied
@@ -101,6 +105,8 @@ SESSION_METHODS = frozenset(
     }
 )
 DP_METHODS = frozenset({*DifferentialPrivacy.QUERIES, "synthetic", "preview", "budget"})
+# What a DP call may never carry: data of the kernel's own (DP runs on datasets held here).
+DP_REFUSED_TAGS = frozenset({"frame", "series", "bytes", "file"})
 TARGETS = {"session": SESSION_METHODS, "dp": DP_METHODS}
 SERVICE_NAME = "srs-api"
 DEFAULT_HOST = "127.0.0.1"
@@ -399,6 +405,8 @@ class EnvironmentAPI:
             bound = _bind_as_sent(f"{target}.{method}", bound_method, arguments, options)
             if target == "session" and method in MODELS:
                 _check_formula_as_sent(bound.arguments.get("formula"))
+            if target == "dp":
+                _refuse_data_for_dp(f"dp.{method}", arguments, options)
             _decode_bound(bound, wire.DecodingAllowance(limits))
             result = _run(f"{target}.{method}", bound_method, bound)
             last_output = live.session.last_output
@@ -494,6 +502,22 @@ def _check_formula_as_sent(formula: Any) -> None:
             f"a formula is plain text such as 'y ~ x + C(group)', not a {type(formula).__name__}"
         )
     check_formula(formula)
+
+
+def _refuse_data_for_dp(name: str, arguments: list[Any], options: dict[str, Any]) -> None:
+    """Refuse, as sent and before anything is decoded, a DP call carrying a frame, series,
+    bytes or file anywhere in its arguments: a DP query names a dataset the environment holds
+    and chooses its rows with ``where`` and ``derive`` (``DPDataRefused``)."""
+    pending: list[Any] = [arguments, options]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            tag = value.get(wire.TAG)
+            if isinstance(tag, str) and tag in DP_REFUSED_TAGS:
+                raise DPDataRefused(f"{name} was sent a {tag}: {NAME_THE_DATASET}")
+            pending.extend(value.values())
 
 
 def _decode_bound(bound: inspect.BoundArguments, allowance: wire.DecodingAllowance) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from disclosure.dp.selection import refuse_frame
 from srs.hub import wire
 from srs.session import (
     API_URL_ENV,
@@ -76,7 +77,10 @@ REMOTE_ERRORS = {
     "SuppressionError": "disclosure.suppression",
     "ProtectionError": "disclosure.protection",
     "DPQueryError": "disclosure.dp.queries",
-    "DPReleaseRefused": "disclosure.dp.engine",
+    "SelectionError": "disclosure.dp.selection",
+    "DPDataRefused": "disclosure.dp.selection",
+    "DPReleaseRefused": "disclosure.dp.spend",
+    "SpendNotConfirmed": "srs.budget",
     "SyntheticError": "synthetic.errors",
     "DPReplicaError": "synthetic.dp_synthesis",
     "DPReplicaRefused": "synthetic.dp_synthesis",
@@ -163,7 +167,7 @@ class RemoteSession:
     ``srs.session()`` returns inside the hub. The same methods as ``ResearchSession``.
 
     Frames go to the API as Parquet: pass a dataset's name rather than a whole frame read from
-    it where you can. Fitted models come back as ``ModelResults`` (estimates, fit statistics and
+    it where you can (DP queries take only a dataset's name). Fitted models come back as ``ModelResults`` (estimates, fit statistics and
     the summary); figures as matplotlib figures of the recorded PNG.
     """
 
@@ -525,8 +529,9 @@ def _aggfunc_name(aggfunc: Any) -> Any:
 
 
 class RemoteDifferentialPrivacy:
-    """``s.dp`` inside the hub: the same differentially private queries, paid from the
-    project's budget by the environment."""
+    """``s.dp`` inside the hub: the same differentially private queries on the project's
+    datasets, paid from the project's budget by the environment. A query names a dataset; a
+    frame is refused here, before anything is sent (and by the API, whatever is sent)."""
 
     QUERIES = DifferentialPrivacy.QUERIES
 
@@ -536,49 +541,49 @@ class RemoteDifferentialPrivacy:
     def __repr__(self) -> str:
         return f"<DP queries for {self._session.project}: {', '.join(self.QUERIES)}>"
 
-    def _call(self, method: str, *arguments: Any, **options: Any) -> Any:
-        return self._session._call("dp", method, *arguments, **options)
+    def _call(self, method: str, dataset: Any, *arguments: Any, **options: Any) -> Any:
+        return self._session._call("dp", method, refuse_frame(dataset), *arguments, **options)
 
     @_same_as(DifferentialPrivacy.count)
-    def count(self, data: Any, **options: Any) -> pd.DataFrame:
-        return self._call("count", data, **options)
+    def count(self, dataset: str, **options: Any) -> pd.DataFrame:
+        return self._call("count", dataset, **options)
 
     @_same_as(DifferentialPrivacy.sum_of)
-    def sum_of(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("sum_of", data, column, **options)
+    def sum_of(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("sum_of", dataset, column, **options)
 
     @_same_as(DifferentialPrivacy.mean)
-    def mean(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("mean", data, column, **options)
+    def mean(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("mean", dataset, column, **options)
 
     @_same_as(DifferentialPrivacy.variance)
-    def variance(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("variance", data, column, **options)
+    def variance(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("variance", dataset, column, **options)
 
     @_same_as(DifferentialPrivacy.quantiles)
     def quantiles(
-        self, data: Any, column: str, qs: Sequence[float], **options: Any
+        self, dataset: str, column: str, qs: Sequence[float], **options: Any
     ) -> pd.DataFrame:
-        return self._call("quantiles", data, column, list(qs), **options)
+        return self._call("quantiles", dataset, column, list(qs), **options)
 
     @_same_as(DifferentialPrivacy.median)
-    def median(self, data: Any, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("median", data, column, **options)
+    def median(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
+        return self._call("median", dataset, column, **options)
 
     @_same_as(DifferentialPrivacy.histogram)
     def histogram(
-        self, data: Any, column: str, edges: Sequence[float], **options: Any
+        self, dataset: str, column: str, edges: Sequence[float], **options: Any
     ) -> pd.DataFrame:
-        return self._call("histogram", data, column, list(edges), **options)
+        return self._call("histogram", dataset, column, list(edges), **options)
 
     @_same_as(DifferentialPrivacy.crosstab)
-    def crosstab(self, data: Any, *columns: str, **options: Any) -> pd.DataFrame:
-        return self._call("crosstab", data, *columns, **options)
+    def crosstab(self, dataset: str, *columns: str, **options: Any) -> pd.DataFrame:
+        return self._call("crosstab", dataset, *columns, **options)
 
     @_same_as(DifferentialPrivacy.synthetic)
     def synthetic(
         self,
-        data: Any,
+        dataset: str,
         columns: Sequence[str],
         *,
         rows: int,
@@ -586,18 +591,24 @@ class RemoteDifferentialPrivacy:
         algorithm: str = "mst",
         bins: int | None = None,
         seed: int | None = None,
+        version: int | None = None,
+        where: Sequence[Any] | None = None,
+        derive: dict[str, Any] | None = None,
         name: str | None = None,
         context: str = "",
     ) -> pd.DataFrame:
         return self._call(
             "synthetic",
-            data,
+            dataset,
             list(columns),
             rows=rows,
             rho=rho,
             algorithm=algorithm,
             bins=bins,
             seed=seed,
+            version=version,
+            where=where,
+            derive=derive,
             name=name,
             context=context,
         )
@@ -605,15 +616,17 @@ class RemoteDifferentialPrivacy:
     @_same_as(DifferentialPrivacy.preview)
     def preview(
         self,
-        data: Any,
+        dataset: str,
         query: Any,
         *arguments: Any,
         rho: float | None = None,
         accuracy: float | None = None,
         **options: Any,
     ) -> Any:
-        return self._call("preview", data, query, *arguments, rho=rho, accuracy=accuracy, **options)
+        return self._call(
+            "preview", dataset, query, *arguments, rho=rho, accuracy=accuracy, **options
+        )
 
     @_same_as(DifferentialPrivacy.budget)
     def budget(self) -> Any:
-        return self._call("budget")
+        return self._session._call("dp", "budget")

@@ -25,6 +25,7 @@ variables) is ``ProjectSessionMixin``, which fits any JupyterHub spawner (KubeSp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import grp
 import json
 import os
@@ -32,6 +33,7 @@ import pwd
 import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -40,7 +42,13 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
-from srs.hub.airlock import KERNEL_NAME, kernel_spec, lab_page_config, server_config
+from srs.hub.airlock import (
+    KERNEL_NAME,
+    READ_LEDGER_FD_VARIABLE,
+    kernel_spec,
+    lab_page_config,
+    server_config,
+)
 from srs.hub.auth import HubDeployment, HubStanding, active_projects
 from srs.hub.config import DEFAULT_PROJECT_ROOT, DEFAULT_USER_HOME_BASE, HubConfigError
 from srs.hub.kernel import KERNEL_CGROUP, SERVER_CGROUP, cgroup2_mount
@@ -674,7 +682,48 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
         self._runtime_dir = self.ensure_runtime_folder(self._account)
         folder, self._project_gid = await self.ensure_project_folder(project)
         self._link_project_folder(self._account, folder)
+        self._open_read_ledger(self._account)
         self.log.info("%s's server runs as %s", self.user.name, self._account.name)
+
+    _read_ledger_fd: int | None = None
+
+    def _open_read_ledger(self, account: UnixAccount) -> None:
+        """Open the account's read ledger for its server (``RUNTIME_BASE/read-ledgers/<account>``,
+        root's, 0600), trimmed to the last hour: the server gets the descriptor only (inherited,
+        ``AIRLOCK_READ_LEDGER_FD``), so the hour's reads of the contents API survive a restart
+        of the server, and no kernel can open, trim or truncate the file."""
+        folder = Path(self.runtime_base) / "read-ledgers"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.stat().st_uid != os.geteuid():
+            raise HubConfigError(f"{folder} must belong to the hub's account")
+        folder.chmod(0o700)
+        path = folder / account.name
+        kept = []
+        if path.exists():
+            cutoff = time.time() - 3600
+            for line in path.read_text(encoding="ascii", errors="replace").splitlines():
+                with contextlib.suppress(ValueError, IndexError):
+                    if float(line.split()[0]) >= cutoff:
+                        kept.append(line + "\n")
+        _root_file(path, "".join(kept))
+        path.chmod(0o600)
+        self._close_read_ledger()
+        self._read_ledger_fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        self.popen_kwargs = {**self.popen_kwargs, "pass_fds": (self._read_ledger_fd,)}
+
+    def _close_read_ledger(self) -> None:
+        if self._read_ledger_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._read_ledger_fd)
+            self._read_ledger_fd = None
+
+    async def start(self):
+        """Start the server (``ProjectSessionMixin.start``); the hub keeps no copy of the
+        ledger's descriptor once the server holds it."""
+        try:
+            return await super().start()
+        finally:
+            self._close_read_ledger()
 
     # ---------------------------------------------------------------- the server process
     def make_preexec_fn(self, name: str):
@@ -724,6 +773,8 @@ class SRSSpawner(ProjectSessionMixin, LocalProcessSpawner):
             # the server put it into the page it sends the browser.
             env["JUPYTER_CONFIG_DIR"] = str(self._airlock)
         env["PYTHONNOUSERSITE"] = "1"
+        if self._read_ledger_fd is not None:
+            env[READ_LEDGER_FD_VARIABLE] = str(self._read_ledger_fd)
         return env
 
     def session_account_uid(self) -> int | None:

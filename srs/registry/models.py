@@ -1,5 +1,5 @@
 """The registry's tables: researchers, projects and their members, datasets, grants, outputs,
-hub sessions, audit events.
+hub sessions, checker-UI sessions, audit events.
 
 These SQLAlchemy 2 models are the state of the environment (safe people, safe projects, safe
 data's catalogue). The schema is created and changed only by the Alembic migrations in
@@ -282,6 +282,23 @@ class HubSession(Base):
     # The Unix account (uid) of the server the token was issued to; the API refuses the token
     # from any other account. None: not bound (a token issued outside the hub, e.g. in tests).
     unix_uid: Mapped[int | None] = mapped_column(Integer)
+
+
+class CheckerSession(Base):
+    """A sign-in to the output checkers' UI, known by the SHA-256 of the random id its cookie
+    carries (the id itself is never stored); it ends at sign-out, when idle past the access
+    policy's timeout or older than its absolute lifetime, and an ended session never resumes."""
+
+    __tablename__ = "checker_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why it ended: signed out, idle, past its lifetime, replaced by a new sign-in, account locked.
+    ended_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuditEvent(Base):

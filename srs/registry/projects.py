@@ -2,11 +2,15 @@
 
 Creating projects and adding members needs ``project.manage`` (administrators); granting a
 dataset needs ``project.grant`` (stewards) and is refused when the dataset's classification is
-above what the project is approved for.
+above what the project is approved for. A project's privacy budget is a finite zCDP rho within
+the privacy-budget policy's ``min_project_rho`` and ``max_project_rho``
+(``validate_project_budget``).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from datetime import date
 from typing import TypeVar
@@ -15,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from disclosure.policy import PrivacyBudgetPolicy
 from srs.access import authorise, latest_dataset
 from srs.audit import record_event
 from srs.policy import PolicySet
@@ -25,6 +30,36 @@ T = TypeVar("T")
 
 PROJECT_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 MEMBER_ROLES = ("lead", "researcher")
+
+
+class ProjectBudgetError(RegistryError):
+    """A project's privacy budget is not a finite zCDP rho in the range the policy allows."""
+
+
+def validate_project_budget(rho: object, budget: PrivacyBudgetPolicy) -> float:
+    """``rho`` as a project's total privacy budget (zCDP), or ``ProjectBudgetError``.
+
+    A budget is a real number (not a bool, not text), finite, from the policy's
+    ``min_project_rho`` to its ``max_project_rho``: an infinite or huge budget would let every
+    query through (or overflow the ledger), NaN compares false with everything, and one below
+    the floor would round to nothing in the ledger.
+
+    >>> validate_project_budget(0.5, policies.privacy_budget)  # doctest: +SKIP
+    0.5
+    >>> validate_project_budget(float("inf"), policies.privacy_budget)  # doctest: +SKIP
+    Traceback (most recent call last):
+    ProjectBudgetError: a project's privacy budget must be a zCDP rho from 0.0001 to 5 ...
+    """
+    allowed = (
+        f"a project's privacy budget must be a zCDP rho from {budget.min_project_rho:g} to "
+        f"{budget.max_project_rho:g} (min_project_rho and max_project_rho in privacy_budget.yaml)"
+    )
+    if isinstance(rho, bool) or not isinstance(rho, numbers.Real):
+        raise ProjectBudgetError(f"{allowed}, given as a number, not {type(rho).__name__} {rho!r}")
+    value = float(rho)
+    if not math.isfinite(value) or not budget.min_project_rho <= value <= budget.max_project_rho:
+        raise ProjectBudgetError(f"{allowed}, not {rho!r}")
+    return value
 
 
 def get_project(session: Session, code: str) -> Project:
@@ -50,12 +85,16 @@ def create_project(
     dsa_reference: str | None = None,
     privacy_budget_rho: float | None = None,
 ) -> Project:
-    """Register an approved project; its privacy budget defaults to the policy's."""
+    """Register an approved project; its privacy budget defaults to the policy's and must pass
+    ``validate_project_budget``. ``RegistryError`` says what is wrong: a code already in use
+    (and only then "already exists"), a bad code, dates, classification, text or budget."""
     authorise(session, username=actor, action="project.manage", policies=policies)
     if not PROJECT_CODE_PATTERN.match(code):
         raise RegistryError(
             f"project code {code!r} is not valid: 2-64 letters, digits, '.', '_' or '-'"
         )
+    if _code_in_use(session, code):
+        raise RegistryError(f"a project {code!r} already exists")
     if end_date < start_date:
         raise RegistryError(
             f"project end date {end_date.isoformat()} is before its start {start_date.isoformat()}"
@@ -68,13 +107,12 @@ def create_project(
     for name, text in (("title", title), ("purpose", purpose), ("legal basis", legal_basis)):
         if not text.strip():
             raise RegistryError(f"a project needs a {name}")
-    rho = (
+    rho = validate_project_budget(
         privacy_budget_rho
         if privacy_budget_rho is not None
-        else policies.privacy_budget.default_project_rho
+        else policies.privacy_budget.default_project_rho,
+        policies.privacy_budget,
     )
-    if rho <= 0:
-        raise RegistryError(f"privacy budget must be a positive zCDP rho, not {rho}")
     project = Project(
         code=code,
         title=title,
@@ -91,7 +129,12 @@ def create_project(
         session.flush()
     except IntegrityError as exc:
         session.rollback()
-        raise RegistryError(f"a project {code!r} already exists") from exc
+        if _code_in_use(session, code):  # registered by someone else since the check above
+            raise RegistryError(f"a project {code!r} already exists") from exc
+        raise RegistryError(
+            f"the registry refused project {code!r} ({exc.orig}); nothing was created: check "
+            "the values given"
+        ) from exc
     record_event(
         session,
         actor=actor,
@@ -107,6 +150,10 @@ def create_project(
     )
     session.commit()
     return project
+
+
+def _code_in_use(session: Session, code: str) -> bool:
+    return session.execute(select(Project.id).where(Project.code == code)).first() is not None
 
 
 def add_member(

@@ -3,10 +3,15 @@
 A password is stored only as an Argon2id hash (memory-hard, RFC 9106 parameters of
 argon2-cffi). ``check_sign_in`` refuses unknown and locked accounts, counts consecutive
 failures and locks the account at the access policy's ``failed_login_limit``; every attempt,
-allowed or refused, is audited. The web front doors (checker UI, JupyterHub) call it.
+allowed or refused, is audited with its reason, while the person is shown one message for
+every refusal after the same Argon2id work, so sign-in cannot be used to list accounts. The
+web front doors (checker UI, JupyterHub) call it.
 """
 
 from __future__ import annotations
+
+import functools
+import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -26,6 +31,13 @@ _HASHER = PasswordHasher()  # Argon2id, 64 MiB, 3 passes (argon2-cffi's RFC 9106
 
 class SignInRefused(SRSError):
     """Sign-in was refused; the message is safe to show (it never says which part was wrong)."""
+
+
+# What every refused password sign-in shows, whatever the reason (the audit log keeps it): a
+# different message for an unknown or a locked account would let anyone list the accounts.
+SIGN_IN_REFUSED = (
+    "account or password not recognised, or the account is locked; ask an administrator"
+)
 
 
 def hash_password(password: str) -> str:
@@ -50,19 +62,42 @@ def set_password(
     session.commit()
 
 
+@functools.cache
+def dummy_password_hash() -> str:
+    """An Argon2id hash of a random password nobody knows, made once with the same parameters as
+    real hashes: sign-ins for unknown and locked accounts are checked against it, so they cost
+    what a wrong password costs. Front doors call it at start-up so no sign-in pays for it."""
+    return _HASHER.hash(secrets.token_urlsafe(32))
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
 def check_sign_in(
     session: Session, *, username: str, password: str, policies: PolicySet, service: str
 ) -> Researcher:
     """The account if ``password`` is right and it may sign in, else ``SignInRefused``.
 
-    The refusal is committed to the audit log before it is raised; a wrong password counts
-    towards the lock-out, a right one resets the count.
+    Every refusal shows the same message (``SIGN_IN_REFUSED``) after the same work: an unknown
+    account, one without a password and a locked one are checked against a dummy Argon2id hash
+    (never against their own, so a locked account's password cannot be guessed either), so
+    neither the message nor the time tells whether an account exists, is locked or was only
+    given the wrong password. The audit event keeps the real reason, and is committed before the
+    refusal is raised; a wrong password counts towards the lock-out, a right one resets the count.
+
+    >>> check_sign_in(db, username="nobody", password="x", policies=policies, service="hub")  # doctest: +SKIP
+    Traceback (most recent call last):
+    SignInRefused: account or password not recognised, or the account is locked; ask an administrator
     """
     person = session.execute(
         select(Researcher).where(Researcher.username == username)
     ).scalar_one_or_none()
 
-    def refuse(reason: str, shown: str = "wrong username or password") -> SignInRefused:
+    def refuse(reason: str) -> SignInRefused:
         record_event(
             session,
             actor=username[:64] or "(blank)",
@@ -72,30 +107,27 @@ def check_sign_in(
             reason=reason,
         )
         session.commit()
-        return SignInRefused(shown)
+        return SignInRefused(SIGN_IN_REFUSED)
 
+    # One Argon2id verification whatever the account: its own hash only when it may sign in.
+    own_hash = person.password_hash if person is not None and not person.locked else None
+    matches = _password_matches(own_hash or dummy_password_hash(), password)
     if person is None:
         raise refuse("no such account")
     if person.locked:
-        raise refuse(
-            f"account locked ({person.locked_reason or 'no reason given'})",
-            "this account is locked; ask an administrator to unlock it",
-        )
+        raise refuse(f"account locked ({person.locked_reason or 'no reason given'})")
     if not person.password_hash:
         raise refuse("no password set")
-    try:
-        _HASHER.verify(person.password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    if not matches:
         person.failed_login_count += 1
         limit = policies.access.failed_login_limit
         if person.failed_login_count >= limit:
             person.locked = True
             person.locked_reason = f"{person.failed_login_count} consecutive failed sign-ins"
             raise refuse(
-                f"wrong password; locked after {person.failed_login_count} consecutive failures",
-                "this account is now locked after too many failed sign-ins; ask an administrator",
-            ) from None
-        raise refuse(f"wrong password ({person.failed_login_count} of {limit})") from None
+                f"wrong password; locked after {person.failed_login_count} consecutive failures"
+            )
+        raise refuse(f"wrong password ({person.failed_login_count} of {limit})")
     if _HASHER.check_needs_rehash(person.password_hash):
         person.password_hash = _HASHER.hash(password)
     person.failed_login_count = 0

@@ -31,6 +31,7 @@ from disclosure.dp import (
     sum_of,
     variance,
 )
+from disclosure.dp.spend import ConfirmedSpend, issue_confirmation
 from disclosure.policy import PrivacyBudgetPolicy
 
 ROWS_PER_PERSON = 3
@@ -48,9 +49,17 @@ NEAR_EXACT = POLICY.model_copy(
 SURE = POLICY.model_copy(update={"confidence_level": 0.9999})
 
 
+def Spend(spend_id: int, rho: float, delta: float = 0.0) -> ConfirmedSpend:  # noqa: N802
+    """A spend as the budget ledger confirms it (``srs.budget.confirm_spend`` in the
+    environment; the engine is pure, so its tests stand in for the ledger)."""
+    return issue_confirmation(
+        spend_id=spend_id, project="P001", researcher="ana", rho=rho, delta=delta
+    )
+
+
 @dataclass(frozen=True)
-class Spend:
-    """A committed debit, as the budget ledger hands it back."""
+class LookAlike:
+    """Everything a spend shows, without the ledger's confirmation."""
 
     spend_id: int
     rho: float
@@ -331,11 +340,59 @@ def test_release_needs_a_committed_spend_that_covers_the_plan() -> None:
     with pytest.raises(DPReleaseRefused, match="no committed spend"):
         dp_plan.release(None)
     with pytest.raises(DPReleaseRefused, match="no committed spend"):
-        dp_plan.release(Spend(spend_id=0, rho=0.1))
+        dp_plan.release(LookAlike(spend_id=1, rho=0.1))
     with pytest.raises(DPReleaseRefused, match="covers rho 0.09"):
         dp_plan.release(Spend(spend_id=1, rho=0.09))
     # A refused release spends nothing: the plan still releases once with a proper spend.
     assert len(dp_plan.release(Spend(spend_id=1, rho=0.1)).table) == 1
+
+
+def test_a_look_alike_copy_or_forgery_of_a_spend_releases_nothing() -> None:
+    import copy
+    import pickle
+
+    dp_plan = plan(count(), COURTS, POLICY, rho=0.1)
+
+    class Attributes:
+        spend_id, rho, delta = 1, 0.1, 0.0
+
+    forged = object.__new__(ConfirmedSpend)  # bypasses the refusing constructor
+    for attribute, value in (("spend_id", 1), ("rho", 0.1), ("delta", 0.0)):
+        object.__setattr__(forged, attribute, value)
+    for fake in (LookAlike(spend_id=1, rho=0.1), Attributes(), forged):
+        with pytest.raises(DPReleaseRefused):
+            dp_plan.release(fake)
+    with pytest.raises(DPReleaseRefused, match="issued only by the budget ledger"):
+        ConfirmedSpend(spend_id=1, rho=0.1, delta=0.0)
+    with pytest.raises(TypeError, match="cannot be subclassed"):
+        type("Mine", (ConfirmedSpend,), {})
+    genuine = Spend(spend_id=3, rho=0.1)
+    with pytest.raises(TypeError, match="cannot be copied or pickled"):
+        copy.copy(genuine)
+    with pytest.raises(TypeError, match="cannot be copied or pickled"):
+        pickle.dumps(genuine)
+    with pytest.raises(AttributeError, match="read-only"):
+        genuine.rho = 100  # type: ignore[misc]
+    assert dp_plan.release(genuine).spend_id == 3
+
+
+def test_a_confirmed_spend_pays_for_one_release_only() -> None:
+    spend = Spend(spend_id=4, rho=0.1)
+    plan(count(), COURTS, POLICY, rho=0.1).release(spend)
+    with pytest.raises(DPReleaseRefused, match="not a confirmation the ledger has outstanding"):
+        plan(count(), COURTS, POLICY, rho=0.1).release(spend)
+
+
+@pytest.mark.parametrize("rho", ["0.01", True, None, float("nan"), -0.1, 0, [0.01]])
+def test_rho_must_be_a_positive_finite_number(rho) -> None:
+    with pytest.raises(DPQueryError, match="positive, finite rho given as a number"):
+        plan(count(), COURTS, POLICY, rho=rho) if rho is not None else on_nano_grid(rho)
+
+
+@pytest.mark.parametrize("accuracy", ["20", True, float("inf"), 0])
+def test_accuracy_must_be_a_positive_finite_number(accuracy) -> None:
+    with pytest.raises(DPQueryError, match="accuracy must be a positive, finite number"):
+        plan(count(), COURTS, POLICY, accuracy=accuracy)
 
 
 def test_private_keys_need_a_spend_that_covers_their_delta() -> None:

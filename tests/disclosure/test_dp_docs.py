@@ -10,7 +10,14 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["disclosure.dp", "disclosure.dp.queries", "disclosure.dp.engine", "disclosure.policy"],
+    [
+        "disclosure.dp",
+        "disclosure.dp.queries",
+        "disclosure.dp.engine",
+        "disclosure.dp.selection",
+        "disclosure.dp.spend",
+        "disclosure.policy",
+    ],
 )
 def test_docstring_examples_hold(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

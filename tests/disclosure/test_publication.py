@@ -115,3 +115,56 @@ def test_mean_tables_have_failing_cells_hidden_and_no_margins(policies) -> None:
     assert published.table.loc["crown", "sentence_months"] == pytest.approx(
         journeys().query("court == 'crown'").groupby("person_key")["sentence_months"].sum().mean()
     )
+
+
+def test_an_empty_frame_is_refused_plainly(policies) -> None:
+    from disclosure.errors import EmptyTableError
+
+    empty = journeys().iloc[:0]
+    for statistic, values in (("count", None), ("sum", "sentence_months")):
+        with pytest.raises(EmptyTableError, match="has no records"):  # was an IndexError
+            publishable_table(
+                empty,
+                index="sex",
+                columns="court",
+                values=values,
+                statistic=statistic,
+                profile=policies.sdc.active,
+            )
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.inf, r"column 'sentence_months' has 1 infinite value\(s\), e.g. inf \(row 7\)"),
+        ("1,5", r"column 'sentence_months' has 1 value\(s\) that are not numbers, e.g. '1,5'"),
+    ],
+)
+def test_sums_over_unusable_values_are_refused(policies, bad, message) -> None:
+    from disclosure.errors import UnusableValuesError
+
+    data = journeys().astype({"sentence_months": object})
+    data.loc[7, "sentence_months"] = bad
+    with pytest.raises(UnusableValuesError, match=message):  # was a TypeError, or a wrong sum
+        publishable_table(
+            data,
+            index="sex",
+            columns="court",
+            values="sentence_months",
+            statistic="sum",
+            profile=policies.sdc.active,
+        )
+
+
+def test_three_way_count_tables_are_protected(policies) -> None:
+    published = publishable_table(
+        journeys(),
+        index=["sex", "court"],
+        columns="reoffended",
+        unit="person_key",
+        profile=policies.sdc.active.model_copy(update={"rounding": "none"}),
+    )
+    frame = published.table
+    assert frame.xs("youth", level="court").isna().all(axis=None)
+    shown = frame.loc[("F", "crown")]
+    assert shown[TOTAL] == shown[False] + shown[True]

@@ -212,3 +212,95 @@ def test_protect_a_checked_table_end_to_end(ons) -> None:
 
 
 FAIL_STATUS = "fail"
+
+
+@pytest.mark.parametrize(
+    ("index", "columns"), [(["a", "b"], "c"), ("a", ["b", "c"]), (["a", "b", "c"], None)]
+)
+def test_a_three_way_check_is_protected_whatever_its_layout(ons, index, columns) -> None:
+    from disclosure.suppression import protect_table
+    from disclosure.tables import check_table
+
+    rng = np.random.default_rng(21)
+    data = pd.DataFrame(
+        {
+            "a": rng.choice(["x", "y"], 900),
+            "b": rng.choice(["p", "q", "r"], 900),
+            "c": rng.choice(["u", "v", "w"], 900),
+        }
+    )
+    small = (data.a == "x") & (data.b == "p") & (data.c == "u")
+    data = pd.concat([data[~small], data[small].head(3)])
+    check = check_table(data, index=index, columns=columns, profile=ons)
+    result = protect_table(check, ons)
+    assert result.table.shape == (3, 4, 4)
+    assert result.primary[result.table.index_of(("x", "p", "u"))]
+    assert int(result.primary.sum()) == len(check.failing_cells())
+    assert result.published().loc[(TOTAL, TOTAL, TOTAL), "value"] == len(data)
+    assert_protected(result)
+
+
+def test_negative_cells_keep_their_sign_and_intervals_hold_the_true_value(ons) -> None:
+    # A sum table (e.g. net payments) with a -5 cell: the attacker knows it is <= 0, not >= 0.
+    values = pd.DataFrame(
+        [[-5.0, 30.0, 40.0], [20.0, 35.0, 25.0], [30.0, 15.0, 45.0]],
+        index=list("abc"),
+        columns=list("xyz"),
+    )
+    table = linear_table(values)
+    primary = mark(table, [("a", "x")])
+    cell = table.index_of(("a", "x"))
+    hidden = primary | mark(table, [("a", "y"), ("b", "x"), ("b", "y")])
+    lower, upper = feasible_intervals(table, hidden)
+    assert lower[cell] <= -5 <= upper[cell] == 0  # was [0, 20], without the true value
+    result = secondary_suppression(table, primary, ons)
+    assert_protected(result)
+    assert result.upper[cell] <= 0
+
+
+def test_a_count_table_with_a_negative_cell_is_refused(ons) -> None:
+    from disclosure.errors import UnusableValuesError
+    from disclosure.suppression import protect_table
+    from disclosure.tables import check_table
+
+    data = pd.DataFrame({"r": list("aabb") * 10, "c": list("xyxy") * 10})
+    check = check_table(data, index="r", columns="c", profile=ons)
+    check.table.loc["a", "y"] = -5
+    with pytest.raises(UnusableValuesError, match=r"cell \('a', 'y'\) is -5: counts cannot"):
+        protect_table(check, ons)
+
+
+def test_an_infinite_cell_is_refused(ons) -> None:
+    from disclosure.errors import UnusableValuesError
+
+    table = linear_table(pd.DataFrame([[np.inf, 30.0], [20.0, 40.0]]))
+    with pytest.raises(UnusableValuesError, match=r"cell \(0, 0\) is inf"):
+        secondary_suppression(table, mark(table, [(0, 1)]), ons)
+
+
+def test_verification_does_not_take_a_certificate_on_trust(ons, monkeypatch) -> None:
+    import disclosure.suppression as suppression
+
+    def lying(table, primary, suppressed, levels, costs, certificates):
+        # Claims a wide interval for each primary cell but hides nothing more.
+        for cell in np.flatnonzero(primary):
+            certificates.add(cell, np.array([cell]), np.array([50.0]), np.array([-1.0]))
+        return suppressed
+
+    monkeypatch.setattr(suppression, "_rectangles_2d", lying)
+    table = linear_table(pd.DataFrame([[20, 3], [30, 40]], index=["a", "b"], columns=["x", "y"]))
+    with pytest.raises(SuppressionError, match=r"\('a', 'y'\) can still be narrowed to \[3, 3\]"):
+        secondary_suppression(table, mark(table, [("a", "y")]), ons)
+
+
+def test_certified_intervals_lie_within_the_attackers(ons) -> None:
+    rng = np.random.default_rng(2)
+    values = rng.integers(15, 90, (6, 7)).astype(float)
+    values[1, 2], values[4, 4], values[0, 6] = 2, 5, 7
+    table = linear_table(pd.DataFrame(values))
+    result = secondary_suppression(table, mark(table, [(1, 2), (4, 4), (0, 6)]), ons)
+    lower, upper = feasible_intervals(table, result.suppressed)
+    cells = np.flatnonzero(result.primary)
+    assert (lower[cells] <= result.lower[cells] + 1e-6).all()
+    assert (result.upper[cells] <= upper[cells] + 1e-6).all()
+    assert (result.upper[cells] - result.lower[cells] >= result.levels[cells] - 1e-6).all()

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from disclosure.errors import EmptyTableError, UnusableValuesError
 from disclosure.evidence import FAIL, OK, REVIEW
 from disclosure.tables import TableSpecError, check_table
 
@@ -98,6 +99,57 @@ def test_negative_values_make_dominance_a_review(ons) -> None:
     assert rules == {"negative": REVIEW}
 
 
+def test_infinite_values_are_refused_naming_column_and_row(ons) -> None:
+    data = magnitude([500.0, np.inf] + [10.0] * 12)
+    for statistic in ("sum", "mean", "max"):
+        with pytest.raises(
+            UnusableValuesError, match=r"column 'v' has 1 infinite value\(s\), e.g. inf \(row 1\)"
+        ):
+            check_table(data, index="row", values="v", statistic=statistic, profile=ons)
+    data.loc[5, "v"] = -np.inf
+    with pytest.raises(UnusableValuesError, match="2 infinite"):
+        check_table(data, index="row", values="v", statistic="sum", profile=ons)
+    # A row left out for a missing key is not judged.
+    data.loc[[1, 5], "row"] = None
+    check = check_table(data, index="row", values="v", statistic="sum", profile=ons)
+    assert check.table.loc["a", "value"] == 500 + 10 * 11
+
+
+def test_text_that_is_not_a_number_is_refused_not_dropped(ons) -> None:
+    # "1,5" is 1.5 in some locales and 15 in others: the sum must not quietly become 20.
+    data = pd.DataFrame({"row": ["a"] * 3, "v": ["5", "1,5", "15"]}, dtype=object)
+    with pytest.raises(UnusableValuesError) as refused:
+        check_table(data, index="row", values="v", statistic="sum", profile=ons)
+    message = str(refused.value)
+    assert "column 'v' has 1 value(s) that are not numbers" in message
+    assert "'1,5' (row 1)" in message and "set those values to missing" in message
+    # Numbers held as text, and missing values (None, NaN), are fine as today.
+    data = pd.DataFrame({"row": ["a"] * 4, "v": ["5", "15.5", None, np.nan]}, dtype=object)
+    check = check_table(data, index="row", values="v", statistic="sum", profile=ons)
+    assert check.table.loc["a", "value"] == 20.5 and check.counts.loc["a", "value"] == 2
+
+
+def test_a_sum_that_overflows_is_refused(ons) -> None:
+    data = pd.DataFrame({"row": ["a"] * 12, "v": [1e308] * 12})
+    with pytest.raises(UnusableValuesError, match=r"sum of 'v' in cell \('a', 'value'\) overflows"):
+        check_table(data, index="row", values="v", statistic="sum", profile=ons)
+
+
+@pytest.mark.parametrize("negative_values", ["flag", "allow"])
+def test_dominance_is_judged_on_absolute_values_when_a_cell_has_negatives(
+    ons, negative_values
+) -> None:
+    # One refund of -5,000 among small payments: the cell is dominated whatever its sign.
+    profile = ons.model_copy(update={"negative_values": negative_values})
+    data = magnitude([-5000.0, 40.0] + [10.0] * 10)
+    check = check_table(data, index="row", values="v", statistic="sum", profile=profile)
+    rules = {f.rule: f for f in check.findings_for("a", "value")}
+    assert rules["dominance"].status == FAIL and rules["p_percent"].status == FAIL
+    assert "of absolute values" in rules["dominance"].message
+    assert ("negative" in rules) == (negative_values == "flag")
+    assert check.status.loc["b", "value"] == OK
+
+
 def test_missing_values_are_left_out_and_flagged_when_the_profile_says(policies) -> None:
     data = magnitude([1.0, np.nan] + [10.0] * 12)
     allow = check_table(
@@ -145,9 +197,17 @@ def test_zeros_and_class_disclosure(ons, policies) -> None:
 
 
 def test_empty_single_cell_and_all_nan_tables(ons) -> None:
+    # No records, no cells: refused rather than reported as "ok: 0 of 0 cells".
     empty = pd.DataFrame({"row": pd.Series([], dtype=str), "v": pd.Series([], dtype=float)})
-    check = check_table(empty, index="row", profile=ons)
-    assert check.table.shape == (0, 1) and check.overall == OK
+    with pytest.raises(EmptyTableError, match="no records \\(the data have no rows\\)"):
+        check_table(empty, index="row", profile=ons)
+    with pytest.raises(EmptyTableError, match="none of its 2 rows has all of row, col present"):
+        check_table(
+            pd.DataFrame({"row": ["a", None], "col": [None, "x"]}),
+            index="row",
+            columns="col",
+            profile=ons,
+        )
     single = check_table(pd.DataFrame({"row": ["a"] * 3}), index="row", profile=ons)
     assert single.table.shape == (1, 1) and single.overall == FAIL
     nan = check_table(
@@ -178,6 +238,51 @@ def test_three_dimensions_and_keys_with_missing_values(ons) -> None:
         pd.crosstab([data.a, data.b], data.c).astype(int),
         check_names=False,
     )
+
+
+@pytest.mark.parametrize("unit", [None, "person"])
+@pytest.mark.parametrize(("values", "statistic"), [(None, "count"), ("v", "sum")])
+def test_margins_are_checked_on_the_records_they_add_up(ons, unit, values, statistic) -> None:
+    from disclosure.tables import check_table_with_margins
+
+    rng = np.random.default_rng(8)
+    data = pd.DataFrame(
+        {
+            "a": rng.choice(list("xy"), 400),
+            "b": rng.choice(list("pqr"), 400),
+            "c": ["v"] * 6 + ["u"] * 394,  # six records of v: that margin fails
+            "person": rng.integers(0, 150, 400),
+            "v": rng.gamma(2.0, 10.0, 400),
+        }
+    )
+    data.loc[:3, "b"] = None  # left out of every margin too
+    check, margins = check_table_with_margins(
+        data,
+        index=["a", "b"],
+        columns="c",
+        values=values,
+        statistic=statistic,
+        profile=ons,
+        unit=unit,
+        total_label="Total",
+    )
+    assert set(margins) == {(), ("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c")}
+    complete = data.dropna(subset=["a", "b", "c"])
+    for kept, margin in margins.items():
+        frame = complete.assign(everything="Total") if not kept else complete
+        direct = check_table(
+            frame,
+            index=list(kept) or ["everything"],
+            values=values,
+            statistic=statistic,
+            profile=ons,
+            unit=unit,
+        )
+        assert margin.table.to_numpy().ravel() == pytest.approx(
+            direct.table.to_numpy().ravel(), nan_ok=True
+        )
+        assert margin.status.to_numpy().tolist() == direct.status.to_numpy().tolist()
+    assert margins[("c",)].status.loc["v", "value"] == FAIL
 
 
 @pytest.mark.parametrize(

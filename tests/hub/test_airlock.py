@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -308,3 +309,27 @@ def test_no_server_starts_when_its_network_cannot_be_isolated(tmp_path: Path) ->
             cgroup.rmdir()
         (folder / account.name).rmdir()
         folder.rmdir()
+
+
+def test_the_read_budget_outlives_the_server(tmp_path: Path, policies, monkeypatch) -> None:
+    """The hour's reads are kept in the account's ledger, a file the spawner opens and hands
+    the server as a descriptor: a new server (after a restart) starts with them counted."""
+    ledger = tmp_path / "ledger"
+    ledger.write_text(f"{time.time() - 4_000:.3f} 20000\n{time.time() - 60:.3f} 20000\n")
+    descriptor = os.open(ledger, os.O_RDWR | os.O_APPEND)
+    monkeypatch.setenv("AIRLOCK_READ_LEDGER_FD", str(descriptor))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "part.py").write_text("#" * 9_000)
+    manager = AirlockContentsManager(
+        root_dir=str(tmp_path / "home"),
+        editable_suffixes=policies.access.airlock.editable_suffixes,
+        max_readable_file_bytes=10_000,
+        read_bytes_per_hour=25_000,
+    )
+    assert "AIRLOCK_READ_LEDGER_FD" not in os.environ  # not a kernel's to see
+    assert not os.get_inheritable(descriptor)
+    refused(manager.get("part.py"), 429)  # 20,000 read a minute ago, by the server before
+    manager._airlock_reads.clear()
+    assert len(run(manager.get("part.py"))["content"]) == 9_000
+    assert any(line.endswith(" 9000") for line in ledger.read_text().splitlines()[2:])
+    os.close(descriptor)

@@ -36,6 +36,7 @@ from sqlalchemy.orm import selectinload
 import srs
 from disclosure import dp
 from disclosure.dp.results import DPPreview
+from disclosure.dp.selection import DPDataRefused
 from disclosure.tables import TableSpecError
 from output_checking.outputs import OutputError
 from output_checking.web import BackgroundServer
@@ -265,12 +266,76 @@ def test_dp_queries_through_the_api_spend_the_project_budget(s, in_hub) -> None:
     assert (spend.researcher, table.attrs["srs_dp"]["spend_id"]) == ("ana", spend.id)
     assert s.dp.budget().spent_rho == pytest.approx(0.01)
     assert output(in_hub.registry, table.attrs["srs_output_id"]).kind == "dp_result"
-    frame = s.dataset("linked/journeys")
-    means = s.dp.mean(frame, "sentence_months", bounds=(0, 60), by=["court"], rho=0.01)
-    assert list(means["court"]) == ["crown", "magistrates", "youth"]  # keys known for the frame
+    means = s.dp.mean(
+        "linked/journeys",
+        "sentence_months",
+        bounds=(0, 60),
+        by=["age_band"],
+        where=[("court", "in", ["crown", "magistrates"]), ("sex", "==", "F")],
+        derive={"age_band": ("band", "age", [18, 40])},
+        rho=0.01,
+    )
+    assert list(means["age_band"]) == ["< 18", "[18, 40)", ">= 40"]  # the spec travels as JSON
+    record = output(in_hub.registry, means.attrs["srs_output_id"])
+    assert record.content["data"]["where"] == [
+        ["court", "in", ["crown", "magistrates"]],
+        ["sex", "==", "F"],
+    ]
+    assert record.content["data"]["derive"] == {"age_band": ["band", "age", [18.0, 40.0]]}
     with pytest.raises(SpendRefused, match="at most rho 0.05"):
         s.dp.count("linked/journeys", rho=0.06)
+    with pytest.raises(SpendRefused, match="positive, finite rho given as a number"):
+        s.dp.count("linked/journeys", rho="0.01")
+    with pytest.raises(dp.SelectionError, match="operator '=' is not one of"):
+        s.dp.count("linked/journeys", where=[("sex", "=", "F")], rho=0.01)
+    with pytest.raises(AccessDenied, match="no grant for linked/victims"):
+        s.dp.count("linked/victims", rho=0.01)
     assert s.dp.budget().spends == 2
+
+
+def test_dp_queries_through_the_api_refuse_frames(s, in_hub, token) -> None:
+    frame = s.dataset("linked/journeys")
+    forged = pd.concat([frame.iloc[[0]]] * 300, ignore_index=True)
+    forged["person_key"] = [f"fresh{i}" for i in range(300)]
+    # The client refuses before sending ...
+    for data in (forged, pl.from_pandas(forged), frame):
+        with pytest.raises(DPDataRefused, match="never on a frame"):
+            s.dp.count(data, rho=0.01)
+        with pytest.raises(DPDataRefused, match="never on a frame"):
+            s.dp.synthetic(data, ["sex"], rows=10, rho=0.01)
+        with pytest.raises(DPDataRefused, match="never on a frame"):
+            s.dp.preview(data, "count", rho=0.01)
+    # ... and the API refuses a frame a kernel sends anyway, anywhere in the call, undecoded.
+    sent = wire.encode(forged)
+    for arguments, options in (
+        ([sent], {"rho": 0.01}),
+        (["linked/journeys"], {"where": [["sex", "in", sent]], "rho": 0.01}),
+        (["linked/journeys"], {"derive": {"x": sent}, "rho": 0.01}),
+        ([sent, ["sex"]], {"rows": 10, "rho": 0.01}),
+        ([{"__srs__": "series", "parquet": "x"}], {"rho": 0.01}),
+        (["linked/journeys"], {"where": [["sex", "==", {"__srs__": "bytes", "base64": ""}]]}),
+    ):
+        method = "synthetic" if "rows" in options else "count"
+        body = json.dumps(
+            {"target": "dp", "method": method, "args": arguments, "kwargs": options}
+        ).encode()
+        status, answer, _ = http(in_hub.url + "call", token=token, body=body)
+        assert status == 400 and answer["error"]["type"] == "DPDataRefused", answer
+        assert "never on a frame" in answer["error"]["message"]
+    # A malformed tag is the kernel's mistake (400), never the service's (500).
+    body = json.dumps(
+        {
+            "target": "dp",
+            "method": "count",
+            "args": ["linked/journeys"],
+            "kwargs": {"where": [["sex", "==", {"__srs__": []}]], "rho": 0.01},
+        }
+    ).encode()
+    status, answer, _ = http(in_hub.url + "call", token=token, body=body)
+    assert status == 400 and answer["error"]["type"] == "WireError", answer
+    with in_hub.registry.sessions() as db:
+        assert spends(db, PROJECT) == []
+    assert outputs_recorded(in_hub.registry) == 0
 
 
 def test_models_figures_files_and_requests_through_the_api(
@@ -561,7 +626,7 @@ def test_a_whole_session_through_the_api_on_each_database(registry, deployment, 
         data = s.dataset("linked/journeys")
         s.crosstab(data.query("court != 'youth'"), "sex", "court", name="Safe table")
         s.ols("sentence_months ~ age", "linked/journeys", name="Sentence model")
-        s.dp.count(data, by=["sex"], rho=0.01, name="DP count")
+        s.dp.count("linked/journeys", by=["sex"], rho=0.01, name="DP count")
         with pytest.raises(AccessDenied, match="no grant"):
             s.dataset("linked/victims")
         status = s.request_status(s.submit("Everything"))

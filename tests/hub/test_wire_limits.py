@@ -464,7 +464,7 @@ def test_too_many_json_values_is_413(service, token) -> None:
                 "args": ["linked/journeys"],
                 "kwargs": {"rho": "x"},
             },
-            "TypeError",
+            "a privacy spend must be a positive, finite rho given as a number",  # SpendRefused
         ),
         (
             {

@@ -41,7 +41,10 @@ from srs.deployment import Deployment
 from srs.policy import PolicySet
 from srs.registry import Registry, open_registry
 from srs.registry.models import AuditEvent, Output, OutputComment, ReleaseRequest, ReviewVote
-from srs.registry.sign_in import set_password
+from srs.registry.projects import grant_dataset
+from srs.registry.sign_in import SIGN_IN_REFUSED, set_password
+from srs.vault import Vault
+from srs.vault_crypto import generate_master_key, write_key_file
 
 CHECKERS = {"cho": "cho's passphrase 2026", "chen": "chen's passphrase 2026"}
 REJECT_REASON = "Cell LS/F holds 3 arrests: below the minimum of 10. Suppress or combine areas."
@@ -75,7 +78,9 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def _record_outputs(registry: Registry, policies: PolicySet) -> dict[str, int]:
+def _record_outputs(
+    registry: Registry, policies: PolicySet, deployment: Deployment
+) -> dict[str, int]:
     """ana's outputs, recorded directly: an unsafe table (exception asked), a regression, a DP
     count and a figure."""
     rules = file_gate_rules(policies)
@@ -158,15 +163,22 @@ def _record_outputs(registry: Registry, policies: PolicySet) -> dict[str, int]:
         request_exception(
             s, output_id=table.id, actor="ana", policies=policies, justification=JUSTIFICATION
         )
+        # A DP query reads a dataset the environment holds, granted to the project.
+        write_key_file(deployment.key_file, generate_master_key())
+        vault = Vault(deployment, policies)
+        vault.store(s, "linked/journeys", journeys, actor="steward", data_dictionary=DICTIONARY)
+        grant_dataset(
+            s, actor="steward", policies=policies, code=PROJECT, dataset_name="linked/journeys"
+        )
         released = release_dp(
             s,
+            vault,
             project_code=PROJECT,
             researcher="ana",
             query=dp.count(by=["sex"]),
-            data=journeys,
+            dataset="linked/journeys",
             policies=policies,
             rho=0.01,
-            dictionary=DICTIONARY,
             name="DP count of people by sex",
         )
         ids["dp_count"] = released.output_id
@@ -184,7 +196,8 @@ def scenario(tmp_path: Path, policies: PolicySet) -> Iterator[Scenario]:
     with registry.sessions() as s:
         for username, password in CHECKERS.items():
             set_password(s, actor="admin", policies=policies, username=username, password=password)
-    ids = _record_outputs(registry, policies)
+    (home / "vault").mkdir(mode=0o700)
+    ids = _record_outputs(registry, policies, deployment)
     with registry.sessions() as s:
         request = create_request(
             s, project_code=PROJECT, author="ana", policies=policies, title="Attrition outputs"
@@ -207,7 +220,7 @@ def test_two_checkers_review_and_release_a_request_in_chromium(
 
         # A wrong password: the form says so, nothing more, and nobody is signed in.
         cho.sign_in("cho", "not cho's passphrase")
-        assert cho.flash() == "wrong username or password"
+        assert cho.flash() == SIGN_IN_REFUSED
         assert browser.find_elements(By.ID, "signed-in-as") == []
 
         cho.sign_in("cho", CHECKERS["cho"])

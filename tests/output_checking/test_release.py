@@ -4,12 +4,14 @@ half bundle and no state claiming a release that did not happen."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from sqlalchemy import select
 from workflow_fixtures import SECOND_CHECKER, add_checker, submitted_request
 
+from output_checking import release as release_module
 from output_checking.bundle import BundleError, load_public_key, verify_bundle
 from output_checking.release import (
     STAGING,
@@ -186,17 +189,25 @@ def test_a_request_is_released_once(registry, policies, people, deployment):
         release(registry, policies, deployment, sub.request_id, actor=SECOND_CHECKER)
 
 
-def test_a_file_altered_in_the_registry_is_not_released(registry, policies, people, deployment):
+def test_a_file_altered_in_the_registry_is_not_released_and_the_refusal_is_audited(
+    registry, policies, people, deployment
+):
     sub = submitted_request(registry, policies, {"one": {"F": 50, "M": 60}})
     approve(registry, policies, sub.request_id, sub.outputs)
     with registry.sessions() as s:
         stored = s.execute(select(OutputFile)).scalars().first()
         stored.content = stored.content.replace(b"50", b"51")
         s.commit()
-    with pytest.raises(WorkflowError, match="no longer matches the SHA-256"):
+    with pytest.raises(WorkflowError, match=f"output #{sub.outputs[0]}: file one.csv has SHA-256"):
         release(registry, policies, deployment, sub.request_id)
     with registry.sessions() as s:
         assert get_request(s, sub.request_id).status == "approved"
+        [denied] = [
+            e
+            for e in s.execute(select(AuditEvent)).scalars()
+            if e.action == "release.create" and e.outcome == "deny"
+        ]
+        assert f"output #{sub.outputs[0]}" in denied.reason and "one.csv" in denied.reason
 
 
 CRASHING_RELEASE = textwrap.dedent(
@@ -310,3 +321,152 @@ def test_killed_after_commit_is_finished_by_recovery(
         releases_dir(deployment) / name, load_public_key(public_key_path(deployment))
     )
     assert report.valid and published(deployment) == [name]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_recovery_leaves_a_staging_folder_whose_lock_is_held_alone(
+    registry, policies, people, deployment
+):
+    in_flight = releases_dir(deployment) / STAGING / f"{bundle_name(PROJECT, 9)}-0123456789ab"
+    (in_flight / "bundle").mkdir(parents=True)
+    (in_flight / "bundle" / "manifest.json").write_text("{}")
+    holder = os.open(in_flight, os.O_RDONLY)  # as the creating process holds it
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with registry.sessions() as s:
+            assert recover_releases(s, deployment) == []
+        assert (in_flight / "bundle" / "manifest.json").exists()
+    finally:
+        os.close(holder)
+    with registry.sessions() as s:  # its process is gone: the kernel dropped the lock
+        assert recover_releases(s, deployment) == [
+            f"discarded incomplete staging folder {in_flight.name}"
+        ]
+    assert not in_flight.exists()
+
+
+PAUSED_RELEASE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from output_checking import release
+    from srs.deployment import Deployment
+    from srs.policy import load_policies
+    from srs.registry import open_registry
+
+    home, url, request_id, ready, go = sys.argv[1:6]
+    real_write_bundle = release.write_bundle
+
+    def write_then_pause(*args, **kwargs):
+        digest = real_write_bundle(*args, **kwargs)
+        Path(ready).write_text("staged, not committed")
+        deadline = time.monotonic() + 120
+        while not Path(go).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("never told to go on")
+            time.sleep(0.05)
+        return digest
+
+    release.write_bundle = write_then_pause
+    registry = open_registry(url)
+    with registry.sessions() as s:
+        release.create_release(
+            s, request_id=int(request_id), actor="cho", policies=load_policies(),
+            deployment=Deployment.at(home, database_url=url),
+        )
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_another_release_does_not_disturb_a_release_paused_before_its_commit(
+    registry, policies, people, deployment, tmp_path, monkeypatch
+):
+    """Release A has staged its bundle and not committed; release B of another request runs
+    recovery meanwhile. A's staging is left alone, so both end published and verifying."""
+    first = submitted_request(registry, policies, {"arrests by sex": {"F": 120, "M": 340}})
+    approve(registry, policies, first.request_id, first.outputs)
+    second = submitted_request(registry, policies, {"convictions by sex": {"F": 40, "M": 190}})
+    approve(registry, policies, second.request_id, second.outputs)
+    ready, go = tmp_path / "a-staged", tmp_path / "a-go"
+    a = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            PAUSED_RELEASE,
+            str(deployment.home),
+            deployment.database_url,
+            str(first.request_id),
+            str(ready),
+            str(go),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.PIPE,
+    )
+    b_recovered = threading.Event()
+    b_failed: list[BaseException] = []
+    real_recover = release_module.recover_releases
+
+    def recover_then_note(session, deployment_):
+        try:
+            return real_recover(session, deployment_)
+        finally:
+            b_recovered.set()
+
+    def release_b() -> None:
+        try:
+            release(registry, policies, deployment, second.request_id, actor=SECOND_CHECKER)
+        except BaseException as exc:  # reported by the assertion below
+            b_failed.append(exc)
+
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert a.poll() is None, f"release A ended early: {a.stderr.read()!r}"
+            assert time.monotonic() < deadline, "release A never staged its bundle"
+            time.sleep(0.05)
+        monkeypatch.setattr(release_module, "recover_releases", recover_then_note)
+        b = threading.Thread(target=release_b, daemon=True)
+        b.start()
+        assert b_recovered.wait(60), "release B never ran recovery"
+        b.join(10)  # B may wait for A's audit-head lock; it finishes once A commits
+        go.write_text("go")
+        b.join(60)
+        assert not b.is_alive(), "release B never finished"
+        assert a.wait(60) == 0, f"release A failed: {a.stderr.read().decode()}"
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait(30)
+    assert b_failed == []
+    key = load_public_key(public_key_path(deployment))
+    names = [bundle_name(PROJECT, r) for r in (first.request_id, second.request_id)]
+    assert published(deployment) == sorted(names)
+    for name in names:
+        report = verify_bundle(releases_dir(deployment) / name, key)
+        assert report.valid, report.summary()
+    with registry.sessions() as s:
+        assert get_request(s, first.request_id).status == "released"
+        assert get_request(s, second.request_id).status == "released"
+        assert sorted(r.bundle_name for r in list_releases(s)) == sorted(names)
+        assert real_recover(s, deployment) == []
+    assert list((releases_dir(deployment) / STAGING).iterdir()) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_staged_bundle_left_by_the_earlier_layout_is_still_finished(
+    registry, policies, people, deployment
+):
+    """Before attempts were locked, the staging folder was the bundle itself."""
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.request_id, sub.outputs)
+    made = release(registry, policies, deployment, sub.request_id)
+    final = releases_dir(deployment) / made.bundle_name
+    os.rename(final, releases_dir(deployment) / STAGING / f"{made.bundle_name}-0123456789ab")
+    with registry.sessions() as s:
+        assert recover_releases(s, deployment) == [f"finished release {made.bundle_name}"]
+    assert verify_bundle(final, load_public_key(public_key_path(deployment))).valid
+    assert list((releases_dir(deployment) / STAGING).iterdir()) == []

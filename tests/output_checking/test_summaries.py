@@ -115,3 +115,12 @@ def test_summary_of_any_count_column_matches_the_numbers(profiles, counts) -> No
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(summaries)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_whole_numbers_and_counts_below_the_minimum_are_counted(profiles) -> None:
+    columns = by_name(b"area,count,rate\nLS,15,0.5\nM,7,1\nB,0,2\nW,3,3\n", profiles["ons-srs"])
+    count = columns["count"]
+    assert count.whole is True and count.below_minimum == 2  # 7 and 3; zero is not small
+    assert columns["rate"].whole is False
+    datashield = by_name(b"area,count\nLS,15\nM,7\nW,3\n", profiles["datashield"])["count"]
+    assert datashield.below_minimum == 0  # its minimum cell count is 3

@@ -12,9 +12,11 @@ import os
 import re
 import secrets
 import stat
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -28,11 +30,13 @@ from tornado.web import create_signed_value
 from workflow_fixtures import SECOND_CHECKER, add_checker
 
 from disclosure.tables import check_table
+from output_checking.checker_sessions import session_digest
 from output_checking.outputs import file_gate_rules, record_output, table_content
 from output_checking.web import (
     COOKIE_SECRET_ENV,
     COOKIE_SECRET_FILE,
     HUB_SERVICE_ENVIRONMENT,
+    SESSION_COOKIE,
     BackgroundServer,
     CheckerUIError,
     cell_evidence,
@@ -45,8 +49,16 @@ from output_checking.workflow import create_request, submit_request
 from registry_fixtures import PROJECT, populate
 from srs.deployment import Deployment
 from srs.registry import Registry, open_registry, projects
-from srs.registry.models import AuditEvent, Output, ReleaseRequest, Researcher, ReviewVote
-from srs.registry.sign_in import hash_password
+from srs.registry.models import (
+    AuditEvent,
+    CheckerSession,
+    Output,
+    ReleaseRequest,
+    Researcher,
+    ReviewVote,
+    utc_now,
+)
+from srs.registry.sign_in import SIGN_IN_REFUSED, hash_password
 
 matplotlib.use("Agg")
 
@@ -248,15 +260,17 @@ def test_a_wrong_password_is_refused_audited_and_counts_to_lock_out(
 ) -> None:
     cho = client(server)
     page = cho.sign_in("cho", "not the password at all")
-    assert page.status_code == 403 and "wrong username or password" in cho.flash()
+    assert page.status_code == 403 and cho.flash() == SIGN_IN_REFUSED
     assert "srs-checker-user" not in cho.http.cookies
     (denied,) = events(scenario.registry, action="sign_in", actor="cho")
     assert denied.outcome == "deny" and "wrong password (1 of" in denied.reason
     for _ in range(policies.access.failed_login_limit - 1):
         cho.sign_in("cho", "still not the password")
-    assert "now locked" in cho.flash()
+    assert cho.flash() == SIGN_IN_REFUSED  # locked now, but not said to whoever typed
     page = cho.sign_in("cho")  # the right password no longer helps
-    assert page.status_code == 403 and "this account is locked" in cho.flash()
+    assert page.status_code == 403 and cho.flash() == SIGN_IN_REFUSED
+    reasons = [e.reason for e in events(scenario.registry, action="sign_in", actor="cho")]
+    assert "locked after" in reasons[-2] and reasons[-1].startswith("account locked")
 
 
 def test_a_researcher_cannot_sign_in_to_the_checker_ui(server, scenario) -> None:
@@ -282,23 +296,174 @@ def test_sign_out_ends_the_session_and_is_audited(server, scenario) -> None:
 
 def test_a_forged_cookie_is_not_a_session(server) -> None:
     mallory = client(server)
-    mallory.http.cookies.set("srs-checker-user", "cho")
-    assert mallory.get("queue", allow_redirects=False).status_code == 302
+    # The old form of the cookie (a username signed with the cookie secret) opens nothing now.
+    for forged in ("cho", create_signed_value(COOKIE_SECRET, SESSION_COOKIE, "cho").decode()):
+        mallory.http.cookies.set(SESSION_COOKIE, forged)
+        assert mallory.get("queue", allow_redirects=False).status_code == 302
 
 
-def test_a_session_ends_after_the_policy_idle_timeout(server, policies) -> None:
-    idle = policies.access.idle_timeout_minutes * 60
+def session_cookie(person: Client) -> str:
+    (value,) = [c.value for c in person.http.cookies if c.name == SESSION_COOKIE]
+    return value
 
-    def signed(seconds_ago: float) -> str:
-        return create_signed_value(
-            COOKIE_SECRET, "srs-checker-user", "cho", clock=lambda: time.time() - seconds_ago
-        ).decode()
 
+def plant(person: Client, session_id: str) -> None:
+    """Put a session cookie in ``person``'s browser, where the UI's own would go."""
+    host = urlparse(person.base).hostname
+    person.http.cookies.set(SESSION_COOKIE, session_id, domain=host, path="/")
+
+
+def replay(server: BackgroundServer, session_id: str) -> Client:
+    """A fresh browser carrying a copied session cookie (and nothing else)."""
+    thief = client(server)
+    plant(thief, session_id)
+    return thief
+
+
+def checker_sessions(registry: Registry) -> list[CheckerSession]:
+    with registry.sessions() as s:
+        return list(s.execute(select(CheckerSession).order_by(CheckerSession.id)).scalars())
+
+
+def test_the_cookie_carries_only_a_random_session_id(server, scenario) -> None:
+    cho = client(server)
+    cho.sign_in("cho")
+    session_id = session_cookie(cho)
+    assert "cho" not in session_id and len(session_id) >= 43
+    (stored,) = checker_sessions(scenario.registry)
+    assert stored.username == "cho" and stored.session_sha256 == session_digest(session_id)
+
+
+def test_a_cookie_replayed_after_sign_out_is_refused(server, scenario) -> None:
+    cho = client(server)
+    cho.sign_in("cho")
+    copied = session_cookie(cho)
+    assert replay(server, copied).get("queue", allow_redirects=False).status_code == 200
+    cho.post("sign-out", {})
+    thief = replay(server, copied)
+    page = thief.get("queue", allow_redirects=False)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/sign-in?next=")
+    assert thief.post("sign-out", {}).status_code == 403  # no session, so no form either
+    (ended,) = checker_sessions(scenario.registry)
+    assert ended.ended_reason == "signed out"
+    replays = events(scenario.registry, action="checker_session.resume", outcome="deny")
+    assert replays and all("(signed out)" in e.reason for e in replays)
+
+
+def test_a_session_ends_after_the_policy_idle_timeout(server, scenario, policies) -> None:
+    idle = timedelta(minutes=policies.access.idle_timeout_minutes)
     recent, stale = client(server), client(server)
-    recent.http.cookies.set("srs-checker-user", signed(idle - 60), path="/")
-    stale.http.cookies.set("srs-checker-user", signed(idle + 60), path="/")
+    recent.sign_in("cho")
+    stale.sign_in(SECOND_CHECKER)
+    with scenario.registry.sessions() as s:
+        for username, seen in (("cho", idle - timedelta(minutes=1)), (SECOND_CHECKER, idle)):
+            s.execute(
+                update(CheckerSession)
+                .where(CheckerSession.username == username)
+                .values(last_seen_at=utc_now() - seen - timedelta(seconds=1))
+            )
+        s.commit()
     assert recent.get("queue", allow_redirects=False).status_code == 200
+    page = stale.get("queue", allow_redirects=False)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/sign-in")
+    # Ended for good: coming back at once does not revive it.
     assert stale.get("queue", allow_redirects=False).status_code == 302
+    ended = {s.username: s.ended_reason for s in checker_sessions(scenario.registry)}
+    assert ended == {"cho": None, SECOND_CHECKER: ended[SECOND_CHECKER]}
+    assert ended[SECOND_CHECKER].startswith("idle for more than")
+
+
+def test_a_session_ends_at_its_absolute_lifetime_however_busy(server, scenario, policies) -> None:
+    cho = client(server)
+    cho.sign_in("cho")
+    lifetime = timedelta(hours=policies.access.checker_session_max_hours)
+    with scenario.registry.sessions() as s:
+        s.execute(update(CheckerSession).values(created_at=utc_now() - lifetime - timedelta(1)))
+        s.commit()
+    assert cho.get("queue", allow_redirects=False).status_code == 302
+    (ended,) = checker_sessions(scenario.registry)
+    assert "hours ago" in ended.ended_reason
+
+
+def test_each_sign_in_starts_a_new_session(server, scenario) -> None:
+    """Session fixation: an id planted in the browser before sign-in is never the one signed
+    in, and signing in again ends the session the browser held."""
+    victim = client(server)
+    plant(victim, "planted-by-mallory-" + "x" * 30)
+    victim.sign_in("cho")
+    first = session_cookie(victim)
+    assert not first.startswith("planted")
+    victim.sign_in("cho")
+    second = session_cookie(victim)
+    assert second != first
+    assert replay(server, first).get("queue", allow_redirects=False).status_code == 302
+    assert replay(server, second).get("queue", allow_redirects=False).status_code == 200
+    reasons = [s.ended_reason for s in checker_sessions(scenario.registry)]
+    assert reasons == ["replaced by a new sign-in", None]
+
+
+def test_unknown_wrong_password_and_locked_accounts_are_refused_alike(server, scenario) -> None:
+    """Account enumeration by message: the same page, word for word, for each."""
+    with scenario.registry.sessions() as s:
+        s.execute(
+            update(Researcher).where(Researcher.username == SECOND_CHECKER).values(locked=True)
+        )
+        s.commit()
+    pages = {}
+    for label, username, password in (
+        ("unknown", "nobody-here", PASSWORD),
+        ("wrong password", "cho", "not the password at all"),
+        ("locked", SECOND_CHECKER, PASSWORD),  # even the right password
+    ):
+        person = client(server)
+        page = person.sign_in(username, password)
+        assert page.status_code == 403, label
+        pages[label] = page.text.replace(f'value="{username}"', 'value=""')
+        assert person.flash() == SIGN_IN_REFUSED, label
+    assert len({re.sub(r'name="_xsrf" value="[^"]+"', "", p) for p in pages.values()}) == 1
+    reasons = {e.actor: e.reason for e in events(scenario.registry, action="sign_in")}
+    assert reasons["nobody-here"] == "no such account"
+    assert reasons["cho"].startswith("wrong password")
+    assert reasons[SECOND_CHECKER].startswith("account locked")
+
+
+def test_unknown_wrong_password_and_locked_sign_ins_take_the_same_time(scenario, policies) -> None:
+    """Account enumeration by timing: an unknown or a locked account used to be answered
+    without running Argon2id (7-25 ms against 120-380 ms). Medians of interleaved attempts,
+    so a busy machine slows all three alike; within 2x of each other."""
+    # A high lock-out limit, so that the wrong-password attempts stay wrong-password ones.
+    roomy = policies.model_copy(
+        update={"access": policies.access.model_copy(update={"failed_login_limit": 100})}
+    )
+    with scenario.registry.sessions() as s:
+        s.execute(
+            update(Researcher).where(Researcher.username == SECOND_CHECKER).values(locked=True)
+        )
+        s.commit()
+    kinds = {
+        "unknown": ("nobody-here", PASSWORD),
+        "wrong password": ("cho", "not the password at all"),
+        "locked": (SECOND_CHECKER, PASSWORD),
+    }
+    rounds = 9
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    app = make_app(scenario.deployment, roomy, cookie_secret=COOKIE_SECRET)
+    with BackgroundServer(app) as running:
+        person = Client(running.url)
+        person.get("sign-in")
+        person.post("sign-in", {"username": "warm-up", "password": "x"})
+        for round_number in range(rounds):
+            order = list(kinds)
+            order = order[round_number % 3 :] + order[: round_number % 3]
+            for kind in order:
+                username, password = kinds[kind]
+                began = time.perf_counter()
+                page = person.post("sign-in", {"username": username, "password": password})
+                timings[kind].append(time.perf_counter() - began)
+                assert page.status_code == 403 and person.flash() == SIGN_IN_REFUSED
+    medians = {kind: statistics.median(times) for kind, times in timings.items()}
+    print("sign-in medians (ms):", {k: round(v * 1000, 1) for k, v in medians.items()})
+    assert max(medians.values()) <= 2 * min(medians.values()), medians
 
 
 def test_unknown_pages_are_a_plain_404(server) -> None:
@@ -632,6 +797,28 @@ def test_in_hub_mode_a_checker_arrives_through_the_hubs_oauth(hub_server, scenar
     assert again.status_code == 302 and "/hub/api/oauth2/authorize" in again.headers["Location"]
 
 
+def test_in_hub_mode_the_ui_session_is_held_by_the_server_too(hub_server, scenario) -> None:
+    """The hub vouches for who the person is; this UI's admission is a server-side session,
+    which ends at sign-out and when idle, after which the person is admitted afresh (audited)
+    with a new session id, never the old one."""
+    server, hub = hub_server
+    cho = arrive_through_hub(server, hub, "cho")
+    first = session_cookie(cho)
+    with scenario.registry.sessions() as s:
+        s.execute(update(CheckerSession).values(last_seen_at=utc_now() - timedelta(days=1)))
+        s.commit()
+    assert cho.get("queue").status_code == 200  # the hub still vouches: admitted again
+    second = session_cookie(cho)
+    assert second != first
+    assert [e.outcome for e in events(scenario.registry, action="sign_in", actor="cho")] == [
+        "allow",
+        "allow",
+    ]
+    cho.post("sign-out", {}, allow_redirects=False)
+    reasons = [s.ended_reason for s in checker_sessions(scenario.registry)]
+    assert reasons[0].startswith("idle for more than") and reasons[1] == "signed out"
+
+
 def test_in_hub_mode_the_registry_decides_who_comes_in(hub_server, scenario) -> None:
     server, hub = hub_server
     # ana is a hub user the hub let through (say, an admin's scopes), but no checker.
@@ -747,3 +934,23 @@ def test_evidence_marks_cells_by_label_not_position() -> None:
     assert ls_cells[0].text == "" and ls_cells[0].reasons == ["count 3 < 10"]
     assert (m, [c.status for c in m_cells]) == ("M", ["fail", "review"])
     assert m_cells[0].text == "25" and table.failing == 2
+
+
+def test_differencing_findings_mark_cells_by_their_own_status() -> None:
+    """A disclosive difference marks its cell failing; a comparison the check could not judge
+    names no cell and marks none (it is listed with the check), never a phantom ("", "") cell."""
+    checks = [
+        {
+            "check": "differencing",
+            "status": "fail",
+            "findings": [
+                {"row": "F", "column": "crown", "status": "fail", "message": "exposes 2"},
+                {"row": "", "column": "", "status": "review", "message": "not checked: needs a"},
+                {"row": "M", "column": "youth", "status": "review", "message": "no upper bound"},
+            ],
+        }
+    ]
+    cells = cell_evidence(checks)
+    assert cells[("F", "crown")].status == "fail"
+    assert cells[("M", "youth")].status == "review"
+    assert ("", "") not in cells

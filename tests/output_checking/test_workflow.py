@@ -414,3 +414,71 @@ def test_differencing_ignores_margins_so_a_small_difference_is_still_found(
         released = released_tables(s, outputs[0].project_id, policies)
         findings = run_differencing(outputs[1], released, policies)
     assert [(f["row"], f["difference"]) for f in findings] == [("F", 3.0)]
+
+
+def test_differencing_that_cannot_judge_a_released_table_is_review_not_ok(
+    registry, policies, people
+):
+    """Offence codes released, then offence names: the check cannot tell which name is which
+    code, so the comparison is not ok but marked for a checker, whose approve needs a reason."""
+    earlier = submitted_request(registry, policies, {"by code": {"0201": 120, "0202": 340}})
+    for checker in ("cho", SECOND_CHECKER):
+        cast(registry, policies, checker, earlier.outputs[0], "approve")
+    with registry.sessions() as s:  # as if released (release tests cover the real path)
+        s.execute(update(Output).where(Output.id == earlier.outputs[0]).values(status="released"))
+        s.commit()
+    later = submitted_request(registry, policies, {"by name": {"assault": 118, "robbery": 339}})
+    with registry.sessions() as s:
+        check = next(
+            c for c in s.get(Output, later.outputs[0]).checks if c["check"] == "differencing"
+        )
+    assert check["status"] == "review"
+    [finding] = check["findings"]
+    assert finding["status"] == "review"
+    assert finding["message"].startswith("not checked: needs a checker")
+    with pytest.raises(WorkflowError, match="not checked: needs a checker"):
+        cast(registry, policies, "cho", later.outputs[0], "approve")
+    cast(
+        registry,
+        policies,
+        "cho",
+        later.outputs[0],
+        "approve",
+        override_reason="codes 0201/0202 are not the offences named here",
+    )
+
+
+def test_differencing_sees_through_suppressed_cells_in_released_tables(registry, policies, people):
+    """Issue 15: released tables always hold suppressed cells (null in the stored table). Two
+    with hidden cells in different places still expose the 2 women filtered out; a table on an
+    unrelated population is judged ok."""
+    from output_checking.outputs import record_output, table_content
+    from output_checking.workflow import run_differencing
+
+    courts = pd.Index(["crown", "magistrates", "youth"], name="court")
+    sex = pd.Index(["F", "M"], name="sex")
+    tables = {
+        "all courts": pd.DataFrame([[40, None, 12], [30, 25, 7]], index=sex, columns=courts),
+        "one filter": pd.DataFrame([[38, 6, 12], [30, 25, None]], index=sex, columns=courts),
+        "elsewhere": pd.DataFrame([[90, 60, None], [20, 45, 33]], index=sex, columns=courts),
+    }
+    with registry.sessions() as s:
+        outputs = [
+            record_output(
+                s,
+                project_code=PROJECT,
+                author="ana",
+                kind="table",
+                name=name,
+                content={"kind": "table", "statistic": "count", "table": table_content(table)},
+            )
+            for name, table in tables.items()
+        ]
+        outputs[0].status = "released"
+        s.flush()
+        released = released_tables(s, outputs[0].project_id, policies)
+        findings = run_differencing(outputs[1], released, policies)
+        assert [(f["row"], f["column"], f["difference"]) for f in findings] == [("F", "crown", 2.0)]
+        assert run_differencing(outputs[2], released, policies) == []
+        [check] = [c for c in outputs[2].checks if c["check"] == "differencing"]
+        assert check["status"] == "ok"

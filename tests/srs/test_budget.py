@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
+from disclosure.dp import ConfirmedSpend
+from output_checking.outputs import record_output
 from registry_fixtures import PROJECT, populate
 from srs.access import AccessDenied
-from srs.budget import NANO, BudgetExhausted, SpendRefused, budget_state, debit, spends
+from srs.budget import (
+    NANO,
+    BudgetExhausted,
+    SpendNotConfirmed,
+    SpendRefused,
+    budget_state,
+    check_query_rho,
+    confirm_spend,
+    debit,
+    spends,
+)
 from srs.policy import load_policies
 from srs.registry import Registry, open_registry
 from srs.registry.models import AuditEvent, Project
@@ -233,3 +246,79 @@ def test_cli_budget_show(tmp_path, monkeypatch) -> None:
     assert refused.exit_code == 2 and "not a member" in refused.output
     unknown = runner.invoke(app, ["--home", home, "--as", "admin", "budget", "show", "NOPE"])
     assert unknown.exit_code == 2 and "no project 'NOPE'" in unknown.output
+
+
+# ------------------------------------------------------------------ confirming a spend
+def confirm(registry, receipt_or_id, rho=0.01, delta=0.0, who="ana", project=PROJECT):
+    spend_id = getattr(receipt_or_id, "spend_id", receipt_or_id)
+    with registry.sessions() as s:
+        return confirm_spend(
+            s, spend_id=spend_id, project_code=project, researcher=who, rho=rho, delta=delta
+        )
+
+
+def test_the_ledger_confirms_only_its_own_unused_covering_spend(registry, policies, people) -> None:
+    receipt = spend(registry, policies, 0.01)
+    confirmed = confirm(registry, receipt)
+    assert isinstance(confirmed, ConfirmedSpend)
+    assert (confirmed.spend_id, confirmed.project, confirmed.researcher) == (
+        receipt.spend_id,
+        PROJECT,
+        "ana",
+    )
+    assert confirmed.rho == pytest.approx(0.01) and confirmed.delta == 0
+    refusals = [
+        (dict(receipt_or_id=receipt.spend_id + 100), "is not a spend of ana in P001"),
+        (dict(receipt_or_id=receipt, who="ben"), "is not a spend of ben in P001"),
+        (dict(receipt_or_id=receipt, project="P002"), "is not a spend of ana in P002"),
+        (dict(receipt_or_id=receipt, rho=0.02), "covers rho 0.01, delta 0; this release needs"),
+        (dict(receipt_or_id=receipt, delta=1e-9), "this release needs rho 0.01, delta 1e-09"),
+    ]
+    for arguments, message in refusals:
+        with pytest.raises(SpendNotConfirmed, match=message):
+            confirm(registry, **arguments)
+    with registry.sessions() as s:
+        record_output(
+            s,
+            project_code=PROJECT,
+            author="ana",
+            kind="dp_result",
+            name="paid",
+            content={},
+            budget_spend_id=receipt.spend_id,
+        )
+        s.commit()
+    with pytest.raises(SpendNotConfirmed, match=r"already paid for output #\d+"):
+        confirm(registry, receipt)
+    with registry.sessions() as s:
+        denied = s.execute(
+            select(AuditEvent).where(
+                AuditEvent.action == "budget.confirm", AuditEvent.outcome == "deny"
+            )
+        ).scalars()
+        assert len(list(denied)) == len(refusals) + 1
+
+
+def test_only_the_ledger_issues_confirmations() -> None:
+    # Every shipped caller of the engine's issuer: the ledger alone (tests stand in for it).
+    root = Path(__file__).resolve().parents[2]
+    callers = sorted(
+        str(path.relative_to(root))
+        for package in ("srs", "output_checking", "synthetic", "disclosure")
+        for path in (root / package).rglob("*.py")
+        if "issue_confirmation(" in path.read_text(encoding="utf-8")
+    )
+    assert callers == ["disclosure/dp/spend.py", "srs/budget.py"]
+
+
+@pytest.mark.parametrize("rho", ["0.01", True, None, [0.01], float("inf"), 0])
+def test_a_query_rho_must_be_a_positive_finite_number(rho, policies) -> None:
+    with pytest.raises(SpendRefused, match="positive, finite rho given as a number"):
+        check_query_rho(rho, policies)
+
+
+def test_a_query_rho_is_at_most_the_policy_ceiling(policies) -> None:
+    ceiling = policies.privacy_budget.max_rho_per_query
+    assert check_query_rho(ceiling, policies) == round(ceiling * NANO)
+    with pytest.raises(SpendRefused, match=f"at most rho {ceiling:g}"):
+        check_query_rho(ceiling * 1.01, policies)

@@ -180,6 +180,45 @@ def test_user_mistakes_exit_2_with_a_message(home: Path, args, actor, message) -
     assert "Traceback" not in result.output
 
 
+def create_project(home: Path, code: str, *extra: str):
+    return srs(
+        home,
+        "project",
+        "create",
+        code,
+        "--title",
+        "T",
+        "--purpose",
+        "P",
+        "--legal-basis",
+        "L",
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2099-12-31",
+        *extra,
+    )
+
+
+@pytest.mark.parametrize("rho", ["inf", "-inf", "nan", "1e308", "0", "-0.5", "5.000001", "1e-12"])
+def test_project_budgets_outside_the_policy_range_are_refused(home: Path, rho: str) -> None:
+    """`--budget-rho inf` and `1e308` were accepted (every later query then failed or
+    overflowed) and `nan` was answered "already exists"."""
+    result = create_project(home, "P7", "--budget-rho", rho)
+    assert result.exit_code == 2, result.output
+    assert "a zCDP rho from 0.0001 to 5 (min_project_rho and max_project_rho" in result.output
+    assert "already exists" not in result.output and "Traceback" not in result.output
+    listed = srs(home, "project", "list")
+    assert "P7" not in listed.output
+
+
+def test_a_project_budget_within_the_range_is_kept_and_a_duplicate_is_named(home: Path) -> None:
+    created = create_project(home, "P7", "--budget-rho", "5")
+    assert created.exit_code == 0 and "budget rho=5.0" in created.output, created.output
+    again = create_project(home, "P7", "--budget-rho", "1")
+    assert again.exit_code == 2 and "a project 'P7' already exists" in again.output
+
+
 def test_commands_outside_a_deployment_say_to_init(tmp_path: Path) -> None:
     result = srs(tmp_path / "nowhere", "researcher", "list")
     assert result.exit_code == 2 and "srs init" in result.output

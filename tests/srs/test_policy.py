@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -236,3 +237,66 @@ def test_access_rules(policies: PolicySet) -> None:
     assert not a.allows("nobody", "dataset.read")
     assert "dataset.read" in a.known_actions
     assert a.accreditation_validity_days == 1826
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("max_project_rho: 5.0", "max_project_rho: .inf", "less than or equal to 100"),
+        ("max_project_rho: 5.0", "max_project_rho: .nan", "max_project_rho: Input should be"),
+        ("max_project_rho: 5.0", "max_project_rho: 0.1", "must lie between min_project_rho"),
+        ("min_project_rho: 1.0e-4", "min_project_rho: 0.6", "must lie between min_project_rho"),
+        (
+            "min_project_rho: 1.0e-4",
+            "min_project_rho: 1.0e-12",
+            "greater than or equal to 0.000000001",
+        ),
+        (
+            "per_researcher_rho_cap: null",
+            "per_researcher_rho_cap: .inf",
+            "per_researcher_rho_cap must be a finite rho",
+        ),
+        (
+            "per_researcher_rho_cap: null",
+            "per_researcher_rho_cap: 50",
+            "per_researcher_rho_cap must be a finite rho in (0, 5.0]",
+        ),
+    ],
+)
+def test_the_project_budget_ceiling_is_validated_on_load(folder, old, new, message) -> None:
+    """An infinite or NaN ceiling, a default above it, or a per-researcher cap that no finite
+    budget bounds would let every DP query through; each is refused where it is written."""
+    edit(folder, "privacy_budget.yaml", old, new)
+    with pytest.raises(PolicyError, match=re.escape(message)) as refused:
+        load_policies(folder)
+    assert "privacy_budget.yaml" in str(refused.value)
+
+
+def test_the_shipped_project_budget_ceiling(policies: PolicySet) -> None:
+    budget = policies.privacy_budget
+    assert budget.min_project_rho <= budget.default_project_rho <= budget.max_project_rho == 5.0
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        ("checker_session_max_hours: 0", "greater than or equal to 1"),
+        ("checker_session_max_hours: 25", "less than or equal to 24"),
+        ("checker_session_max_hours: 1\nidle_timeout_minutes: 90", "must be at least"),
+    ],
+)
+def test_the_checker_session_lifetime_is_validated_on_load(folder, new, message) -> None:
+    edit(folder, "access.yaml", "checker_session_max_hours: 12", new)
+    if "idle_timeout_minutes: 90" in new:
+        edit(folder, "access.yaml", "idle_timeout_minutes: 30 ", "")
+    with pytest.raises(PolicyError, match=message) as refused:
+        load_policies(folder)
+    assert "access.yaml" in str(refused.value)
+
+
+def test_the_checker_session_lifetime_is_required(folder) -> None:
+    edit(folder, "access.yaml", "checker_session_max_hours: 12", "")
+    problems = check_policy_dir(folder)
+    assert [(p.file.name, p.key) for p in problems] == [
+        ("access.yaml", "checker_session_max_hours")
+    ]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import inspect, select
 
 from registry_fixtures import PROJECT, TODAY, populate
 from srs.access import AccessDenied
+from srs.budget import to_nano
 from srs.registry import DatabaseError, Registry, accounts, open_registry, projects
 from srs.registry.database import create_registry_engine, upgrade_schema
 from srs.registry.models import AuditEvent
@@ -25,6 +29,7 @@ def test_migrations_create_every_table_and_are_idempotent(registry: Registry) ->
         "grants",
         "audit_events",
         "audit_head",
+        "checker_sessions",
         "alembic_version",
     } <= tables
 
@@ -137,7 +142,7 @@ def test_unlock_clears_failed_logins(registry, policies) -> None:
         ({"end_date": date(2020, 1, 1)}, "before its start"),
         ({"approved_classification": "secret"}, "not one of public, confidential"),
         ({"purpose": "  "}, "needs a purpose"),
-        ({"privacy_budget_rho": 0.0}, "positive zCDP rho"),
+        ({"privacy_budget_rho": 0.0}, "must be a zCDP rho from"),
     ],
 )
 def test_bad_projects_are_refused(registry, policies, kwargs, message) -> None:
@@ -153,6 +158,113 @@ def test_bad_projects_are_refused(registry, policies, kwargs, message) -> None:
     } | kwargs
     with registry.sessions() as s, pytest.raises(accounts.RegistryError, match=message):
         projects.create_project(s, actor="admin", policies=policies, **args)
+
+
+PROJECT_ARGS = {
+    "code": "P002",
+    "title": "T",
+    "purpose": "P",
+    "legal_basis": "L",
+    "start_date": date(2026, 1, 1),
+    "end_date": date(2027, 1, 1),
+    "approved_classification": "confidential",
+}
+
+
+@pytest.mark.parametrize(
+    "rho",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        1e308,  # finite, but every sum over it overflows
+        0,
+        -0.5,
+        5e-324,  # positive, but nothing once the ledger counts it in nano-rho
+        1e-10,
+        True,  # a bool is an int to Python, never a budget
+        "0.5",
+        b"0.5",
+        [0.5],
+        None.__class__,  # not a number at all
+    ],
+    ids=repr,
+)
+def test_a_project_budget_must_be_a_finite_rho_within_the_policy_ceiling(
+    registry, policies, rho
+) -> None:
+    populate(registry, policies)
+    ceiling = policies.privacy_budget.max_project_rho
+    with registry.sessions() as s:
+        with pytest.raises(projects.ProjectBudgetError) as refused:
+            projects.create_project(
+                s, actor="admin", policies=policies, privacy_budget_rho=rho, **PROJECT_ARGS
+            )
+        floor = policies.privacy_budget.min_project_rho
+        assert f"a zCDP rho from {floor:g} to {ceiling:g} (min_project_rho" in str(refused.value)
+        assert "already exists" not in str(refused.value)
+        assert projects.list_projects(s)[-1].code == PROJECT  # nothing was created
+
+
+def test_a_project_budget_may_be_anything_from_the_floor_to_the_ceiling(registry, policies) -> None:
+    populate(registry, policies)
+    ceiling = policies.privacy_budget.max_project_rho
+    floor = policies.privacy_budget.min_project_rho
+    with registry.sessions() as s:
+        at_ceiling = projects.create_project(
+            s, actor="admin", policies=policies, privacy_budget_rho=ceiling, **PROJECT_ARGS
+        )
+        at_floor = projects.create_project(
+            s,
+            actor="admin",
+            policies=policies,
+            privacy_budget_rho=floor,
+            **PROJECT_ARGS | {"code": "P5"},
+        )
+        with pytest.raises(projects.ProjectBudgetError, match=f"from {floor:g} to"):
+            projects.create_project(
+                s,
+                actor="admin",
+                policies=policies,
+                privacy_budget_rho=floor * (1 - 1e-9),
+                **PROJECT_ARGS | {"code": "P6"},
+            )
+        whole = projects.create_project(
+            s,
+            actor="admin",
+            policies=policies,
+            privacy_budget_rho=1,
+            **PROJECT_ARGS | {"code": "P3"},
+        )
+        with pytest.raises(projects.ProjectBudgetError, match=f"to {ceiling:g} "):
+            projects.create_project(
+                s,
+                actor="admin",
+                policies=policies,
+                privacy_budget_rho=ceiling * (1 + 1e-9),
+                **PROJECT_ARGS | {"code": "P4"},
+            )
+    assert at_ceiling.privacy_budget_rho == ceiling and at_floor.privacy_budget_rho == floor
+    assert whole.privacy_budget_rho == 1.0 and isinstance(whole.privacy_budget_rho, float)
+
+
+def test_only_a_real_duplicate_is_called_already_exists(registry, policies, monkeypatch) -> None:
+    """Any other refusal by the database is reported as what it is, not as a duplicate."""
+    populate(registry, policies)
+    with registry.sessions() as s:
+        with pytest.raises(accounts.RegistryError, match="a project 'P001' already exists"):
+            projects.create_project(
+                s, actor="admin", policies=policies, **PROJECT_ARGS | {"code": PROJECT}
+            )
+        # A value the checks let through but the database refuses (the budget column is NOT
+        # NULL): the registry's own message, not "already exists".
+        monkeypatch.setattr(projects, "validate_project_budget", lambda rho, budget: None)
+        with pytest.raises(accounts.RegistryError) as refused:
+            projects.create_project(s, actor="admin", policies=policies, **PROJECT_ARGS)
+        message = str(refused.value)
+        assert "already exists" not in message
+        assert "the registry refused project 'P002'" in message and "null" in message.lower()
+        assert [p.code for p in projects.list_projects(s)] == [PROJECT]
 
 
 def test_project_budget_defaults_to_policy(registry, policies) -> None:
@@ -198,3 +310,18 @@ def test_membership_and_grant_errors(registry, policies) -> None:
                 code=PROJECT,
                 dataset_name="linked/persons",
             )
+
+
+@given(rho=st.floats(allow_nan=True, allow_infinity=True) | st.integers())
+@settings(max_examples=300, deadline=None)
+def test_every_budget_accepted_is_a_finite_rho_the_ledger_can_hold(policies, rho) -> None:
+    floor, ceiling = (
+        policies.privacy_budget.min_project_rho,
+        policies.privacy_budget.max_project_rho,
+    )
+    if math.isfinite(rho) and floor <= rho <= ceiling:
+        accepted = projects.validate_project_budget(rho, policies.privacy_budget)
+        assert accepted == rho and 0 < to_nano(accepted) <= to_nano(ceiling)
+    else:
+        with pytest.raises(projects.ProjectBudgetError, match=f"from {floor:g} to {ceiling:g}"):
+            projects.validate_project_budget(rho, policies.privacy_budget)

@@ -97,7 +97,9 @@ def test_session_to_signed_release_with_a_checker_in_chromium(
         unsafe = s.crosstab(journeys, "iccs_division", "sex", name="People by ICCS division")
         model = s.ols("age_at_offence ~ C(sex)", journeys)
         model_id = s.last_output.id
-        dp_count = s.dp.count(journeys, by=["court"], rho=0.01, name="DP journeys by court")
+        dp_count = s.dp.count(
+            "linked/journeys", by=["court"], rho=0.01, name="DP journeys by court"
+        )
         outputs = s.outputs()
         ids = {
             "safe": safe.attrs["srs_output_id"],

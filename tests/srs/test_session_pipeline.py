@@ -73,7 +73,7 @@ def test_a_researcher_works_on_the_linked_journeys(s, pipeline) -> None:
     assert list(table.columns) == ["F", "M", "Total"]
     assert set(journeys["sentence_type"].dropna()) <= set(table.index)
     # Sentences of the DP query are the dictionary's public keys: all five, and no delta spent.
-    dp_table = s.dp.count(journeys, by=["sentence_type"], rho=0.01, name="DP sentences")
+    dp_table = s.dp.count("linked/journeys", by=["sentence_type"], rho=0.01, name="DP sentences")
     assert list(dp_table["sentence_type"]) == [
         "community",
         "custody",

@@ -121,6 +121,11 @@ def test_a_researcher_makes_a_dp_replica_paid_from_the_project_budget(deployment
     assert unknown.exit_code == 2 and "columns not in the table" in unknown.output
     outsider = cli(home, *args, "sex,court", "--rows", "200", "--rho", "0.02", actor="sam")
     assert outsider.exit_code == 2 and "access denied" in outsider.output
+    rows = ["--rows", "200", "--rho", "0.02"]
+    not_json = cli(home, *args, "sex,court", *rows, "--where", "sex == 'F'", actor="ana")
+    assert not_json.exit_code == 2 and "--where is not JSON" in not_json.output
+    bad = cli(home, *args, "sex,court", *rows, "--where", '[["sex", "=", "F"]]', actor="ana")
+    assert bad.exit_code == 2 and "operator '=' is not one of" in bad.output
     with deployment.registry.sessions() as s:
         assert budget_state(s, PROJECT, load_policies()).spends == 0  # refusals spent nothing
     made = cli(
@@ -133,6 +138,8 @@ def test_a_researcher_makes_a_dp_replica_paid_from_the_project_budget(deployment
         "0.02",
         "--seed",
         "1",
+        "--where",
+        '[["court", "is not null"]]',
         actor="ana",
     )
     assert made.exit_code == 0, made.output
@@ -143,3 +150,4 @@ def test_a_researcher_makes_a_dp_replica_paid_from_the_project_budget(deployment
         assert spend.purpose == "DP synthetic replica of linked/journeys"
         assert record.kind == "dp_result" and record.content["algorithm"] == "mst"
         assert record.author == "ana"
+        assert record.content["data"]["where"] == [["court", "is not null"]]

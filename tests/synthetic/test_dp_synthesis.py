@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import update
 
 from registry_fixtures import PROJECT, populate
-from srs.budget import BudgetExhausted, budget_state, debit, spends
+from srs.budget import (
+    BudgetExhausted,
+    SpendReceipt,
+    budget_state,
+    confirm_spend,
+    debit,
+    spends,
+)
 from srs.policy import PolicySet
 from srs.registry import Registry
 from srs.registry.models import Project
@@ -206,10 +213,15 @@ def test_a_spend_pays_for_one_synthesis_only(registry, policies, people) -> None
             purpose="too small",
             policies=policies,
         )
+        small = confirm_spend(
+            s, spend_id=small.spend_id, project_code=PROJECT, researcher="ana", rho=0.01
+        )
         with pytest.raises(DPReplicaRefused, match="needs rho 0.02"):
             synthesize_dp(plan, small, 100, 1)
         with pytest.raises(DPReplicaRefused, match="no committed spend"):
             synthesize_dp(plan, None, 100, 1)
+        with pytest.raises(DPReplicaRefused, match="no committed spend"):
+            synthesize_dp(plan, small_receipt_look_alike(plan), 100, 1)
         receipt = debit(
             s,
             project_code=PROJECT,
@@ -218,9 +230,25 @@ def test_a_spend_pays_for_one_synthesis_only(registry, policies, people) -> None
             purpose="replica",
             policies=policies,
         )
-    assert len(synthesize_dp(plan, receipt, 100, 1)) == 100  # refusals did not use the plan up
+        confirmed = confirm_spend(
+            s, spend_id=receipt.spend_id, project_code=PROJECT, researcher="ana", rho=plan.rho
+        )
+    assert len(synthesize_dp(plan, confirmed, 100, 1)) == 100  # refusals did not use the plan up
     with pytest.raises(DPReplicaRefused, match="already synthesised"):
-        synthesize_dp(plan, receipt, 100, 2)
+        synthesize_dp(plan, confirmed, 100, 2)
+
+
+def small_receipt_look_alike(plan):
+    """A receipt as ``debit`` hands it back, never confirmed by the ledger."""
+    return SpendReceipt(
+        spend_id=1,
+        project=PROJECT,
+        researcher="ana",
+        rho=plan.rho,
+        remaining_rho=1.0,
+        epsilon=1.0,
+        epsilon_delta=1e-7,
+    )
 
 
 def pair(out, first: str, second: str) -> pd.Series:
