@@ -15,7 +15,11 @@ the attacker then tries the hypotheses that link their populations:
 * **same population**: two tables of the same units grouped differently (age bands recoded
   two ways, or different cells suppressed); the cells of their common refinement.
 
-A hypothesis the published figures contradict is dropped (two unrelated tables are safe).
+A hypothesis the published figures contradict is dropped (two unrelated tables are safe),
+except that two tables sharing only some categories of a variable, with every hypothesis
+contradicted, are reported for review: a category renamed or spelt differently ("F" and
+"Female") is read as empty in the table without it, which contradicts every hypothesis just as
+unrelated populations do and would hide any difference.
 Under each one left, the attacker's interval of every exposed cell of ``r`` (and of its
 margins), or of every cell of the refinement that neither table publishes, is the tightest
 a linear program gets. **Rule**: a cell is disclosive when that interval, rounded inwards to
@@ -46,8 +50,9 @@ against every pair of earlier releases):
 Not covered, and reported as ``review`` ("not checked: needs a checker") rather than passed:
 tables whose dimensions cannot be aligned (disjoint categories of one variable with no
 mapping, unnamed dimensions or differently named bands that may or may not be the same
-variable), magnitude tables (differencing of sums needs the per-unit contributions), rounding
-the check does not know. Not attempted at all: combinations of four or more tables, linear
+variable), a pair sharing only some categories that nothing relates (above), magnitude
+tables (differencing of sums needs the per-unit contributions), rounding the check does not
+know (or a base under 1). A non-finite cell is a ``DifferencingError``. Not attempted at all: combinations of four or more tables, linear
 combinations other than a whole against one or two parts, and populations that overlap
 without one containing the other (no hypothesis fits them). Two parts that nest (cumulative
 months) can pass for parts that do not overlap, so a sum-of-two finding says "if they do not
@@ -174,10 +179,12 @@ def _rounding_rule(description: str | None) -> tuple[str, int]:
     if text.startswith("midpoint6"):
         return "midpoint6", 6
     match = _BASE.search(text)
-    if match is None:
+    if match is None or int(match.group(1)) < 1:
+        # Base 0 stands for no count at all (every interval empty): every hypothesis would be
+        # contradicted and the pair pass unjudged, so it is refused like an unknown rounding.
         raise _Unjudgeable(
             f"its rounding {description!r} is not one the check knows ('none', 'base N', "
-            "'controlled, base N', 'midpoint6')"
+            "'controlled, base N', 'midpoint6', N a whole number of at least 1)"
         )
     return ("controlled" if text.startswith("controlled") else "base"), int(match.group(1))
 
@@ -282,6 +289,11 @@ def _grid(
                     value = float(value)
                 except (TypeError, ValueError) as error:
                     raise _Unjudgeable(f"cell {key} holds {value!r}, not a count") from error
+                if not math.isfinite(value):
+                    raise DifferencingError(
+                        f"{name}: cell {key} is {value:g}, not a count; a count table holds "
+                        "finite counts, with NaN for a suppressed cell"
+                    )
                 if value < 0:
                     raise _Unjudgeable(f"cell {key} is negative ({value:g}), not a count")
             if not any(free):
@@ -921,20 +933,59 @@ def _not_checked(earlier: str, reason: str) -> DifferencingFinding:
     )
 
 
+def _consistent(programme: _Programme, hypothesis: _Hypothesis) -> bool:
+    """Whether the published figures allow the hypothesis (its programme has a solution)."""
+    if hypothesis.whole is not None:
+        ranges = [programme.atom_range(k) for k in range(len(programme.grids))]
+        if all(r is not None for r in ranges):
+            most = ranges[hypothesis.whole][1] - sum(ranges[p][0] for p in hypothesis.parts)
+            if (most < -_TOLERANCE).any():
+                return False  # the parts outnumber the whole somewhere
+    system = programme.matrices(hypothesis)
+    outcome, _ = _solve(np.zeros(programme.size), system, programme.bounds)
+    return outcome == "optimal"
+
+
+def _require_related(programme: _Programme, hypotheses: list[_Hypothesis]) -> None:
+    """Raise _Unjudgeable when two tables share only some categories of a variable and the
+    published figures contradict every hypothesis: a category renamed or spelt differently
+    ("F" and "Female", "F "), read as empty in the table without it, contradicts them all
+    just as two unrelated populations do, and would hide any difference."""
+    only: list[str] = []
+    for axis in programme.axes:
+        for k, where in ((0, "the new table"), (1, programme.grids[1].name)):
+            # Categories the other table lists and this one does not.
+            labels = [axis.atoms[i] for i in sorted(axis.empty[1 - k])]
+            if labels:
+                only.append(f"{axis.name}: {_shown([repr(label) for label in labels])} in {where}")
+    if not only or any(_consistent(programme, h) for h in hypotheses):
+        return
+    raise _Unjudgeable(
+        f"categories in only one table: {'; '.join(only)}; the published figures contradict "
+        "every way the check relates the two populations, as they would if a category were "
+        "renamed; if they are the same category under other names, give a mapping"
+    )
+
+
 def _compare(grids: list[_Grid], earlier: str, profile: SDCProfile) -> list[DifferencingFinding]:
-    """Findings of one comparison; raises _Unjudgeable when the tables cannot be aligned."""
+    """Findings of one comparison; raises _Unjudgeable when the tables cannot be aligned, or
+    are aligned only in part and nothing relates them."""
     axes = _align(grids)
     programme = _Programme(grids, axes, profile)
     names = ["the new table"] + [g.name for g in grids[1:]]
+    hypotheses = _hypotheses(names, len(grids))
     findings: dict[tuple, DifferencingFinding] = {}
-    for hypothesis in _hypotheses(names, len(grids)):
-        try:
-            verdicts = list(_judge(programme, hypothesis))
-        except _SolverFailure as error:
-            raise _Unjudgeable(f"the attacker's linear programme failed ({error})") from error
-        for verdict in verdicts:
-            finding = _finding(earlier, hypothesis, verdict, profile.minimum_cell_count)
-            findings.setdefault((finding.row, finding.column, finding.status), finding)
+    try:
+        for hypothesis in hypotheses:
+            for verdict in list(_judge(programme, hypothesis)):
+                finding = _finding(earlier, hypothesis, verdict, profile.minimum_cell_count)
+                findings.setdefault((finding.row, finding.column, finding.status), finding)
+        # A finding comes only from a hypothesis the figures allow. Three tables are most
+        # often unrelated (no sum of two fits), and each pair among them is judged on its own.
+        if not findings and len(grids) == 2:
+            _require_related(programme, hypotheses)
+    except _SolverFailure as error:
+        raise _Unjudgeable(f"the attacker's linear programme failed ({error})") from error
     return list(findings.values())
 
 
@@ -996,7 +1047,7 @@ def check_differencing(
     """
     new_release = _released(new, "the new table")
     earlier_releases = {name: _released(t, name) for name, t in released.items()}
-    everything = f"{len(earlier_releases)} released table(s)"
+    everything = f"{len(earlier_releases)} table(s) it is set against"
     if not earlier_releases:
         return []
     if new_release.statistic != "count":

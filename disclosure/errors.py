@@ -7,9 +7,12 @@ class DisclosureError(Exception):
 
 
 class UnusableValuesError(DisclosureError, ValueError):
-    """A column's values cannot be judged as asked: text that is not a number, an infinite
-    value, a sum that overflows, or a negative value where the rule needs none. The message
-    names the column (or cell) and shows example values."""
+    """A column's values cannot be judged as asked: values that are not real numbers (text,
+    dates, durations, complex numbers), an infinite value, a whole number or a sum of them
+    beyond 2**53 (where floating point stops counting exactly), a sum that overflows, a negative
+    value where the rule needs none, or key values that differ but read the same (``1`` and
+    ``"1"``). The message names the column (or cell), shows example values and says what to
+    do."""
 
 
 class EmptyTableError(DisclosureError, ValueError):

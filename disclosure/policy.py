@@ -7,6 +7,7 @@ environment's business (``srs.policy``); ``disclosure`` only reads the validated
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -71,6 +72,10 @@ class SDCPolicy(PolicyModel):
         return self.profiles[self.profile]
 
 
+# A privacy unit's column: a lower-case word, as the linked datasets' columns are.
+UNIT_COLUMN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
 class PrivacyBudgetPolicy(PolicyModel):
     """Differential-privacy budgets, in zero-concentrated DP (rho), reported as (epsilon, delta)."""
 
@@ -85,6 +90,11 @@ class PrivacyBudgetPolicy(PolicyModel):
     allow_accuracy_targets: bool = True
     # How DP queries bound and report (disclosure.dp). The privacy unit is the person: before any
     # statistic, each person's rows are cut to a random sample of max_rows_per_person.
+    # The column naming the person is fixed here, never by a query (with a per-row column as the
+    # "unit", one person's rows would each count as a person): privacy_unit in every dataset,
+    # except those privacy_units names (linked/victims: victim_person_key).
+    privacy_unit: str = Field(default="person_key", pattern=UNIT_COLUMN)
+    privacy_units: dict[str, str] = Field(default_factory=dict)
     confidence_level: float = Field(default=0.95, ge=0.5, lt=1)
     max_rows_per_person: int = Field(default=5, ge=1, le=1000)
     # A public upper bound on a table's length; OpenDP needs one to bound sums and quantiles.
@@ -128,12 +138,28 @@ class PrivacyBudgetPolicy(PolicyModel):
                 f"key_release_delta ({self.key_release_delta}) must not exceed "
                 f"max_key_release_delta ({self.max_key_release_delta})"
             )
+        for dataset, column in self.privacy_units.items():
+            if not re.fullmatch(UNIT_COLUMN, column):
+                raise ValueError(
+                    f"privacy_units.{dataset}: {column!r} is not a column name (a lower-case word)"
+                )
         for column, (low, high) in self.value_bounds.items():
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
                 raise ValueError(
                     f"value_bounds.{column}: need finite lower < upper, got [{low}, {high}]"
                 )
         return self
+
+    def privacy_unit_of(self, dataset: str | None) -> str:
+        """The column naming the person (the privacy unit) in ``dataset``: fixed by this policy,
+        never chosen by a query.
+
+        >>> policy = PrivacyBudgetPolicy(default_project_rho=1, delta=1e-7, max_rho_per_query=0.5,
+        ...                              privacy_units={"linked/victims": "victim_person_key"})
+        >>> policy.privacy_unit_of("linked/victims"), policy.privacy_unit_of("linked/journeys")
+        ('victim_person_key', 'person_key')
+        """
+        return self.privacy_units.get(dataset or "", self.privacy_unit)
 
     def epsilon_at(self, rho: float) -> float:
         """The epsilon that ``rho``-zCDP implies at this policy's delta.

@@ -171,8 +171,10 @@ def publishable_table(
     """Check a table from ``data`` cell by cell (and margin by margin) and protect it.
 
     Refused as ``check_table`` refuses them: data with no complete record (``EmptyTableError``)
-    and values that are text but not numbers, or infinite (``UnusableValuesError``). Missing
-    values are left out. Tables may have 1 to 3 keys, split between rows and columns as asked.
+    and unusable values or keys (``UnusableValuesError``: values that are not real numbers,
+    infinite, or whole numbers past 2**53; keys such as ``1`` and ``"1"`` that would head two
+    rows or columns alike). True/False values count as 1/0. Missing values are left out.
+    Tables may have 1 to 3 keys, split between rows and columns as asked.
 
     >>> published = publishable_table(journeys, index="sex", columns="court",
     ...                               unit="person_key", profile=profile)  # doctest: +SKIP

@@ -14,14 +14,19 @@ judge it on the absolute values of the contributions (as sdcTable and tau-ARGUS 
 profile that allows negatives still fails a dominated cell.
 
 What is refused rather than judged: data with no complete record (``EmptyTableError``: a table
-of no cells is not "ok"), and a values column with text that is not a number (``"1,5"``) or
-with an infinite value, or whose sum overflows (``UnusableValuesError``, naming the column and
-example rows). Missing values (NaN, None) are not refused: they are left out of every
-statistic and counted in the ``missing`` figure.
+of no cells is not "ok"), and (``UnusableValuesError``, naming the column and example values)
+a values column that is not real numbers (dates, durations, complex numbers, text such as
+``"1,5"``), with an infinite value, with whole numbers beyond 2**53 or whose sum overflows or
+(for whole numbers) passes 2**53, where floating point stops counting exactly; and key columns
+whose values differ but read the same (``1`` and ``"1"``), which would publish two rows or
+columns with one label. True/False values are counted as 1/0, so the sum of an indicator is
+the number of records with it. Missing values (NaN, None) are not refused: they are left out of
+every statistic and counted in the ``missing`` figure.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +42,21 @@ from disclosure.policy import SDCProfile
 STATISTICS = ("count", "sum", "mean", "median", "max", "min", "std")
 MAGNITUDE = ("sum", "mean", "std")
 SINGLE_VALUE = ("median", "max", "min")
+# Every whole number up to 2**53 is a float64, and so is every sum of them that stays within it:
+# beyond, 2**53 + 1 reads as 2**53 and a sum drifts without any sign.
+EXACT_INTEGER_LIMIT = 2**53
+# Objects pandas would quietly make numbers of, or missing: dates and durations (of the standard
+# library, numpy and pandas alike), times and periods, and complex numbers.
+NOT_REAL_OBJECTS = (
+    complex,
+    np.complexfloating,
+    np.datetime64,
+    np.timedelta64,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    pd.Period,
+)
 
 
 class TableSpecError(DisclosureError, ValueError):
@@ -161,9 +181,26 @@ def _key_codes(
             if not used.all():
                 codes = (np.cumsum(used) - 1)[codes]
                 uniques = uniques[used]
+        _refuse_labels_that_collide(key, uniques)
         kept_codes.append(codes)
         levels.append(pd.Index(uniques, name=key))
     return kept_codes, levels, keep
+
+
+def _refuse_labels_that_collide(key: str, levels: pd.Index) -> None:
+    """Refuse a key whose distinct values read the same (``1`` and ``"1"``): the table would
+    have two rows or columns with one label, which no reader (or file) can tell apart."""
+    by_label: dict[str, list[Any]] = {}
+    for level in levels.tolist():
+        by_label.setdefault(str(level), []).append(level)
+    clashes = [values for values in by_label.values() if len(values) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(repr(v) for v in values) for values in clashes[:3])
+        raise UnusableValuesError(
+            f"key column {key!r} has values that differ but read the same ({shown}), so the "
+            "table would show two rows or columns with one label; make the column one type "
+            f"first, e.g. data[{key!r}] = data[{key!r}].astype(str)"
+        )
 
 
 def _product(levels: list[pd.Index]) -> pd.Index:
@@ -186,6 +223,7 @@ class TableRecords:
     values: np.ndarray | None
     units: np.ndarray | None
     values_name: str | None
+    whole_numbers: bool = False  # the values column holds integers: sums must stay exact
 
 
 def _examples(labels: pd.Index, shown: np.ndarray, limit: int = 3) -> str:
@@ -196,43 +234,138 @@ def _examples(labels: pd.Index, shown: np.ndarray, limit: int = 3) -> str:
     return ", ".join(pairs) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
 
 
-def _numeric_values(data: pd.DataFrame, column: str, keep: np.ndarray) -> np.ndarray:
-    """The values of the kept records as floats, missing as NaN; text that is not a number and
-    infinite values are refused, naming the column and example rows."""
+def _refuse(
+    column: str, data: pd.DataFrame, bad: np.ndarray, shown: np.ndarray, what: str, advice: str
+) -> None:
+    where = np.flatnonzero(bad)
+    raise UnusableValuesError(
+        f"column {column!r} has {where.size} {what}, e.g. "
+        f"{_examples(data.index[where], shown[where])}. {advice}"
+    )
+
+
+def _not_real_numbers(series: pd.Series) -> str | None:
+    """What kind of values a column holds if not real numbers (None if it does): dates,
+    durations and complex numbers are numbers to numpy, but a sum of them means nothing here."""
+    dtype = series.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+        return "dates"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "durations"
+    if pd.api.types.is_complex_dtype(dtype):
+        return "complex numbers"
+    return None
+
+
+def _numeric_values(data: pd.DataFrame, column: str, keep: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The values of the kept records as floats, missing as NaN, and whether they are whole
+    numbers (an integer or boolean column); True/False count as 1/0. Refused, naming the column
+    and example rows: values that are not real numbers (dates, durations, complex numbers,
+    text or other objects that are not numbers), infinite values, and whole numbers beyond
+    2**53 (which floating point cannot hold exactly)."""
     series = data[column]
-    if not pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
-        series.dtype
-    ):
+    kind = _not_real_numbers(series)
+    if kind is None and not pd.api.types.is_numeric_dtype(series.dtype):
+        raw = series.to_numpy(dtype=object)
+        present = series.notna().to_numpy() & keep
+        # pandas would quietly make dates and durations missing and keep complex numbers
+        # complex; below, Python ints too large for int64 would quietly lose digits.
+        not_real = present & np.array([isinstance(v, NOT_REAL_OBJECTS) for v in raw], dtype=bool)
+        if not_real.any():
+            _refuse(
+                column,
+                data,
+                not_real,
+                raw,
+                "value(s) that are not real numbers (dates, durations or complex numbers)",
+                "Tabulate a number made from them instead (e.g. a duration in days), or use them "
+                "as a key",
+            )
         parsed = pd.to_numeric(series, errors="coerce")
         unparseable = (parsed.isna() & series.notna()).to_numpy() & keep
         if unparseable.any():
-            where = np.flatnonzero(unparseable)
-            raise UnusableValuesError(
-                f"column {column!r} has {where.size} value(s) that are not numbers, e.g. "
-                f"{_examples(data.index[where], series.to_numpy()[where])}. Convert the column to "
-                "numbers yourself (decimal separators and other local conventions are not "
-                "guessed: '1,5' may mean 1.5 or 15), or set those values to missing (NaN) if "
-                "that is what they are"
+            _refuse(
+                column,
+                data,
+                unparseable,
+                raw,
+                "value(s) that are not numbers",
+                "Convert the column to numbers yourself (decimal separators and other local "
+                "conventions are not guessed: '1,5' may mean 1.5 or 15), or set those values to "
+                "missing (NaN) if that is what they are",
             )
+        huge = present & np.array(
+            [
+                isinstance(v, (int, np.integer))
+                and not isinstance(v, bool)
+                and abs(int(v)) > EXACT_INTEGER_LIMIT
+                for v in raw
+            ],
+            dtype=bool,
+        )
+        if huge.any():
+            _refuse_huge(column, data, huge, raw)
+        # Python ints beside None parse as floats, yet their sums must stay exact too.
+        objects_whole = bool(present.any()) and all(
+            isinstance(v, (int, np.integer, np.bool_)) for v in raw[present]
+        )
         series = parsed
+    else:
+        objects_whole = False
+    whole = (
+        objects_whole
+        or pd.api.types.is_integer_dtype(series.dtype)
+        or pd.api.types.is_bool_dtype(series.dtype)
+    )
+    kind = kind or _not_real_numbers(series)
+    if kind is not None:
+        raise UnusableValuesError(
+            f"column {column!r} holds {kind} ({series.dtype}), not real numbers: a sum, mean or "
+            "dominance of them means nothing here. Tabulate a number made from them instead "
+            "(e.g. a duration in days, (end - start).dt.days), or use them as a key"
+        )
+    if pd.api.types.is_integer_dtype(series.dtype):
+        # Compared in the column's own type (no abs: -2**63 has none in int64).
+        integers = series.to_numpy(
+            dtype=getattr(series.dtype, "numpy_dtype", series.dtype), na_value=0
+        )
+        huge = keep & ((integers > EXACT_INTEGER_LIMIT) | (integers < -EXACT_INTEGER_LIMIT))
+        if huge.any():
+            _refuse_huge(column, data, huge, integers)
     values = series.to_numpy(dtype=float, na_value=np.nan)
     infinite = np.isinf(values) & keep
     if infinite.any():
-        where = np.flatnonzero(infinite)
-        raise UnusableValuesError(
-            f"column {column!r} has {where.size} infinite value(s), e.g. "
-            f"{_examples(data.index[where], values[where])}: no sum, mean or dominance can be "
-            "judged over them. Replace them with the true values, or set them to missing (NaN), "
-            "which is left out"
+        _refuse(
+            column,
+            data,
+            infinite,
+            values,
+            "infinite value(s)",
+            "No sum, mean or dominance can be judged over them: replace them with the true "
+            "values, or set them to missing (NaN), which is left out",
         )
-    return values[keep]
+    return values[keep], whole
+
+
+def _refuse_huge(column: str, data: pd.DataFrame, huge: np.ndarray, shown: np.ndarray) -> None:
+    _refuse(
+        column,
+        data,
+        huge,
+        shown,
+        f"whole number(s) beyond 2**53 ({EXACT_INTEGER_LIMIT:,}), which floating point cannot "
+        "hold exactly (2**53 + 1 reads as 2**53)",
+        "Rescale the column (e.g. to thousands) or check the values: counts and amounts this "
+        "large are usually a coding error",
+    )
 
 
 def table_records(
     data: pd.DataFrame, keys: Sequence[str], values: str | None = None, unit: str | None = None
 ) -> TableRecords:
     """Code ``data``'s records for tables over ``keys`` (in that order): refuses missing
-    columns, values that are not numbers or are infinite, and data with no complete record."""
+    columns, values that are not real numbers or are infinite or too large to hold exactly,
+    keys whose values read the same, and data with no complete record."""
     keys = list(keys)
     missing = [
         c
@@ -254,9 +387,11 @@ def table_records(
             f"the table by {' x '.join(keys)} has no records ({why}), so it has no cells to "
             "check or publish; check the filter that selected the records and the key columns"
         )
-    value_array = None if values is None else _numeric_values(data, values, keep)
+    value_array, whole_numbers = (None, False)
+    if values is not None:
+        value_array, whole_numbers = _numeric_values(data, values, keep)
     units = None if unit is None else pd.factorize(data[unit])[0][keep]
-    return TableRecords(keys, codes, levels, value_array, units, values)
+    return TableRecords(keys, codes, levels, value_array, units, values, whole_numbers)
 
 
 def check_table(
@@ -281,9 +416,12 @@ def check_table(
 
     Missing values (NaN, None) are left out of every statistic (and flagged when the profile
     says so); a row with a missing key is left out, as in ``pandas.crosstab``. Refused with an
-    error: data with no complete record (``EmptyTableError``), and values that are text but
-    not numbers or are infinite (``UnusableValuesError``, naming the column and example rows).
-    A cell with negative contributions has dominance judged on their absolute values.
+    error: data with no complete record (``EmptyTableError``); values that are not real numbers
+    (dates, durations, complex numbers, text), infinite, or whole numbers beyond 2**53, sums of
+    whole numbers reaching 2**53, and key values that differ but read the same (``1`` and
+    ``"1"``) (``UnusableValuesError``, naming the column and example values). True/False
+    values count as 1/0 (the sum of an indicator is how many records have it). A cell with
+    negative contributions has dominance judged on their absolute values.
 
     >>> check = check_table(journeys, index="iccs_section", columns="sentence_type",
     ...                     profile=policies.sdc.active)         # doctest: +SKIP
@@ -393,6 +531,19 @@ def _check(
                 f"the {statistic} of {values!r} in cell ({row_index[r]!r}, {column_index[c]!r}) "
                 "overflows floating point; rescale the column (e.g. to thousands) first"
             )
+        if records.whole_numbers and statistic == "sum":
+            # A sum of whole numbers is exact while the sum of their sizes stays within 2**53
+            # (every partial sum is then a float64), and computed at or above 2**53 otherwise.
+            sizes = np.bincount(codes, weights=np.abs(np.nan_to_num(value_array)), minlength=cells)
+            inexact = sizes >= EXACT_INTEGER_LIMIT
+            if inexact.any():
+                r, c = divmod(int(np.flatnonzero(inexact)[0]), shape[1])
+                raise UnusableValuesError(
+                    f"the sum of {values!r} in cell ({row_index[r]!r}, {column_index[c]!r}) "
+                    f"reaches 2**53 ({EXACT_INTEGER_LIMIT:,}), beyond which floating point "
+                    "cannot add whole numbers exactly; rescale the column (e.g. to thousands) "
+                    "first"
+                )
         if (stats.negatives > 0).any() and statistic in MAGNITUDE + SINGLE_VALUE:
             absolute = cell_statistics(
                 codes, np.abs(value_array), cells, profile.dominance_n, False

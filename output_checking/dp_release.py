@@ -31,7 +31,6 @@ import polars as pl
 from sqlalchemy.orm import Session
 
 from disclosure import dp
-from disclosure.dp.queries import PERSON_KEY
 from disclosure.dp.selection import refuse_frame
 from disclosure.file_gate import identifier_columns
 from output_checking.outputs import OutputError, file_gate_rules, file_stem, record_output
@@ -44,7 +43,8 @@ from srs.vault import Vault, VaultError
 @dataclass(frozen=True)
 class HeldData:
     """A dataset the environment read for a DP query, with its rows chosen and columns derived
-    by the query's selection: what was read (name, version, vault or its synthetic replica)."""
+    by the query's selection: what was read (name, version, vault or its synthetic replica) and
+    its privacy unit, the column the policy names for it (``privacy_budget.privacy_unit``)."""
 
     dataset: str
     version: int
@@ -52,6 +52,9 @@ class HeldData:
     frame: pd.DataFrame
     dictionary: list[dict[str, Any]]
     selection: dp.RowSelection
+    unit: str
+    # The name the policy knows it by (a replica stands for its linked dataset).
+    policy_name: str
 
     def rows(self, columns: list[str]) -> pl.LazyFrame:
         """The selected rows, with ``columns`` (and those the selection reads) as Polars."""
@@ -68,6 +71,7 @@ class HeldData:
             "dataset": self.dataset,
             "version": self.version,
             "source": self.source,
+            "privacy_unit": self.unit,
             **self.selection.to_dict(),
         }
 
@@ -84,17 +88,19 @@ def read_held_data(
     where: Any = None,
     derive: Any = None,
     synthetic: bool = False,
-    identifier: str = PERSON_KEY,
 ) -> HeldData:
     """Validate the selection, then read ``dataset`` (the version given, else the newest) for
-    ``researcher`` in ``project_code`` through the access check: a dataset the project holds no
-    grant for raises ``AccessDenied`` (audited). With ``synthetic``, the deployment's stored
+    ``researcher`` in ``project_code`` through the access check, judged on the version read: a
+    dataset the project holds no grant for, or a version classified above the project's
+    approval, raises ``AccessDenied`` (audited). With ``synthetic``, the deployment's stored
     replica of the linked dataset is read in its place (a session on synthetic data). The
-    privacy unit's ``identifier`` can be neither filtered on nor derived from."""
+    privacy unit is the column the policy names for the dataset, never the query's choice: it
+    can be neither filtered on nor derived from, and a dataset without it is refused."""
     name = refuse_frame(dataset)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise dp.DPQueryError(f"version must be a whole number such as 3, not {version!r}")
-    selection = dp.select_rows(where, derive, policy=policies.privacy_budget, identifier=identifier)
+    budget = policies.privacy_budget
+    selection = dp.select_rows(where, derive, policy=budget, dataset=name)
     if synthetic:
         from srs.replicas import read_replica, synthetic_name
 
@@ -117,6 +123,13 @@ def read_held_data(
         )
         dictionary = list(read.data_dictionary or [])
         source = "vault"
+    unit = budget.privacy_unit_of(name)
+    if unit not in frame.columns:
+        raise dp.DPQueryError(
+            f"{read.name} version {read.version} has no column {unit!r}, the privacy unit the "
+            "policy names for it (privacy_budget.privacy_unit, privacy_units): a DP query cannot "
+            "run on it; ask a data steward"
+        )
     return HeldData(
         dataset=read.name,
         version=read.version,
@@ -124,6 +137,8 @@ def read_held_data(
         frame=frame,
         dictionary=[*dictionary, *selection.dictionary_entries()],
         selection=selection,
+        unit=unit,
+        policy_name=name,
     )
 
 
@@ -215,14 +230,17 @@ def _record_dp_output(
     return output
 
 
-def _query_record(query: dp.DPQuery) -> dict[str, Any]:
-    """The query as recorded with its output: statistic, column, groups and their keys."""
+def _query_record(plan: dp.DPPlan) -> dict[str, Any]:
+    """The query as recorded with its output: statistic, column, groups and their keys, and
+    the privacy unit and row cap it ran under (the policy's)."""
+    query = plan.query
     return {
         "statistic": query.statistic,
         "column": query.column,
         "by": list(query.by),
         "keys": {column: list(values) for column, values in query.keys.items()},
-        "privacy_unit": query.identifier,
+        "privacy_unit": plan.unit,
+        "max_rows_per_person": plan.policy.max_rows_per_person,
         "description": query.describe(),
     }
 
@@ -232,10 +250,19 @@ def _plan(
 ) -> dp.DPPlan:
     """The query planned on the selected rows, with public keys from the data dictionary and
     the derived bands (bad queries fail here, costing nothing). ``rho`` is checked by the
-    ledger's own rule first (``check_query_rho``)."""
-    query = dp.with_dictionary_keys(query, held.dictionary)
-    columns = [query.identifier, *query.by] + ([query.column] if query.column else [])
-    return dp.plan(query, held.rows(columns), policies.privacy_budget, rho=rho, accuracy=accuracy)
+    ledger's own rule first (``check_query_rho``). Whatever ``query`` is or carries, it is
+    rebuilt as a plain ``DPQuery`` and runs under the policy's privacy unit for the dataset
+    and its ``max_rows_per_person`` (``dp.plan``), never a unit or cap of its own."""
+    query = dp.with_dictionary_keys(dp.rebuilt(query), held.dictionary)
+    columns = [held.unit, *query.by] + ([query.column] if query.column else [])
+    return dp.plan(
+        query,
+        held.rows(columns),
+        policies.privacy_budget,
+        rho=rho,
+        accuracy=accuracy,
+        dataset=held.policy_name,
+    )
 
 
 def _check_spend_arguments(rho: Any, accuracy: Any, policies: PolicySet) -> None:
@@ -279,7 +306,6 @@ def preview_dp(
         where=where,
         derive=derive,
         synthetic=synthetic,
-        identifier=query.identifier,
     )
     return _plan(query, held, policies, rho, accuracy).preview()
 
@@ -326,7 +352,6 @@ def release_dp(
         where=where,
         derive=derive,
         synthetic=synthetic,
-        identifier=query.identifier,
     )
     plan = _plan(query, held, policies, rho, accuracy)
     query = plan.query
@@ -362,7 +387,7 @@ def release_dp(
         content={**result.to_dict(), "data": read},
         what="released",
         read=read,
-        query=_query_record(query),
+        query=_query_record(plan),
         context=context,
         files=dp_files(file_stem(output_name), result, read),
         rules=file_gate_rules(policies),
@@ -446,7 +471,8 @@ def release_dp_replica(
         session,
         project_code=project_code,
         researcher=researcher,
-        table=held.rows([PERSON_KEY, *columns]).collect(),
+        table=held.rows([held.unit, *columns]).collect(),
+        person_key=held.unit,
         columns=columns,
         rho=rho,
         policies=policies,

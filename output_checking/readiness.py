@@ -2,9 +2,10 @@
 
 A custom output is a file the session did not make, so no table check ran on it. Its CSV is
 read for what checkers most often return: counts not on the profile's rounding, counts below
-the minimum cell count, percentages or rates whose denominators are small or not given, no
-context or controls text, and, for a file sent again after changes were asked for, what changed
-since the earlier version. Every finding is for review (status ``review``) and says what to do.
+the minimum cell count, negative counts, percentages or rates (named so, or written with a %
+sign) whose denominators are small or not given, column names used twice, no context or controls
+text, and, for a file sent again after changes were asked for, what changed since the earlier
+version. Every finding is for review (status ``review``) and says what to do.
 Which columns are counts, percentages or denominators is judged from their names and values
 (heuristics, stated below); thresholds come from the SDC profile. Pure computation: a
 ``CSVSummary`` (``output_checking.summaries``), text and bytes in, findings out.
@@ -38,6 +39,8 @@ RULE_NAMES = {
     "csv": "an unreadable CSV",
     "unrounded": "unrounded counts",
     "small_count": "small counts",
+    "negative": "negative counts",
+    "duplicate_columns": "repeated column names",
     "denominator": "shares without denominators",
     "small_denominator": "shares of small denominators",
     "context": "no context",
@@ -84,18 +87,21 @@ def _named(name: str, words: Iterable[str]) -> bool:
 
 
 def is_percentage(column: ColumnSummary) -> bool:
-    """A numeric column named as a share: pct, percent, rate, share, proportion, or with %."""
-    return column.kind == NUMERIC and ("%" in column.name or _named(column.name, PERCENT_WORDS))
+    """A numeric column named as a share (pct, percent, rate, share, proportion, or with %), or
+    with values written with a % sign ("12.5%")."""
+    return column.kind == NUMERIC and (
+        "%" in column.name or _named(column.name, PERCENT_WORDS) or bool(column.percent_signs)
+    )
 
 
 def is_count(column: ColumnSummary) -> bool:
-    """A numeric column of whole numbers, none negative, not a share and not a label (year, age,
-    code...): how counts look."""
+    """A numeric column of whole numbers, not a share and not a label (year, age, code...): how
+    counts look. A negative value does not make it something else: it is a finding of its own
+    (``count_findings``), and the column's other values are still judged as counts."""
     return (
         column.kind == NUMERIC
         and bool(column.whole)
         and column.minimum is not None
-        and column.minimum >= 0
         and not is_percentage(column)
         and not _named(column.name, LABEL_WORDS)
     )
@@ -113,6 +119,8 @@ def _counted(number: int, one: str, many: str) -> str:
 
 
 def _share_kind(column: ColumnSummary) -> str:
+    if column.percent_signs:
+        return "percentages"
     low, high = column.minimum, column.maximum
     if low is not None and high is not None and low >= 0 and high <= 1:
         return "proportions"
@@ -122,12 +130,24 @@ def _share_kind(column: ColumnSummary) -> str:
 
 
 def count_findings(summary: CSVSummary, profile: SDCProfile) -> list[ReadinessFinding]:
-    """Count columns with values off the profile's rounding, or below its minimum cell count."""
+    """Count columns with values off the profile's rounding, below its minimum cell count, or
+    negative (no count is; a difference of counts can disclose a small one as surely)."""
     findings = []
     minimum = profile.minimum_cell_count
     for column in summary.columns:
         if not is_count(column):
             continue
+        if column.negative:
+            findings.append(
+                ReadinessFinding(
+                    "negative",
+                    f"column {column.name!r}: {_counted(column.negative, 'value is', 'values are')} "
+                    f"negative (smallest {column.minimum}), which no count can be: correct them, "
+                    "or, if the column is a difference or change, say so in the context and show "
+                    "the counts it is made from are safe",
+                    column.name,
+                )
+            )
         if column.rounding is not None and column.unrounded:
             findings.append(
                 ReadinessFinding(
@@ -189,6 +209,22 @@ def percentage_findings(summary: CSVSummary, profile: SDCProfile) -> list[Readin
     return findings
 
 
+def column_name_findings(summary: CSVSummary) -> list[ReadinessFinding]:
+    """Column names used more than once: a checker (and the comparison with an earlier version)
+    cannot tell those columns apart by name."""
+    names = [column.name for column in summary.columns]
+    repeated = {name: names.count(name) for name in dict.fromkeys(names) if names.count(name) > 1}
+    return [
+        ReadinessFinding(
+            "duplicate_columns",
+            f"column name {name!r} is used {times} times: give each column its own name, so a "
+            "checker can tell which figures are which",
+            name,
+        )
+        for name, times in repeated.items()
+    ]
+
+
 def description_findings(context: str, controls: str) -> list[ReadinessFinding]:
     """No context (what the output shows, from which data) or no controls text (which
     disclosure controls were applied): checkers ask for both."""
@@ -228,10 +264,25 @@ def _keyed(header: list[str], body: list[list[str]]) -> dict[str, list[str]] | N
     return dict(zip(keys, body, strict=True))
 
 
+def _column_names(header: list[str]) -> list[str]:
+    """Each column's name, a repeated name numbered by its place among its namesakes
+    ("count", "count (2nd)"), so that every column is matched with its own earlier version."""
+    seen: dict[str, int] = {}
+    names = []
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+        times = seen[name]
+        teens = 10 <= times % 100 <= 20
+        suffix = "th" if teens else {1: "st", 2: "nd", 3: "rd"}.get(times % 10, "th")
+        names.append(name if times == 1 else f"{name} ({times}{suffix})")
+    return names
+
+
 def changes_since(earlier: bytes, current: bytes, earlier_label: str) -> ReadinessFinding:
     """What changed in a file since its earlier version: rows and columns added or removed and
     cells changed (rows matched by their first cell when it names each row once, else by
-    position), so a checker reviews only the difference.
+    position; a repeated column name matched by its place among its namesakes), so a checker
+    reviews only the difference.
 
     >>> changes_since(b"area,n\\nA,10\\nB,20\\n", b"area,n\\nA,15\\nB,20\\n", "output #3").message
     'changed since output #3: 1 cell changed (column n)'
@@ -246,6 +297,7 @@ def changes_since(earlier: bytes, current: bytes, earlier_label: str) -> Readine
             "changes", f"the file differs from {earlier_label} (not CSV, so not compared by cell)"
         )
     (old_header, old_body), (new_header, new_body) = before, after
+    old_header, new_header = _column_names(old_header), _column_names(new_header)
     old_rows, new_rows = _keyed(old_header, old_body), _keyed(new_header, new_body)
     if old_rows is None or new_rows is None:
         old_rows = {str(i): row for i, row in enumerate(old_body)}
@@ -282,8 +334,13 @@ def changes_since(earlier: bytes, current: bytes, earlier_label: str) -> Readine
 
 
 def file_findings(summary: CSVSummary, profile: SDCProfile) -> list[ReadinessFinding]:
-    """Every finding on a CSV's contents: counts (rounding, small) and shares (denominators)."""
-    return count_findings(summary, profile) + percentage_findings(summary, profile)
+    """Every finding on a CSV's contents: counts (rounding, small, negative), shares
+    (denominators) and column names used twice."""
+    return (
+        column_name_findings(summary)
+        + count_findings(summary, profile)
+        + percentage_findings(summary, profile)
+    )
 
 
 def readiness_check(findings: Iterable[ReadinessFinding]) -> dict[str, Any]:

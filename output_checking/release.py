@@ -6,9 +6,11 @@ Only a request in state ``approved`` can be released, only by a checker outside 
 in is checked against what cannot be edited quietly (``output_checking.release_evidence``): each
 output's files and content against its hash-chained ``output.create`` event, its place in the
 request against the submission event, its approvals against the vote events of the current
-review round, and the chain from those events to the head is verified. Any difference refuses
-the release, audited, naming the output and what differs. The differencing check runs once
-more against everything the project has released since the votes were cast. The manifest
+review round, what its approvers reviewed (name, context, checks and the rest of what the
+manifest shows) against the digest their approve events record, and the chain from those
+events to the head is verified. Any difference refuses the release, audited, naming the output
+and what differs. The differencing check runs once more, against everything the project has
+released since the votes were cast and the other outputs released together. The manifest
 names every event relied on (sequence number and hash), so ``srs audit verify`` and
 ``srs release verify --audit`` together prove a bundle is what was reviewed.
 
@@ -72,6 +74,7 @@ from output_checking.workflow import (
     request_outputs,
     request_target,
     run_differencing,
+    together_tables,
 )
 from srs.audit import record_event, verify_chain
 from srs.deployment import Deployment
@@ -202,8 +205,10 @@ def create_release(
     """Sign and publish the approved outputs of request ``request_id`` as a release bundle.
 
     Refused (``WorkflowError``, audited as a ``release.create`` deny) unless the request is
-    approved and every output to release matches its audit trail: files, content, submission
-    and the current round's approve votes (see ``output_checking.release_evidence``).
+    approved and every output to release matches its audit trail: files, content, submission,
+    the current round's approve votes and what they approved (see
+    ``output_checking.release_evidence``), and unless differencing against the released tables
+    and the outputs released together finds nothing, or the approvers overrode it.
     """
     recover_releases(session, deployment)
     request = get_request(session, request_id)
@@ -243,15 +248,17 @@ def create_release(
         )
     released = released_tables(session, request.project_id, policies)
     for output in approved:
-        findings = run_differencing(output, released, policies)
+        findings = run_differencing(output, released, policies, together_tables(output, approved))
         if findings and not evidence.outputs[output.id].differencing_override:
             session.commit()
             raise _refuse_release(
                 session,
                 actor,
                 request.id,
-                f"output #{output.id}: differencing against the tables released since it was "
-                f"approved finds {differencing_summary(findings)}; return it to the checkers",
+                f"output #{output.id}: differencing against the released tables and the outputs "
+                f"released with it finds {differencing_summary(findings)}; return it to the "
+                "checkers",
+                output_id=output.id,
             )
     name = bundle_name(project_code, request.id)
     files: dict[str, bytes] = {}

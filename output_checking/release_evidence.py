@@ -14,6 +14,10 @@ release relies only on events, for each output it carries:
 - the approve votes (``output.approve`` events) of that submission's round, one per reviewer,
   at least ``independent_reviews`` of them and no other reviewer's vote standing against
   (and whether one recorded a differencing override, which the release's differencing needs);
+- what each of those reviewers approved: every approve event's digest of the reviewed fields
+  (``workflow.reviewed_fields``: kind, name, author, context, controls, exception
+  justification, DP flag and spend, content and files digests, the checks but differencing),
+  which the registry's rows must still give, so nothing shown in the manifest changed since;
 - the chain from the oldest of those events to the head, verified.
 
 ``gather_evidence`` compares the registry with those events and names every difference;
@@ -33,7 +37,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from output_checking.outputs import content_checksum, files_digest
-from output_checking.workflow import DECISIONS, DRAFT, REQUEST_STATES, request_target
+from output_checking.workflow import (
+    DECISIONS,
+    DRAFT,
+    REQUEST_STATES,
+    changed_fields,
+    output_record,
+    registry_files,
+    request_target,
+    reviewed_digest,
+    reviewed_fields,
+)
 from srs.audit import event_details, events_about, verify_chain
 from srs.registry.models import AuditEvent, Output
 
@@ -85,12 +99,14 @@ class OutputEvidence:
     files_sha256: str
     approvals: tuple[Approval, ...]
     differencing_override: bool
+    reviewed_sha256: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "output_create": self.created.to_dict(),
             "content_sha256": self.content_sha256,
             "files_sha256": self.files_sha256,
+            "reviewed_sha256": self.reviewed_sha256,
         }
 
 
@@ -117,12 +133,6 @@ class RequestEvidence:
                 self.verified_through.to_dict() if self.verified_through else None
             ),
         }
-
-
-def registry_files(output: Output) -> dict[str, str]:
-    """An output's files as the registry holds them: name -> SHA-256 of the stored bytes (not
-    of the editable ``sha256`` column)."""
-    return {f.name: hashlib.sha256(f.content).hexdigest() for f in output.files}
 
 
 def _creation_events(session: Session, project_code: str) -> dict[int, list[AuditEvent]]:
@@ -207,6 +217,12 @@ def _output_evidence(
             f"{label} has {len(approvals)} approve vote(s) on the audit log in the current review "
             f"round; independent_reviews requires {needed}"
         )
+    fields = output_record(output)
+    reviewed = reviewed_digest(fields)
+    for approval in approvals:
+        problem = _unlike_reviewed(fields, reviewed, latest[approval.reviewer])
+        if problem:
+            problems.append(f"{label}: {problem}")
     if len(problems) > found:
         return None
     return OutputEvidence(
@@ -219,6 +235,25 @@ def _output_evidence(
             (event_details(latest[a.reviewer]) or {}).get("differencing_override") is True
             for a in approvals
         ),
+        reviewed_sha256=reviewed,
+    )
+
+
+def _unlike_reviewed(fields: dict[str, Any], reviewed: str, approve: AuditEvent) -> str | None:
+    """How ``fields`` (an output's reviewed fields now) differ from what the approve event
+    ``approve`` records its reviewer reviewed; None when they are the same."""
+    cast = event_details(approve) or {}
+    if cast.get("reviewed_sha256") == reviewed:
+        return None
+    who = f"{approve.actor}'s approval (audit event {approve.seq})"
+    if not isinstance(cast.get("reviewed_sha256"), str):
+        return (
+            f"{who} records no digest of what they reviewed (it predates them); return it to "
+            "the checkers for a new review"
+        )
+    changed = changed_fields(fields, cast.get("reviewed"))
+    return f"what the checkers reviewed changed since {who}" + (
+        f": {', '.join(changed)} differ" if changed else ""
     )
 
 
@@ -369,7 +404,8 @@ def check_bundle_against_audit(
             problems.append(f"{label} is not in the submission the manifest names")
         prefix = f"outputs/{record['id']:05d}-"
         files = {p.removeprefix(prefix): entries.get(p, "") for p in record.get("files", [])}
-        if details.get("file_count", len(details.get("files") or {})) == 0:
+        file_count = details.get("file_count", len(details.get("files") or {}))
+        if file_count == 0:
             content = json.loads((Path(bundle) / record["files"][0]).read_bytes())
             if content_checksum(content) != details.get("checksum"):
                 problems.append(f"{label}: its released content is not the content created")
@@ -377,6 +413,14 @@ def check_bundle_against_audit(
             "files_sha256", files_digest(details.get("files") or {})
         ):
             problems.append(f"{label}: its released files are not the files created")
+        # The manifest's fields, hashed as a checker's approve vote hashed them.
+        released_files = files_digest(files if file_count else {})
+        fields = reviewed_fields({**record, "files_sha256": released_files})
+        reviewed = reviewed_digest(fields)
+        if evidence.get("reviewed_sha256") != reviewed:
+            problems.append(
+                f"{label}: the manifest's reviewed fields do not give its audit.reviewed_sha256"
+            )
         approvers = set()
         for approval in record.get("approvals", []):
             event = _event(
@@ -394,6 +438,8 @@ def check_bundle_against_audit(
                 problems.append(
                     f"{label}: {approval.get('reviewer')}'s approval is not in the log as named"
                 )
+            elif problem := _unlike_reviewed(fields, reviewed, event):
+                problems.append(f"{label}: {problem}")
             else:
                 approvers.add(event.actor)
         if len(approvers) < independent_reviews:

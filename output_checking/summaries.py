@@ -4,8 +4,11 @@ A checker opening a CSV wants to see at a glance whether it holds small counts (
 excluding zero, and how many values are below the profile's minimum cell count), how many cells
 were left blank or redacted, what the columns add up to, and whether every number is rounded as
 the disclosure profile asks ("rounded to 5");
-``summarise_csv`` gives that for each column of the file's bytes. Pure computation: bytes and
-a profile in, summaries out.
+``summarise_csv`` gives that for each column of the file's bytes. A value written with a % sign
+("12.5%") is a number (12.5) and is counted, so a column of them reads as percentages. A number
+in a column of numbers beyond the range of any statistic (more than 308 digits before the point,
+such as ``1e999999``) makes the file one that cannot be summarised (``CSVSummaryError``, naming
+the cell), never an arithmetic error. Pure computation: bytes and a profile in, summaries out.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 from disclosure.policy import Rounding, SDCProfile
 from srs.errors import SRSError
@@ -30,6 +33,10 @@ REDACTION_MARKERS = frozenset({"[redacted]", "redacted", "*", "c", "x", "~", "[c
 AMBIGUOUS_MARKERS = frozenset({"c", "x"})
 BAND = re.compile(r"<\s*=?\s*\d+")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+PERCENT_SIGN = re.compile(r"\s*%$")
+# The largest float64 is about 1.8e308: no tool writes a statistic with more digits than that,
+# and past it exact arithmetic (and printing) of the number costs without bound.
+LARGEST_EXPONENT = 308
 THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 
 
@@ -43,7 +50,8 @@ class ColumnSummary:
 
     Numeric columns have ``minimum``, ``minimum_nonzero``, ``maximum`` and ``total`` (of the
     values present), ``whole`` (every value a whole number, as counts are), ``below_minimum``
-    (values above 0 and below the profile's minimum cell count) and, where the profile rounds,
+    (values above 0 and below the profile's minimum cell count), ``negative`` (values below 0),
+    ``percent_signs`` (values written with a % sign, "12.5%") and, where the profile rounds,
     ``unrounded``: how many values are not on the profile's rounding. Text columns have
     ``distinct``.
     """
@@ -63,6 +71,8 @@ class ColumnSummary:
     distinct: int | None = None
     whole: bool | None = None
     below_minimum: int | None = None
+    negative: int | None = None
+    percent_signs: int | None = None
 
     @property
     def rounded(self) -> bool | None:
@@ -103,13 +113,26 @@ def rounding_rule(profile: SDCProfile) -> str | None:
 
 
 def _on_rounding(value: Decimal, profile: SDCProfile) -> bool:
+    # On Python ints, not Decimals: a Decimal remainder of a number of more than 28 digits is
+    # an InvalidOperation under the default context.
+    if value != value.to_integral_value():
+        return False
+    whole = int(value)
     if profile.rounding == Rounding.midpoint6:
         # 0 stays 0; 1-6 become 3, 7-12 become 9: every other value is 3 more than a multiple of 6.
-        return value == 0 or (value % 1 == 0 and value % 6 == 3)
-    return value % profile.rounding_base == 0
+        return whole == 0 or whole % 6 == 3
+    return whole % profile.rounding_base == 0
+
+
+def _percent(text: str) -> bool:
+    """True when a cell is a number written with a trailing % sign ("12.5%", "3 %")."""
+    return bool(PERCENT_SIGN.search(text)) and _number(PERCENT_SIGN.sub("", text)) is not None
 
 
 def _number(text: str) -> Decimal | None:
+    """The number a cell holds: plain, with thousands separators, or with a % sign."""
+    if PERCENT_SIGN.search(text):
+        text = PERCENT_SIGN.sub("", text)
     if THOUSANDS.fullmatch(text):
         text = text.replace(",", "")
     if not NUMBER.fullmatch(text):
@@ -122,6 +145,27 @@ def _number(text: str) -> Decimal | None:
 
 def _plain(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _exact_sum(values: list[Decimal]) -> Decimal:
+    # Enough digits for every whole part the range admits: the default 28 would round a total of
+    # 30-digit numbers.
+    with localcontext() as context:
+        context.prec = LARGEST_EXPONENT + 30
+        return sum(values, Decimal(0))
+
+
+def _refuse_out_of_range(name: str, cells: list[str]) -> None:
+    for row, cell in enumerate(cells, start=2):
+        value = _number(cell)
+        if value is not None and value != 0 and value.adjusted() > LARGEST_EXPONENT:
+            shown = cell if len(cell) <= 40 else cell[:20] + "..." + cell[-10:]
+            raise CSVSummaryError(
+                f"column {name!r}, row {row}: {shown!r} is beyond the range of any statistic "
+                f"(more than {LARGEST_EXPONENT + 1} digits before the point), so the column "
+                "cannot be summarised; ask the researcher to correct the value, or to write it "
+                "as text if it is a label"
+            )
 
 
 def _summarise_column(name: str, cells: list[str], profile: SDCProfile) -> ColumnSummary:
@@ -139,6 +183,7 @@ def _summarise_column(name: str, cells: list[str], profile: SDCProfile) -> Colum
     others = [c for c, n in zip(present, numbers, strict=True) if n is None]
     values = [n for n in numbers if n is not None]
     if values and all(redaction(cell, True) for cell in others):
+        _refuse_out_of_range(name, stripped)
         rule = rounding_rule(profile)
         nonzero = [v for v in values if v != 0]
         return ColumnSummary(
@@ -151,11 +196,13 @@ def _summarise_column(name: str, cells: list[str], profile: SDCProfile) -> Colum
             minimum=_plain(min(values)),
             minimum_nonzero=_plain(min(nonzero)) if nonzero else None,
             maximum=_plain(max(values)),
-            total=_plain(sum(values, Decimal(0))),
+            total=_plain(_exact_sum(values)),
             rounding=rule,
             unrounded=None if rule is None else sum(not _on_rounding(v, profile) for v in values),
             whole=all(v == v.to_integral_value() for v in values),
             below_minimum=sum(0 < v < profile.minimum_cell_count for v in values),
+            negative=sum(v < 0 for v in values),
+            percent_signs=sum(_percent(cell) for cell in present),
         )
     redacted = [cell for cell in present if redaction(cell, False)]
     return ColumnSummary(

@@ -15,14 +15,18 @@ once: any output needing changes sends the request back to its author
 is shown and either reviewer may change their vote. The two-person rule is enforced by
 ``srs.access``: a checker never reviews a request of a project they belong to.
 
-Before an approve vote counts on a table, the differencing check runs against the tables the
-project has already released; a disclosive difference refuses the vote unless the checker
-records why it is safe. Every refusal is audited.
+Before an approve vote counts on a table (or a histogram's counts), the differencing check runs
+against the tables the project has already released and the other tables of the same request,
+which would be released with it; a disclosive difference refuses the vote unless the checker
+records why it is safe. The approve vote's audit event fixes a digest of exactly what the
+checker reviewed (``reviewed_fields``), which a release requires to be unchanged. Every refusal
+is audited.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,11 +40,13 @@ from output_checking.outputs import (
     REMOVED,
     OutputError,
     add_comment,
+    content_checksum,
     content_table,
+    files_digest,
     get_output,
 )
 from srs.access import authorise
-from srs.audit import record_event
+from srs.audit import canonical_details, field_bound, record_event
 from srs.errors import SRSError
 from srs.policy import PolicySet
 from srs.registry.models import (
@@ -274,7 +280,7 @@ def submit_request(
     released = released_tables(session, request.project_id, policies)
     for output in outputs:
         output.status = SUBMITTED
-        run_differencing(output, released, policies)
+        run_differencing(output, released, policies, together_tables(output, outputs))
     _transition(
         session,
         request,
@@ -316,61 +322,102 @@ def withdraw_request(
 
 
 # ------------------------------------------------------------------ differencing
+# The kinds whose content may hold a count table differencing reads.
+COUNTED_KINDS = ("table", "figure")
+
+
 def released_tables(session: Session, project_id: int, policies: PolicySet) -> dict[str, Any]:
-    """Every table the project has released, by a name a checker recognises, as the attacker
-    sees it (``ReleasedTable``: cells, margins, rounding, statistic)."""
+    """Every table the project has released (a histogram's counts too), by a name a checker
+    recognises, as the attacker sees it (``ReleasedTable``: cells, margins, rounding,
+    statistic)."""
     tables: dict[str, Any] = {}
     outputs = session.execute(
         select(Output)
-        .where(Output.project_id == project_id, Output.status == RELEASED, Output.kind == "table")
+        .where(
+            Output.project_id == project_id,
+            Output.status == RELEASED,
+            Output.kind.in_(COUNTED_KINDS),
+        )
         .order_by(Output.id)
     ).scalars()
     for output in outputs:
-        table = _released_table(output)
+        table = published_table(output)
         if table is not None:
             tables[f"output #{output.id} ({output.name})"] = table
     return tables
 
 
-def _released_table(output: Output) -> ReleasedTable | None:
-    """A table output as published: margins are kept, as the attacker's equations (summing
-    them into the cells would double them and hide a small difference)."""
+def together_tables(output: Output, others: Iterable[Output]) -> dict[str, Any]:
+    """The tables of ``others`` (outputs released with ``output``, itself left out) as the
+    attacker sees them, each named as "output #N in this request"."""
+    tables: dict[str, Any] = {}
+    for other in others:
+        if other.id == output.id:
+            continue
+        table = published_table(other)
+        if table is not None:
+            tables[f"output #{other.id} in this request ({other.name})"] = table
+    return tables
+
+
+def published_table(output: Output) -> ReleasedTable | None:
+    """The count table an output publishes, as the attacker sees it: a table output with its
+    margins kept as the attacker's equations (summing them into the cells would double them and
+    hide a small difference), or a histogram's bin counts (its CSV), the bins named after the
+    variable binned. None for an output that publishes no table."""
     content = output.content or {}
-    if output.kind != "table" or "table" not in content:
-        return None
-    return ReleasedTable(
-        content_table(content["table"]),
-        margins=content.get("margins") or None,
-        rounding=content.get("rounding") or "none",
-        statistic=content.get("statistic", "count"),
-    )
+    if output.kind == "table" and "table" in content:
+        return ReleasedTable(
+            content_table(content["table"]),
+            margins=content.get("margins") or None,
+            rounding=content.get("rounding") or "none",
+            statistic=content.get("statistic", "count"),
+        )
+    if output.kind == "figure" and "counts" in content:
+        counts = content_table(content["counts"])
+        if "count" not in counts.columns:
+            return None
+        bins = counts[["count"]].rename_axis(content.get("column") or counts.index.name)
+        return ReleasedTable(bins, rounding=content.get("rounding") or "none")
+    return None
 
 
-def run_differencing(output: Output, released: dict[str, Any], policies: PolicySet) -> list[dict]:
-    """Check a table output against the project's released tables; store and return findings.
+def run_differencing(
+    output: Output,
+    released: dict[str, Any],
+    policies: PolicySet,
+    together: dict[str, Any] | None = None,
+) -> list[dict]:
+    """Check a table output against the project's released tables and the tables to be
+    released with it (``together``, from ``together_tables``); store and return findings.
 
-    The check is ``fail`` when a cell is exposed, ``review`` when some released table could not
-    be judged against it (its findings say "not checked: needs a checker"), and ``ok`` only
-    when every one was judged safe. Disclosive findings come first; every finding, of either
-    status, needs a checker's override to approve or release the output.
+    The check is ``fail`` when a cell is exposed, ``review`` when some table could not be
+    judged against it (its findings say "not checked: needs a checker"), and ``ok`` only when
+    every one was judged safe. Disclosive findings come first; every finding, of either status,
+    needs a checker's override to approve or release the output.
     """
-    table = _released_table(output)
+    table = published_table(output)
     if table is None:
         return []
-    findings = [f.to_dict() for f in check_differencing(table, released, policies.sdc.active)]
+    together = together or {}
+    compared = {**released, **together}
+    findings = [f.to_dict() for f in check_differencing(table, compared, policies.sdc.active)]
     failing = sum(f["status"] == "fail" for f in findings)
     unjudged = len(findings) - failing
+    against = f"{len(released)} released table(s)"
+    if together:
+        against += f" and {len(together)} other table(s) of this request"
     if failing:
         status = "fail"
-        message = f"{failing} cell(s) differ by a small count from released tables"
+        message = f"{failing} cell(s) differ by a small count from {against}"
         if unjudged:
             message += f"; {unjudged} comparison(s) not checked: needs a checker"
     elif unjudged:
         status = "review"
-        message = f"{unjudged} comparison(s) with released tables not checked: needs a checker"
+        message = f"{unjudged} comparison(s) with {against} not checked: needs a checker"
     else:
         status = "ok"
-        message = f"no disclosive difference against {len(released)} released table(s)"
+        message = f"no disclosive difference against {against}"
     check = {
         "check": "differencing",
         "status": status,
@@ -380,6 +427,72 @@ def run_differencing(output: Output, released: dict[str, Any], policies: PolicyS
     }
     output.checks = [c for c in (output.checks or []) if c.get("check") != "differencing"] + [check]
     return findings
+
+
+# ------------------------------------------------------------------ what a checker reviewed
+# What a checker reviews of an output and a release carries: an approve vote's audit event
+# fixes their digest, and a release refuses an output whose rows no longer give it.
+_ROW_FIELDS = (
+    "kind",
+    "name",
+    "author",
+    "context",
+    "controls",
+    "exception_justification",
+    "differentially_private",
+    "budget_spend_id",
+)
+REVIEWED_FIELDS = (*_ROW_FIELDS, "content_sha256", "files_sha256", "checks")
+
+
+def reviewed_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The reviewed fields of an output record (``output_record``, or a manifest's record with
+    its ``files_sha256``). Of the checks, each one's check, status and message, except the
+    differencing check's, which re-runs as the project releases more."""
+    fields = {name: record.get(name) for name in REVIEWED_FIELDS}
+    fields["checks"] = [
+        {key: check.get(key) for key in ("check", "status", "message")}
+        for check in record.get("checks") or []
+        if check.get("check") != "differencing"
+    ]
+    return fields
+
+
+def registry_files(output: Output) -> dict[str, str]:
+    """An output's files as the registry holds them: name -> SHA-256 of the stored bytes (not
+    of the editable ``sha256`` column)."""
+    return {f.name: hashlib.sha256(f.content).hexdigest() for f in output.files}
+
+
+def output_record(output: Output) -> dict[str, Any]:
+    """An output's reviewed fields as its registry rows give them now."""
+    return reviewed_fields(
+        {
+            **{name: getattr(output, name) for name in _ROW_FIELDS},
+            "content_sha256": content_checksum(output.content),
+            "files_sha256": files_digest(registry_files(output)),
+            "checks": output.checks,
+        }
+    )
+
+
+def reviewed_digest(fields: Mapping[str, Any]) -> str:
+    """SHA-256 of the reviewed fields' canonical JSON: what an approve vote's event records."""
+    return content_checksum(dict(fields))
+
+
+def field_digests(fields: Mapping[str, Any]) -> dict[str, str]:
+    """Each reviewed field's own short digest, so a refusal can say which of them changed."""
+    return {name: content_checksum({"value": value})[:16] for name, value in fields.items()}
+
+
+def changed_fields(fields: Mapping[str, Any], recorded: Any) -> list[str]:
+    """The reviewed fields whose digest differs from ``recorded`` (a vote event's
+    ``reviewed``); empty when the event recorded none."""
+    if not isinstance(recorded, dict):
+        return []
+    now = field_digests(fields)
+    return [name for name in REVIEWED_FIELDS if recorded.get(name) != now.get(name)]
 
 
 def differencing_summary(findings: list[dict]) -> str:
@@ -465,9 +578,11 @@ def vote(
     """Record (or change) ``checker``'s decision on one output of a request under review.
 
     ``comment`` goes with the vote; with ``comment_visibility="researcher"`` the author sees
-    it once the request is decided. An approve vote on a table re-runs the differencing check;
-    if it finds a disclosive difference the vote is refused unless ``override_reason`` says why
-    it is safe.
+    it once the request is decided. An approve vote on a table re-runs the differencing check
+    against the released tables and the request's other tables; if it finds a disclosive
+    difference the vote is refused unless ``override_reason`` says why it is safe. Its audit
+    event records the digest of what the checker approved (``reviewed_fields``), and each
+    field's own short digest when they fit the audit field bound.
     """
     if decision not in DECISIONS:
         raise WorkflowError(f"a decision is one of {', '.join(DECISIONS)}, not {decision!r}")
@@ -516,9 +631,13 @@ def vote(
             target=target,
             reason=f"request #{request.id} is reviewed; only its reviewers may change votes",
         )
+    reviewed: dict[str, Any] = {}
     if decision == "approve":
         findings = run_differencing(
-            output, released_tables(session, request.project_id, policies), policies
+            output,
+            released_tables(session, request.project_id, policies),
+            policies,
+            together_tables(output, outputs),
         )
         if findings and not (override_reason and override_reason.strip()):
             session.commit()  # keep the fresh differencing evidence on the output
@@ -527,10 +646,14 @@ def vote(
                 actor=checker,
                 action="output.approve",
                 target=target,
-                reason=f"output #{output.id}: differencing against released tables finds "
-                f"{differencing_summary(findings)}; give an override reason if it is safe",
+                reason=f"output #{output.id}: differencing against released tables and the "
+                f"request's other tables finds {differencing_summary(findings)}; give an "
+                "override reason if it is safe",
                 output_id=output.id,
             )
+        fields = output_record(output)
+        # A release requires its rows still to give this digest (release_evidence).
+        reviewed = {"reviewed_sha256": reviewed_digest(fields), "reviewed": field_digests(fields)}
     existing = next((v for v in votes if v.output_id == output.id and v.reviewer == checker), None)
     changed = existing is not None
     note = comment.strip()
@@ -553,19 +676,23 @@ def vote(
     if note:
         add_comment(session, actor=checker, text=note, visibility=comment_visibility, output=output)
     session.flush()
+    details = {
+        "output_id": output.id,
+        "round": request.review_round,
+        "changed": changed,
+        # A release reads the override from here, not from the editable votes table.
+        "differencing_override": bool(override_reason and override_reason.strip()),
+        **reviewed,
+    }
+    if "reviewed" in details and len(canonical_details(details)) > field_bound(session):
+        del details["reviewed"]  # the per-field digests only name what changed; the digest stays
     record_event(
         session,
         actor=checker,
         action=f"output.{decision}",
         target=target,
         outcome="ok",
-        details={
-            "output_id": output.id,
-            "round": request.review_round,
-            "changed": changed,
-            # A release reads the override from here, not from the editable votes table.
-            "differencing_override": bool(override_reason and override_reason.strip()),
-        },
+        details=details,
     )
     _advance(session, request, policies, checker)
     session.commit()
@@ -868,9 +995,12 @@ __all__ = [
     "comment_on_request",
     "create_request",
     "get_request",
+    "output_record",
     "project_requests",
     "request_outputs",
     "request_view",
+    "reviewed_digest",
+    "reviewed_fields",
     "submit_request",
     "vote",
     "withdraw_request",

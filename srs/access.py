@@ -162,6 +162,15 @@ def latest_dataset(session: Session, name: str) -> Dataset | None:
     ).scalar_one_or_none()
 
 
+def stored_dataset(session: Session, name: str, version: int | None = None) -> Dataset | None:
+    """Version ``version`` of dataset ``name`` (the newest when None), or None."""
+    if version is None:
+        return latest_dataset(session, name)
+    return session.execute(
+        select(Dataset).where(Dataset.name == name, Dataset.version == version)
+    ).scalar_one_or_none()
+
+
 def authorise(
     session: Session,
     *,
@@ -170,9 +179,14 @@ def authorise(
     policies: PolicySet,
     project_code: str | None = None,
     dataset_name: str | None = None,
+    dataset_version: int | None = None,
     today: date | None = None,
 ) -> AccessDecision:
     """Decide, audit the decision, and raise ``AccessDenied`` if it is a deny.
+
+    The dataset is judged by the classification of the version acted on: ``dataset_version``
+    (a read of an older version), else the newest. Each version keeps its own level, so an
+    older version stored above the project's approval is refused though the newest is not.
 
     A deny is committed to the audit log before the exception leaves, so a refused attempt is
     on record even when the caller's work is rolled back. An allow is recorded in the caller's
@@ -187,7 +201,7 @@ def authorise(
         project = session.execute(
             select(Project).where(Project.code == project_code)
         ).scalar_one_or_none()
-    stored = latest_dataset(session, dataset_name) if dataset_name else None
+    stored = stored_dataset(session, dataset_name, dataset_version) if dataset_name else None
     decision = decide(
         person=person,
         username=username,
@@ -207,7 +221,11 @@ def authorise(
         target=target,
         outcome="allow" if decision.allowed else "deny",
         reason=decision.reason,
-        details={"project": project_code, "dataset": dataset_name},
+        details={
+            "project": project_code,
+            "dataset": dataset_name,
+            **({"version": dataset_version} if dataset_version is not None else {}),
+        },
         max_field_chars=policies.access.audit_field_max_chars,
     )
     if not decision.allowed:

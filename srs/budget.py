@@ -21,7 +21,9 @@ releases against (``disclosure.dp.spend``); nothing else can stand in for one.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,6 +38,9 @@ from srs.registry.projects import project_records
 
 NANO = 1_000_000_000
 FEMTO = 10**15
+# The most rho the ledger converts: far above any policy's ceiling (max_project_rho <= 100), far
+# below where nano-rho arithmetic would overflow.
+MAX_LEDGER_RHO = 1e6
 
 
 class BudgetExhausted(SRSError):
@@ -52,20 +57,38 @@ class SpendNotConfirmed(SpendRefused):
     or researcher's, too small for the plan, or already paid for an output. Nothing released."""
 
 
-def to_nano(rho: float) -> int:
-    """rho as whole nano-rho, rounded up so that a spend is never under-counted."""
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _refuse_unless_positive_real(rho: Any) -> None:
     if not is_positive_real(rho):
         raise SpendRefused(
             "a privacy spend must be a positive, finite rho given as a number (e.g. rho=0.01), "
-            f"not {rho!r}"
+            f"not {_shown(rho)}"
         )
-    return math.ceil(round(rho * NANO, 3))
+
+
+def to_nano(rho: float) -> int:
+    """rho as whole nano-rho, rounded up so that a spend is never under-counted. Any real
+    number (NumPy's too) is read as the float it is; one beyond what any budget could hold is
+    ``SpendRefused`` before it is converted."""
+    _refuse_unless_positive_real(rho)
+    if rho > MAX_LEDGER_RHO:
+        raise SpendRefused(
+            f"rho {_shown(rho)} is beyond any privacy budget (the ledger keeps at most "
+            f"{MAX_LEDGER_RHO:g}): give a rho such as 0.01"
+        )
+    return math.ceil(round(float(rho) * NANO, 3))
 
 
 def check_query_rho(rho: float, policies: PolicySet) -> int:
-    """``rho`` in nano-rho if one query may spend it (a positive, finite number, not text or a
-    flag, at most the policy's ``max_rho_per_query``), else ``SpendRefused``. The rule ``debit``
-    applies, for callers that check a query before planning it.
+    """``rho`` in nano-rho if one query may spend it (a positive, finite real number, not text
+    or a flag, at most the policy's ``max_rho_per_query``), else ``SpendRefused``. The rule
+    ``debit`` applies, for callers that check a query before planning it. The ceiling is
+    compared before anything is converted, so ``1e300`` or ``10**400`` is refused, not
+    overflowed.
 
     >>> from srs.policy import load_policies
     >>> check_query_rho("0.01", load_policies())
@@ -74,19 +97,22 @@ def check_query_rho(rho: float, policies: PolicySet) -> int:
     srs.budget.SpendRefused: a privacy spend must be a positive, finite rho given as a number (e.g. rho=0.01), not '0.01'
     """
     budget = policies.privacy_budget
+    _refuse_unless_positive_real(rho)
+    ceiling = f"one query may spend at most rho {budget.max_rho_per_query:g} (policy)"
+    if rho > budget.max_rho_per_query:
+        raise SpendRefused(f"{ceiling}; asked for {_shown(rho)}")
     amount = to_nano(rho)
+    # Rounded up to whole nano-rho, a rho a hair under the ceiling may still pass it.
     if amount > to_nano(budget.max_rho_per_query):
-        raise SpendRefused(
-            f"one query may spend at most rho {budget.max_rho_per_query:g} (policy); asked for {rho:g}"
-        )
+        raise SpendRefused(f"{ceiling}; asked for {_shown(rho)}")
     return amount
 
 
 def to_femto(delta: float) -> int:
     """delta as whole femto-delta, rounded up (0 for a query whose keys are public)."""
-    if not isinstance(delta, int | float) or not math.isfinite(delta) or delta < 0:
-        raise SpendRefused(f"a delta spend must be a finite number >= 0, not {delta!r}")
-    return math.ceil(round(delta * FEMTO, 3))
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 <= delta <= 1:
+        raise SpendRefused(f"a delta spend must be a number from 0 to 1, not {_shown(delta)}")
+    return math.ceil(round(float(delta) * FEMTO, 3))
 
 
 @dataclass(frozen=True)
@@ -151,6 +177,8 @@ def debit(
     budget = policies.privacy_budget
     amount = check_query_rho(rho, policies)
     delta_amount = to_femto(delta)
+    # As plain floats from here: NumPy's numbers are accepted but not stored in the audit log.
+    rho, delta = float(rho), float(delta)
     if not purpose or not purpose.strip():
         raise SpendRefused("say what the spend is for (purpose): it is shown in the ledger")
     authorise(

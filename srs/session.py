@@ -1361,7 +1361,9 @@ class DifferentialPrivacy:
     not code (``disclosure.dp.selection``). The data dictionary and derived bands make group
     keys public. Each query spends, releases and records a ``dp_result`` output naming the
     dataset, the version read and the query, and returns the released table (estimate, lower,
-    upper).
+    upper). The privacy unit (the person's column, e.g. ``person_key``) and the rows each person
+    may contribute are the policy's for the dataset; an option choosing them (``identifier=``,
+    ``max_rows_per_person=``) is refused (``PrivacyUnitFixed``).
 
     >>> s.dp.count("linked/journeys", by=["sex"], rho=0.01)          # doctest: +SKIP
     >>> s.dp.count(

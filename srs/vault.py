@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from srs.access import authorise, latest_dataset
+from srs.access import authorise, latest_dataset, stored_dataset
 from srs.audit import record_event
 from srs.deployment import Deployment
 from srs.errors import SRSError
@@ -173,12 +173,7 @@ class Vault:
 
     def get(self, session: Session, name: str, version: int | None = None) -> Dataset:
         """The catalogue record of ``name`` (newest version unless one is given)."""
-        if version is None:
-            dataset = latest_dataset(session, name)
-        else:
-            dataset = session.execute(
-                select(Dataset).where(Dataset.name == name, Dataset.version == version)
-            ).scalar_one_or_none()
+        dataset = stored_dataset(session, name, version)
         if dataset is None:
             where = f"version {version} of " if version is not None else ""
             raise VaultError(f"the vault holds no {where}dataset {name!r}; see `srs dataset list`")
@@ -194,7 +189,13 @@ class Vault:
         version: int | None = None,
         today: date | None = None,
     ) -> pd.DataFrame:
-        """Check access, then decrypt ``name`` in memory and return it as a DataFrame."""
+        """Check access to the version read (the newest unless ``version``), judged on that
+        version's own classification, then decrypt it in memory and return it as a DataFrame.
+
+        The version is fixed before the check, so the version judged is the version read, even
+        should a newer one be stored meanwhile.
+        """
+        version = self._version_to_read(session, name, version)
         authorise(
             session,
             username=actor,
@@ -202,9 +203,18 @@ class Vault:
             policies=self.policies,
             project_code=project,
             dataset_name=name,
+            dataset_version=version,
             today=today,
         )
         return self._decrypt(session, name, version, actor=actor, context={"project": project})
+
+    @staticmethod
+    def _version_to_read(session: Session, name: str, version: int | None) -> int | None:
+        """``version``, or the newest stored version's number (None when none is stored)."""
+        if version is not None:
+            return version
+        newest = latest_dataset(session, name)
+        return newest.version if newest is not None else None
 
     def read_steward_zone(
         self, session: Session, name: str, *, actor: str, version: int | None = None
@@ -240,8 +250,16 @@ class Vault:
         version: int | None,
         context: dict[str, Any],
     ) -> pd.DataFrame:
-        # Authorised (and audited) for ``action`` on the dataset alone, then decrypted.
-        authorise(session, username=actor, action=action, policies=self.policies, dataset_name=name)
+        # Authorised (and audited) for ``action`` on the version read alone, then decrypted.
+        version = self._version_to_read(session, name, version)
+        authorise(
+            session,
+            username=actor,
+            action=action,
+            policies=self.policies,
+            dataset_name=name,
+            dataset_version=version,
+        )
         return self._decrypt(session, name, version, actor=actor, context=context)
 
     def exists(self, session: Session, name: str) -> bool:

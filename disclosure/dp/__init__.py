@@ -5,7 +5,9 @@ Build a query (``count``, ``sum_of``, ``mean``, ``variance``, ``quantiles``, ``m
 ``preview`` its cost and error without spending, and ``release`` it against a spend the
 project's budget ledger confirmed (``ConfirmedSpend``, issued by ``srs.budget.confirm_spend``).
 ``where`` and ``derive`` (``disclosure.dp.selection``) say declaratively which rows a query reads
-and which columns it derives. Pure computation: no database, no files.
+and which columns it derives. The privacy unit (the person's column) and the rows each person
+may contribute are the policy's, never a query's (``PrivacyUnitFixed``). Pure computation: no
+database, no files.
 
 >>> import pandas as pd
 >>> from disclosure.policy import PrivacyBudgetPolicy
@@ -24,12 +26,14 @@ from disclosure.dp.engine import (
 from disclosure.dp.queries import (
     DPQuery,
     DPQueryError,
+    PrivacyUnitFixed,
     count,
     crosstab,
     histogram,
     mean,
     median,
     quantiles,
+    rebuilt,
     sum_of,
     variance,
     with_dictionary_keys,
@@ -47,6 +51,7 @@ __all__ = [
     "DPReleaseRefused",
     "DPResult",
     "NoiseLine",
+    "PrivacyUnitFixed",
     "RowSelection",
     "SelectionError",
     "count",
@@ -58,6 +63,7 @@ __all__ = [
     "on_nano_grid",
     "plan",
     "quantiles",
+    "rebuilt",
     "rho_for_accuracy",
     "select_rows",
     "sum_of",

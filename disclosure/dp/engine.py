@@ -3,7 +3,8 @@
 ``plan(query, data, policy, rho=...)`` prepares one query: the privacy unit is the person
 (``dp.unit_of(contributions=1, identifier=person_key)``) and each person's rows are cut to a
 random sample of ``policy.max_rows_per_person`` before any statistic, since one person has many
-cases. A plan can be previewed (expected error per statistic, without spending), and released
+cases. Both come from the policy alone (the unit's column by dataset,
+``policy.privacy_unit_of``), never from the query, so no query can make a row its own "person". A plan can be previewed (expected error per statistic, without spending), and released
 exactly once, and only against a spend the ledger confirmed (``disclosure.dp.spend``, issued by
 ``srs.budget.confirm_spend`` after ``srs.budget.debit``): nothing releases without accounting.
 
@@ -31,7 +32,7 @@ import opendp.prelude as dp
 import pandas as pd
 import polars as pl
 
-from disclosure.dp.queries import MISSING_KEY, DPQuery, DPQueryError
+from disclosure.dp.queries import MISSING_KEY, DPQuery, DPQueryError, rebuilt, refuse_the_unit
 from disclosure.dp.results import DPPreview, DPResult, NoiseLine
 from disclosure.dp.spend import NANO, ConfirmedSpend, DPReleaseRefused, is_positive_real, redeem
 from disclosure.policy import PrivacyBudgetPolicy
@@ -44,16 +45,24 @@ SQUARED = "__squared"
 MAX_CELLS = 100_000
 IDENTIFIER_HASH_SEED = 20261122
 I64_MAX = 2**63 - 1
+# Far above any policy's per-query ceiling (the ledger refuses by that first); keeps a plan's
+# arithmetic finite whatever it is handed.
+MAX_RHO = 1e6
 
 
 def on_nano_grid(rho: float) -> float:
     """``rho`` rounded up to whole nano-rho, the ledger's unit, so plan and spend agree exactly."""
-    if not is_positive_real(rho):
+    if not is_positive_real(rho) or rho > MAX_RHO:
         raise DPQueryError(
             f"a DP query must spend a positive, finite rho given as a number (e.g. rho=0.01), "
-            f"not {rho!r}"
+            f"at most {MAX_RHO:g}, not {_shown(rho)}"
         )
-    return math.ceil(round(rho * NANO, 3)) / NANO
+    return math.ceil(round(float(rho) * NANO, 3)) / NANO
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _to_polars(data: Any, columns: list[str]) -> pl.LazyFrame:
@@ -78,7 +87,13 @@ def _to_polars(data: Any, columns: list[str]) -> pl.LazyFrame:
 
 
 class DPPlan:
-    """One DP query prepared on one table at one privacy loss; preview it, release it once."""
+    """One DP query prepared on one table at one privacy loss; preview it, release it once.
+
+    The privacy unit is the column the policy names for ``dataset`` (``person_key`` unless
+    ``privacy_units`` says otherwise) and each unit's rows are capped at the policy's
+    ``max_rows_per_person``; the query is rebuilt from its fields, so nothing it carries can
+    change either.
+    """
 
     def __init__(
         self,
@@ -88,7 +103,11 @@ class DPPlan:
         rho: float,
         *,
         allowance: float | None = None,
+        dataset: str | None = None,
     ) -> None:
+        query = rebuilt(query)
+        self.unit = policy.privacy_unit_of(dataset)
+        refuse_the_unit(query, self.unit)
         self.query = query
         self.policy = policy
         self.rho = on_nano_grid(rho)
@@ -126,28 +145,28 @@ class DPPlan:
 
     def _prepare(self, data: Any) -> pl.LazyFrame:
         """Row-by-row preparation (each row alone decides its fate, so privacy is unaffected)."""
-        q = self.query
-        columns = [q.identifier, *q.by] + ([q.column] if q.column else [])
+        q, unit = self.query, self.unit
+        columns = [unit, *q.by] + ([q.column] if q.column else [])
         frame = _to_polars(data, list(dict.fromkeys(columns)))
         # Only fixed-width columns cross into OpenDP (moving a million strings costs it ~0.5 s):
         # the person key as a 64-bit hash (a collision could only merge two persons' caps), and
         # grouping columns with public keys as the index of their value in the key list.
-        frame = frame.filter(pl.col(q.identifier).is_not_null()).with_columns(
-            pl.col(q.identifier).cast(pl.String).hash(IDENTIFIER_HASH_SEED)
+        frame = frame.filter(pl.col(unit).is_not_null()).with_columns(
+            pl.col(unit).cast(pl.String).hash(IDENTIFIER_HASH_SEED)
         )
         frame = frame.with_columns([self._encoded(pl.col(c), c) for c in q.by])
         if q.column is None:
-            return frame.select(q.identifier, *q.by)
+            return frame.select(unit, *q.by)
         value = pl.col(q.column).cast(pl.Float64, strict=False).fill_nan(None)
         frame = frame.with_columns(value.alias(VALUE)).filter(pl.col(VALUE).is_not_null())
         if q.statistic == "histogram":
             labels = list(q.histogram_labels())
             binned = pl.col(VALUE).cut(list(q.edges), labels=labels, left_closed=True)
             binned = self._encoded(binned, q.histogram_column)
-            return frame.select(q.identifier, *q.by, binned.alias(q.histogram_column))
+            return frame.select(unit, *q.by, binned.alias(q.histogram_column))
         low, high = self._scaled_bounds()
         scaled = (pl.col(VALUE) * self.factor).round(0).clip(low, high).cast(pl.Int64)
-        frame = frame.select(q.identifier, *q.by, scaled.alias(VALUE))
+        frame = frame.select(unit, *q.by, scaled.alias(VALUE))
         if q.statistic == "variance":
             centre, _, _ = self._centred_bounds()
             frame = frame.with_columns((pl.col(VALUE) - centre).alias(CENTRED)).with_columns(
@@ -250,7 +269,7 @@ class DPPlan:
             warnings.simplefilter("ignore")
             context = dp.Context.compositor(
                 data=self._frame,
-                privacy_unit=dp.unit_of(contributions=1, identifier=pl.col(q.identifier)),
+                privacy_unit=dp.unit_of(contributions=1, identifier=pl.col(self.unit)),
                 privacy_loss=loss,
                 split_evenly_over=1,
                 # A public bound on the table's length and nothing else: no invariant keys or
@@ -377,6 +396,7 @@ class DPPlan:
             confidence=self.confidence,
             rows_per_person=self.policy.max_rows_per_person,
             noise=self.noise(),
+            privacy_unit=self.unit,
             value_scale=1 / self.factor,
         )
 
@@ -512,9 +532,11 @@ def plan(
     *,
     rho: float | None = None,
     accuracy: float | None = None,
+    dataset: str | None = None,
 ) -> DPPlan:
     """Prepare ``query`` on ``data`` at a spend of ``rho``, or at the smallest spend whose error
-    half-width (at the policy's confidence) is at most ``accuracy``.
+    half-width (at the policy's confidence) is at most ``accuracy``. ``dataset`` (the held
+    dataset ``data`` was read from) says which column the policy makes the privacy unit.
 
     >>> from disclosure.dp import count
     >>> from disclosure.policy import PrivacyBudgetPolicy
@@ -524,15 +546,16 @@ def plan(
     >>> p.preview().noise[0].distribution
     'Integer Gaussian'
     """
+    query = rebuilt(query)
     if (rho is None) == (accuracy is None):
         raise DPQueryError("give either rho (the spend) or accuracy (the error you need), not both")
     if rho is not None:
-        return DPPlan(query, data, policy, rho)
+        return DPPlan(query, data, policy, rho, dataset=dataset)
     if not policy.allow_accuracy_targets:
         raise DPQueryError("this site's policy does not allow accuracy targets: give rho")
     _accuracy_target(query, accuracy)
     ceiling = policy.max_rho_per_query
-    prepared = DPPlan(query, data, policy, ceiling, allowance=ceiling)
+    prepared = DPPlan(query, data, policy, ceiling, allowance=ceiling, dataset=dataset)
     prepared.retarget(_smallest_rho(prepared, accuracy))
     return prepared
 
@@ -579,8 +602,13 @@ def _smallest_rho(prepared: DPPlan, accuracy: float) -> float:
 
 
 def rho_for_accuracy(
-    query: DPQuery, data: Any, policy: PrivacyBudgetPolicy, accuracy: float
+    query: DPQuery,
+    data: Any,
+    policy: PrivacyBudgetPolicy,
+    accuracy: float,
+    *,
+    dataset: str | None = None,
 ) -> float:
     """The smallest rho (to about one part in a million) whose error half-width is at most
     ``accuracy``, for counts, histograms, crosstabs and sums with public keys."""
-    return plan(query, data, policy, accuracy=accuracy).rho
+    return plan(query, data, policy, accuracy=accuracy, dataset=dataset).rho

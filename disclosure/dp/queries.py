@@ -12,9 +12,13 @@ constructors below (``count``, ``sum_of``, ``mean``, ``variance``, ``quantiles``
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
 
 from disclosure.errors import DisclosureError
 from disclosure.policy import PrivacyBudgetPolicy
@@ -25,6 +29,11 @@ VALUE_STATISTICS = ("sum", "mean", "variance", "quantile")
 MAX_DIMENSIONS = 3
 MAX_DECIMALS = 6
 PERSON_KEY = "person_key"
+# Options that would choose the privacy unit or the rows each person may contribute: the
+# policy fixes both (privacy_budget.privacy_unit(s), max_rows_per_person); no query may.
+UNIT_OPTIONS = ("identifier", "privacy_unit", "unit", "max_rows_per_person", "contributions")
+# Edge labels are positional between these magnitudes, scientific outside (1e-300, 2e+30).
+POSITIONAL_EDGES = (1e-6, 1e21)
 MISSING_KEY = "(missing)"
 # Quantiles are released at multiples of 1/1024 (see DPQuery.__post_init__).
 QUANTILE_GRID = 1024
@@ -32,6 +41,63 @@ QUANTILE_GRID = 1024
 
 class DPQueryError(DisclosureError, ValueError):
     """A DP query is malformed: the message says which part and what is allowed."""
+
+
+class PrivacyUnitFixed(DPQueryError):
+    """A query tried to choose its privacy unit or its rows per person; the policy fixes both."""
+
+
+def refuse_unit_options(options: Mapping[str, Any]) -> None:
+    """``PrivacyUnitFixed`` if ``options`` would choose the privacy unit or the per-person row
+    cap (``identifier=``, ``max_rows_per_person=``...): the environment's policy fixes both."""
+    chosen = sorted(set(options) & set(UNIT_OPTIONS))
+    if chosen:
+        raise PrivacyUnitFixed(
+            f"{', '.join(f'{name}=' for name in chosen)} cannot be given: the privacy unit is the "
+            "person, named by the column the environment's policy fixes for each dataset "
+            "(privacy_budget.privacy_unit, e.g. person_key), with each person's rows capped at "
+            "its max_rows_per_person; remove the option and query as usual"
+        )
+
+
+def edge_labels(edges: Sequence[float]) -> tuple[str, ...]:
+    """The labels of the bins between ``edges``, open-ended at both ends (``"< 18"``,
+    ``"[18, 25)"``, ``">= 65"``), each edge written as the shortest text that reads back as the
+    same number, so distinct edges never share a label; ``DPQueryError`` should two still do.
+
+    >>> edge_labels([18, 20.00001, 1e-300])[:2]
+    ('< 18', '[18, 20.00001)')
+    """
+    text = [_edge_text(edge) for edge in edges]
+    labels = (
+        f"< {text[0]}",
+        *(f"[{a}, {b})" for a, b in zip(text, text[1:], strict=False)),
+        f">= {text[-1]}",
+    )
+    if len(set(labels)) != len(labels):
+        raise DPQueryError(
+            f"edges {list(edges)} give bins with the same label: use edges that differ visibly"
+        )
+    return labels
+
+
+def _edge_text(value: float) -> str:
+    low, high = POSITIONAL_EDGES
+    if value == 0 or low <= abs(value) < high:
+        return np.format_float_positional(value, trim="-")
+    return np.format_float_scientific(value, trim="-")
+
+
+def as_edge(value: Any) -> float | None:
+    """``value`` as a finite float edge, or None when it is not a real number (a flag, text)
+    or is too large or not finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return None
+    try:
+        edge = float(value)
+    except OverflowError:
+        return None
+    return edge if math.isfinite(edge) else None
 
 
 @dataclass(frozen=True)
@@ -53,7 +119,10 @@ class DPQuery:
     quantiles: tuple[float, ...] = ()
     candidates: tuple[float, ...] | None = None
     edges: tuple[float, ...] | None = None
-    identifier: str = PERSON_KEY
+
+    def __new__(cls, *arguments: Any, **options: Any) -> DPQuery:
+        refuse_unit_options(options)
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
@@ -71,10 +140,6 @@ class DPQuery:
             )
         if self.statistic == "crosstab" and not self.by:
             raise DPQueryError("a crosstab needs 1 to 3 columns to cross")
-        if self.identifier in self.by or self.identifier == self.column:
-            raise DPQueryError(
-                f"{self.identifier!r} is the privacy unit: it may not be grouped by or summarised"
-            )
         unknown = set(self.keys) - set(self.by)
         if unknown:
             raise DPQueryError(f"keys given for columns not grouped by: {sorted(unknown)}")
@@ -108,11 +173,18 @@ class DPQuery:
         if self.candidates is not None and len(self.candidates) < 2:
             raise DPQueryError("give at least two quantile candidates")
         if self.statistic == "histogram":
-            edges = self.edges or ()
-            if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            edges = tuple(as_edge(e) for e in self.edges or ())
+            if (
+                len(edges) < 2
+                or None in edges
+                or any(b <= a for a, b in zip(edges, edges[1:], strict=False))
+            ):
                 raise DPQueryError(
-                    "histogram edges must be at least two strictly increasing numbers"
+                    "histogram edges must be at least two strictly increasing finite numbers, "
+                    f"not {str(list(self.edges or ()))[:80]}"
                 )
+            object.__setattr__(self, "edges", edges)
+            edge_labels(edges)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -142,13 +214,7 @@ class DPQuery:
 
     def histogram_labels(self) -> tuple[str, ...]:
         """The bins' labels, open-ended at both ends so every value falls in one."""
-        edges = self.edges or ()
-        fmt = _edge_text
-        return (
-            f"< {fmt(edges[0])}",
-            *(f"[{fmt(a)}, {fmt(b)})" for a, b in zip(edges, edges[1:], strict=False)),
-            f">= {fmt(edges[-1])}",
-        )
+        return edge_labels(self.edges or ())
 
     def describe(self) -> str:
         """One line a checker can read: what was asked."""
@@ -162,8 +228,25 @@ class DPQuery:
         return what + (f" by {', '.join(self.by)}" if self.by else "")
 
 
-def _edge_text(value: float) -> str:
-    return f"{value:g}"
+def refuse_the_unit(query: DPQuery, unit: str) -> None:
+    """``DPQueryError`` if ``query`` groups by or summarises ``unit``, the privacy unit's column."""
+    if unit in query.by or unit == query.column:
+        raise DPQueryError(f"{unit!r} is the privacy unit: it may not be grouped by or summarised")
+
+
+def rebuilt(query: Any) -> DPQuery:
+    """``query`` as the environment runs it: a plain ``DPQuery`` built again from its fields, so
+    that every check runs again, and a subclass's overrides or attributes set on it afterwards
+    (a privacy unit, a row cap) count for nothing. Anything else is ``DPQueryError``."""
+    if not isinstance(query, DPQuery):
+        raise DPQueryError(
+            f"a DP query is built with disclosure.dp (count, mean, crosstab...), not a "
+            f"{type(query).__name__}"
+        )
+    values = {f.name: getattr(query, f.name) for f in fields(DPQuery)}
+    values["by"] = tuple(values["by"]) if not isinstance(values["by"], str) else (values["by"],)
+    values["keys"] = {column: tuple(keys) for column, keys in dict(values["keys"]).items()}
+    return DPQuery(**values)
 
 
 def key_text(value: object) -> str:
@@ -171,6 +254,17 @@ def key_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _fixed_unit(constructor: Callable[..., DPQuery]) -> Callable[..., DPQuery]:
+    """A query constructor that answers a privacy-unit option with ``PrivacyUnitFixed``."""
+
+    @functools.wraps(constructor)
+    def build(*arguments: Any, **options: Any) -> DPQuery:
+        refuse_unit_options(options)
+        return constructor(*arguments, **options)
+
+    return build
 
 
 def _keys(
@@ -205,11 +299,11 @@ def with_dictionary_keys(
     return replace(query, keys=keys) if keys != dict(query.keys) else query
 
 
+@_fixed_unit
 def count(
     *,
     by: Sequence[str] = (),
     keys: Mapping[str, Iterable] | None = None,
-    identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Number of rows, overall or by groups.
 
@@ -217,7 +311,7 @@ def count(
     'count of rows by court'
     """
     by, keys = _keys(by, keys)
-    return DPQuery("count", by=by, keys=keys, identifier=identifier)
+    return DPQuery("count", by=by, keys=keys)
 
 
 def _of_values(
@@ -227,12 +321,12 @@ def _of_values(
     by: Sequence[str],
     keys: Mapping[str, Iterable] | None,
     decimals: int,
-    identifier: str,
 ) -> DPQuery:
     by, keys = _keys(by, keys)
-    return DPQuery(statistic, column, by, keys, bounds, decimals, identifier=identifier)
+    return DPQuery(statistic, column, by, keys, bounds, decimals)
 
 
+@_fixed_unit
 def sum_of(
     column: str,
     *,
@@ -240,12 +334,12 @@ def sum_of(
     by: Sequence[str] = (),
     keys: Mapping[str, Iterable] | None = None,
     decimals: int = 0,
-    identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Sum of a column's recorded values, clipped to ``bounds``."""
-    return _of_values("sum", column, bounds, by, keys, decimals, identifier)
+    return _of_values("sum", column, bounds, by, keys, decimals)
 
 
+@_fixed_unit
 def mean(
     column: str,
     *,
@@ -253,12 +347,12 @@ def mean(
     by: Sequence[str] = (),
     keys: Mapping[str, Iterable] | None = None,
     decimals: int = 0,
-    identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Mean of a column's recorded values (a DP sum over a DP count of the same rows)."""
-    return _of_values("mean", column, bounds, by, keys, decimals, identifier)
+    return _of_values("mean", column, bounds, by, keys, decimals)
 
 
+@_fixed_unit
 def variance(
     column: str,
     *,
@@ -266,12 +360,12 @@ def variance(
     by: Sequence[str] = (),
     keys: Mapping[str, Iterable] | None = None,
     decimals: int = 0,
-    identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Population variance of a column's recorded values (from DP count, sum and sum of squares)."""
-    return _of_values("variance", column, bounds, by, keys, decimals, identifier)
+    return _of_values("variance", column, bounds, by, keys, decimals)
 
 
+@_fixed_unit
 def quantiles(
     column: str,
     qs: Sequence[float],
@@ -281,7 +375,6 @@ def quantiles(
     by: Sequence[str] = (),
     keys: Mapping[str, Iterable] | None = None,
     decimals: int = 0,
-    identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Quantiles of a column's recorded values, each chosen among public ``candidates``
     (default: the policy's number of evenly spaced values between the bounds)."""
@@ -295,22 +388,22 @@ def quantiles(
         decimals,
         tuple(float(q) for q in qs),
         tuple(float(c) for c in candidates) if candidates is not None else None,
-        identifier=identifier,
     )
 
 
+@_fixed_unit
 def median(column: str, **options) -> DPQuery:
     """The median of a column's recorded values: ``quantiles(column, [0.5], ...)``."""
     return quantiles(column, [0.5], **options)
 
 
+@_fixed_unit
 def histogram(
     column: str,
     edges: Sequence[float],
     *,
     by: Sequence[str] = (),
     keys: Mapping[str, Iterable] | None = None,
-    identifier: str = PERSON_KEY,
 ) -> DPQuery:
     """Counts of a numeric column in bins between public ``edges`` (plus one open bin at each end)."""
     by, keys = _keys(by, keys)
@@ -319,18 +412,16 @@ def histogram(
         column,
         by,
         keys,
-        edges=tuple(float(e) for e in edges),
-        identifier=identifier,
+        edges=tuple(edges),
     )
 
 
-def crosstab(
-    *columns: str, keys: Mapping[str, Iterable] | None = None, identifier: str = PERSON_KEY
-) -> DPQuery:
+@_fixed_unit
+def crosstab(*columns: str, keys: Mapping[str, Iterable] | None = None) -> DPQuery:
     """A 1-3 dimensional contingency table of counts.
 
     >>> crosstab("sex", "court", keys={"sex": ["F", "M"], "court": ["crown", "magistrates"]}).by
     ('sex', 'court')
     """
     by, keys = _keys(list(columns), keys)
-    return DPQuery("crosstab", by=by, keys=keys, identifier=identifier)
+    return DPQuery("crosstab", by=by, keys=keys)

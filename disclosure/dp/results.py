@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from disclosure.dp.queries import DPQuery
+from disclosure.dp.queries import PERSON_KEY, DPQuery
 from disclosure.evidence import json_safe
 
 NOTES = {
@@ -77,6 +77,7 @@ class DPPreview:
     rows_per_person: int
     noise: list[NoiseLine]
     value_scale: float = 1.0
+    privacy_unit: str = PERSON_KEY
 
     def half_widths(self) -> dict[str, float | None]:
         """Expected error half-width of each noisy statistic, in the column's units."""
@@ -119,7 +120,7 @@ class DPPreview:
                 "decimals": q.decimals,
                 "quantiles": list(q.quantiles),
                 "edges": list(q.edges) if q.edges else None,
-                "privacy_unit": q.identifier,
+                "privacy_unit": self.privacy_unit,
                 "description": q.describe(),
             },
             "rho": self.rho,

@@ -50,10 +50,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
-from disclosure.dp.queries import PERSON_KEY, DPQueryError
+from disclosure.dp.queries import PERSON_KEY, DPQueryError, as_edge, edge_labels
 from disclosure.policy import PrivacyBudgetPolicy
 
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
@@ -65,6 +66,8 @@ DERIVATIONS = ("band", "year")
 # A derived column's name: a lower-case word, as the linked datasets' columns are.
 NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 MAX_COLUMN_NAME_CHARS = 200
+# Whole numbers a numeric column is compared with exactly; others are compared as Float64.
+I64_RANGE = (-(2**63), 2**63 - 1)
 HOW = (
     "write a condition as (column, operator, value) with an operator among "
     f"{', '.join(OPERATORS)}, e.g. where=[('sex', '==', 'F'), ('age_at_offence', '>=', 18), "
@@ -103,12 +106,7 @@ class Derived:
 
     def labels(self) -> tuple[str, ...]:
         """A band's labels, open-ended at both ends (as a DP histogram's bins)."""
-        text = [f"{edge:g}" for edge in self.edges]
-        return (
-            f"< {text[0]}",
-            *(f"[{a}, {b})" for a, b in zip(text, text[1:], strict=False)),
-            f">= {text[-1]}",
-        )
+        return edge_labels(self.edges)
 
     def to_list(self) -> list[Any]:
         return (
@@ -172,16 +170,19 @@ def select_rows(
     derive: Mapping[str, Any] | None = None,
     *,
     policy: PrivacyBudgetPolicy,
-    identifier: str = PERSON_KEY,
+    dataset: str | None = None,
 ) -> RowSelection:
     """Validate a query's ``where`` and ``derive`` (see the module notes) into a
-    ``RowSelection``; ``SelectionError`` says what is wrong and how to write it.
+    ``RowSelection`` for ``dataset``, whose privacy unit (``policy.privacy_unit_of``) can be
+    neither filtered on nor derived from; ``SelectionError`` says what is wrong and how to
+    write it.
 
     >>> from disclosure.policy import PrivacyBudgetPolicy
     >>> policy = PrivacyBudgetPolicy(default_project_rho=1, delta=1e-7, max_rho_per_query=0.5)
     >>> select_rows([("court", "is not null")], policy=policy).where[0].operator
     'is not null'
     """
+    identifier = policy.privacy_unit_of(dataset)
     derived = _derivations(derive, policy, identifier)
     conditions = _conditions(where, policy, identifier)
     return RowSelection(where=conditions, derive=derived, identifier=identifier)
@@ -209,13 +210,16 @@ def _shown(value: Any) -> str:
 
 
 def _literal(value: Any, where: str, policy: PrivacyBudgetPolicy) -> Any:
-    """A value a condition compares with: text, a whole or finite number, or a flag."""
-    if isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
+    """A value a condition compares with: text, a whole or finite number, or a flag (NumPy's
+    numbers and flags as Python's)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
         if not math.isfinite(value):
             raise SelectionError(f"{where}: compare with a finite number, not {value!r}")
-        return value
+        return float(value)
     if isinstance(value, str):
         if len(value) > policy.max_where_text_chars:
             raise SelectionError(
@@ -329,15 +333,21 @@ def _derivations(
             )
         numbers = []
         for edge in edges:
-            if isinstance(edge, bool) or not isinstance(edge, int | float):
-                raise SelectionError(f"{at}: band edges are numbers, not {_shown(edge)}")
-            if not math.isfinite(edge):
-                raise SelectionError(f"{at}: band edges are finite numbers, not {edge!r}")
-            numbers.append(float(edge))
+            number = as_edge(edge)
+            if number is None:
+                raise SelectionError(
+                    f"{at}: band edges are numbers: finite numbers within about 1e308, not {_shown(edge)}"
+                )
+            numbers.append(number)
         if any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
             raise SelectionError(f"{at}: band edges must increase strictly, got {numbers}")
         column = _column_name(spec[1], at, identifier)
-        derived.append(Derived(name, kind, column, tuple(numbers)))
+        band = Derived(name, kind, column, tuple(numbers))
+        try:
+            band.labels()
+        except DPQueryError as exc:
+            raise SelectionError(f"{at}: {exc}") from None
+        derived.append(band)
     return tuple(derived)
 
 
@@ -411,9 +421,30 @@ def _typed(value: Any, kind: str, where: str, column: str) -> Any:
     )
 
 
+def _as_one_numeric_type(
+    column: pl.Expr, dtype: pl.DataType, values: list[Any], where: str
+) -> tuple[pl.Expr, list[Any], pl.DataType]:
+    """``column`` and ``values`` as one numeric type, so that polars compares them without a
+    type error: whole numbers as Int64 when the column is whole and each fits, else Float64
+    (mixed 1 and 2.5, or 2**70, compare as the numbers they are)."""
+    low, high = I64_RANGE
+    if dtype.is_integer() and all(isinstance(v, int) and low <= v <= high for v in values):
+        return column, values, pl.Int64
+    numbers = []
+    for value in values:
+        number = as_edge(value)
+        if number is None:
+            raise SelectionError(
+                f"{where}: {_shown(value)} is too large to compare with (beyond about 1e308)"
+            )
+        numbers.append(number)
+    return column.cast(pl.Float64), numbers, pl.Float64
+
+
 def _condition(condition: Condition, schema: Mapping[str, pl.DataType]) -> pl.Expr:
     at = f"where {condition.to_list()}"
-    kind = _kind(_require_column(condition.column, schema, at))
+    dtype = _require_column(condition.column, schema, at)
+    kind = _kind(dtype)
     column = pl.col(condition.column)
     if kind == "date":
         column = column.cast(pl.Date)
@@ -422,13 +453,17 @@ def _condition(condition: Condition, schema: Mapping[str, pl.DataType]) -> pl.Ex
         return column.is_null()
     if operator == "is not null":
         return column.is_not_null()
-    if operator in MEMBERSHIP:
-        values = [_typed(v, kind, at, condition.column) for v in condition.value]
-        member = column.is_in(values)
-        return member if operator == "in" else column.is_not_null() & ~member
     if operator in ORDERING and kind == "flag":
         raise SelectionError(f"{at}: a flag (True/False) is compared with == or != only")
-    value = pl.lit(_typed(condition.value, kind, at, condition.column))
+    listed = condition.value if operator in MEMBERSHIP else (condition.value,)
+    values = [_typed(v, kind, at, condition.column) for v in listed]
+    value_type = None
+    if kind == "number":
+        column, values, value_type = _as_one_numeric_type(column, dtype, values, at)
+    if operator in MEMBERSHIP:
+        member = column.is_in(values)
+        return member if operator == "in" else column.is_not_null() & ~member
+    value = pl.lit(values[0], dtype=value_type)
     return {
         "==": column == value,
         "!=": column != value,

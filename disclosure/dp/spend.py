@@ -19,6 +19,7 @@ disclosure.dp.spend.DPReleaseRefused: spend #7 is not a confirmation the ledger 
 from __future__ import annotations
 
 import math
+import numbers
 import weakref
 from typing import Any, NoReturn, final
 
@@ -32,15 +33,17 @@ class DPReleaseRefused(DisclosureError, RuntimeError):
 
 
 def is_positive_real(value: Any) -> bool:
-    """True for a finite real number above zero (never a bool or text): what a privacy loss
-    (rho) and an accuracy target must be. The ledger's own check (``srs.budget``) uses this too.
+    """True for a finite real number above zero (never a bool or text; NumPy's numbers count):
+    what a privacy loss (rho) and an accuracy target must be. The ledger's own check
+    (``srs.budget``) uses this too. Compared, never converted, so a huge whole number answers
+    rather than overflows (callers compare it with their ceiling next).
 
-    >>> [is_positive_real(v) for v in (0.01, 1, "0.01", True, 0, float("nan"))]
-    [True, True, False, False, False, False]
+    >>> [is_positive_real(v) for v in (0.01, 1, "0.01", True, 0, float("nan"), 10**400)]
+    [True, True, False, False, False, False, True]
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
-    return math.isfinite(value) and value > 0
+    return 0 < value < math.inf
 
 
 # The confirmations issued and not yet redeemed; an object not in here releases nothing.

@@ -77,6 +77,7 @@ REMOTE_ERRORS = {
     "SuppressionError": "disclosure.suppression",
     "ProtectionError": "disclosure.protection",
     "DPQueryError": "disclosure.dp.queries",
+    "PrivacyUnitFixed": "disclosure.dp.queries",
     "SelectionError": "disclosure.dp.selection",
     "DPDataRefused": "disclosure.dp.selection",
     "DPReleaseRefused": "disclosure.dp.spend",

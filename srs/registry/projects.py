@@ -54,11 +54,15 @@ def validate_project_budget(rho: object, budget: PrivacyBudgetPolicy) -> float:
         f"a project's privacy budget must be a zCDP rho from {budget.min_project_rho:g} to "
         f"{budget.max_project_rho:g} (min_project_rho and max_project_rho in privacy_budget.yaml)"
     )
+    shown = repr(rho) if len(repr(rho)) <= 40 else repr(rho)[:37] + "..."
     if isinstance(rho, bool) or not isinstance(rho, numbers.Real):
-        raise ProjectBudgetError(f"{allowed}, given as a number, not {type(rho).__name__} {rho!r}")
+        raise ProjectBudgetError(f"{allowed}, given as a number, not {type(rho).__name__} {shown}")
+    # Compared before it is converted: 10**400 is refused here, not overflowed by float().
+    if not budget.min_project_rho <= rho <= budget.max_project_rho:
+        raise ProjectBudgetError(f"{allowed}, not {shown}")
     value = float(rho)
-    if not math.isfinite(value) or not budget.min_project_rho <= value <= budget.max_project_rho:
-        raise ProjectBudgetError(f"{allowed}, not {rho!r}")
+    if not math.isfinite(value):
+        raise ProjectBudgetError(f"{allowed}, not {shown}")
     return value
 
 

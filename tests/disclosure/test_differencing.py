@@ -371,3 +371,85 @@ def test_rounding_never_hides_a_difference_it_pins_and_never_raises_one_it_prote
         - round_to_base(later.to_frame(), 5).iat[position, 0]
     )
     assert bool(failing(findings)) == (apart == 5)
+
+
+# ------------------------------------------------------------------ review 15: what passed as ok
+EARLIER_BY_COURT = pd.DataFrame(
+    [[120, 80], [340, 215]],
+    index=pd.Index(["F", "M"], name="sex"),
+    columns=pd.Index(["crown", "mags"], name="court"),
+    dtype=float,
+)
+
+
+def relabelled(rows=("F", "M"), columns=("crown", "mags")) -> pd.DataFrame:
+    """The earlier table less 3 women at the Crown Court, some label written another way."""
+    return pd.DataFrame(
+        [[117, 80], [340, 215]],
+        index=pd.Index(rows, name="sex"),
+        columns=pd.Index(columns, name="court"),
+        dtype=float,
+    )
+
+
+@pytest.mark.parametrize(
+    ("new", "only_new", "mapping"),
+    [
+        (relabelled(rows=("Female", "M")), "'Female'", {"rows": {"Female": "F"}}),
+        (relabelled(rows=("F ", "M")), "'F '", {"rows": {"F ": "F"}}),
+        (
+            relabelled(columns=("Crown Court", "mags")),
+            "'Crown Court'",
+            {"columns": {"Crown Court": "crown"}},
+        ),
+    ],
+    ids=["relabel-row", "trailing-space", "relabel-column"],
+)
+def test_a_relabelled_category_cannot_hide_a_difference(policies, new, only_new, mapping) -> None:
+    """One category renamed: the unmatched label reads as empty in the other table, every
+    hypothesis is contradicted and the pair used to pass as ok. It is review, naming the
+    categories in only one table, and the mapping it asks for finds the 3 women."""
+    [finding] = check_differencing(new, {"output #1": EARLIER_BY_COURT}, policies.sdc.active)
+    assert finding.status == REVIEW and finding.message.startswith(NOT_CHECKED)
+    assert "categories in only one table" in finding.message
+    assert f"{only_new} in the new table" in finding.message and "give a mapping" in finding.message
+    mapped = check_differencing(
+        new,
+        {"output #1": EARLIER_BY_COURT},
+        policies.sdc.active,
+        row_mapping=mapping.get("rows"),
+        column_mapping=mapping.get("columns"),
+    )
+    assert failing(mapped) == [("F", "crown", 3.0)]
+
+
+def test_the_same_categories_with_every_hypothesis_contradicted_are_unrelated(policies) -> None:
+    """Identical label sets that no hypothesis relates (neither population contains the other,
+    not the same units) are genuinely unrelated tables: ok."""
+    other = by_sex_and_court([[200, 10, 30], [100, 90, 60]])
+    earlier = by_sex_and_court([[120, 80, 40], [340, 215, 20]])
+    assert check_differencing(other, {"output #1": earlier}, policies.sdc.active) == []
+
+
+def test_wholly_disjoint_labels_of_one_variable_are_review(policies) -> None:
+    lower_case = relabelled(rows=("f", "m"))
+    findings = check_differencing(lower_case, {"output #1": EARLIER_BY_COURT}, policies.sdc.active)
+    assert [f.status for f in findings] == [REVIEW]
+
+
+@pytest.mark.parametrize("rounding", ["base 0", "controlled, base 0"])
+def test_a_rounding_base_of_zero_is_review_not_ok(policies, rounding) -> None:
+    """Base 0 made every published interval empty: every hypothesis contradicted, so ok."""
+    earlier = ReleasedTable(EARLIER_BY_COURT, rounding=rounding)
+    [finding] = check_differencing(relabelled(), {"output #1": earlier}, policies.sdc.active)
+    assert finding.status == REVIEW and "rounding" in finding.message
+
+
+@pytest.mark.parametrize("where", ["new", "earlier"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_an_infinite_cell_is_a_differencing_error_saying_which(policies, where, value) -> None:
+    bad = relabelled()
+    bad.loc["F", "mags"] = value
+    new, earlier = (bad, EARLIER_BY_COURT) if where == "new" else (relabelled(), bad)
+    with pytest.raises(DifferencingError, match=r"cell \('F', 'mags'\) is -?inf, not a count"):
+        check_differencing(new, {"output #1": earlier}, policies.sdc.active)

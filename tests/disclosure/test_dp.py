@@ -20,6 +20,7 @@ from disclosure.dp import (
     DPQuery,
     DPQueryError,
     DPReleaseRefused,
+    PrivacyUnitFixed,
     count,
     crosstab,
     histogram,
@@ -111,6 +112,38 @@ def test_a_person_with_many_rows_changes_a_sum_by_at_most_max_rows_times_the_upp
     assert abs(total - (100 + ROWS_PER_PERSON * upper)) <= tolerance
     difference = total - released_estimate(query, without_heavy)
     assert abs(difference) <= ROWS_PER_PERSON * upper + 2 * tolerance
+
+
+def test_the_privacy_unit_is_the_policys_whatever_the_query_carries() -> None:
+    # Review of issue 15: with a per-row column as the query's own "unit", the heavy person's
+    # 50 cases counted 50 times. The unit and the cap are the policy's; a query object with
+    # attributes of its own (or a subclass) is rebuilt and runs under them.
+    _, with_heavy = light_and_heavy(heavy_value=1.0)
+    with_heavy["row"] = range(len(with_heavy))
+    tampered = count()
+    object.__setattr__(tampered, "identifier", "row")
+    object.__setattr__(tampered, "max_rows_per_person", 1000)
+
+    class OwnUnit(DPQuery):
+        identifier = "row"
+
+    for query in (tampered, OwnUnit("count")):
+        assert abs(released_estimate(query, with_heavy) - (100 + ROWS_PER_PERSON)) <= 1
+    with pytest.raises(PrivacyUnitFixed, match="policy fixes"):
+        count(identifier="row")
+    with pytest.raises(DPQueryError, match="built with disclosure.dp"):
+        plan({"statistic": "count"}, with_heavy, POLICY, rho=0.1)
+
+
+def test_a_dataset_named_in_the_policy_has_its_own_privacy_unit() -> None:
+    policy = NEAR_EXACT.model_copy(update={"privacy_units": {"linked/victims": "victim_key"}})
+    victims = pd.DataFrame({"victim_key": ["v1"] * 50 + persons(10), "person_key": persons(60)})
+    prepared = plan(count(), victims, policy, rho=HUGE_RHO, dataset="linked/victims")
+    assert prepared.unit == "victim_key" and prepared.preview().privacy_unit == "victim_key"
+    table = prepared.release(Spend(spend_id=1, rho=prepared.rho)).table
+    assert abs(float(table["estimate"].iloc[0]) - (10 + ROWS_PER_PERSON)) <= 1
+    with pytest.raises(DPQueryError, match="'victim_key' is the privacy unit"):
+        plan(count(by=["victim_key"]), victims, policy, rho=0.1, dataset="linked/victims")
 
 
 # ---------------------------------------------------------------------- honest error and noise
@@ -423,7 +456,10 @@ def test_a_plan_releases_only_once() -> None:
             lambda: count(keys={"court": ["crown"]}),
             r"keys given for columns not grouped by: \['court'\]",
         ),
-        (lambda: count(by=["person_key"]), "'person_key' is the privacy unit"),
+        (
+            lambda: plan(count(by=["person_key"]), COURTS, POLICY, rho=0.1),
+            "'person_key' is the privacy unit",
+        ),
         (lambda: DPQuery("maximum", "v"), "statistic 'maximum' is not one of"),
         (lambda: quantiles("v", [1.0], bounds=(0, 10)), r"quantiles must lie in \(0, 1\), got 1.0"),
         (lambda: quantiles("v", [0.0], bounds=(0, 10)), r"quantiles must lie in \(0, 1\), got 0.0"),

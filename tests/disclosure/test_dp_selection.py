@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
 
-from disclosure.dp import SelectionError, select_rows
+from disclosure.dp import DPQueryError, SelectionError, histogram, select_rows
+from disclosure.dp.queries import edge_labels
 from disclosure.policy import PrivacyBudgetPolicy
 
 POLICY = PrivacyBudgetPolicy(default_project_rho=1, delta=1e-7, max_rho_per_query=0.5)
@@ -162,3 +164,76 @@ def test_a_datetime_column_is_compared_as_a_date() -> None:
     )
     chosen = select_rows([("at", "<=", "2021-01-01")], policy=POLICY).apply(frame).collect()
     assert chosen["person_key"].to_list() == ["a"]
+
+
+WHOLE_AGES = pl.DataFrame(
+    {"person_key": ["a", "b", "c", "d"], "age": pl.Series([1, 2, 3, None], dtype=pl.Int32)}
+)
+
+
+@pytest.mark.parametrize(
+    ("where", "persons"),
+    [
+        ([("age", "in", [1, 2.5])], ["a"]),
+        ([("age", "in", [1.0, 2, 3.5])], ["a", "b"]),
+        ([("age", "not in", [1, 2.5])], ["b", "c"]),
+        ([("age", "in", [1, 2**70])], ["a"]),
+        ([("age", "==", 2**70)], []),
+        ([("age", "<", 2**70)], ["a", "b", "c"]),
+        ([("age", ">", -(2**64))], ["a", "b", "c"]),
+        ([("age", "<=", 2.5)], ["a", "b"]),
+        ([("age", "in", [np.int64(2), np.float32(3.0)])], ["b", "c"]),
+    ],
+)
+def test_whole_and_fractional_numbers_mix_as_the_numbers_they_are(where, persons) -> None:
+    # Review of issue 15: [1, 2.5] or 2**70 against a whole-number column raised polars'
+    # TypeError; they compare as numbers (as Float64 when they do not all fit an Int64).
+    chosen = select_rows(where, policy=POLICY).apply(WHOLE_AGES).collect()
+    assert chosen["person_key"].to_list() == persons
+
+
+@pytest.mark.parametrize(
+    "where",
+    [[("age", "in", [1, 10**400])], [("age", "==", 10**400)], [("age", "<", -(10**309))]],
+)
+def test_a_number_beyond_any_float_is_refused_clearly(where) -> None:
+    with pytest.raises(SelectionError, match="too large to compare"):
+        select_rows(where, policy=POLICY).apply(WHOLE_AGES).collect()
+
+
+@pytest.mark.parametrize(
+    ("edges", "labels"),
+    [
+        (
+            [20.00001, 20.00002, 20.00003, 50],
+            (
+                "< 20.00001",
+                "[20.00001, 20.00002)",
+                "[20.00002, 20.00003)",
+                "[20.00003, 50)",
+                ">= 50",
+            ),
+        ),
+        (
+            [1234567, 1234568],
+            ("< 1234567", "[1234567, 1234568)", ">= 1234568"),
+        ),
+        ([1e-300, 2e-300], ("< 1e-300", "[1e-300, 2e-300)", ">= 2e-300")),
+        ([18, 25.5], ("< 18", "[18, 25.5)", ">= 25.5")),
+    ],
+)
+def test_band_labels_are_the_shortest_text_of_each_edge_and_never_repeat(edges, labels) -> None:
+    # Review of issue 15: {:g} wrote 20.00001 and 20.00002 both as "20", so two bands shared a
+    # label and one dropped out of the released table.
+    selection = select_rows(None, {"b": ("band", "age", edges)}, policy=POLICY)
+    assert selection.public_keys()["b"] == labels
+    assert histogram("age", edges).histogram_labels() == labels
+
+
+def test_edges_whose_labels_would_repeat_are_refused() -> None:
+    with pytest.raises(DPQueryError, match="same label"):
+        edge_labels([1.0, 1.0, 1.0])
+    with pytest.raises(SelectionError, match="within about 1e308"):
+        select_rows(None, {"b": ("band", "age", [1, 10**400])}, policy=POLICY)
+    with pytest.raises(DPQueryError, match="strictly increasing finite numbers"):
+        histogram("age", [1, 10**400])

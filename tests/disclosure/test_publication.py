@@ -156,6 +156,28 @@ def test_sums_over_unusable_values_are_refused(policies, bad, message) -> None:
         )
 
 
+def test_dates_and_labels_that_read_the_same_are_refused_before_publication(policies) -> None:
+    from disclosure.errors import UnusableValuesError
+
+    data = journeys()
+    data["sentenced_on"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(
+        data["sentence_months"] * 30, unit="D"
+    )
+    with pytest.raises(UnusableValuesError, match="'sentenced_on' holds dates"):  # was TypeError
+        publishable_table(
+            data,
+            index="sex",
+            columns="court",
+            values="sentenced_on",
+            statistic="sum",
+            profile=policies.sdc.active,
+        )
+    # Court 1 and court "1" were published as two columns headed 1 ('sex,1,1,Total').
+    data["court"] = [1, "1"] * (len(data) // 2)
+    with pytest.raises(UnusableValuesError, match="key column 'court' .* \\(1 and '1'\\)"):
+        publishable_table(data, index="sex", columns="court", profile=policies.sdc.active)
+
+
 def test_three_way_count_tables_are_protected(policies) -> None:
     published = publishable_table(
         journeys(),

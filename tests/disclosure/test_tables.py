@@ -3,6 +3,7 @@ with ACRO cell by cell."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
@@ -133,6 +134,129 @@ def test_a_sum_that_overflows_is_refused(ons) -> None:
     data = pd.DataFrame({"row": ["a"] * 12, "v": [1e308] * 12})
     with pytest.raises(UnusableValuesError, match=r"sum of 'v' in cell \('a', 'value'\) overflows"):
         check_table(data, index="row", values="v", statistic="sum", profile=ons)
+
+
+def by_cell(values) -> pd.DataFrame:
+    """60 records in 2 x 3 cells of 10, with ``values`` in column v."""
+    return pd.DataFrame({"a": ["x"] * 30 + ["y"] * 30, "b": ["p", "q", "r"] * 20, "v": values})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        # Each was summed as nanoseconds (about 1.6e19) with status ok, or lost its imaginary part.
+        (pd.date_range("2020-01-01", periods=60), r"column 'v' holds dates \(datetime64\[ns\]\)"),
+        (pd.date_range("2020-01-01", periods=60, tz="UTC"), r"column 'v' holds dates"),
+        (pd.to_timedelta(range(60), unit="D"), r"column 'v' holds durations \(timedelta64"),
+        (np.arange(60) * (1 + 1j), r"column 'v' holds complex numbers \(complex128\)"),
+        (pd.period_range("2020-01", periods=60, freq="M"), r"column 'v' holds dates"),
+        (
+            [dt.date(2020, 1, 1)] * 59 + [5],
+            r"column 'v' has 59 value\(s\) that are not real numbers .* "
+            r"datetime.date\(2020, 1, 1\) \(row 0\)",
+        ),
+        (
+            pd.Series([1 + 2j] + [5] * 59, dtype=object),
+            r"column 'v' has 1 value\(s\) that are not real numbers",
+        ),
+        ([dt.timedelta(days=1)] + [5] * 59, r"has 1 value\(s\) that are not real numbers"),
+        ([object()] + [5] * 59, r"column 'v' has 1 value\(s\) that are not numbers"),
+    ],
+    ids=[
+        "datetime",
+        "datetime-tz",
+        "timedelta",
+        "complex",
+        "period",
+        "date-objects",
+        "complex-object",
+        "timedelta-object",
+        "other-object",
+    ],
+)
+def test_values_that_are_not_real_numbers_are_refused(ons, values, message) -> None:
+    for statistic in ("sum", "mean", "max"):
+        with pytest.raises(UnusableValuesError, match=message):
+            check_table(
+                by_cell(values),
+                index="a",
+                columns="b",
+                values="v",
+                statistic=statistic,
+                profile=ons,
+            )
+
+
+def test_true_and_false_count_as_one_and_zero(ons) -> None:
+    # The sum of an indicator is how many records have it (documented in check_table).
+    indicator = [True, False, False] * 20  # True exactly in column p
+    for values in (
+        indicator,
+        pd.array(indicator, dtype="boolean"),
+        pd.Series(indicator, dtype=object),
+    ):
+        check = check_table(
+            by_cell(values), index="a", columns="b", values="v", statistic="sum", profile=ons
+        )
+        assert check.table.loc["x", "p"] == 10 and check.table.loc["x", "q"] == 0
+
+
+def test_whole_numbers_beyond_2_53_are_refused_not_rounded(ons) -> None:
+    beyond = 2**53 + 1  # reads as 2**53 in floating point
+    for values in ([beyond] * 60, pd.array([beyond] * 60, dtype="Int64"), [beyond] * 60):
+        data = by_cell(values)
+        if isinstance(values, list):
+            data["v"] = data["v"].astype(object)
+        with pytest.raises(
+            UnusableValuesError,
+            match=r"column 'v' has 60 whole number\(s\) beyond 2\*\*53 .* 9007199254740993 \(row 0\)",
+        ):
+            check_table(data, index="a", columns="b", values="v", statistic="max", profile=ons)
+    # Python ints too large for int64 (pandas makes them floats quietly).
+    data = by_cell(pd.Series([2**70] + [5] * 59, dtype=object))
+    with pytest.raises(UnusableValuesError, match="beyond 2\\*\\*53"):
+        check_table(data, index="a", columns="b", values="v", statistic="sum", profile=ons)
+
+
+def test_sums_of_whole_numbers_stay_exact_or_are_refused(ons) -> None:
+    # Each value is exact, but ten of them add up past 2**53 in cell (x, p).
+    near = 2**53 // 8 + 1
+    with pytest.raises(
+        UnusableValuesError, match=r"sum of 'v' in cell \('x', 'p'\) reaches 2\*\*53"
+    ):
+        check_table(
+            by_cell([near] * 60), index="a", columns="b", values="v", statistic="sum", profile=ons
+        )
+    # Below the limit the sum is exact, to the last unit.
+    exact = 2**53 // 16 + 1
+    check = check_table(
+        by_cell([exact] * 60), index="a", columns="b", values="v", statistic="sum", profile=ons
+    )
+    assert int(check.table.loc["x", "p"]) == 10 * exact
+    # Floats are floats: their sums are approximate by nature and not refused.
+    check = check_table(
+        by_cell([1e17] * 60), index="a", columns="b", values="v", statistic="sum", profile=ons
+    )
+    assert check.table.loc["x", "p"] == 1e18
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [[1, "1"] * 30, [1.5, "1.5"] * 30, pd.Categorical([1, "1"] * 30)],
+    ids=["int-and-text", "float-and-text", "categorical"],
+)
+def test_key_values_that_read_the_same_are_refused(ons, keys) -> None:
+    # Published as 'a,1,1,Total': two columns no reader can tell apart.
+    data = pd.DataFrame({"a": ["x"] * 30 + ["y"] * 30, "b": keys})
+    with pytest.raises(
+        UnusableValuesError,
+        match=r"key column 'b' has values that differ but read the same \((1|1.5) and '(1|1.5)'\)"
+        r".*make the column one type first",
+    ):
+        check_table(data, index="a", columns="b", profile=ons)
+    data["b"] = data["b"].astype(str)  # as the message says: then they are one column
+    table = check_table(data, index="a", columns="b", profile=ons).table
+    assert len(table.columns) == 1 and table.to_numpy().tolist() == [[30], [30]]
 
 
 @pytest.mark.parametrize("negative_values", ["flag", "allow"])

@@ -670,7 +670,7 @@ def test_a_kernel_that_kills_its_server_cannot_answer_in_its_place(hub: RunningH
 
 
 # ------------------------------------------------------------------ the limits' own loopholes
-# Found by the security review of tests/hub/test_airlock_attacks_review.py; each attack below
+# Found by the security review of tests/hub/test_airlock_doors_e2e.py; each attack below
 # got row-level data out before the fix in srs.hub.airlock that its test names.
 def _execute(code: str) -> tuple[str, dict]:
     msg_id = uuid.uuid4().hex

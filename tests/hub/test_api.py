@@ -338,6 +338,31 @@ def test_dp_queries_through_the_api_refuse_frames(s, in_hub, token) -> None:
     assert outputs_recorded(in_hub.registry) == 0
 
 
+def test_dp_queries_through_the_api_cannot_choose_their_privacy_unit(s, in_hub, token) -> None:
+    # Review of issue 15: identifier= travelled as a plain keyword and made a per-row column
+    # the "person", releasing one person's 200 records as a count of about 200.
+    for option in ({"identifier": "sentence_months"}, {"max_rows_per_person": 500}):
+        with pytest.raises(dp.PrivacyUnitFixed, match="policy fixes"):
+            s.dp.count("linked/journeys", rho=0.01, **option)
+        with pytest.raises(dp.PrivacyUnitFixed, match="policy fixes"):
+            s.dp.preview("linked/journeys", "count", rho=0.01, **option)
+        body = json.dumps(
+            {
+                "target": "dp",
+                "method": "count",
+                "args": ["linked/journeys"],
+                "kwargs": {**option, "where": [["person_key", "==", "p001"]], "rho": 0.01},
+            }
+        ).encode()
+        status, answer, _ = http(in_hub.url + "call", token=token, body=body)
+        assert status == 400 and answer["error"]["type"] == "PrivacyUnitFixed", answer
+    with pytest.raises(dp.SelectionError, match="'person_key' is the privacy unit"):
+        s.dp.count("linked/journeys", where=[("person_key", "==", "p001")], rho=0.01)
+    with in_hub.registry.sessions() as db:
+        assert spends(db, PROJECT) == []
+    assert outputs_recorded(in_hub.registry) == 0
+
+
 def test_models_figures_files_and_requests_through_the_api(
     s, local, in_hub, tmp_path: Path
 ) -> None:

@@ -40,6 +40,11 @@ DICTIONARY = [
 ]
 
 
+def victims(rows: int = 400, seed: int = 9) -> pd.DataFrame:
+    """linked/victims' shape: its persons are named by victim_person_key (policy privacy_units)."""
+    return journeys(rows, seed).rename(columns={"person_key": "victim_person_key"})
+
+
 def journeys(rows: int = 400, seed: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
@@ -65,7 +70,7 @@ def hold(registry, deployment, policies, people) -> Vault:
     vault = Vault(deployment, policies)
     with registry.sessions() as s:
         vault.store(s, DATASET, journeys(), actor=people.steward, data_dictionary=DICTIONARY)
-        vault.store(s, OTHER_DATASET, journeys(seed=9), actor=people.steward)
+        vault.store(s, OTHER_DATASET, victims(), actor=people.steward)
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=DATASET
         )
@@ -120,7 +125,7 @@ def release(registry, vault, policies, query, rho=0.01, who="ana", dataset=DATAS
         )
 
 
-def preview(registry, vault, policies, query, **options):
+def preview(registry, vault, policies, query, dataset=DATASET, **options):
     with registry.sessions() as s:
         return preview_dp(
             s,
@@ -128,7 +133,7 @@ def preview(registry, vault, policies, query, **options):
             project_code=PROJECT,
             researcher="ana",
             query=query,
-            dataset=DATASET,
+            dataset=dataset,
             policies=policies,
             **options,
         )
@@ -147,9 +152,19 @@ def test_a_dp_result_is_paid_for_then_recorded_as_an_output(registry, vault, pol
     assert output.content["rho"] == pytest.approx(0.01) and len(output.content["rows"]) == 2
     assert "no cell suppression needed" in output.checks[0]["message"]
     # The dataset and version read, the rows chosen and the query are recorded with it.
-    read = {"dataset": DATASET, "version": 1, "source": "vault", "where": [], "derive": {}}
+    read = {
+        "dataset": DATASET,
+        "version": 1,
+        "source": "vault",
+        "privacy_unit": "person_key",
+        "where": [],
+        "derive": {},
+    }
     assert output.content["data"] == read and output.checks[0]["data"] == read
     assert output.checks[0]["query"]["statistic"] == "count"
+    # ... under the policy's privacy unit and row cap, never the query's own.
+    assert output.checks[0]["query"]["privacy_unit"] == "person_key"
+    assert output.checks[0]["query"]["max_rows_per_person"] == 5
     assert output.checks[0]["query"]["by"] == ["sex"]
     assert "on linked/journeys version 1" in output.checks[0]["message"]
     actions = [e.action for e in events if e.actor == "ana"]
@@ -457,6 +472,22 @@ def test_a_malformed_rho_is_refused_clearly_before_the_dataset_is_read(
     assert reads == [] and nothing_spent(registry, policies)
 
 
+@pytest.mark.parametrize("rho", [np.float64(0.01), np.float32(0.01)], ids=repr)
+def test_a_numpy_rho_is_a_real_number(registry, vault, policies, rho) -> None:
+    out = release(registry, vault, policies, dp.count(), rho=rho)
+    assert out.receipt.rho == pytest.approx(0.01, abs=1e-9)
+    assert preview(registry, vault, policies, dp.count(), rho=rho).rho == out.receipt.rho
+
+
+def test_a_huge_rho_is_refused_by_the_ceiling_not_overflowed(registry, vault, policies) -> None:
+    for rho in (1e300, 10**400):
+        with pytest.raises(SpendRefused, match="at most rho 0.05"):
+            release(registry, vault, policies, dp.count(), rho=rho)
+        with pytest.raises(SpendRefused, match="at most rho 0.05"):
+            preview(registry, vault, policies, dp.count(), rho=rho)
+    assert nothing_spent(registry, policies)
+
+
 def test_the_version_read_is_the_version_recorded(registry, vault, policies, people) -> None:
     with registry.sessions() as s:
         vault.store(s, DATASET, journeys(seed=4), actor=people.steward, data_dictionary=DICTIONARY)
@@ -529,8 +560,244 @@ def test_a_dp_replica_reads_the_dataset_and_records_what_it_read(registry, vault
     assert output.content["data"]["version"] == 1 and output.checks[0]["data"]["dataset"] == DATASET
 
 
-def test_the_querys_own_privacy_unit_cannot_be_filtered_on(registry, vault, policies) -> None:
-    victims_unit = dp.count(identifier="area")
-    with pytest.raises(dp.SelectionError, match="'area' is the privacy unit"):
-        release(registry, vault, policies, victims_unit, where=[("area", "==", "LS")])
+# ------------------------------------------------------------------ the privacy unit is the policy's
+def store_a_heavy_person(registry, vault, people) -> None:
+    """One person ('target', area 'ZZ') with 200 cases, each with its own sentence length: a
+    per-row column a query could try to make its privacy unit."""
+    heavy = journeys()
+    extra = heavy.iloc[[0] * 200].copy()
+    extra["person_key"] = "target"
+    extra["area"] = "ZZ"
+    extra["sentence_months"] = [float(i) + 0.5 for i in range(200)]
+    with registry.sessions() as s:
+        vault.store(
+            s,
+            DATASET,
+            pd.concat([heavy, extra], ignore_index=True),
+            actor=people.steward,
+            data_dictionary=DICTIONARY,
+        )
+
+
+UNIT_OPTIONS = [
+    {"identifier": "sentence_months"},
+    {"privacy_unit": "sentence_months"},
+    {"max_rows_per_person": 1000},
+    {"contributions": 200},
+]
+
+
+@pytest.mark.parametrize("option", UNIT_OPTIONS, ids=lambda o: next(iter(o)))
+def test_a_query_cannot_choose_its_privacy_unit_or_row_cap(option) -> None:
+    # Review of issue 15: dp.count(identifier="sentence_months") made each row its own
+    # "person", so one person's 200 records were released as 188 [156, 220].
+    for build in (
+        lambda: dp.count(**option),
+        lambda: dp.crosstab("sex", **option),
+        lambda: dp.mean("sentence_months", **option),
+        lambda: dp.median("sentence_months", **option),
+        lambda: dp.histogram("age_at_offence", [18, 25], **option),
+        lambda: dp.DPQuery("count", **option),
+    ):
+        with pytest.raises(dp.PrivacyUnitFixed, match="policy fixes"):
+            build()
+
+
+def test_a_query_object_carrying_its_own_unit_runs_under_the_policys(
+    registry, vault, policies, people
+) -> None:
+    # A researcher can build a query in the kernel and set what they like on it; the release
+    # rebuilds it and runs it under the policy's unit (person_key) and row cap (5), so the
+    # heavy person counts at most 5 times, not 200.
+    store_a_heavy_person(registry, vault, people)
+    tampered = dp.count()
+    object.__setattr__(tampered, "identifier", "sentence_months")
+    object.__setattr__(tampered, "max_rows_per_person", 1000)
+
+    class OwnUnit(dp.DPQuery):
+        identifier = "sentence_months"
+
+    for query in (tampered, OwnUnit("count")):
+        out = release(registry, vault, policies, query, rho=0.05, where=[("area", "==", "ZZ")])
+        row = out.result.table.iloc[0]
+        # sd of the noise at rho 0.05 with 5 rows per person is ~16: 200 is 12 sd away.
+        assert row["estimate"] < 100, out.result.table
+        with registry.sessions() as s:
+            recorded = s.get(Output, out.output_id)
+        assert recorded.checks[0]["query"]["privacy_unit"] == "person_key"
+        assert recorded.checks[0]["query"]["max_rows_per_person"] == 5
+        assert recorded.content["query"]["privacy_unit"] == "person_key"
+    honest = preview(registry, vault, policies, dp.count(), rho=0.05)
+    assert str(preview(registry, vault, policies, tampered, rho=0.05)) == str(honest)
+
+
+def test_the_privacy_unit_can_be_neither_filtered_on_grouped_by_nor_summarised(
+    registry, vault, policies, people
+) -> None:
+    store_a_heavy_person(registry, vault, people)
+    for where, derive in (
+        ([("person_key", "==", "target")], None),
+        ([("person_key", "in", ["target"])], None),
+        ([("person_key", "is not null")], None),
+        (None, {"k": ("band", "person_key", [1])}),
+    ):
+        with pytest.raises(dp.SelectionError, match="'person_key' is the privacy unit"):
+            release(registry, vault, policies, dp.count(), where=where, derive=derive)
+    # Grouped by or summarised, by a built query or one whose fields were changed after it was
+    # built (the frozen dataclass can be got round in the kernel).
+    grouped = dp.count(by=["sex"])
+    object.__setattr__(grouped, "by", ("person_key",))
+    for query in (dp.count(by=["person_key"]), grouped, dp.histogram("person_key", [1, 2])):
+        with pytest.raises(dp.DPQueryError, match="'person_key' is the privacy unit"):
+            release(registry, vault, policies, query)
     assert nothing_spent(registry, policies)
+
+
+def test_a_datasets_privacy_unit_is_the_one_its_policy_names(registry, vault, policies) -> None:
+    # linked/victims names its persons by victim_person_key (policy privacy_units): that is its
+    # unit, and it cannot be filtered on; person_key, there a column like any other, is absent.
+    out = release(
+        registry, vault, policies, dp.count(), dataset=OTHER_DATASET, project_code=OTHER_PROJECT
+    )
+    assert out.result.preview.privacy_unit == "victim_person_key"
+    with pytest.raises(dp.SelectionError, match="'victim_person_key' is the privacy unit"):
+        release(
+            registry,
+            vault,
+            policies,
+            dp.count(),
+            dataset=OTHER_DATASET,
+            project_code=OTHER_PROJECT,
+            where=[("victim_person_key", "==", "p1")],
+        )
+
+
+def test_a_dataset_without_its_privacy_unit_is_refused(registry, vault, policies, people) -> None:
+    with registry.sessions() as s:
+        vault.store(s, DATASET, journeys().drop(columns="person_key"), actor=people.steward)
+    with pytest.raises(dp.DPQueryError, match="has no column 'person_key', the privacy unit"):
+        release(registry, vault, policies, dp.count())
+    assert nothing_spent(registry, policies)
+
+
+def test_a_preview_is_the_same_for_an_empty_and_a_full_selection(registry, vault, policies) -> None:
+    # What a preview says depends on the query and the policy alone, never on the rows chosen.
+    empty = preview(registry, vault, policies, dp.count(), rho=0.01, where=[("sex", "==", "Z")])
+    assert str(empty) == str(preview(registry, vault, policies, dp.count(), rho=0.01))
+
+
+# ------------------------------------------------------------------ classification per version
+def test_an_older_version_above_the_projects_classification_is_not_read(
+    registry, deployment, policies, people
+) -> None:
+    # Review of issue 15: access was judged on the newest version's classification, so
+    # version=1, stored highly_confidential, was read by a project approved for confidential.
+    write_key_file(deployment.key_file, generate_master_key())
+    vault = Vault(deployment, policies)
+    with registry.sessions() as s:
+        vault.store(
+            s,
+            "linked/extra",
+            journeys(),
+            actor=people.steward,
+            classification="highly_confidential",
+            data_dictionary=DICTIONARY,
+        )
+        vault.store(
+            s,
+            "linked/extra",
+            journeys(seed=5),
+            actor=people.steward,
+            classification="confidential",
+            data_dictionary=DICTIONARY,
+        )
+        projects.grant_dataset(
+            s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/extra"
+        )
+    for run in (release, preview):
+        with pytest.raises(AccessDenied, match="classified highly_confidential"):
+            run(registry, vault, policies, dp.count(), dataset="linked/extra", version=1)
+    with registry.sessions() as s:
+        replica = dict(
+            project_code=PROJECT, researcher="ana", dataset="linked/extra", columns=["sex"]
+        )
+        with pytest.raises(AccessDenied, match="classified highly_confidential"):
+            release_dp_replica(s, vault, **replica, rows=10, rho=0.01, policies=policies, version=1)
+        denials = s.execute(
+            select(AuditEvent).where(
+                AuditEvent.action == "access.dataset.read", AuditEvent.outcome == "deny"
+            )
+        ).scalars()
+        assert {json.loads(e.details).get("version") for e in denials} == {1}
+    assert nothing_spent(registry, policies)
+    # The version the project is approved for is read as before.
+    out = release(registry, vault, policies, dp.count(), dataset="linked/extra")
+    assert out.result.table.shape[0] == 1
+
+
+# ------------------------------------------------------------------ odd values and band labels
+@pytest.mark.parametrize(
+    ("where", "derive"),
+    [
+        ([("age_at_offence", "==", 2**70)], None),
+        ([("age_at_offence", "in", [1, 2**70])], None),
+        ([("age_at_offence", "in", [1, 2.5])], None),
+        ([("age_at_offence", ">=", np.int64(18))], None),
+        ([("sentence_months", "in", [1, 2.5, np.float32(3)])], None),
+        (None, {"b": ("band", "age_at_offence", [1234567, 1234568, 1234569])}),
+        (None, {"b": ("band", "age_at_offence", [1e-300, 2e-300])}),
+    ],
+)
+def test_odd_numbers_in_a_selection_are_compared_as_the_numbers_they_are(
+    registry, vault, policies, where, derive
+) -> None:
+    # Review of issue 15: these raised polars' TypeError (mixed int and float in a list, an
+    # integer beyond 64 bits) or gave bands whose labels repeated.
+    out = release(
+        registry, vault, policies, dp.count(by=["b"] if derive else []), where=where, derive=derive
+    )
+    labels = list(out.result.table["b"]) if derive else []
+    assert len(labels) == len(set(labels))
+
+
+@pytest.mark.parametrize(
+    ("where", "derive", "message"),
+    [
+        ([("age_at_offence", "in", [1, 10**400])], None, "too large to compare"),
+        ([("age_at_offence", "==", -(10**400))], None, "too large to compare"),
+        ([("sex", "in", ["F", 1])], None, "holds texts: compare it with text"),
+        (None, {"b": ("band", "age_at_offence", [1, 10**400])}, "within about 1e308"),
+    ],
+)
+def test_numbers_beyond_any_column_are_refused_clearly(
+    registry, vault, policies, where, derive, message
+) -> None:
+    with pytest.raises(dp.SelectionError, match=message):
+        release(registry, vault, policies, dp.count(), where=where, derive=derive)
+    assert nothing_spent(registry, policies)
+
+
+def test_bands_whose_edges_differ_in_the_fifth_decimal_keep_their_own_labels(
+    registry, vault, policies
+) -> None:
+    # Review of issue 15: labels were written with {:g}, so 20.00001, 20.00002 and 20.00003
+    # all read "20", two bands shared the key "[20, 20)" and one silently dropped out.
+    generous = policies.model_copy(
+        update={
+            "privacy_budget": policies.privacy_budget.model_copy(update={"max_rho_per_query": 0.5})
+        }
+    )
+    derive = {"b": ("band", "age_at_offence", [20.00001, 20.00002, 20.00003, 50])}
+    out = release(registry, vault, generous, dp.count(by=["b"]), rho=0.5, derive=derive)
+    table = out.result.table.set_index("b")["estimate"]
+    assert list(table.index) == [
+        "< 20.00001",
+        "[20.00001, 20.00002)",
+        "[20.00002, 20.00003)",
+        "[20.00003, 50)",
+        ">= 50",
+    ]
+    data = journeys()
+    truth = int(((data.age_at_offence >= 20) & (data.age_at_offence < 50)).sum())
+    # sd of the noise at rho 0.5 with 5 rows per person is 5: within 30 of the truth.
+    assert table["[20.00003, 50)"] == pytest.approx(truth, abs=30)

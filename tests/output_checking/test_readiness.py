@@ -110,6 +110,64 @@ def test_rows_without_unique_labels_are_compared_by_position() -> None:
     assert "rows 2 -> 3 (1 added, 0 removed)" in message and "1 cell changed" in message
 
 
+def test_a_changed_cell_under_a_repeated_column_name_is_found() -> None:
+    # It was "the same cells, written differently": both columns were read as the first 'count'.
+    earlier = b"sex,count,count\nF,120,3\nM,340,5\n"
+    current = b"sex,count,count\nF,120,2\nM,340,5\n"
+    message = changes_since(earlier, current, "output #4").message
+    assert message == "changed since output #4: 1 cell changed (column count (2nd))"
+    dropped = changes_since(earlier, b"sex,count\nF,120\nM,340\n", "output #4").message
+    assert dropped == "changed since output #4: columns removed: count (2nd)"
+
+
+def test_repeated_column_names_are_a_finding(profile) -> None:
+    found = findings(b"sex,count,count\nF,120,15\nM,340,25\n", profile)
+    assert [(f.rule, f.column) for f in found] == [("duplicate_columns", "count")]
+    assert "column name 'count' is used 2 times: give each column its own name" in found[0].message
+
+
+def test_negative_counts_are_a_finding_and_the_rest_still_judged(profile) -> None:
+    found = findings(b"sex,count\nF,-3\nM,120\nX,4\n", profile)
+    by_rule = {f.rule: f for f in found}
+    assert set(by_rule) == {"negative", "unrounded", "small_count"}
+    assert by_rule["negative"].message.startswith(
+        "column 'count': 1 value is negative (smallest -3), which no count can be"
+    )
+    assert readiness_check(found)["message"].endswith(
+        "negative counts; unrounded counts; small counts"
+    )
+
+
+def test_rates_written_with_a_percent_sign_are_shares(profile) -> None:
+    # "33.3%" made the column text, so no share was found and nothing asked for.
+    found = findings(b"group,rate\nA,33.3%\nB,66.7%\n", profile)
+    assert [(f.rule, f.column) for f in found] == [("denominator", "rate")]
+    assert "column 'rate' holds percentages but the file has no denominator" in found[0].message
+    unnamed = findings(b"group,value,n\nA,33.3%,5\nB,66.7%,100\n", profile, percentage_findings)
+    assert [(f.rule, f.column) for f in unnamed] == [("small_denominator", "value")]
+
+
+def test_a_huge_exponent_is_a_finding_and_the_checker_page_still_renders(
+    profile, policies, tmp_path
+) -> None:
+    from output_checking.web import output_page
+    from output_checking.workflow import OutputView
+    from srs.registry.models import Output, OutputFile
+    from srs.session import custom_draft
+
+    data = b"sex,count\nF,1e999999\nM,120\n"
+    path = tmp_path / "counts.csv"
+    path.write_bytes(data)
+    draft = custom_draft(path, "Counts by sex for the appendix, checked by hand.", profile=profile)
+    (csv,) = [f for f in readiness_findings(draft.checks) if f.rule == "csv"]
+    assert csv.message.startswith("the file cannot be read: column 'count', row 2: '1e999999'")
+    output = Output(kind="custom", name="counts", content=draft.content, checks=draft.checks)
+    output.files = [OutputFile(name="counts.csv", content=data, sha256="0" * 64, size=len(data))]
+    page = output_page(OutputView(output, None, [], False, [], None), policies)
+    ((_, summary, problem),) = page.csv_summaries
+    assert summary is None and "is beyond the range of any statistic" in problem
+
+
 def test_the_check_refreshes_its_description_findings(profile) -> None:
     file = findings(b"court,cases\ncrown,7\n", profile)
     check = readiness_check(file + description_findings("", ""))

@@ -210,6 +210,81 @@ def test_a_file_altered_in_the_registry_is_not_released_and_the_refusal_is_audit
         assert f"output #{sub.outputs[0]}" in denied.reason and "one.csv" in denied.reason
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_tables_released_together_are_differenced_against_each_other(
+    registry, policies, people, deployment, monkeypatch
+):
+    """Review of issue 15: two tables 3 women apart in one request went out together with
+    differencing ok. A request whose votes did not compare them (approved before the votes
+    did) is refused at release, naming the other output, and the refusal is audited."""
+    from output_checking import workflow
+
+    sub = submitted_request(
+        registry,
+        policies,
+        {"arrests by sex": {"F": 120, "M": 340}, "arrests excl one court": {"F": 117, "M": 340}},
+    )
+    first, second = sub.outputs
+    with monkeypatch.context() as votes_before_the_fix:
+        votes_before_the_fix.setattr(workflow, "together_tables", lambda output, others: {})
+        approve(registry, policies, sub.request_id, sub.outputs)
+    with pytest.raises(WorkflowError, match=f"output #{second} in this request") as refused:
+        release(registry, policies, deployment, sub.request_id)
+    assert f"output #{first}: differencing" in str(refused.value)
+    with registry.sessions() as s:
+        assert get_request(s, sub.request_id).status == "approved"
+        [denied] = [
+            e
+            for e in s.execute(select(AuditEvent)).scalars()
+            if e.action == "release.create" and e.outcome == "deny"
+        ]
+        assert f"output #{second} in this request" in denied.reason
+        [check] = [c for c in s.get(Output, first).checks if c["check"] == "differencing"]
+        assert check["status"] == "fail"
+    assert published(deployment) == []
+
+
+def test_tables_approved_together_with_an_override_are_released_with_the_finding(
+    registry, policies, people, deployment
+):
+    """The checkers saw the difference at their votes and recorded why it is safe: the bundle
+    goes out, its manifest carrying the differencing check as it found (fail)."""
+    sub = submitted_request(
+        registry,
+        policies,
+        {"arrests by sex": {"F": 120, "M": 340}, "arrests excl one court": {"F": 117, "M": 340}},
+    )
+    with registry.sessions() as s:
+        for checker in ("cho", SECOND_CHECKER):
+            for output_id in sub.outputs:
+                with pytest.raises(WorkflowError, match="in this request"):
+                    vote(
+                        s,
+                        output_id=output_id,
+                        checker=checker,
+                        policies=policies,
+                        decision="approve",
+                    )
+                vote(
+                    s,
+                    output_id=output_id,
+                    checker=checker,
+                    policies=policies,
+                    decision="approve",
+                    override_reason="the court is published as a whole",
+                )
+    made = release(registry, policies, deployment, sub.request_id)
+    manifest = json.loads(
+        (releases_dir(deployment) / made.bundle_name / "manifest.json").read_text()
+    )
+    assert [
+        c["status"]
+        for o in manifest["outputs"]
+        for c in o["checks"]
+        if c["check"] == "differencing"
+    ] == ["fail", "fail"]
+
+
 CRASHING_RELEASE = textwrap.dedent(
     """
     import os, sys, time

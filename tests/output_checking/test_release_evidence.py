@@ -23,7 +23,16 @@ from output_checking.release import (
     releases_dir,
 )
 from output_checking.release_evidence import check_bundle_against_audit
-from output_checking.workflow import WorkflowError, get_request, vote
+from output_checking.workflow import (
+    REVIEWED_FIELDS,
+    WorkflowError,
+    changed_fields,
+    field_digests,
+    get_request,
+    reviewed_digest,
+    reviewed_fields,
+    vote,
+)
 from registry_fixtures import PROJECT, populate
 from srs.audit import event_details, verify_chain
 from srs.registry.models import AuditEvent, Output, OutputFile, ReviewVote
@@ -371,3 +380,146 @@ def test_an_override_given_with_the_vote_is_recorded_in_its_event(registry, poli
             e for e in s.execute(select(AuditEvent)).scalars() if e.action == "output.approve"
         ]
         assert event_details(event)["differencing_override"] is True
+
+
+# ------------------------------------------------------------------ what the checkers reviewed
+def edit_field(field: str, value):
+    def attack(registry, policies, sub) -> int:
+        victim = sub.outputs[0]
+        with registry.sessions() as s:
+            setattr(s.get(Output, victim), field, value)
+            s.commit()
+        return victim
+
+    return attack
+
+
+EDITS = {
+    "name": "Approved by the DPO - no disclosure risk",
+    "context": "edited context",
+    "controls": "edited controls",
+    "checks": [{"check": "sdc_table", "status": "ok", "message": "edited: all safe"}],
+    "differentially_private": True,  # a plain table made to claim DP
+    "author": "someone_else",
+    "exception_justification": "edited after approval",
+}
+
+
+@pytest.mark.parametrize(("field", "value"), list(EDITS.items()), ids=list(EDITS))
+def test_a_field_shown_in_the_manifest_edited_after_approval_is_refused(
+    registry, policies, people, deployment, field, value
+):
+    """Review of issue 15: these went into the signed manifest and passed both the release and
+    `release verify --audit`. Each approve event fixes a digest of what its checker reviewed."""
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.outputs)
+    victim = edit_field(field, value)(registry, policies, sub)
+    with pytest.raises(WorkflowError, match="does not match its audit trail") as refused:
+        release(registry, policies, deployment, sub.request_id)
+    expected = f"output #{victim}: what the checkers reviewed changed since cho's approval"
+    assert expected in str(refused.value) and f"{field} differ" in str(refused.value)
+    [denied] = release_denials(registry)
+    assert expected in denied.reason and victim in json.loads(denied.details)["outputs"]
+    assert published(deployment) == []
+
+
+def test_every_reviewed_field_changes_the_digest_and_is_named() -> None:
+    """A budget spend on a table breaks a database constraint, so the field is tested here."""
+    record = {
+        "kind": "dp_result",
+        "name": "mean age",
+        "author": "ana",
+        "context": "c",
+        "controls": "k",
+        "exception_justification": None,
+        "differentially_private": True,
+        "budget_spend_id": 3,
+        "content_sha256": "a" * 64,
+        "files_sha256": "b" * 64,
+        "checks": [
+            {"check": "dp", "status": "ok", "message": "rho 0.01"},
+            {"check": "differencing", "status": "ok", "message": "re-runs"},
+        ],
+    }
+    fields = reviewed_fields(record)
+    assert [c["check"] for c in fields["checks"]] == ["dp"]
+    recorded = field_digests(fields)
+    for name in REVIEWED_FIELDS:
+        edited = reviewed_fields({**record, name: [] if name == "checks" else "edited"})
+        assert reviewed_digest(edited) != reviewed_digest(fields)
+        assert changed_fields(edited, recorded) == [name]
+
+
+def test_an_approval_that_records_no_digest_is_refused(
+    registry, policies, people, deployment, monkeypatch
+):
+    """Approve events written before the digest existed prove nothing of the fields: refused."""
+    from output_checking import workflow
+
+    real = workflow.record_event
+
+    def without_digest(session, **event):
+        if event["action"] == "output.approve":
+            event["details"] = {
+                k: v for k, v in event["details"].items() if not k.startswith("reviewed")
+            }
+        return real(session, **event)
+
+    sub = submitted_request(registry, policies, {"one": {"F": 50, "M": 60}})
+    with monkeypatch.context() as older_votes:
+        older_votes.setattr(workflow, "record_event", without_digest)
+        approve(registry, policies, sub.outputs)
+    with pytest.raises(WorkflowError, match="records no digest of what they reviewed"):
+        release(registry, policies, deployment, sub.request_id)
+    assert published(deployment) == []
+
+
+def test_the_differencing_check_may_change_after_approval(registry, policies, people, deployment):
+    """The differencing check is left out of the digest: it re-runs at release, as the
+    project releases more."""
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.outputs)
+    with registry.sessions() as s:
+        output = s.get(Output, sub.outputs[0])
+        output.checks = [
+            {**c, "message": "stale"} if c["check"] == "differencing" else c for c in output.checks
+        ]
+        s.commit()
+    assert release(registry, policies, deployment, sub.request_id).file_count == 4
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_manifest_carries_the_reviewed_digest_and_verify_checks_its_fields(
+    registry, policies, people, deployment
+):
+    sub = submitted_request(registry, policies)
+    approve(registry, policies, sub.outputs)
+    made = release(registry, policies, deployment, sub.request_id)
+    bundle = releases_dir(deployment) / made.bundle_name
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    with registry.sessions() as s:
+        events = {e.seq: e for e in s.execute(select(AuditEvent)).scalars()}
+        for record in manifest["outputs"]:
+            digests = {
+                event_details(events[a["audit_seq"]])["reviewed_sha256"]
+                for a in record["approvals"]
+            }
+            assert digests == {record["audit"]["reviewed_sha256"]}
+        assert check_release_against_audit(s, bundle, public_key_path(deployment), policies) == []
+    # Whoever holds the signing key renames an output in the manifest and re-signs it.
+    manifest["outputs"][0]["name"] = "Approved by the DPO - no disclosure risk"
+    body = manifest_bytes(manifest)
+    (bundle / MANIFEST).write_bytes(body)
+    key = signing_key(deployment.home)
+    (bundle / SIGNATURE).write_bytes(base64.b64encode(key.sign(body)) + b"\n")
+    label = f"output #{manifest['outputs'][0]['id']}"
+    with registry.sessions() as s:
+        problems = check_release_against_audit(s, bundle, public_key_path(deployment), policies)
+    assert f"{label}: the manifest's reviewed fields do not give its audit.reviewed_sha256" in (
+        problems
+    )
+    assert any(
+        p.startswith(f"{label}: what the checkers reviewed changed since cho's approval")
+        and p.endswith("name differ")
+        for p in problems
+    )

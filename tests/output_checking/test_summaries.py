@@ -124,3 +124,40 @@ def test_whole_numbers_and_counts_below_the_minimum_are_counted(profiles) -> Non
     assert columns["rate"].whole is False
     datashield = by_name(b"area,count\nLS,15\nM,7\nW,3\n", profiles["datashield"])["count"]
     assert datashield.below_minimum == 0  # its minimum cell count is 3
+
+
+@pytest.mark.parametrize(
+    "cell", ["1e999999", "-1E+400", "1" + "0" * 309, "1e999999999999"], ids=str.__len__
+)
+def test_a_number_beyond_any_statistic_is_a_summary_error_naming_the_cell(profiles, cell) -> None:
+    # 1e999999 raised decimal.InvalidOperation, which the checker page did not catch.
+    csv = f"sex,count\nF,120\nM,{cell}\n".encode()
+    with pytest.raises(CSVSummaryError, match=r"column 'count', row 3: .* beyond the range"):
+        summarise_csv(csv, profiles["ons-srs"])
+
+
+def test_long_numbers_are_summarised_exactly(profiles) -> None:
+    # A remainder of a Decimal of more than 28 digits was an InvalidOperation too.
+    big = 10**35 + 5
+    (column,) = summarise_csv(f"count\n{big}\n{big}\n1e300\n".encode(), profiles["ons-srs"]).columns
+    assert column.total == 2 * big + 10**300 and column.unrounded == 0
+
+
+def test_percent_signs_and_negative_values_are_counted(profiles) -> None:
+    columns = by_name(b"group,rate,change\nA,33.3%,-5\nB,66.7 %,10\nC,,-3\n", profiles["ons-srs"])
+    rate, change = columns["rate"], columns["change"]
+    assert rate.kind == NUMERIC and rate.percent_signs == 2 and rate.maximum == 66.7
+    assert change.negative == 2 and columns["rate"].negative == 0
+
+
+@given(st.text(alphabet="0123456789eE+-.,%x *\n", max_size=60))
+def test_any_text_is_summarised_or_refused_as_a_summary_error(profiles, body) -> None:
+    # The checker page and s.custom_output catch CSVSummaryError: nothing else may escape.
+    from output_checking.readiness import file_findings
+
+    profile = profiles["ons-srs"]
+    try:
+        summary = summarise_csv(("count,n\n" + body).encode(), profile)
+    except CSVSummaryError:
+        return
+    file_findings(summary, profile)

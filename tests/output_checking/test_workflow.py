@@ -482,3 +482,73 @@ def test_differencing_sees_through_suppressed_cells_in_released_tables(registry,
         assert run_differencing(outputs[2], released, policies) == []
         [check] = [c for c in outputs[2].checks if c["check"] == "differencing"]
         assert check["status"] == "ok"
+
+
+# ------------------------------------------------------------------ review 15: one request
+def test_two_tables_of_one_request_are_differenced_against_each_other(registry, policies, people):
+    """Two tables in one request, 3 women apart: each was compared only with released tables,
+    so both were approved (and released together) with differencing ok. Each is now compared
+    with the other, named as in this request, and an approve vote needs an override."""
+    sub = submitted_request(
+        registry,
+        policies,
+        {"arrests by sex": {"F": 120, "M": 340}, "arrests excl one court": {"F": 117, "M": 340}},
+    )
+    first, second = sub.outputs
+    with registry.sessions() as s:
+        for output_id, other in ((first, second), (second, first)):
+            [check] = [c for c in s.get(Output, output_id).checks if c["check"] == "differencing"]
+            assert (
+                check["status"] == "fail" and "other table(s) of this request" in check["message"]
+            )
+            assert {f["earlier"] for f in check["findings"]} == {
+                f"output #{other} in this request ({s.get(Output, other).name})"
+            }
+    with pytest.raises(WorkflowError, match=f"output #{second} in this request"):
+        cast(registry, policies, "cho", first, "approve")
+    [refused] = [e for e in events(registry, "output.approve") if e.outcome == "deny"]
+    assert f"output #{second} in this request" in refused.reason
+    cast(registry, policies, "cho", first, "approve", override_reason="agreed with the data owner")
+    assert status(registry, sub.request_id) == "submitted"  # cho has not voted on both yet
+
+
+def histogram_content(policies, ages: list[int]) -> dict:
+    """A histogram figure's content as the session records it (age bins 18-24 and 25-34)."""
+    from srs.session import histogram_draft
+
+    data = pd.DataFrame({"age": ages})
+    _, _, draft = histogram_draft(data, "age", [18, 25, 35], policies.sdc.active, "ons-srs")
+    return draft.content
+
+
+@pytest.mark.parametrize(
+    "histogram_first", [True, False], ids=["histogram-released", "table-released"]
+)
+def test_a_histograms_counts_are_differenced_both_ways(registry, policies, people, histogram_first):
+    """A histogram publishes its bin counts (its CSV): a table of the same bands 5 people short
+    of a released histogram exposes them, and so does a histogram against a released table."""
+    from output_checking.outputs import record_output, table_content
+    from output_checking.workflow import published_table, run_differencing
+
+    histogram = histogram_content(policies, [20] * 120 + [30] * 340)
+    table = pd.DataFrame({"count": [115, 340]}, index=pd.Index(["18-24", "25-34"], name="age"))
+    with registry.sessions() as s:
+        figure = record_output(
+            s, project_code=PROJECT, author="ana", kind="figure", name="ages", content=histogram
+        )
+        counts = record_output(
+            s,
+            project_code=PROJECT,
+            author="ana",
+            kind="table",
+            name="ages excl one court",
+            content={"kind": "table", "statistic": "count", "table": table_content(table)},
+        )
+        assert published_table(figure) is not None
+        earlier, later = (figure, counts) if histogram_first else (counts, figure)
+        earlier.status = "released"
+        s.flush()
+        released = released_tables(s, earlier.project_id, policies)
+        assert list(released) == [f"output #{earlier.id} ({earlier.name})"]
+        findings = run_differencing(later, released, policies)
+    assert [(f["status"], f["row"]) for f in findings] == [("fail", "18-24")]

@@ -3,10 +3,12 @@ concurrent spends from many processes, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 
@@ -24,6 +26,7 @@ from srs.budget import (
     confirm_spend,
     debit,
     spends,
+    to_nano,
 )
 from srs.policy import load_policies
 from srs.registry import Registry, open_registry
@@ -311,7 +314,9 @@ def test_only_the_ledger_issues_confirmations() -> None:
     assert callers == ["disclosure/dp/spend.py", "srs/budget.py"]
 
 
-@pytest.mark.parametrize("rho", ["0.01", True, None, [0.01], float("inf"), 0])
+@pytest.mark.parametrize(
+    "rho", ["0.01", True, np.bool_(True), None, [0.01], float("inf"), float("nan"), 0, -1e300]
+)
 def test_a_query_rho_must_be_a_positive_finite_number(rho, policies) -> None:
     with pytest.raises(SpendRefused, match="positive, finite rho given as a number"):
         check_query_rho(rho, policies)
@@ -322,3 +327,28 @@ def test_a_query_rho_is_at_most_the_policy_ceiling(policies) -> None:
     assert check_query_rho(ceiling, policies) == round(ceiling * NANO)
     with pytest.raises(SpendRefused, match=f"at most rho {ceiling:g}"):
         check_query_rho(ceiling * 1.01, policies)
+
+
+@pytest.mark.parametrize(
+    "rho", [1e300, 10**400, 2**1100, 1e7], ids=["1e300", "1e400", "2^1100", "1e7"]
+)
+def test_a_huge_rho_is_refused_by_the_ceiling_before_it_is_converted(rho, policies) -> None:
+    # Review of issue 15: rho=1e300 overflowed to_nano (OverflowError) instead of a refusal.
+    with pytest.raises(SpendRefused, match="one query may spend at most rho 0.05"):
+        check_query_rho(rho, policies)
+    with pytest.raises(SpendRefused, match="beyond any privacy budget"):
+        to_nano(rho)
+
+
+@pytest.mark.parametrize("rho", [np.float64(0.01), np.float32(0.01), np.int64(0) + 0.01])
+def test_numpy_numbers_are_real_rhos(registry, policies, people, rho) -> None:
+    # Review of issue 15: np.float32 was refused as "not a number"; a rho is any real number
+    # (numbers.Real), a flag never. float32's 0.01 is a hair under 0.01: rounded up, never down.
+    assert check_query_rho(rho, policies) == 10_000_000
+    receipt = spend(registry, policies, rho)
+    assert receipt.rho == pytest.approx(0.01) and isinstance(receipt.rho, float)
+    with registry.sessions() as s:
+        (event,) = s.execute(
+            select(AuditEvent).where(AuditEvent.action == "budget.spend")
+        ).scalars()
+    assert json.loads(event.details)["rho"] == 0.01

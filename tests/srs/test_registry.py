@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
+from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -325,3 +327,24 @@ def test_every_budget_accepted_is_a_finite_rho_the_ledger_can_hold(policies, rho
     else:
         with pytest.raises(projects.ProjectBudgetError, match=f"from {floor:g} to {ceiling:g}"):
             projects.validate_project_budget(rho, policies.privacy_budget)
+
+
+@pytest.mark.parametrize("rho", [10**400, -(10**400), 2**1100], ids=["1e400", "-1e400", "2^1100"])
+def test_a_budget_beyond_any_float_is_refused_not_overflowed(policies, rho) -> None:
+    # Review of issue 15: validate_project_budget(10**400) raised OverflowError.
+    floor, ceiling = (
+        policies.privacy_budget.min_project_rho,
+        policies.privacy_budget.max_project_rho,
+    )
+    with pytest.raises(projects.ProjectBudgetError, match=f"from {floor:g} to {ceiling:g}"):
+        projects.validate_project_budget(rho, policies.privacy_budget)
+
+
+@pytest.mark.parametrize(
+    "rho", [np.float64(0.5), np.float32(0.5), np.int64(1), Fraction(1, 2)], ids=repr
+)
+def test_any_real_number_is_a_budget_a_flag_never(policies, rho) -> None:
+    accepted = projects.validate_project_budget(rho, policies.privacy_budget)
+    assert accepted == float(rho) and type(accepted) is float
+    with pytest.raises(projects.ProjectBudgetError, match="given as a number, not bool"):
+        projects.validate_project_budget(np.bool_(True), policies.privacy_budget)

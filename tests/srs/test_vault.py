@@ -3,6 +3,8 @@ and master-key rotation that keeps data readable while the old key stops working
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from sqlalchemy import select
@@ -74,6 +76,56 @@ def test_versions_increase_and_old_versions_stay_readable(registry, policies, se
     assert len(read(registry, vault, people, version=1)) == 3
     with pytest.raises(VaultError, match="no version 9"):
         read(registry, vault, people, version=9)
+
+
+def test_each_version_is_read_only_as_far_as_its_own_classification_allows(
+    registry, policies, setup, frame
+):
+    # Review of issue 15: access was judged on the newest version's classification, so an
+    # older version stored highly_confidential was read by a project approved for confidential.
+    people, vault = setup
+    with registry.sessions() as s:
+        for level in ("highly_confidential", "confidential"):
+            vault.store(s, "linked/journeys", frame, actor=people.steward, classification=level)
+        # Granting judges the newest version, confidential here; the grant covers every version.
+        projects.grant_dataset(
+            s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/journeys"
+        )
+        vault.store(
+            s, "linked/journeys", frame, actor=people.steward, classification="highly_confidential"
+        )
+    for version in (1, 3, None):
+        with pytest.raises(AccessDenied, match="classified highly_confidential"):
+            read(registry, vault, people, version=version)
+    assert len(read(registry, vault, people, version=2)) == 3
+    with registry.sessions() as s:
+        denials = (
+            s.execute(
+                select(AuditEvent).where(
+                    AuditEvent.action == "access.dataset.read", AuditEvent.outcome == "deny"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        reads = s.execute(select(AuditEvent).where(AuditEvent.action == "vault.read")).scalars()
+        assert [e.target for e in reads] == ["linked/journeys@2"]
+    assert [json.loads(e.details)["version"] for e in denials] == [1, 3, 3]
+
+
+def test_a_synthetic_version_above_public_is_not_read_as_synthetic(
+    registry, policies, setup, frame
+):
+    people, vault = setup
+    with registry.sessions() as s:
+        vault.store(
+            s, "synthetic/journeys", frame, actor=people.steward, classification="confidential"
+        )
+        vault.store(s, "synthetic/journeys", frame, actor=people.steward)  # public, by policy
+    with registry.sessions() as s:
+        assert len(vault.read_synthetic(s, "synthetic/journeys", actor=people.researcher)) == 3
+        with pytest.raises(AccessDenied, match="classified confidential, not public"):
+            vault.read_synthetic(s, "synthetic/journeys", actor=people.researcher, version=1)
 
 
 def test_denied_read_never_opens_the_file(registry, policies, setup, frame, deployment):
