@@ -149,6 +149,9 @@ def build_replica_in_vault(
         "synthesizer": synthesizer,
         "seed": seed,
         "quality": fidelity.get("overall_score"),
+        # Which gates failed, short enough to survive the audit bound whole; the reasons
+        # (longer, and cut first when there are many) follow.
+        "failed_gates": result.privacy.failed_gates(),
         "failures": result.privacy.failures(),
     }
     if not result.passed:

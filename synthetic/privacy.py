@@ -97,6 +97,15 @@ class PrivacyReport:
     def passed(self) -> bool:
         return all(dataset.passed for dataset in self.datasets.values())
 
+    def failed_gates(self) -> list[str]:
+        """One short line per failed gate: ``dataset: gate``."""
+        return [
+            f"{name}: {gate.gate}"
+            for name, dataset in self.datasets.items()
+            for gate in dataset.gates
+            if not gate.passed
+        ]
+
     def failures(self) -> list[str]:
         """One line per failed gate: ``dataset: gate: reason``."""
         return [
