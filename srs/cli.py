@@ -737,8 +737,7 @@ def link_run(
         f"[green]Linked[/] {len(result.records):,} records into {clusters:,} persons ({seconds})"
     )
     console.print(f"  lookup stored as {PERSON_LOOKUP}; clerical review sample: {review_out}")
-    for note in result.notes:
-        console.print(f"  [yellow]splink[/] {escape(note)}")
+    _print_linkage_notes(result.notes)
 
 
 @link_app.command("files")
@@ -757,21 +756,38 @@ def link_files(
     frames = {}
     for item in tables:
         name, _, location = item.partition("=")
-        if not location:
+        if not name or not location:
             raise UsageError(f"give tables as NAME=PATH, not {item!r}")
+        if name in frames:
+            raise UsageError(f"table name {name!r} is given twice; give each table its own name")
         file = Path(location)
         if not file.is_file():
             raise UsageError(f"{file}: no such file")
-        frames[name] = (
-            pd.read_parquet(file)
-            if file.suffix == ".parquet"
-            else pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
-        )
+        frames[name] = _read_linkage_table(file)
     result = link_tables(frames, read_mapping_file(mapping), load_linkage_settings(), _progress)
     result.lookup.to_csv(out, index=False)
     console.print(
         f"[green]Linked[/] {len(result.records):,} records into {result.lookup['cluster_id'].nunique():,} clusters; lookup: {out}"
     )
+    _print_linkage_notes(result.notes)
+
+
+def _print_linkage_notes(notes: list[str]) -> None:
+    """Values made missing in standardisation, then Splink's warnings, under the summary."""
+    for note in notes:
+        console.print(f"  [yellow]note[/] {escape(note)}")
+
+
+def _read_linkage_table(file: Path) -> pd.DataFrame:
+    """One table for `link files`, every CSV value as text (blanks stay blank, not NaN-guessed)."""
+    if file.stat().st_size == 0:
+        raise UsageError(f"{file} is empty (0 bytes); a table needs a header row and records")
+    try:
+        if file.suffix == ".parquet":
+            return pd.read_parquet(file)
+        return pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError) as exc:  # pandas' parser and Arrow errors are ValueErrors
+        raise UsageError(f"cannot read {file} as a {file.suffix or 'CSV'} table: {exc}") from exc
 
 
 @link_app.command("evaluate")
