@@ -4,16 +4,23 @@ P001 and ``linked/victims`` only to P002 (olga's project), both in the vault."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
+import srs
 from registry_fixtures import PROJECT, Population, populate
 from srs.deployment import Deployment
 from srs.policy import PolicySet
 from srs.registry import Registry, open_registry, projects
+from srs.registry.models import Output
+from srs.session import ResearchSession
 from srs.vault import Vault
 from srs.vault_crypto import generate_master_key, write_key_file
 
@@ -90,3 +97,27 @@ def small_deployment(home: Path, policies: PolicySet) -> tuple[Deployment, Regis
     registry = open_registry(deployment.database_url, migrate=True)
     prepare(registry, deployment, policies)
     return deployment, registry
+
+
+@pytest.fixture
+def lab(tmp_path, policies) -> Iterator[tuple[Deployment, Registry]]:
+    """A small SQLite deployment with the standard people and two datasets."""
+    deployment, registry = small_deployment(tmp_path / "home", policies)
+    yield deployment, registry
+    registry.dispose()
+
+
+@pytest.fixture
+def s(lab, policies) -> Iterator[ResearchSession]:
+    """ana's session in P001 on ``lab``."""
+    deployment, _ = lab
+    with srs.session(user="ana", project=PROJECT, deployment=deployment, policies=policies) as ana:
+        yield ana
+
+
+def stored_output(registry: Registry, output_id: int) -> Output:
+    """The output row ``output_id`` with its files, as the registry holds it."""
+    with registry.sessions() as db:
+        return db.execute(
+            select(Output).options(selectinload(Output.files)).where(Output.id == output_id)
+        ).scalar_one()

@@ -18,9 +18,9 @@ import pandas as pd
 import polars as pl
 import pytest
 from matplotlib.figure import Figure
-from session_fixtures import DICTIONARY, OTHER_PROJECT, journeys, prepare, small_deployment
+from session_fixtures import DICTIONARY, OTHER_PROJECT, journeys, prepare
+from session_fixtures import stored_output as output
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 import srs
 from disclosure import dp
@@ -34,33 +34,10 @@ from registry_fixtures import PROJECT
 from srs.access import AccessDenied
 from srs.audit import verify_chain
 from srs.budget import SpendRefused, spends
-from srs.deployment import Deployment
 from srs.policy import default_policy_dir, load_policies
 from srs.registry import Registry
 from srs.registry.models import AuditEvent, Grant, Output
-from srs.session import SYNTHETIC, SYNTHETIC_CONTEXT, ResearchSession, SessionError
-
-
-@pytest.fixture
-def lab(tmp_path, policies) -> tuple[Deployment, Registry]:
-    """A small SQLite deployment with the standard people and two datasets."""
-    deployment, registry = small_deployment(tmp_path / "home", policies)
-    yield deployment, registry
-    registry.dispose()
-
-
-@pytest.fixture
-def s(lab, policies) -> ResearchSession:
-    deployment, _ = lab
-    with srs.session(user="ana", project=PROJECT, deployment=deployment, policies=policies) as ana:
-        yield ana
-
-
-def output(registry: Registry, output_id: int) -> Output:
-    with registry.sessions() as db:
-        return db.execute(
-            select(Output).options(selectinload(Output.files)).where(Output.id == output_id)
-        ).scalar_one()
+from srs.session import SYNTHETIC, SYNTHETIC_CONTEXT, SessionError
 
 
 def denials(registry: Registry, actor: str) -> list[AuditEvent]:

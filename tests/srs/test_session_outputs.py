@@ -10,41 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from session_fixtures import small_deployment
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from session_fixtures import stored_output as output
 from workflow_fixtures import SECOND_CHECKER, add_checker
 
-import srs
 from output_checking.outputs import content_table
 from output_checking.workflow import vote
-from registry_fixtures import PROJECT
-from srs.registry import Registry
-from srs.registry.models import Output
-from srs.session import ESTIMATE_SIGNIFICANT_FIGURES, ResearchSession
+from srs.session import ESTIMATE_SIGNIFICANT_FIGURES
 
 JUSTIFICATION = "Reoffending by court from our own linked extract, for the annual report"
-
-
-@pytest.fixture
-def lab(tmp_path, policies):
-    deployment, registry = small_deployment(tmp_path / "home", policies)
-    yield deployment, registry
-    registry.dispose()
-
-
-@pytest.fixture
-def s(lab, policies) -> ResearchSession:
-    deployment, _ = lab
-    with srs.session(user="ana", project=PROJECT, deployment=deployment, policies=policies) as ana:
-        yield ana
-
-
-def output(registry: Registry, output_id: int) -> Output:
-    with registry.sessions() as db:
-        return db.execute(
-            select(Output).options(selectinload(Output.files)).where(Output.id == output_id)
-        ).scalar_one()
 
 
 def cases(counts: dict[tuple[str, str], int]) -> pd.DataFrame:
