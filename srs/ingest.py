@@ -71,6 +71,10 @@ class ColumnSpec(PolicyModel):
             "sex",
             "date_of_birth",
             "postcode",
+            "street_number",
+            "address",  # on each address line, in order
+            "locality",
+            "region",
         ]
         | None
     ) = None

@@ -3,11 +3,14 @@ agency extracts (with realistic identifier errors) that a steward would receive.
 
 ``simulate`` is deterministic for a seed. The true person behind every record is kept apart in
 a ground-truth table, written to its own folder, that the pipeline never reads; only linkage
-evaluation does.
+evaluation does. Two noise profiles: ``documented`` (the README's table of identifier errors)
+and ``hard`` (those and more: swapped names, digit typos in dates of birth, several errors in one
+record, non-ASCII and double-barrelled names, padding, placeholders, missing identifiers).
 
 Example::
 
     result = simulate(persons=10_000, seed=7)
+    hard = simulate(persons=10_000, seed=7, noise="hard")
     write_simulation(result, Path("sim"))   # sim/extracts/*.csv, sim/ground_truth/, manifest
 """
 
@@ -23,12 +26,21 @@ import pandas as pd
 
 from srs.errors import SRSError
 from srs.offences import OffenceList, load_offences
-from srs.simulation.extracts import QUALITY, SOURCES, build_extracts, quality_table
+from srs.simulation.extracts import (
+    HARD_NOISE,
+    NOISE_PROFILES,
+    QUALITY,
+    SOURCES,
+    HardProfile,
+    build_extracts,
+    quality_table,
+)
 from srs.simulation.identities import (
     AREAS,
     draw_forenames,
     draw_postcodes,
     draw_surnames,
+    give_unusual_names,
     postcode_area,
 )
 from srs.simulation.journeys import JOURNEY_RATES, PERIOD_END, PERIOD_START, simulate_cases
@@ -43,16 +55,22 @@ class SimulationError(SRSError):
 
 @dataclass
 class Simulation:
-    """Extracts by source name, the ground truth, and what produced them."""
+    """Extracts by source name, the ground truth, and what produced them.
+
+    ``identities`` holds every person's true identifiers (names, sex, date of birth, postcodes,
+    police number), for measuring the noise; it is not written out.
+    """
 
     extracts: dict[str, pd.DataFrame]
     ground_truth: pd.DataFrame
     persons: int
     seed: int
+    noise: str = "documented"
+    identities: pd.DataFrame | None = None
 
     def manifest(self) -> dict[str, object]:
         """Counts and settings, written beside the extracts."""
-        return {
+        manifest: dict[str, object] = {
             "persons": self.persons,
             "seed": self.seed,
             "period": [PERIOD_START.date().isoformat(), PERIOD_END.date().isoformat()],
@@ -60,6 +78,9 @@ class Simulation:
             "identifier_quality": quality_table(),
             "journey_rates": asdict(JOURNEY_RATES),
         }
+        if self.noise == "hard":
+            manifest["noise"] = {"profile": "hard", "added_errors": asdict(HARD_NOISE)}
+        return manifest
 
 
 def _persons(rng: np.random.Generator, count: int) -> pd.DataFrame:
@@ -116,8 +137,18 @@ def simulate(
     seed: int,
     offences: OffenceList | None = None,
     progress: Callable[[str], None] | None = None,
+    noise: str = "documented",
 ) -> Simulation:
-    """Simulate ``persons`` people and every agency extract of their journeys."""
+    """Simulate ``persons`` people and every agency extract of their journeys.
+
+    ``noise`` is ``documented`` (each source's errors as in the README) or ``hard`` (those and
+    the errors of ``HARD_NOISE``, drawn from a stream of their own: the same seed gives the same
+    population and journeys under both profiles).
+    """
+    if noise not in NOISE_PROFILES:
+        raise SimulationError(
+            f"unknown noise profile {noise!r}; use one of {', '.join(NOISE_PROFILES)}"
+        )
     if persons < 10:
         raise SimulationError(f"simulate at least 10 persons, not {persons}")
     if persons > 20_000_000:
@@ -127,6 +158,14 @@ def simulate(
     rng = np.random.default_rng(seed)
     say(f"persons: {persons:,}")
     people = _persons(rng, persons)
+    identities, hard = people, None
+    if noise == "hard":
+        hard_rng = np.random.default_rng([seed, 1])
+        identities = give_unusual_names(
+            hard_rng, people, HARD_NOISE.accented, HARD_NOISE.double_barrelled
+        )
+        names = identities.set_index("person_id")[["forename", "surname"]]
+        hard = HardProfile(hard_rng, HARD_NOISE, names)
     offender_ids = people.loc[people["offender"], "person_id"].to_numpy()
     victim_pool = people.loc[~people["offender"], "person_id"].to_numpy()
     if len(victim_pool) == 0:
@@ -137,8 +176,15 @@ def simulate(
     force_index = {area: index + 1 for index, area in enumerate(AREAS)}
     cases["force_code"] = ["F" + str(force_index.get(a, 0)).zfill(2) for a in areas]
     say(f"cases: {len(cases):,}; building extracts")
-    extracts, truth = build_extracts(rng, people, cases)
-    return Simulation(extracts=extracts, ground_truth=truth, persons=persons, seed=seed)
+    extracts, truth = build_extracts(rng, people, cases, hard)
+    return Simulation(
+        extracts=extracts,
+        ground_truth=truth,
+        persons=persons,
+        seed=seed,
+        noise=noise,
+        identities=identities,
+    )
 
 
 def _formatted(frame: pd.DataFrame, date_format: str) -> pd.DataFrame:
@@ -191,4 +237,11 @@ def write_simulation(
     return paths
 
 
-__all__ = ["SOURCES", "Simulation", "SimulationError", "simulate", "write_simulation"]
+__all__ = [
+    "NOISE_PROFILES",
+    "SOURCES",
+    "Simulation",
+    "SimulationError",
+    "simulate",
+    "write_simulation",
+]

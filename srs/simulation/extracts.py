@@ -5,6 +5,8 @@ CPS charging, magistrates' and Crown Court cases, prison spells, probation episo
 each with its own column names, date format and rates of typing errors, nicknames, swapped
 day/month, missing or stale postcodes, missing police national numbers and duplicate rows; and
 the ground truth (which true person each record belongs to), which the pipeline never reads.
+The hard profile (``HARD_NOISE``) adds more errors of more kinds on top, from its own random
+stream, so the documented profile's output for a seed never changes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,19 @@ import numpy as np
 import pandas as pd
 
 from srs.linked_datasets import JUSTICE_SOURCES
-from srs.simulation.identities import apply_nicknames, apply_typos, blank, swap_day_month
+from srs.simulation.identities import (
+    apply_nicknames,
+    apply_typos,
+    blank,
+    dob_digit_typo,
+    pad,
+    placeholder,
+    postcode_typo,
+    record_names_as_systems_do,
+    swap_day_month,
+    swap_names,
+    typo,
+)
 from srs.simulation.journeys import PERIOD_END
 
 SOURCES = JUSTICE_SOURCES
@@ -63,6 +77,86 @@ QUALITY = {
 }
 
 
+@dataclass(frozen=True)
+class HardNoise:
+    """The hard profile's errors, added to every source's documented ones (shares of records).
+
+    Names of persons: ``accented`` of forenames and of surnames have letters outside A-Z and
+    ``double_barrelled`` of surnames two parts; systems record them as they can (accents
+    dropped, a space for the hyphen, one part only).
+    """
+
+    accented: float = 0.05
+    double_barrelled: float = 0.05
+    name_swap: float = 0.03  # forename and surname in each other's field
+    forename_typo: float = 0.03
+    surname_typo: float = 0.03
+    dob_digit_typo: float = 0.03  # one digit of the date of birth wrong
+    several_errors: float = 0.04  # two or three of: name typos, DOB digit, postcode letter
+    pnc_missing: float = 0.10
+    dob_missing: float = 0.02
+    postcode_missing: float = 0.05
+    name_placeholder: float = 0.01  # UNKNOWN, N/K, ...
+    placeholder: float = 0.02  # NFA / ZZ99 3VZ postcodes, 0 PNCs, U sex, 1900-01-01 births
+    padded: float = 0.05  # spaces around, or letter case changed
+
+
+HARD_NOISE = HardNoise()
+NOISE_PROFILES = ("documented", "hard")
+
+
+@dataclass(frozen=True)
+class HardProfile:
+    """The hard profile at work: its own random stream, its rates, and every person's true
+    names (some non-ASCII or double-barrelled), ``forename`` and ``surname`` by person_id."""
+
+    rng: np.random.Generator
+    noise: HardNoise
+    names: pd.DataFrame
+
+
+def harden(rng: np.random.Generator, ids: dict[str, object], noise: HardNoise) -> dict[str, object]:
+    """The identifying columns of a batch of records with the hard profile's errors added."""
+    out = dict(ids)
+    forename = record_names_as_systems_do(rng, np.asarray(out["forename"], dtype=object))
+    surname = record_names_as_systems_do(rng, np.asarray(out["surname"], dtype=object))
+    forename, surname = swap_names(rng, forename, surname, noise.name_swap)
+    forename = apply_typos(rng, forename, noise.forename_typo)
+    surname = apply_typos(rng, surname, noise.surname_typo)
+    dob = np.asarray(out["date_of_birth"], dtype=object).copy()
+    postcode = np.asarray(out["postcode"], dtype=object).copy()
+    for index in np.flatnonzero(rng.random(len(dob)) < noise.dob_digit_typo):
+        if isinstance(dob[index], pd.Timestamp):
+            dob[index] = dob_digit_typo(rng, dob[index])
+    for index in np.flatnonzero(rng.random(len(dob)) < noise.several_errors):
+        for kind in rng.choice(4, int(rng.integers(2, 4)), replace=False):
+            if kind == 0 and isinstance(forename[index], str):
+                forename[index] = typo(rng, forename[index])
+            elif kind == 1 and isinstance(surname[index], str):
+                surname[index] = typo(rng, surname[index])
+            elif kind == 2 and isinstance(dob[index], pd.Timestamp):
+                dob[index] = dob_digit_typo(rng, dob[index])
+            elif kind == 3 and isinstance(postcode[index], str):
+                postcode[index] = postcode_typo(rng, postcode[index])
+    out["forename"] = pad(
+        rng, placeholder(rng, forename, "forename", noise.name_placeholder), noise.padded
+    )
+    out["surname"] = pad(
+        rng, placeholder(rng, surname, "surname", noise.name_placeholder), noise.padded
+    )
+    dob = blank(rng, dob, noise.dob_missing)
+    out["date_of_birth"] = placeholder(rng, dob, "date_of_birth", noise.placeholder)
+    postcode = blank(rng, postcode, noise.postcode_missing)
+    postcode = placeholder(rng, postcode, "postcode", noise.placeholder)
+    out["postcode"] = pad(rng, postcode, noise.padded)
+    pnc = blank(rng, np.asarray(out["pnc"], dtype=object), noise.pnc_missing)
+    present = np.array([isinstance(v, str) for v in pnc])
+    pnc[present] = placeholder(rng, pnc[present], "pnc", noise.placeholder)
+    out["pnc"] = pad(rng, pnc, noise.padded)
+    out["sex"] = placeholder(rng, np.asarray(out["sex"], dtype=object), "sex", noise.placeholder)
+    return out
+
+
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
     return (prefix + pd.Series(numbers).astype(str).str.zfill(width)).to_numpy(dtype=object)
 
@@ -73,6 +167,7 @@ def _identities(
     person_ids: np.ndarray,
     at: pd.Series,
     quality: IdentifierQuality,
+    hard: HardProfile | None = None,
 ) -> dict[str, object]:
     """The identifying columns of a batch of records, as that source would hold them."""
     people = persons.loc[person_ids]
@@ -95,7 +190,7 @@ def _identities(
     )
     stale = rng.random(len(people)) < quality.postcode_stale
     postcode = np.where(stale, other, current).astype(object)
-    return {
+    ids = {
         "pnc": blank(rng, people["pnc"].to_numpy(dtype=object), 1 - quality.pnc_present),
         "forename": forename,
         "surname": surname,
@@ -103,6 +198,21 @@ def _identities(
         "date_of_birth": blank(rng, dob.to_numpy(dtype=object), quality.dob_missing),
         "postcode": blank(rng, postcode, quality.postcode_missing),
     }
+    if hard is None:
+        return ids
+    # The hard profile draws from its own stream and the documented draws above are made on
+    # the population's usual names, so they stay the same. A person whose true name is
+    # unusual has it recorded instead (the hard errors then apply to it).
+    true = hard.names.loc[person_ids]
+    for role in ("forename", "surname"):
+        given = true[role].to_numpy(dtype=object)
+        unusual = given != people[role].to_numpy(dtype=object)
+        if role == "surname" and quality.upper_case_surname:
+            given = np.array([name.upper() for name in given], dtype=object)
+        recorded = np.asarray(ids[role], dtype=object).copy()
+        recorded[unusual] = given[unusual]
+        ids[role] = recorded
+    return harden(hard.rng, ids, hard.noise)
 
 
 def _until_extract(dates: pd.Series) -> pd.Series:
@@ -111,9 +221,16 @@ def _until_extract(dates: pd.Series) -> pd.Series:
 
 
 def build_extracts(
-    rng: np.random.Generator, persons: pd.DataFrame, cases: pd.DataFrame
+    rng: np.random.Generator,
+    persons: pd.DataFrame,
+    cases: pd.DataFrame,
+    hard: HardProfile | None = None,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The seven source extracts (typed frames) and the ground truth."""
+    """The seven source extracts (typed frames) and the ground truth.
+
+    ``hard``: the hard profile's errors, added to each source's (``persons`` keeps the usual
+    names; ``hard.names`` the true ones).
+    """
     persons = persons.set_index("person_id", drop=False)
     extracts: dict[str, pd.DataFrame] = {}
     truth: list[pd.DataFrame] = []
@@ -128,7 +245,7 @@ def build_extracts(
     ) -> None:
         quality = QUALITY[source]
         at = pd.Series(at).reset_index(drop=True)  # aligned with the frame's rows
-        ids = _identities(rng, persons, person_ids, at, quality)
+        ids = _identities(rng, persons, person_ids, at, quality, hard)
         for column, role in layout.items():
             frame[column] = ids[role]
         frame["_person_id"] = person_ids
@@ -136,7 +253,7 @@ def build_extracts(
         dupes = frame[rng.random(len(frame)) < quality.duplicate_rows].copy()
         if len(dupes):
             again = _identities(
-                rng, persons, dupes["_person_id"].to_numpy(), at[dupes.index], quality
+                rng, persons, dupes["_person_id"].to_numpy(), at[dupes.index], quality, hard
             )
             for column, role in layout.items():
                 dupes[column] = again[role]

@@ -256,3 +256,10 @@ def test_training_on_a_sample_still_reaches_the_target(pipeline) -> None:
     assert any("random sample of 1,500" in note for note in notes)
     quality = evaluate(result.lookup, pipeline.simulation.ground_truth)
     assert quality.f1 >= F1_TARGET, quality
+
+
+def test_duckdb_spills_into_a_private_temporary_folder_not_the_working_folder() -> None:
+    api = database_api("duckdb")
+    folder = Path(api.duckdb_con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700
+    assert Path.cwd() not in (folder, *folder.parents)

@@ -344,9 +344,10 @@ def test_no_records_at_all_is_refused() -> None:
         standardise({**tables, "u": tables["t"]}, {**mappings, "u": mappings["t"]})
 
 
-def test_a_default_identifier_outside_the_policy_is_a_clear_error() -> None:
-    # Every record carries one made-up police number the policy does not list: Splink's
-    # ValueError becomes a LinkageError saying where to look.
+def test_a_default_identifier_outside_the_policy_is_taken_as_a_placeholder() -> None:
+    # Every record carries one made-up police number the policy does not list. Once Splink
+    # refused it with a ValueError; now the records' disagreeing names and dates show it is no
+    # one's number: it is made missing, with a note, and the people link on the other fields.
     rows = [
         ("William", "Turner", "1980-02-11"),
         ("Sarah", "Okafor", "1975-09-30"),
@@ -359,8 +360,11 @@ def test_a_default_identifier_outside_the_policy_is_a_clear_error() -> None:
         "id", {"forename": "f", "surname": "s", "date_of_birth": "d", "pnc": "p"}, "%Y-%m-%d"
     )
     tables = {"a": frame.assign(id=list("12345")), "b": frame.assign(id=list("67890"))}
-    with pytest.raises(LinkageError, match="standardisation.missing_values"):
-        link_tables(tables, {"a": mapping, "b": mapping}, load_linkage_settings())
+    result = link_tables(tables, {"a": mapping, "b": mapping}, load_linkage_settings())
+    assert result.records["pnc"].isna().all()
+    assert any("pnc: 1 value(s) held by 10 records" in note for note in result.notes)
+    persons = result.lookup.groupby("cluster_id")["record_id"].apply(frozenset)
+    assert set(persons) == {frozenset(pair) for pair in ("16", "27", "38", "49", "50")}
 
 
 def test_a_default_date_is_missing_whether_text_or_typed() -> None:
@@ -372,3 +376,25 @@ def test_a_default_date_is_missing_whether_text_or_typed() -> None:
         date_of_birth=["01/01/1900", "02/01/1980", "00/00/0000"], date_format="%d/%m/%Y"
     )
     assert standardise(tables, mappings)["date_of_birth"].tolist() == [None, "1980-01-02", None]
+
+
+def test_an_identifier_shared_by_many_different_people_becomes_missing_with_a_note() -> None:
+    # 30 strangers typed in with the same made-up police number (no policy list names it),
+    # and one prolific offender whose own number is on 40 of their records.
+    strangers = 30
+    tables, mappings = one_table(
+        pnc=["0000/0000000A"] * strangers + ["99/123456X"] * 40 + ["01/1A", "02/2B"],
+        surname=[f"STRANGER{chr(65 + n % 26)}{chr(65 + n // 26)}" for n in range(strangers)]
+        + ["PROLIFIC"] * 40
+        + ["A", "B"],
+        date_of_birth=[f"19{50 + n}-01-0{1 + n % 9}" for n in range(strangers)]
+        + ["1980-05-05"] * 38
+        + ["1980-05-06", "1908-05-05"]  # the offender's own records carry two typos
+        + ["1970-01-01", "1971-01-01"],
+    )
+    notes: list[str] = []
+    records = standardise(tables, mappings, notes=notes)
+    assert records["pnc"].iloc[:strangers].isna().all()
+    assert (records["pnc"].iloc[strangers : strangers + 40] == "99/123456X").all()
+    assert list(records["pnc"].iloc[-2:]) == ["01/1A", "02/2B"]
+    assert any("pnc: 1 value(s) held by 30 records" in note for note in notes), notes
