@@ -802,17 +802,7 @@ def link_files(
     from srs.linkage import link_tables, read_mapping_file
 
     settings = _linkage_settings(None, settings_file, threshold, link_type)
-    frames = {}
-    for item in tables:
-        name, _, location = item.partition("=")
-        if not name or not location:
-            raise UsageError(f"give tables as NAME=PATH, not {item!r}")
-        if name in frames:
-            raise UsageError(f"table name {name!r} is given twice; give each table its own name")
-        file = Path(location)
-        if not file.is_file():
-            raise UsageError(f"{file}: no such file")
-        frames[name] = _read_linkage_table(file)
+    frames = _linkage_tables(tables)
     result = link_tables(frames, read_mapping_file(mapping), settings, _progress)
     result.lookup.to_csv(out, index=False)
     console.print(
