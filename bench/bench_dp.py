@@ -24,7 +24,7 @@ import polars as pl
 
 from disclosure import dp as ddp
 from disclosure.dp.spend import issue_confirmation
-from srs.policy import load_policies
+from srs.governance.policy import load_policies
 
 RHO = 0.01
 RUNS = 3

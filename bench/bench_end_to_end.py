@@ -14,10 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from srs.ingest import ingest_file, load_dictionary
-from srs.linkage import evaluate, link_tables, load_linkage_settings, mapping_from_dictionary
-from srs.offences import load_offences
-from srs.simulation import SOURCES, simulate, write_simulation
+from srs.pipeline.ingest import ingest_file, load_dictionary
+from srs.pipeline.linkage import (
+    evaluate,
+    link_tables,
+    load_linkage_settings,
+    mapping_from_dictionary,
+)
+from srs.pipeline.offences import load_offences
+from srs.pipeline.simulation import SOURCES, simulate, write_simulation
 
 
 def peak_memory_gb() -> float:

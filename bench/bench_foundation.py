@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from srs.audit import record_event, verify_chain
-from srs.deployment import Deployment
-from srs.policy import load_policies
-from srs.registry import accounts, open_registry, projects
-from srs.vault import Vault
-from srs.vault_crypto import generate_master_key
+from srs.governance.audit import record_event, verify_chain
+from srs.governance.deployment import Deployment
+from srs.governance.policy import load_policies
+from srs.governance.registry import accounts, open_registry, projects
+from srs.vault.crypto import generate_master_key
+from srs.vault.store import Vault
 
 AUDIT_EVENTS = 20_000
 VAULT_ROWS = 1_000_000

@@ -41,8 +41,8 @@ import pandas as pd
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-from srs.ingest import load_dictionary
-from srs.linkage import (
+from srs.pipeline.ingest import load_dictionary
+from srs.pipeline.linkage import (
     LINKAGE_COLUMNS,
     LinkageSettings,
     MappedIdentifier,
@@ -57,8 +57,8 @@ from srs.linkage import (
     splink_settings,
     standardise,
 )
-from srs.simulation import SOURCES, simulate
-from srs.simulation.identities import PLACEHOLDERS
+from srs.pipeline.simulation import SOURCES, simulate
+from srs.pipeline.simulation.identities import PLACEHOLDERS
 
 FEBRL = Path(__file__).resolve().parents[1] / ".cache" / "febrl"
 BLANK_SHARE = 0.10

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 import time
 
-from srs.deid import Pseudonymiser, generate_pseudonym_key
+from srs.pipeline.deid import Pseudonymiser, generate_pseudonym_key
 
 COUNT = 2_000_000
 

@@ -19,10 +19,10 @@ import pandas as pd
 from output_checking.outputs import file_gate_rules, record_output, table_content
 from output_checking.release import create_release, public_key_path, releases_dir, verify_release
 from output_checking.workflow import create_request, submit_request, vote
-from srs.deployment import Deployment
-from srs.policy import load_policies
-from srs.registry import accounts, open_registry, projects
-from srs.registry.sign_in import check_sign_in, set_password
+from srs.governance.deployment import Deployment
+from srs.governance.policy import load_policies
+from srs.governance.registry import accounts, open_registry, projects
+from srs.governance.registry.sign_in import check_sign_in, set_password
 
 
 def main(outputs: int = 200, rows: int = 2000) -> None:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_synthetic.py                  # 100,000 persons, Gaussian copula
     .venv/bin/python bench/bench_synthetic.py --persons 20000 --synthesizer ctgan
 
-Simulates the population (``srs.simulation.simulate``), ingests the extracts through the data
+Simulates the population (``srs.pipeline.simulation.simulate``), ingests the extracts through the data
 dictionaries and builds the linked datasets with the simulator's ground truth as the person
 lookup (as ``tests/synthetic/conftest.py`` does, skipping Splink). Then runs
 ``synthetic.open_replica.make_open_replica`` itself with the policies of ``policies/`` (hold out
@@ -41,12 +41,12 @@ from unittest import mock
 import synthetic.fidelity
 import synthetic.open_replica
 import synthetic.privacy
-from srs.deid import Pseudonymiser
-from srs.ingest import ingest_file, load_dictionary
-from srs.linked_datasets import LinkedDatasets, build_linked_datasets
-from srs.offences import load_offences
-from srs.policy import load_policies
-from srs.simulation import SOURCES, simulate, write_simulation
+from srs.governance.policy import load_policies
+from srs.pipeline.deid import Pseudonymiser
+from srs.pipeline.ingest import ingest_file, load_dictionary
+from srs.pipeline.linked_datasets import LinkedDatasets, build_linked_datasets
+from srs.pipeline.offences import load_offences
+from srs.pipeline.simulation import SOURCES, simulate, write_simulation
 from synthetic.open_replica import EvaluatedReplica, make_open_replica
 from synthetic.replica import DEFAULT_SYNTHESIZER, LINKED_TABLES
 

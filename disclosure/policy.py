@@ -1,7 +1,7 @@
 """The policy models that disclosure control needs: SDC thresholds by profile and DP budgets.
 
 These are pure data (pydantic, frozen, unknown keys refused). Loading them from files is the
-environment's business (``srs.policy``); ``disclosure`` only reads the validated objects.
+environment's business (``srs.governance.policy``); ``disclosure`` only reads the validated objects.
 """
 
 from __future__ import annotations

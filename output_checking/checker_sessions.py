@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from srs.audit import record_event
-from srs.policy import PolicySet
-from srs.registry.models import CheckerSession, Researcher, utc_now
+from srs.governance.audit import record_event
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import CheckerSession, Researcher, utc_now
 
 SESSION_ID_BYTES = 32
 # The audit target of session events: the UI, as for its sign-ins.

@@ -5,7 +5,7 @@ the dataset is read here through the vault's access check (granted to the projec
 then the query's own declarative ``where`` and ``derive`` (``disclosure.dp.selection``) choose
 its rows and derive its columns. The order is the guarantee: the query is planned (bad queries
 fail here, costing nothing), the spend is committed to the project's ledger, the ledger confirms
-that very spend immediately before the noise is drawn (``srs.budget.confirm_spend``: it exists,
+that very spend immediately before the noise is drawn (``srs.governance.budget.confirm_spend``: it exists,
 is this researcher's in this project, covers the plan and has paid for no output), and the
 result is recorded as a ``dp_result`` output naming its spend, the dataset and version read and
 the query, with its files (a CSV of the released table and the JSON of the whole result). A
@@ -34,10 +34,10 @@ from disclosure import dp
 from disclosure.dp.selection import refuse_frame
 from disclosure.file_gate import identifier_columns
 from output_checking.outputs import OutputError, file_gate_rules, file_stem, record_output
-from srs.budget import SpendReceipt, check_query_rho, confirm_spend, debit
-from srs.policy import PolicySet
-from srs.registry.models import Output
-from srs.vault import Vault, VaultError
+from srs.governance.budget import SpendReceipt, check_query_rho, confirm_spend, debit
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import Output
+from srs.vault.store import Vault, VaultError
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def read_held_data(
     budget = policies.privacy_budget
     selection = dp.select_rows(where, derive, policy=budget, dataset=name)
     if synthetic:
-        from srs.replicas import read_replica, synthetic_name
+        from synthetic.vault_replicas import read_replica, synthetic_name
 
         stored = synthetic_name(name) if "/" in name else name
         if version is None and vault.exists(session, stored):

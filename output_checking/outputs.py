@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 
 from disclosure.evidence import STATUS_RANK, TableCheck
 from disclosure.file_gate import FileGateRules, check_file
-from srs.access import authorise
-from srs.audit import canonical_details, field_bound, record_event
 from srs.errors import SRSError
-from srs.policy import PolicySet
-from srs.registry.models import Output, OutputComment, OutputFile, Project
-from srs.registry.projects import project_records
+from srs.governance.access import authorise
+from srs.governance.audit import canonical_details, field_bound, record_event
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import Output, OutputComment, OutputFile, Project
+from srs.governance.registry.projects import project_records
 
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 OUTPUT_KINDS = ("table", "model", "figure", "dp_result", "custom")

@@ -76,10 +76,10 @@ from output_checking.workflow import (
     run_differencing,
     together_tables,
 )
-from srs.audit import record_event, verify_chain
-from srs.deployment import Deployment
-from srs.policy import PolicySet
-from srs.registry.models import Project, Release
+from srs.governance.audit import record_event, verify_chain
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import Project, Release
 
 STAGING = ".staging"
 # Inside an attempt's staging folder, the bundle being written.

@@ -48,8 +48,8 @@ from output_checking.workflow import (
     reviewed_digest,
     reviewed_fields,
 )
-from srs.audit import event_details, events_about, verify_chain
-from srs.registry.models import AuditEvent, Output
+from srs.governance.audit import event_details, events_about, verify_chain
+from srs.governance.registry.models import AuditEvent, Output
 
 VOTE_ACTIONS = tuple(f"output.{decision}" for decision in DECISIONS)
 # The transitions that move a request on after its submission.

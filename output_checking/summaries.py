@@ -219,7 +219,7 @@ def _summarise_column(name: str, cells: list[str], profile: SDCProfile) -> Colum
 def summarise_csv(data: bytes, profile: SDCProfile) -> CSVSummary:
     """Summarise each column of a CSV file's bytes (UTF-8, header row first).
 
-    >>> from srs.policy import load_policies
+    >>> from srs.governance.policy import load_policies
     >>> profile = load_policies().sdc.active                    # ons-srs: round to 5
     >>> summary = summarise_csv(b"area,count\\nLS,15\\nM,0\\nB,*\\n", profile)
     >>> count = summary.columns[1]

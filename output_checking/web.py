@@ -61,14 +61,14 @@ from output_checking.workflow import (
     request_view,
     vote,
 )
-from srs.access import AccessDenied, authorise
-from srs.audit import record_event, use_field_bound
-from srs.deployment import Deployment
 from srs.errors import SRSError
-from srs.policy import PolicySet
-from srs.registry import Registry, open_registry
-from srs.registry.models import OutputFile, Project
-from srs.registry.sign_in import SignInRefused, check_sign_in, dummy_password_hash
+from srs.governance.access import AccessDenied, authorise
+from srs.governance.audit import record_event, use_field_bound
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry, open_registry
+from srs.governance.registry.models import OutputFile, Project
+from srs.governance.registry.sign_in import SignInRefused, check_sign_in, dummy_password_hash
 
 COOKIE_SECRET_ENV = "SRS_CHECKER_COOKIE_SECRET"
 COOKIE_SECRET_FILE = "checker-ui.secret"
@@ -188,7 +188,7 @@ class CheckerUI:
 # ------------------------------------------------------------------ who may come in
 def admit_checker(db: Session, *, username: str, policies: PolicySet) -> None:
     """Refuse (``SignInRefused``) anyone whose registry account may not review outputs: the UI
-    is the checkers' door whichever way they signed in. ``srs.access`` decides (the checker
+    is the checkers' door whichever way they signed in. ``srs.governance.access`` decides (the checker
     role's ``output.review``; a locked or unknown account never passes) and audits it."""
     try:
         authorise(db, username=username, action="output.review", policies=policies)
@@ -459,7 +459,7 @@ class CheckerHandler(tornado.web.RequestHandler):
     """Base of every page: the database session, who is signed in, rendering and errors.
 
     Authentication lives in ``get_current_user`` alone (in hub mode ``HubSignIn``'s, mixed in
-    ahead of every page). What a user may do is decided by ``srs.access`` inside the workflow,
+    ahead of every page). What a user may do is decided by ``srs.governance.access`` inside the workflow,
     never here.
     """
 

@@ -13,7 +13,7 @@ once: any output needing changes sends the request back to its author
 (``changes_requested``), otherwise it is ``approved`` when at least one output is approved
 (rejected outputs stay behind) and ``rejected`` when none is. Where they disagree the conflict
 is shown and either reviewer may change their vote. The two-person rule is enforced by
-``srs.access``: a checker never reviews a request of a project they belong to.
+``srs.governance.access``: a checker never reviews a request of a project they belong to.
 
 Before an approve vote counts on a table (or a histogram's counts), the differencing check runs
 against the tables the project has already released and the other tables of the same request,
@@ -45,11 +45,11 @@ from output_checking.outputs import (
     files_digest,
     get_output,
 )
-from srs.access import authorise
-from srs.audit import canonical_details, field_bound, record_event
 from srs.errors import SRSError
-from srs.policy import PolicySet
-from srs.registry.models import (
+from srs.governance.access import authorise
+from srs.governance.audit import canonical_details, field_bound, record_event
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import (
     AuditEvent,
     Output,
     OutputComment,
@@ -61,7 +61,7 @@ from srs.registry.models import (
     ReviewVote,
     utc_now,
 )
-from srs.registry.projects import get_project
+from srs.governance.registry.projects import get_project
 
 DRAFT = "draft"
 SUBMITTED = "submitted"

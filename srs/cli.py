@@ -24,14 +24,14 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from disclosure.errors import DisclosureError
-from srs import audit as audit_log
-from srs.access import authorise
-from srs.deployment import HOME_ENV, Deployment
 from srs.errors import SRSError
-from srs.policy import PolicySet, check_policy_dir, default_policy_dir, load_policies
-from srs.registry import Registry, accounts, open_registry, projects
-from srs.vault import Vault
-from srs.vault_crypto import MASTER_KEY_ENV, generate_master_key, write_key_file
+from srs.governance import audit as audit_log
+from srs.governance.access import authorise
+from srs.governance.deployment import HOME_ENV, Deployment
+from srs.governance.policy import PolicySet, check_policy_dir, default_policy_dir, load_policies
+from srs.governance.registry import Registry, accounts, open_registry, projects
+from srs.vault.crypto import MASTER_KEY_ENV, generate_master_key, write_key_file
+from srs.vault.store import Vault
 
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
@@ -270,7 +270,7 @@ def researcher_set_password(
     An administrator may set anyone's; anyone may set their own. Stored only as an Argon2id
     hash; at least 12 characters.
     """
-    from srs.registry.sign_in import set_password
+    from srs.governance.registry.sign_in import set_password
 
     state: CommandContext = ctx.obj
     if password_stdin:
@@ -475,7 +475,7 @@ def dataset_list(ctx: typer.Context) -> None:
     """List every dataset version in the vault's catalogue."""
     from sqlalchemy import select
 
-    from srs.registry.models import Dataset
+    from srs.governance.registry.models import Dataset
 
     state: CommandContext = ctx.obj
     table = Table("name", "version", "classification", "rows", "stored by", "stored at")
@@ -613,10 +613,10 @@ def policy_check(
     directory: Path = typer.Argument(None, help="Policy folder (default: the deployment's)."),
 ) -> None:
     """Validate every policy file in a folder; exits 1 listing each problem."""
-    from srs.ingest import known_sources, load_dictionary
-    from srs.linkage import load_linkage_settings
-    from srs.names import read_nicknames
-    from srs.offences import load_offences
+    from srs.pipeline.ingest import known_sources, load_dictionary
+    from srs.pipeline.linkage import load_linkage_settings
+    from srs.pipeline.names import read_nicknames
+    from srs.pipeline.offences import load_offences
 
     folder = directory or default_policy_dir()
     problems: list[SRSError] = list(check_policy_dir(folder))
@@ -662,8 +662,8 @@ def simulate(
     """Simulate a population and the seven agency extracts of its journeys (with ground truth)."""
     import time
 
-    from srs.simulation import simulate as run_simulation
-    from srs.simulation import write_simulation
+    from srs.pipeline.simulation import simulate as run_simulation
+    from srs.pipeline.simulation import write_simulation
 
     start = time.perf_counter()
     result = run_simulation(persons, seed, progress=_progress, noise=noise)
@@ -690,8 +690,8 @@ def ingest(
     ),
 ) -> None:
     """Validate an extract against its data dictionary and store the accepted rows (stewards)."""
-    from srs.offences import load_offences
-    from srs.stewardship import ingest_into_vault
+    from srs.pipeline.offences import load_offences
+    from srs.pipeline.stewardship import ingest_into_vault
 
     state: CommandContext = ctx.obj
     with state.registry.sessions() as session:
@@ -726,7 +726,7 @@ def _linkage_settings(
     link_type: str | None = None,
 ):
     """The policy's linkage settings, then a settings file's keys, then the options'."""
-    from srs.linkage import load_linkage_settings, override_settings, read_settings_file
+    from srs.pipeline.linkage import load_linkage_settings, override_settings, read_settings_file
 
     settings = load_linkage_settings(policy_dir)
     if settings_file is not None:
@@ -756,7 +756,7 @@ def link_run(
     settings_file: Path = typer.Option(None, "--settings", help=_SETTINGS_HELP),
 ) -> None:
     """Link and deduplicate persons across every ingested source; store the lookup (stewards)."""
-    from srs.stewardship import PERSON_LOOKUP, link_in_vault
+    from srs.pipeline.stewardship import PERSON_LOOKUP, link_in_vault
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
@@ -799,7 +799,7 @@ def link_files(
     settings_file: Path = typer.Option(None, "--settings", help=_SETTINGS_HELP),
 ) -> None:
     """Link any tables outside the vault, given a column mapping (see README)."""
-    from srs.linkage import link_tables, read_mapping_file
+    from srs.pipeline.linkage import link_tables, read_mapping_file
 
     settings = _linkage_settings(None, settings_file, threshold, link_type)
     frames = _linkage_tables(tables)
@@ -882,8 +882,8 @@ def link_evaluate(
     ),
 ) -> None:
     """Report precision, recall and F1 of the linkage against a ground truth."""
-    from srs.linkage import evaluate
-    from srs.stewardship import PERSON_LOOKUP
+    from srs.pipeline.linkage import evaluate
+    from srs.pipeline.stewardship import PERSON_LOOKUP
 
     def read(path: Path) -> pd.DataFrame:
         if not path.is_file():
@@ -938,13 +938,13 @@ def link_analyse(
 ) -> None:
     """Count the comparisons each blocking rule makes, alone and cumulatively, against the
     comparison budget; with --truth, the blocking recall (Splink's blocking analysis)."""
-    from srs.linkage import (
+    from srs.pipeline.linkage import (
         identifier_comparisons,
         mapping_from_dictionary,
         read_mapping_file,
         standardise,
     )
-    from srs.linkage_blocking import analyse_blocking, rule_text
+    from srs.pipeline.linkage.blocking import analyse_blocking, rule_text
 
     state: CommandContext = ctx.obj
     if tables:
@@ -954,8 +954,8 @@ def link_analyse(
         frames = _linkage_tables(tables)
         mappings = read_mapping_file(mapping)
     else:
-        from srs.ingest import load_dictionary
-        from srs.stewardship import read_sources
+        from srs.pipeline.ingest import load_dictionary
+        from srs.pipeline.stewardship import read_sources
 
         if mapping is not None:
             raise UsageError("--mapping is for tables given as NAME=PATH; give them too")
@@ -1042,8 +1042,8 @@ def _linkage_tables(items: list[str]) -> dict[str, pd.DataFrame]:
 @linked_app.command("build")
 def linked_build(ctx: typer.Context) -> None:
     """Build linked/persons, linked/journeys, linked/victims, linked/reoffending (stewards)."""
-    from srs.offences import load_offences
-    from srs.stewardship import publish_linked_datasets
+    from srs.pipeline.offences import load_offences
+    from srs.pipeline.stewardship import publish_linked_datasets
 
     state: CommandContext = ctx.obj
     with state.registry.sessions() as session:
@@ -1074,8 +1074,8 @@ def budget_show(
     """
     from sqlalchemy import select
 
-    from srs.budget import FEMTO, NANO, budget_state, spends
-    from srs.registry.models import Researcher
+    from srs.governance.budget import FEMTO, NANO, budget_state, spends
+    from srs.governance.registry.models import Researcher
 
     state: CommandContext = ctx.obj
     username = state.actor()
@@ -1415,7 +1415,7 @@ def release_list(
     from sqlalchemy import select
 
     from output_checking.release import list_releases, recover_releases
-    from srs.registry.models import Project
+    from srs.governance.registry.models import Project
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
@@ -1493,7 +1493,7 @@ def synth_build(
     gate passed. The HTML report and JSON figures go to HOME/synthetic/. The replica's privacy is
     evidence from its gates, not a guarantee: for a formal (differentially private) replica paid
     from a project's budget, see `srs synth dp`."""
-    from srs.replicas import build_replica_in_vault
+    from synthetic.vault_replicas import build_replica_in_vault
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
@@ -1545,7 +1545,7 @@ def synth_dp(
     records and confirms the spend) and recorded as a dp_result output for output checking.
     Nothing is spent if the columns, selection, rho, rows or budget are refused."""
     from disclosure.dp.selection import SelectionError
-    from srs.session import session as start_session
+    from srs.research.session import session as start_session
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
@@ -1595,7 +1595,7 @@ def synth_export(
     """Export the stored replica for open use: CSV and Parquet, datapackage.json (Frictionless
     Table Schema with the data dictionary), the fidelity and privacy report, a synthetic-data
     notice and the licence. Refused unless its privacy gates passed."""
-    from srs.replicas import export_open_data
+    from synthetic.vault_replicas import export_open_data
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
@@ -1739,7 +1739,7 @@ def run_notebook_command(
     data (its `source` parameter), save the executed notebook, and report the outputs it recorded
     into the project's queue and its release request. A failing cell exits 2 with its error (the
     executed notebook is still saved)."""
-    from srs.notebook_runs import NotebookRunError, parse_parameter, run_notebook
+    from srs.research.notebook_runs import NotebookRunError, parse_parameter, run_notebook
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()

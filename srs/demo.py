@@ -24,18 +24,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from srs.access import AccessDenied
-from srs.audit import tail_events, verify_chain
-from srs.deployment import Deployment
 from srs.errors import SRSError
-from srs.linkage import evaluate, load_linkage_settings
-from srs.offences import load_offences
-from srs.policy import load_policies
-from srs.registry import accounts, open_registry, projects
-from srs.simulation import SOURCES, simulate, write_simulation
-from srs.stewardship import ingest_into_vault, link_in_vault, publish_linked_datasets
-from srs.vault import Vault
-from srs.vault_crypto import generate_master_key, write_key_file
+from srs.governance.access import AccessDenied
+from srs.governance.audit import tail_events, verify_chain
+from srs.governance.deployment import Deployment
+from srs.governance.policy import load_policies
+from srs.governance.registry import accounts, open_registry, projects
+from srs.pipeline.linkage import evaluate, load_linkage_settings
+from srs.pipeline.offences import load_offences
+from srs.pipeline.simulation import SOURCES, simulate, write_simulation
+from srs.pipeline.stewardship import ingest_into_vault, link_in_vault, publish_linked_datasets
+from srs.vault.crypto import generate_master_key, write_key_file
+from srs.vault.store import Vault
 
 DEMO_SEED = 20261122
 DEMO_PERSONS = 3000
@@ -273,7 +273,7 @@ def _differential_privacy(session, vault, policies, say, console: Console) -> No
     and recorded as an output, and a spend over the per-query limit is refused."""
     from disclosure import dp
     from output_checking.dp_release import preview_dp, release_dp
-    from srs.budget import SpendRefused, budget_state
+    from srs.governance.budget import SpendRefused, budget_state
 
     ana = {
         "project_code": "P2026-001",
@@ -345,7 +345,7 @@ def _output_checking(deployment, registry, policies, say, console: Console, runs
         verify_release,
     )
     from output_checking.workflow import WorkflowError, get_request, vote
-    from srs.registry.sign_in import set_password
+    from srs.governance.registry.sign_in import set_password
 
     today = date.today()
     with registry.sessions() as s:
@@ -475,8 +475,8 @@ def _output_checking(deployment, registry, policies, say, console: Console, runs
 def _open_data(deployment, registry, vault, policies, say) -> Path:
     """The steward builds a synthetic replica, its gates and fidelity are reported, and it is
     exported as an open-data package that loads with ``srs.open_data``."""
-    from srs.replicas import build_replica_in_vault, export_open_data
     from synthetic.open_data import open_data
+    from synthetic.vault_replicas import build_replica_in_vault, export_open_data
 
     with registry.sessions() as s:
         built = build_replica_in_vault(
@@ -503,7 +503,7 @@ def _notebooks(deployment, policies, export: Path, say, console: Console) -> lis
     """The project's notebooks run with papermill, unchanged, on the deployment's synthetic
     replica and then on the vault data (``srs run``), each submitting its outputs; the student
     notebook runs on the open export in a practice session, as a student's would."""
-    from srs.notebook_runs import execute_notebook, run_notebook
+    from srs.research.notebook_runs import execute_notebook, run_notebook
 
     folder = NOTEBOOKS
     if not folder.is_dir():

@@ -2,8 +2,8 @@
 person-level unit, paid for from the project's budget ledger, then sampled into new rows.
 
 ``plan_dp_replica`` checks the columns and states the cost (nothing is spent); the caller debits
-the project's budget (``srs.budget.debit``) and has the ledger confirm it
-(``srs.budget.confirm_spend``); ``synthesize_dp`` then draws the noise, once, and only against
+the project's budget (``srs.governance.budget.debit``) and has the ledger confirm it
+(``srs.governance.budget.confirm_spend``); ``synthesize_dp`` then draws the noise, once, and only against
 that confirmed spend; ``dp_replica`` does it all in that order. The DP guarantee covers the
 released marginals, and so every row sampled from them (post-processing).
 
@@ -44,8 +44,8 @@ from sqlalchemy.orm import Session
 from disclosure.dp import ConfirmedSpend, DPQueryError, DPReleaseRefused, on_nano_grid
 from disclosure.dp.engine import IDENTIFIER_HASH_SEED, MAX_CELLS, require_spend
 from disclosure.dp.queries import MISSING_KEY, key_text
-from srs.budget import SpendReceipt, confirm_spend, debit
-from srs.policy import PolicySet
+from srs.governance.budget import SpendReceipt, confirm_spend, debit
+from srs.governance.policy import PolicySet
 from synthetic.errors import SyntheticError
 
 dp.enable_features("contrib")
@@ -409,7 +409,7 @@ def synthesize_dp(
 ) -> pd.DataFrame:
     """Draw the plan's noisy marginals against ``spend`` and sample ``rows`` synthetic rows.
 
-    Only once per plan, and only with a spend the ledger confirmed (``srs.budget.confirm_spend``)
+    Only once per plan, and only with a spend the ledger confirmed (``srs.governance.budget.confirm_spend``)
     that covers the plan's rho and delta (``DPReplicaRefused`` otherwise). ``seed`` fixes the
     sampling from the released marginals, never OpenDP's noise, which is drawn fresh from a
     secure source every time.

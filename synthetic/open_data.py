@@ -32,7 +32,7 @@ DEFAULT_OPEN_DATA_ROOT = Path("~/.srs/open-data")
 DATAPACKAGE = "datapackage.json"
 # The attribute a session's dataset() sets on its frames; set here too so outputs name their source.
 DATASET_ATTRIBUTE = "srs_dataset"
-ENGINES = ("pandas", "polars")  # as srs.session.ENGINES
+ENGINES = ("pandas", "polars")  # as srs.research.session.ENGINES
 # Data-dictionary types of Table Schema field types: synthetic.export.FIELD_TYPES read backwards
 # (the export writes flags as booleans and dates with a time as datetimes).
 DICTIONARY_TYPES = {"boolean": "flag", "datetime": "date"}
@@ -118,7 +118,7 @@ class OpenData(dict[str, pd.DataFrame]):
     def data_dictionary(self, name: str) -> list[dict[str, Any]]:
         """The data dictionary of dataset ``name`` as the vault keeps it (each column's name,
         type, description and, where public, its values), read back from the package's Table
-        Schema; a practice session (``srs.practice``) stores it with the table.
+        Schema; a practice session (``srs.research.practice``) stores it with the table.
 
         >>> data.data_dictionary("linked/victims")[2]                   # doctest: +SKIP
         {'name': 'sex', 'type': 'string', 'description': 'Sex of the victim', 'values': ['F', 'M']}

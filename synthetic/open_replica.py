@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srs.policy import PolicySet
+from srs.governance.policy import PolicySet
 from synthetic.errors import SyntheticError
 from synthetic.fidelity import FidelityReport, evaluate_fidelity
 from synthetic.privacy import PrivacyReport, evaluate_privacy

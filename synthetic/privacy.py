@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from scipy.stats import rankdata
 
 from disclosure.microdata import assess_microdata
-from srs.policy import SyntheticDatasetSpec, SyntheticPolicy
+from srs.governance.policy import SyntheticDatasetSpec, SyntheticPolicy
 from synthetic.errors import SyntheticError
 
 GUARANTEE_STATEMENT = (

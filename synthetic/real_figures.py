@@ -76,13 +76,13 @@ class RealSideControl:
     @classmethod
     def resolve(cls, sdc: SDCPolicy | SDCProfile | RealSideControl | None) -> RealSideControl:
         """From a deployment's SDC policy (its active profile), one profile, or None: the
-        active profile of the policies in force (``srs.policy.load_policies``)."""
+        active profile of the policies in force (``srs.governance.policy.load_policies``)."""
         if isinstance(sdc, RealSideControl):
             return sdc
         if isinstance(sdc, SDCProfile):
             return cls(sdc)
         if sdc is None:
-            from srs.policy import load_policies
+            from srs.governance.policy import load_policies
 
             sdc = load_policies().sdc
         return cls(sdc.active, sdc.profile)

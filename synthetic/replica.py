@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from srs.linked_datasets import DESCRIPTIONS, EXTRACT_END, FOLLOW_UP_DAYS, STAGE_DATES
+from srs.pipeline.linked_datasets import DESCRIPTIONS, EXTRACT_END, FOLLOW_UP_DAYS, STAGE_DATES
 from synthetic.errors import SyntheticError
 from synthetic.sdv_adapter import DEFAULT_SYNTHESIZER, TableSynthesizer, check_synthesizer_name
 
@@ -155,14 +155,14 @@ def _check_tables(tables: dict[str, pd.DataFrame]) -> None:
     if missing:
         raise SyntheticError(
             f"missing linked tables {', '.join(missing)}: a replica needs all of "
-            f"{', '.join(LINKED_TABLES)} (build them with srs.linked_datasets)"
+            f"{', '.join(LINKED_TABLES)} (build them with srs.pipeline.linked_datasets)"
         )
     for name in LINKED_TABLES:
         absent = [column for column in DESCRIPTIONS[name] if column not in tables[name].columns]
         if absent:
             raise SyntheticError(
                 f"{name} lacks columns {', '.join(absent)}: pass the tables as "
-                "srs.linked_datasets builds them, with every column"
+                "srs.pipeline.linked_datasets builds them, with every column"
             )
     for name in (PERSONS, JOURNEYS):
         if tables[name].empty:

@@ -22,9 +22,9 @@ from browser_fixtures import browser  # noqa: F401 (the headless Chromium fixtur
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from srs.deployment import Deployment
-from srs.policy import PolicySet, load_policies
-from srs.registry import Registry, open_registry
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet, load_policies
+from srs.governance.registry import Registry, open_registry
 
 POSTGRES_URL_ENV = "SRS_TEST_POSTGRES_URL"
 

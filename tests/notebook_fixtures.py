@@ -2,7 +2,7 @@
 ``tests/notebooks/``): the pipeline's linked data with a project granted the four linked
 datasets, a replica built by the steward with ``srs synth build`` and exported by a student with
 ``srs synth export`` (``environment``, made once per test session), and ``execute``, which runs a
-notebook with papermill in a python3 kernel of this interpreter (``srs.notebook_runs``), so
+notebook with papermill in a python3 kernel of this interpreter (``srs.research.notebook_runs``), so
 ``.venv/bin/python -m pytest`` works without ``.venv/bin`` on PATH.
 
 Import the fixtures where they are used: ``from notebook_fixtures import environment, ...``
@@ -27,7 +27,7 @@ from pipeline_fixtures import (  # noqa: F401 (fixtures, found by pytest by name
 from typer.testing import CliRunner
 
 from srs.cli import app
-from srs.notebook_runs import execute_notebook
+from srs.research.notebook_runs import execute_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"

@@ -17,16 +17,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from srs.deployment import Deployment
-from srs.linkage import LinkageResult, load_linkage_settings
-from srs.linked_datasets import LinkedDatasets
-from srs.offences import OffenceList, load_offences
-from srs.policy import PolicySet
-from srs.registry import Registry, accounts, open_registry, projects
-from srs.simulation import SOURCES, Simulation, simulate, write_simulation
-from srs.stewardship import PSEUDONYM_KEY, ingest_into_vault, link_in_vault, publish_linked_datasets
-from srs.vault import Vault
-from srs.vault_crypto import generate_master_key, write_key_file
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry, accounts, open_registry, projects
+from srs.pipeline.linkage import LinkageResult, load_linkage_settings
+from srs.pipeline.linked_datasets import LinkedDatasets
+from srs.pipeline.offences import OffenceList, load_offences
+from srs.pipeline.simulation import SOURCES, Simulation, simulate, write_simulation
+from srs.pipeline.stewardship import (
+    PSEUDONYM_KEY,
+    ingest_into_vault,
+    link_in_vault,
+    publish_linked_datasets,
+)
+from srs.vault.crypto import generate_master_key, write_key_file
+from srs.vault.store import Vault
 
 PIPELINE_PERSONS = 1500
 PIPELINE_SEED = 11

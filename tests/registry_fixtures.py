@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from srs.policy import PolicySet
-from srs.registry import Registry, accounts, projects
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry, accounts, projects
 
 TODAY = date(2026, 11, 22)
 PROJECT = "P001"

@@ -1,4 +1,4 @@
-"""A small deployment for the researcher-session tests, local (``tests/srs/test_session.py``) and
+"""A small deployment for the researcher-session tests, local (``tests/srs/research/test_session.py``) and
 through the environment API (``tests/hub``): the standard people, ``linked/journeys`` granted to
 P001 and ``linked/victims`` only to P002 (olga's project), both in the vault."""
 
@@ -16,13 +16,13 @@ from sqlalchemy.orm import selectinload
 
 import srs
 from registry_fixtures import PROJECT, Population, populate
-from srs.deployment import Deployment
-from srs.policy import PolicySet
-from srs.registry import Registry, open_registry, projects
-from srs.registry.models import Output
-from srs.session import ResearchSession
-from srs.vault import Vault
-from srs.vault_crypto import generate_master_key, write_key_file
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry, open_registry, projects
+from srs.governance.registry.models import Output
+from srs.research.session import ResearchSession
+from srs.vault.crypto import generate_master_key, write_key_file
+from srs.vault.store import Vault
 
 OTHER_PROJECT = "P002"
 DICTIONARY = [

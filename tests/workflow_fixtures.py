@@ -10,8 +10,8 @@ import pandas as pd
 from output_checking.outputs import file_gate_rules, record_output, table_content
 from output_checking.workflow import create_request, submit_request
 from registry_fixtures import PROJECT, TODAY
-from srs.policy import PolicySet
-from srs.registry import Registry, accounts
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry, accounts
 
 SECOND_CHECKER = "chen"
 

@@ -3,7 +3,7 @@
 Build a query (``count``, ``sum_of``, ``mean``, ``variance``, ``quantiles``, ``median``,
 ``histogram``, ``crosstab``), ``plan`` it on a table at a spend of rho or at an accuracy target,
 ``preview`` its cost and error without spending, and ``release`` it against a spend the
-project's budget ledger confirmed (``ConfirmedSpend``, issued by ``srs.budget.confirm_spend``).
+project's budget ledger confirmed (``ConfirmedSpend``, issued by ``srs.governance.budget.confirm_spend``).
 ``where`` and ``derive`` (``disclosure.dp.selection``) say declaratively which rows a query reads
 and which columns it derives. The privacy unit (the person's column) and the rows each person
 may contribute are the policy's, never a query's (``PrivacyUnitFixed``). Pure computation: no

@@ -6,7 +6,7 @@ random sample of ``policy.max_rows_per_person`` before any statistic, since one 
 cases. Both come from the policy alone (the unit's column by dataset,
 ``policy.privacy_unit_of``), never from the query, so no query can make a row its own "person". A plan can be previewed (expected error per statistic, without spending), and released
 exactly once, and only against a spend the ledger confirmed (``disclosure.dp.spend``, issued by
-``srs.budget.confirm_spend`` after ``srs.budget.debit``): nothing releases without accounting.
+``srs.governance.budget.confirm_spend`` after ``srs.governance.budget.debit``): nothing releases without accounting.
 
 Guards against known OpenDP pitfalls, each with a regression test:
 - no margin is declared with ``invariant="keys"`` (OpenDP issue 2945: grouped sums under such a
@@ -403,7 +403,7 @@ class DPPlan:
     # ------------------------------------------------------------------ release
     def release(self, spend: ConfirmedSpend) -> DPResult:
         """Draw the noise and return the result: only once, and only against a spend the ledger
-        confirmed (``srs.budget.confirm_spend``) that covers this plan's rho and delta; the
+        confirmed (``srs.governance.budget.confirm_spend``) that covers this plan's rho and delta; the
         confirmation is used up."""
         if self._released:
             raise DPReleaseRefused("this plan was already released; prepare a new one")

@@ -1,7 +1,7 @@
 """A spend the privacy-budget ledger has confirmed: the one thing a DP plan releases against.
 
 A ``ConfirmedSpend`` cannot be built by calling its class, copied, pickled or subclassed; it is
-issued by ``issue_confirmation``, which only the ledger calls (``srs.budget.confirm_spend``,
+issued by ``issue_confirmation``, which only the ledger calls (``srs.governance.budget.confirm_spend``,
 after reading the spend back from the database), and it is redeemed once: ``redeem`` refuses an
 object it did not issue (a look-alike with a ``spend_id``, a copy, an instance forged with
 ``object.__new__``), one already redeemed, and one that does not cover the release. Pure: no
@@ -35,7 +35,7 @@ class DPReleaseRefused(DisclosureError, RuntimeError):
 def is_positive_real(value: Any) -> bool:
     """True for a finite real number above zero (never a bool or text; NumPy's numbers count):
     what a privacy loss (rho) and an accuracy target must be. The ledger's own check
-    (``srs.budget``) uses this too. Compared, never converted, so a huge whole number answers
+    (``srs.governance.budget``) uses this too. Compared, never converted, so a huge whole number answers
     rather than overflows (callers compare it with their ceiling next).
 
     >>> [is_positive_real(v) for v in (0.01, 1, "0.01", True, 0, float("nan"), 10**400)]
@@ -65,7 +65,7 @@ class ConfirmedSpend:
     def __new__(cls, *arguments: Any, **options: Any) -> NoReturn:
         raise DPReleaseRefused(
             "a confirmed spend is issued only by the budget ledger: debit the project's budget "
-            "(srs.budget.debit), then confirm the spend (srs.budget.confirm_spend)"
+            "(srs.governance.budget.debit), then confirm the spend (srs.governance.budget.confirm_spend)"
         )
 
     def __init_subclass__(cls, **options: Any) -> NoReturn:
@@ -91,7 +91,7 @@ def issue_confirmation(
     *, spend_id: int, project: str, researcher: str, rho: float, delta: float
 ) -> ConfirmedSpend:
     """A confirmation of a spend the caller has just read back from the ledger. Only the ledger
-    (``srs.budget.confirm_spend``) calls this; a test holds every other caller to that."""
+    (``srs.governance.budget.confirm_spend``) calls this; a test holds every other caller to that."""
     spend = object.__new__(ConfirmedSpend)
     for name, value in (
         ("spend_id", int(spend_id)),
@@ -113,7 +113,7 @@ def redeem(spend: Any, rho: float, delta: float, refusal: type[Exception]) -> in
     if type(spend) is not ConfirmedSpend:
         raise refusal(
             "no committed spend confirmed by the ledger: debit the project budget first "
-            "(srs.budget.debit) and confirm it (srs.budget.confirm_spend)"
+            "(srs.governance.budget.debit) and confirm it (srs.governance.budget.confirm_spend)"
         )
     if spend not in _outstanding:
         which = getattr(spend, "spend_id", "?")

@@ -69,15 +69,15 @@ from sqlalchemy.engine import make_url
 from disclosure.dp.selection import NAME_THE_DATASET, DPDataRefused
 from disclosure.errors import DisclosureError
 from output_checking.workflow import WorkflowError
-from srs.access import AccessDenied
-from srs.audit import cut_text, record_event, use_field_bound
-from srs.deployment import Deployment
 from srs.errors import SRSError
+from srs.governance.access import AccessDenied
+from srs.governance.audit import cut_text, record_event, use_field_bound
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet, load_policies
+from srs.governance.registry import DatabaseError, Registry, open_registry
 from srs.hub import wire
 from srs.hub.tokens import TokenRefused, ended_tokens, resolve_session_token, token_digest
-from srs.policy import PolicySet, load_policies
-from srs.registry import DatabaseError, Registry, open_registry
-from srs.session import MODELS, DifferentialPrivacy, ResearchSession, SessionError, session
+from srs.research.session import MODELS, DifferentialPrivacy, ResearchSession, SessionError, session
 
 # What a kernel may call: the public methods of ``ResearchSession`` and of ``s.dp``. Nothing
 # else (no name starting with "_", no ``close``) is reachable, whatever the request says.

@@ -3,7 +3,7 @@
 A person signs in with their registry password (``check_sign_in``: Argon2id, lock-out after the
 access policy's ``failed_login_limit`` consecutive failures, audited) after acknowledging the
 system-use notice, and only if they may work in at least one active project now (accredited,
-trained, unlocked, a member of a running project: the same rule ``srs.access.decide`` applies to
+trained, unlocked, a member of a running project: the same rule ``srs.governance.access.decide`` applies to
 ``srs.session()``). ``active_projects`` is that rule for the hub; the spawner uses it too.
 """
 
@@ -23,14 +23,14 @@ from sqlalchemy.orm import Session
 from tornado import web
 from traitlets import HasTraits, List, Unicode, default
 
-from srs.access import decide
-from srs.audit import record_event
-from srs.deployment import Deployment
+from srs.governance.access import decide
+from srs.governance.audit import record_event
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet, load_policies
+from srs.governance.registry import Registry, open_registry
+from srs.governance.registry.models import Researcher
+from srs.governance.registry.sign_in import SignInRefused, check_sign_in
 from srs.hub.config import HubConfigError
-from srs.policy import PolicySet, load_policies
-from srs.registry import Registry, open_registry
-from srs.registry.models import Researcher
-from srs.registry.sign_in import SignInRefused, check_sign_in
 
 SERVICE = "jupyterhub"
 # The action whose rule says "may work in this project now"; issuing a session token and
@@ -79,7 +79,7 @@ def active_projects(
 ) -> HubStanding:
     """Who ``username`` is to the hub: the projects they may work in now, or why they may not sign in.
 
-    A person may sign in when ``srs.access.decide`` allows them ``output.create`` in at least one
+    A person may sign in when ``srs.governance.access.decide`` allows them ``output.create`` in at least one
     project they belong to (which needs an unlocked account, a researcher role, current
     accreditation and training and a running project), or when they hold one of
     ``service_roles`` (a checker reaches the output-checking service through the hub; with no

@@ -2,7 +2,7 @@
 
 A kernel in the hub holds no key and cannot read the registry, so ``srs.session()`` there (when
 the spawner has set ``SRS_API_URL`` and ``SRS_SESSION_TOKEN``) returns a ``RemoteSession``: the
-same methods as ``srs.session.ResearchSession``, each one a JSON call (``srs.hub.wire``) to the
+same methods as ``srs.research.session.ResearchSession``, each one a JSON call (``srs.hub.wire``) to the
 API (``srs.hub.api``), which runs it on the real session behind the access check. Errors come
 back as the toolkit's own exception classes (``AccessDenied``, ``OutputError``,
 ``BudgetExhausted``...). Only the standard library is used for HTTP. In the hub the API is a Unix
@@ -34,7 +34,7 @@ import pandas as pd
 
 from disclosure.dp.selection import refuse_frame
 from srs.hub import wire
-from srs.session import (
+from srs.research.session import (
     API_URL_ENV,
     AUTO,
     DATASET,
@@ -56,19 +56,19 @@ DEFAULT_TIMEOUT_SECONDS = 3600.0
 # in the environment comes back as a SessionError naming it.
 REMOTE_ERRORS = {
     "SRSError": "srs.errors",
-    "AccessDenied": "srs.access",
+    "AccessDenied": "srs.governance.access",
     "TokenRefused": "srs.hub.tokens",
     "SessionError": "srs.session",
     "WireError": "srs.hub.wire",
     "RequestTooLarge": "srs.hub.wire",
-    "VaultError": "srs.vault",
-    "VaultKeyError": "srs.vault_crypto",
-    "VaultIntegrityError": "srs.vault_crypto",
-    "DatabaseError": "srs.registry.database",
-    "RegistryError": "srs.registry.accounts",
-    "PolicyError": "srs.policy",
-    "BudgetExhausted": "srs.budget",
-    "SpendRefused": "srs.budget",
+    "VaultError": "srs.vault.store",
+    "VaultKeyError": "srs.vault.crypto",
+    "VaultIntegrityError": "srs.vault.crypto",
+    "DatabaseError": "srs.governance.registry.database",
+    "RegistryError": "srs.governance.registry.accounts",
+    "PolicyError": "srs.governance.policy",
+    "BudgetExhausted": "srs.governance.budget",
+    "SpendRefused": "srs.governance.budget",
     "OutputError": "output_checking.outputs",
     "WorkflowError": "output_checking.workflow",
     "DisclosureError": "disclosure.errors",
@@ -81,7 +81,7 @@ REMOTE_ERRORS = {
     "SelectionError": "disclosure.dp.selection",
     "DPDataRefused": "disclosure.dp.selection",
     "DPReleaseRefused": "disclosure.dp.spend",
-    "SpendNotConfirmed": "srs.budget",
+    "SpendNotConfirmed": "srs.governance.budget",
     "SyntheticError": "synthetic.errors",
     "DPReplicaError": "synthetic.dp_synthesis",
     "DPReplicaRefused": "synthetic.dp_synthesis",

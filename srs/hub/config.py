@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from srs.deployment import HOME_ENV, Deployment
 from srs.errors import SRSError
-from srs.policy import PolicySet
+from srs.governance.deployment import HOME_ENV, Deployment
+from srs.governance.policy import PolicySet
 
 API_SERVICE = "srs-api"
 CULLER_SERVICE = "idle-culler"
@@ -350,7 +350,7 @@ Written by `srs hub config` on {datetime.now(UTC).date().isoformat()}; write it 
 
 import os
 
-from srs.deployment import Deployment
+from srs.governance.deployment import Deployment
 from srs.hub.config import check_deployment_private, read_proxy_token
 
 c = get_config()  # noqa: F821 (JupyterHub provides it)

@@ -26,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from srs.access import AccessDenied, authorise
-from srs.audit import record_event
 from srs.errors import SRSError
-from srs.policy import PolicySet
-from srs.registry.models import HubSession, utc_now
+from srs.governance.access import AccessDenied, authorise
+from srs.governance.audit import record_event
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import HubSession, utc_now
 
 TOKEN_BYTES = 32
 DEFAULT_TTL_HOURS = 12.0

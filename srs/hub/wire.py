@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from srs.errors import SRSError
 
 if TYPE_CHECKING:
-    from srs.policy import AirlockPolicy
+    from srs.governance.policy import AirlockPolicy
 
 TAG = "__srs__"
 # The largest request body the API reads (a frame or a file sent from the kernel).
@@ -82,14 +82,14 @@ PHYSICAL_WIDTHS = {
 }
 # Dataclasses the API rebuilds from a kernel's arguments: nothing that can run code.
 ARGUMENT_TYPES = {
-    "srs.session.OutputSummary": ("srs.session", "OutputSummary"),
+    "srs.research.session.OutputSummary": ("srs.session", "OutputSummary"),
     "disclosure.dp.queries.DPQuery": ("disclosure.dp.queries", "DPQuery"),
 }
 # Dataclasses the kernel rebuilds from results, as the local session returns them.
 RESULT_TYPES = {
     **ARGUMENT_TYPES,
-    "srs.session.RequestStatus": ("srs.session", "RequestStatus"),
-    "srs.budget.BudgetState": ("srs.budget", "BudgetState"),
+    "srs.research.session.RequestStatus": ("srs.session", "RequestStatus"),
+    "srs.governance.budget.BudgetState": ("srs.governance.budget", "BudgetState"),
     "disclosure.dp.results.DPPreview": ("disclosure.dp.results", "DPPreview"),
     "disclosure.dp.results.NoiseLine": ("disclosure.dp.results", "NoiseLine"),
 }

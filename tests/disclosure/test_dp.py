@@ -51,7 +51,7 @@ SURE = POLICY.model_copy(update={"confidence_level": 0.9999})
 
 
 def Spend(spend_id: int, rho: float, delta: float = 0.0) -> ConfirmedSpend:  # noqa: N802
-    """A spend as the budget ledger confirms it (``srs.budget.confirm_spend`` in the
+    """A spend as the budget ledger confirms it (``srs.governance.budget.confirm_spend`` in the
     environment; the engine is pure, so its tests stand in for the ledger)."""
     return issue_confirmation(
         spend_id=spend_id, project="P001", researcher="ana", rho=rho, delta=delta

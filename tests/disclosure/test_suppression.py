@@ -146,7 +146,7 @@ def test_protection_levels_slide_with_the_value(ons) -> None:
     share=st.floats(0.05, 0.4),
 )
 def test_hypothesis_two_way_tables_are_protected(shape, seed, share) -> None:
-    from srs.policy import load_policies
+    from srs.governance.policy import load_policies
 
     profile = load_policies().sdc.profiles["ons-srs"]
     rng = np.random.default_rng(seed)
@@ -162,7 +162,7 @@ def test_hypothesis_two_way_tables_are_protected(shape, seed, share) -> None:
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), depth=st.sampled_from([1, 2]))
 def test_hypothesis_hierarchical_and_three_way_tables_are_protected(seed, depth) -> None:
-    from srs.policy import load_policies
+    from srs.governance.policy import load_policies
 
     profile = load_policies().sdc.profiles["ons-srs"]
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ from disclosure.tables import check_table
 
 @functools.cache
 def ons_profile():
-    from srs.policy import load_policies
+    from srs.governance.policy import load_policies
 
     return load_policies().sdc.profiles["ons-srs"]
 

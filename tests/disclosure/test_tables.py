@@ -457,7 +457,7 @@ def test_evidence_serialises_and_renders(ons) -> None:
 @settings(max_examples=60, deadline=None)
 @given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=12), columns=st.integers(1, 3))
 def test_every_cell_below_threshold_is_flagged(counts, columns) -> None:
-    from srs.policy import load_policies
+    from srs.governance.policy import load_policies
 
     profile = load_policies().sdc.profiles["ons-srs"]
     rows = [(f"r{i // columns}", f"c{i % columns}") for i, n in enumerate(counts) for _ in range(n)]

@@ -35,7 +35,11 @@ from sqlalchemy import select
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from srs.deployment import Deployment
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry import open_registry, projects
+from srs.governance.registry.models import AuditEvent
+from srs.governance.registry.sign_in import set_password
 from srs.hub.client import unix_socket_url
 from srs.hub.config import (
     API_PREFIX,
@@ -46,10 +50,6 @@ from srs.hub.config import (
     write_config,
 )
 from srs.hub.kernel import cgroup2_mount
-from srs.policy import PolicySet
-from srs.registry import open_registry, projects
-from srs.registry.models import AuditEvent
-from srs.registry.sign_in import set_password
 
 PASSWORD = "correct horse battery staple"
 # Accounts and groups the test creates carry their own prefixes, so a machine's real hub
@@ -113,8 +113,8 @@ def free_port_block(size: int = 5) -> int:
 
 
 def session_test_helpers():
-    """``tests/srs/test_session.py``, whose ``prepare`` builds the standard deployment."""
-    path = Path(__file__).resolve().parents[1] / "srs" / "test_session.py"
+    """``tests/srs/research/test_session.py``, whose ``prepare`` builds the standard deployment."""
+    path = Path(__file__).resolve().parents[1] / "srs" / "research" / "test_session.py"
     spec = importlib.util.spec_from_file_location("hub_e2e_session_helpers", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -20,6 +20,7 @@ import pytest
 from tornado import web
 
 from registry_fixtures import PROJECT, populate
+from srs.governance.policy import PolicyError, default_policy_dir, load_policies
 from srs.hub.airlock import (
     REFUSED_ROUTES,
     AirlockContentsManager,
@@ -33,7 +34,6 @@ from srs.hub.kernel import cgroup2_mount, pipe_address
 from srs.hub.spawner import egress_ruleset, nft_cgroup
 from srs.hub.tokens import SessionTokenError, TokenRefused, issue_session_token
 from srs.hub.tokens import resolve_session_token as resolve
-from srs.policy import PolicyError, default_policy_dir, load_policies
 
 
 @pytest.fixture

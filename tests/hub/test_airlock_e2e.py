@@ -42,11 +42,11 @@ from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from srs.access import AccessDenied
-from srs.audit import verify_chain
+from srs.governance.access import AccessDenied
+from srs.governance.audit import verify_chain
+from srs.governance.policy import PolicySet
+from srs.governance.registry import open_registry
 from srs.hub.client import RemoteSession
-from srs.policy import PolicySet
-from srs.registry import open_registry
 
 USERNAMES = ["ana", "ben", "olga", "stu", "cho"]
 PROJECTS = ["P001", "P002"]

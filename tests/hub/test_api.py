@@ -41,9 +41,12 @@ from disclosure.tables import TableSpecError
 from output_checking.outputs import OutputError
 from output_checking.web import BackgroundServer
 from registry_fixtures import PROJECT
-from srs.access import AccessDenied
-from srs.budget import BudgetState, SpendRefused, spends
-from srs.deployment import Deployment
+from srs.governance.access import AccessDenied
+from srs.governance.budget import BudgetState, SpendRefused, spends
+from srs.governance.deployment import Deployment
+from srs.governance.policy import default_policy_dir, load_policies
+from srs.governance.registry import Registry
+from srs.governance.registry.models import AuditEvent, Output
 from srs.hub import wire
 from srs.hub.api import (
     DP_METHODS,
@@ -55,10 +58,7 @@ from srs.hub.api import (
 )
 from srs.hub.client import RemoteDifferentialPrivacy, RemoteSession
 from srs.hub.tokens import TokenRefused, issue_session_token, revoke_session_tokens
-from srs.policy import default_policy_dir, load_policies
-from srs.registry import Registry
-from srs.registry.models import AuditEvent, Output
-from srs.session import (
+from srs.research.session import (
     DifferentialPrivacy,
     OutputSummary,
     RequestStatus,
@@ -499,7 +499,11 @@ def test_only_json_is_read_never_pickle(service, token, s) -> None:
         {wire.TAG: "pickle", "data": pickled},
         {wire.TAG: "figure", "png": pickled},
         {wire.TAG: "model", "fields": {}},
-        {wire.TAG: "dataclass", "type": "srs.deployment.Deployment", "fields": {"home": "/"}},
+        {
+            wire.TAG: "dataclass",
+            "type": "srs.governance.deployment.Deployment",
+            "fields": {"home": "/"},
+        },
         {wire.TAG: "frame", "parquet": pickled, "attrs": {}},
     ]
     for argument in crafted:

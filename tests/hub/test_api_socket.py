@@ -24,12 +24,12 @@ from sqlalchemy import select
 
 from output_checking.web import BackgroundServer
 from registry_fixtures import PROJECT
+from srs.governance.registry.models import AuditEvent
 from srs.hub.api import bind_api_socket, make_api_app
 from srs.hub.client import RemoteSession, unix_socket_url
 from srs.hub.config import API_PREFIX
 from srs.hub.tokens import TokenRefused, issue_session_token
-from srs.registry.models import AuditEvent
-from srs.session import SessionError
+from srs.research.session import SessionError
 
 NOBODY = pwd.getpwnam("nobody")
 

@@ -34,10 +34,10 @@ from workflow_fixtures import add_checker
 
 from output_checking.outputs import record_output, table_content
 from output_checking.workflow import create_request, submit_request
+from srs.governance.policy import PolicySet
+from srs.governance.registry import accounts, open_registry
+from srs.governance.registry.sign_in import set_password
 from srs.hub.config import CHECKER_SERVICE, checker_url
-from srs.policy import PolicySet
-from srs.registry import accounts, open_registry
-from srs.registry.sign_in import set_password
 
 LOCKED_CHECKER = "chloe"
 USERNAMES = ["ana", "cho", LOCKED_CHECKER]

@@ -38,16 +38,16 @@ from hub_fixtures import (
 )
 from sqlalchemy import select
 
-from srs.access import AccessDenied
-from srs.audit import verify_chain
-from srs.deployment import Deployment
+from srs.governance.access import AccessDenied
+from srs.governance.audit import verify_chain
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry import open_registry
+from srs.governance.registry.models import Dataset, HubSession
+from srs.governance.registry.models import Researcher as Account
+from srs.governance.registry.sign_in import SIGN_IN_REFUSED
 from srs.hub.client import RemoteSession
 from srs.hub.config import config_path, hub_dir, jupyterhub_program, write_config
-from srs.policy import PolicySet
-from srs.registry import open_registry
-from srs.registry.models import Dataset, HubSession
-from srs.registry.models import Researcher as Account
-from srs.registry.sign_in import SIGN_IN_REFUSED
 
 IDLE_TIMEOUT_SECONDS = 20
 USERNAMES = ["ana", "ben", "olga", "stu", "cho"]
@@ -154,7 +154,7 @@ from pathlib import Path
 
 import ipykernel.connect
 import srs
-from srs.access import AccessDenied
+from srs.governance.access import AccessDenied
 """
 KERNEL_CODE = """
 targets = json.loads({targets!r})

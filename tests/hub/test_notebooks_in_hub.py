@@ -33,10 +33,10 @@ from notebook_fixtures import (  # noqa: F401 (fixtures, found by pytest by name
 )
 from sqlalchemy import select
 
-from srs.policy import PolicySet
-from srs.registry import open_registry
-from srs.registry.models import ReleaseRequest
-from srs.registry.sign_in import set_password
+from srs.governance.policy import PolicySet
+from srs.governance.registry import open_registry
+from srs.governance.registry.models import ReleaseRequest
+from srs.governance.registry.sign_in import set_password
 
 RESEARCHER = "ana"
 NOTEBOOK_NAMES = ["victim_attrition", "reoffending", "remand", "student_introduction"]

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import select, update
 
 from registry_fixtures import PROJECT, populate
-from srs.access import AccessDenied
-from srs.audit import verify_chain
+from srs.governance.access import AccessDenied
+from srs.governance.audit import verify_chain
+from srs.governance.registry import Registry
+from srs.governance.registry.models import AuditEvent, HubSession, Researcher, utc_now
 from srs.hub.tokens import (
     SessionTokenError,
     TokenRefused,
@@ -23,8 +25,6 @@ from srs.hub.tokens import (
     revoke_session_tokens,
     token_digest,
 )
-from srs.registry import Registry
-from srs.registry.models import AuditEvent, HubSession, Researcher, utc_now
 
 
 def events(registry: Registry, action: str) -> list[AuditEvent]:

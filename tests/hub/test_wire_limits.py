@@ -30,10 +30,10 @@ import test_api
 from session_fixtures import journeys
 from test_api import Service, http, outputs_recorded, serve, token_for
 
+from srs.governance.policy import PolicySet, load_policies
 from srs.hub import wire
 from srs.hub.client import RemoteSession
-from srs.policy import PolicySet, load_policies
-from srs.session import ResearchSession
+from srs.research.session import ResearchSession
 
 # The API served on loopback with a real registry, and the token of a researcher in P001.
 lab, local, service, token = test_api.lab, test_api.local, test_api.service, test_api.token
@@ -413,10 +413,14 @@ MALFORMED = {
     "float not a number": argument({wire.TAG: "float", "value": "1e999"}),
     "dataclass without type": argument({wire.TAG: "dataclass", "fields": {}}),
     "dataclass not offered": argument(
-        {wire.TAG: "dataclass", "type": "srs.deployment.Deployment", "fields": {"home": "/"}}
+        {
+            wire.TAG: "dataclass",
+            "type": "srs.governance.deployment.Deployment",
+            "fields": {"home": "/"},
+        }
     ),
     "dataclass bad fields": argument(
-        {wire.TAG: "dataclass", "type": "srs.session.OutputSummary", "fields": {"x": 1}}
+        {wire.TAG: "dataclass", "type": "srs.research.session.OutputSummary", "fields": {"x": 1}}
     ),
     "query bad fields": argument(
         {wire.TAG: "dataclass", "type": "disclosure.dp.queries.DPQuery", "fields": {"by": 5}}

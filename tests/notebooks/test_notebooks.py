@@ -35,18 +35,18 @@ from notebook_fixtures import (  # noqa: F401 (fixtures, found by pytest by name
 from sqlalchemy import select
 
 import srs
-from srs.practice import (
+from srs.governance.registry import open_registry
+from srs.governance.registry.models import AuditEvent, Dataset, Output, Project, ReleaseRequest
+from srs.research.practice import (
     PRACTICE_PROJECT,
     PRACTICE_RESEARCHER,
     is_practice_deployment,
     practice_deployment,
 )
-from srs.registry import open_registry
-from srs.registry.models import AuditEvent, Dataset, Output, Project, ReleaseRequest
-from srs.replicas import ReplicaNotFound
-from srs.session import OPEN, SYNTHETIC, SYNTHETIC_CONTEXT, SessionError
+from srs.research.session import OPEN, SYNTHETIC, SYNTHETIC_CONTEXT, SessionError
 from synthetic.open_data import open_data
 from synthetic.research_questions import protected_answers
+from synthetic.vault_replicas import ReplicaNotFound
 
 ALL = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
 SUMMARY = "NOTEBOOK_SUMMARY "

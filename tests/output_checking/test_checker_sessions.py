@@ -15,7 +15,7 @@ from output_checking.checker_sessions import (
     start_session,
 )
 from registry_fixtures import populate
-from srs.registry.models import AuditEvent, CheckerSession, Researcher, utc_now
+from srs.governance.registry.models import AuditEvent, CheckerSession, Researcher, utc_now
 
 
 @pytest.fixture

@@ -36,15 +36,21 @@ from output_checking.release import public_key_path, releases_dir, verify_releas
 from output_checking.web import BackgroundServer, make_app
 from output_checking.workflow import create_request, submit_request
 from registry_fixtures import PROJECT, populate
-from srs.audit import verify_chain
-from srs.deployment import Deployment
-from srs.policy import PolicySet
-from srs.registry import Registry, open_registry
-from srs.registry.models import AuditEvent, Output, OutputComment, ReleaseRequest, ReviewVote
-from srs.registry.projects import grant_dataset
-from srs.registry.sign_in import SIGN_IN_REFUSED, set_password
-from srs.vault import Vault
-from srs.vault_crypto import generate_master_key, write_key_file
+from srs.governance.audit import verify_chain
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry, open_registry
+from srs.governance.registry.models import (
+    AuditEvent,
+    Output,
+    OutputComment,
+    ReleaseRequest,
+    ReviewVote,
+)
+from srs.governance.registry.projects import grant_dataset
+from srs.governance.registry.sign_in import SIGN_IN_REFUSED, set_password
+from srs.vault.crypto import generate_master_key, write_key_file
+from srs.vault.store import Vault
 
 CHECKERS = {"cho": "cho's passphrase 2026", "chen": "chen's passphrase 2026"}
 REJECT_REASON = "Cell LS/F holds 3 arrests: below the minimum of 10. Suppress or combine areas."

@@ -20,15 +20,21 @@ from disclosure import dp
 from output_checking.dp_release import preview_dp, release_dp, release_dp_replica
 from output_checking.outputs import OutputError, project_outputs, record_output
 from registry_fixtures import PROJECT, TODAY, populate
-from srs import budget
-from srs.access import AccessDenied
-from srs.budget import BudgetExhausted, SpendNotConfirmed, SpendRefused, budget_state, spends
-from srs.deployment import Deployment
-from srs.policy import load_policies
-from srs.registry import Registry, open_registry, projects
-from srs.registry.models import AuditEvent, Output, Project
-from srs.vault import Vault
-from srs.vault_crypto import generate_master_key, write_key_file
+from srs.governance import budget
+from srs.governance.access import AccessDenied
+from srs.governance.budget import (
+    BudgetExhausted,
+    SpendNotConfirmed,
+    SpendRefused,
+    budget_state,
+    spends,
+)
+from srs.governance.deployment import Deployment
+from srs.governance.policy import load_policies
+from srs.governance.registry import Registry, open_registry, projects
+from srs.governance.registry.models import AuditEvent, Output, Project
+from srs.vault.crypto import generate_master_key, write_key_file
+from srs.vault.store import Vault
 
 DATASET = "linked/journeys"
 OTHER_PROJECT = "P002"

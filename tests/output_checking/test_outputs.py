@@ -9,7 +9,7 @@ import pandas as pd
 from disclosure.evidence import TableCheck
 from disclosure.tables import check_table
 from output_checking.outputs import acro_record, file_stem
-from srs.registry.models import Output, utc_now
+from srs.governance.registry.models import Output, utc_now
 
 
 def unsafe_check(policies) -> TableCheck:

@@ -152,8 +152,8 @@ def test_a_huge_exponent_is_a_finding_and_the_checker_page_still_renders(
 ) -> None:
     from output_checking.web import output_page
     from output_checking.workflow import OutputView
-    from srs.registry.models import Output, OutputFile
-    from srs.session import custom_draft
+    from srs.governance.registry.models import Output, OutputFile
+    from srs.research.session import custom_draft
 
     data = b"sex,count\nF,1e999999\nM,120\n"
     path = tmp_path / "counts.csv"

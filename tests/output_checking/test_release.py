@@ -32,8 +32,8 @@ from output_checking.release import (
 )
 from output_checking.workflow import WorkflowError, get_request, vote
 from registry_fixtures import PROJECT, populate
-from srs.access import AccessDenied
-from srs.registry.models import AuditEvent, Output, OutputFile, Release
+from srs.governance.access import AccessDenied
+from srs.governance.registry.models import AuditEvent, Output, OutputFile, Release
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -290,9 +290,9 @@ CRASHING_RELEASE = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from output_checking import bundle, release
-    from srs.deployment import Deployment
-    from srs.policy import load_policies
-    from srs.registry import open_registry
+    from srs.governance.deployment import Deployment
+    from srs.governance.policy import load_policies
+    from srs.governance.registry import open_registry
 
     home, url, request_id, where, ready = sys.argv[1:6]
     written = []
@@ -425,9 +425,9 @@ PAUSED_RELEASE = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from output_checking import release
-    from srs.deployment import Deployment
-    from srs.policy import load_policies
-    from srs.registry import open_registry
+    from srs.governance.deployment import Deployment
+    from srs.governance.policy import load_policies
+    from srs.governance.registry import open_registry
 
     home, url, request_id, ready, go = sys.argv[1:6]
     real_write_bundle = release.write_bundle

@@ -34,8 +34,8 @@ from output_checking.workflow import (
     vote,
 )
 from registry_fixtures import PROJECT, populate
-from srs.audit import event_details, verify_chain
-from srs.registry.models import AuditEvent, Output, OutputFile, ReviewVote
+from srs.governance.audit import event_details, verify_chain
+from srs.governance.registry.models import AuditEvent, Output, OutputFile, ReviewVote
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from output_checking.outputs import file_gate_rules, record_output
 from output_checking.web import BackgroundServer, make_app
 from output_checking.workflow import create_request, submit_request
 from registry_fixtures import PROJECT, populate
-from srs.deployment import Deployment
-from srs.registry import open_registry
-from srs.registry.models import Researcher
-from srs.session import Draft, custom_draft, model_draft, protected_table
+from srs.governance.deployment import Deployment
+from srs.governance.registry import open_registry
+from srs.governance.registry.models import Researcher
+from srs.research.session import Draft, custom_draft, model_draft, protected_table
 
 JUSTIFICATION = "Reoffending shares by court for the annual report; every cell is 10 or more"
 

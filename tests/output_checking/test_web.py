@@ -47,9 +47,9 @@ from output_checking.web import (
 )
 from output_checking.workflow import create_request, submit_request
 from registry_fixtures import PROJECT, populate
-from srs.deployment import Deployment
-from srs.registry import Registry, open_registry, projects
-from srs.registry.models import (
+from srs.governance.deployment import Deployment
+from srs.governance.registry import Registry, open_registry, projects
+from srs.governance.registry.models import (
     AuditEvent,
     CheckerSession,
     Output,
@@ -58,7 +58,7 @@ from srs.registry.models import (
     ReviewVote,
     utc_now,
 )
-from srs.registry.sign_in import SIGN_IN_REFUSED, hash_password
+from srs.governance.registry.sign_in import SIGN_IN_REFUSED, hash_password
 
 matplotlib.use("Agg")
 

@@ -28,9 +28,9 @@ from output_checking.workflow import (
     withdraw_request,
 )
 from registry_fixtures import PROJECT, populate
-from srs.access import AccessDenied
-from srs.registry import projects
-from srs.registry.models import AuditEvent, Output
+from srs.governance.access import AccessDenied
+from srs.governance.registry import projects
+from srs.governance.registry.models import AuditEvent, Output
 
 
 @pytest.fixture
@@ -514,7 +514,7 @@ def test_two_tables_of_one_request_are_differenced_against_each_other(registry, 
 
 def histogram_content(policies, ages: list[int]) -> dict:
     """A histogram figure's content as the session records it (age bins 18-24 and 25-34)."""
-    from srs.session import histogram_draft
+    from srs.research.session import histogram_draft
 
     data = pd.DataFrame({"age": ages})
     _, _, draft = histogram_draft(data, "age", [18, 25, 35], policies.sdc.active, "ons-srs")

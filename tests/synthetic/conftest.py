@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from srs.deid import Pseudonymiser
-from srs.ingest import ingest_file, load_dictionary
-from srs.linked_datasets import LinkedDatasets, build_linked_datasets
-from srs.offences import load_offences
-from srs.simulation import SOURCES, simulate, write_simulation
+from srs.pipeline.deid import Pseudonymiser
+from srs.pipeline.ingest import ingest_file, load_dictionary
+from srs.pipeline.linked_datasets import LinkedDatasets, build_linked_datasets
+from srs.pipeline.offences import load_offences
+from srs.pipeline.simulation import SOURCES, simulate, write_simulation
 
 SYNTHETIC_TEST_PERSONS = 800
 

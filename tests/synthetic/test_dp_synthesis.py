@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from registry_fixtures import PROJECT, populate
-from srs.budget import (
+from srs.governance.budget import (
     BudgetExhausted,
     SpendReceipt,
     budget_state,
@@ -18,9 +18,9 @@ from srs.budget import (
     debit,
     spends,
 )
-from srs.policy import PolicySet
-from srs.registry import Registry
-from srs.registry.models import Project
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry
+from srs.governance.registry.models import Project
 from synthetic.dp_synthesis import (
     DPReplicaError,
     DPReplicaPlan,

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from synthetic_fixtures import stand_in_replica
 
-from srs.vault_crypto import frame_to_parquet_bytes, parquet_bytes_to_frame
+from srs.vault.crypto import frame_to_parquet_bytes, parquet_bytes_to_frame
 from synthetic.export import ExportError, ExportRefused, export_replica, validate_package
 from synthetic.open_data import (
     OPEN_DATA_ENV,

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from srs.deid import Pseudonymiser
-from srs.ingest import ingest_file, load_dictionary
-from srs.linked_datasets import LinkedDatasets, build_linked_datasets
-from srs.offences import load_offences
-from srs.policy import PolicyError, SyntheticPolicy, default_policy_dir, load_policies
-from srs.simulation import SOURCES, simulate, write_simulation
+from srs.governance.policy import PolicyError, SyntheticPolicy, default_policy_dir, load_policies
+from srs.pipeline.deid import Pseudonymiser
+from srs.pipeline.ingest import ingest_file, load_dictionary
+from srs.pipeline.linked_datasets import LinkedDatasets, build_linked_datasets
+from srs.pipeline.offences import load_offences
+from srs.pipeline.simulation import SOURCES, simulate, write_simulation
 from synthetic.privacy import (
     GUARANTEE_STATEMENT,
     GowerEncoder,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from srs.errors import SRSError
-from srs.linked_datasets import EXTRACT_END, STAGE_DATES
+from srs.pipeline.linked_datasets import EXTRACT_END, STAGE_DATES
 from synthetic.errors import SyntheticError
 from synthetic.replica import LINKED_TABLES, Replica, _days, _ReplicaBuilder, build_replica
 from synthetic.sdv_adapter import TableSynthesizer

@@ -14,7 +14,7 @@ import pytest
 from synthetic_fixtures import stand_in_replica
 
 from disclosure.policy import SDCProfile
-from srs.policy import load_policies
+from srs.governance.policy import load_policies
 from synthetic.export import export_replica
 from synthetic.fidelity import NOT_CONTROLLED, evaluate_fidelity, publishable_fidelity
 from synthetic.real_figures import protected_shares

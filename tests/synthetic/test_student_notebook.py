@@ -29,7 +29,7 @@ from notebook_fixtures import (  # noqa: F401 (fixtures, found by pytest by name
 )
 from sqlalchemy import select
 
-from srs.registry.models import AuditEvent, Output, Project
+from srs.governance.registry.models import AuditEvent, Output, Project
 from synthetic.open_data import open_data
 from synthetic.research_questions import (
     remand_share,

@@ -1,0 +1,235 @@
+"""Access decisions: may person P, in project Q, do action A on dataset D?
+
+``decide`` is the rule itself, a pure function of the registry facts, the policies and the
+date; ``authorise`` loads the facts, decides, writes the decision (allow or deny, with its
+reason) to the audit log and raises ``AccessDenied`` on a deny. Least privilege: anything not
+positively allowed by a role, a membership and a grant is denied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from srs.errors import SRSError
+from srs.governance.audit import cut_text, record_event
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import Dataset, Project, Researcher
+
+# Actions that touch research data need current accreditation and training, and a project.
+ACCREDITED_ACTIONS = frozenset({"dataset.read", "output.create"})
+PROJECT_ACTIONS = frozenset({"dataset.read", "output.create", "project.grant"})
+MEMBER_ACTIONS = frozenset({"dataset.read", "output.create"})
+# The two-person rule: a checker never reviews or releases the outputs of a project they are in.
+NON_MEMBER_ACTIONS = frozenset({"output.review", "output.release"})
+
+
+class AccessDenied(SRSError):
+    """The access check refused; the message gives the reason (it is also in the audit log)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"access denied: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """An allow or deny, with the reason a checker or auditor would need."""
+
+    allowed: bool
+    reason: str
+
+
+def _deny(reason: str) -> AccessDecision:
+    return AccessDecision(False, reason)
+
+
+def decide(
+    *,
+    person: Researcher | None,
+    username: str,
+    action: str,
+    policies: PolicySet,
+    today: date,
+    project: Project | None = None,
+    project_code: str | None = None,
+    dataset_name: str | None = None,
+    dataset_classification: str | None = None,
+) -> AccessDecision:
+    """Decide one request from the facts; no database, no side effects.
+
+    ``project`` is None when the named project does not exist; ``dataset_classification`` is
+    the stored dataset's level, or the classification policy's level for that name.
+    """
+    if person is None:
+        return _deny(f"no account named {username!r} is registered")
+    if person.locked:
+        return _deny(
+            f"account {username!r} is locked ({person.locked_reason or 'no reason given'})"
+        )
+    if action not in policies.access.known_actions:
+        return _deny(f"{action!r} is not an action any role may take")
+    if not any(policies.access.allows(role, action) for role in person.roles):
+        roles = ", ".join(person.roles) or "no role"
+        return _deny(f"{username} ({roles}) may not {action}")
+
+    if action in ACCREDITED_ACTIONS:
+        if person.accreditation_expiry is None:
+            return _deny(f"{username} has no accreditation on record")
+        if person.accreditation_expiry < today:
+            return _deny(
+                f"{username}'s accreditation {person.accreditation_number or ''} expired on "
+                f"{person.accreditation_expiry.isoformat()}".replace("  ", " ")
+            )
+        if person.training_date is None:
+            return _deny(f"{username} has no safe-researcher training on record")
+        training_valid_until = person.training_date + timedelta(
+            days=policies.access.training_validity_days
+        )
+        if training_valid_until < today:
+            return _deny(
+                f"{username}'s training of {person.training_date.isoformat()} lapsed on "
+                f"{training_valid_until.isoformat()}"
+            )
+
+    if action in PROJECT_ACTIONS:
+        if project is None:
+            return _deny(f"no project {project_code!r} is registered")
+        if today < project.start_date:
+            return _deny(f"project {project.code} starts on {project.start_date.isoformat()}")
+        if today > project.end_date:
+            return _deny(f"project {project.code} ended on {project.end_date.isoformat()}")
+        if action in MEMBER_ACTIONS and not any(
+            member.researcher_id == person.id for member in project.members
+        ):
+            return _deny(f"{username} is not a member of project {project.code}")
+
+    if (
+        action in NON_MEMBER_ACTIONS
+        and project is not None
+        and any(member.researcher_id == person.id for member in project.members)
+    ):
+        return _deny(
+            f"{username} is a member of project {project.code} and may not review or release its "
+            "outputs (two-person rule)"
+        )
+    if action in NON_MEMBER_ACTIONS and project is None and project_code is not None:
+        return _deny(f"no project {project_code!r} is registered")
+
+    steward_zone = dataset_name is not None and policies.access.in_steward_zone(dataset_name)
+    if steward_zone and action in ("project.grant", "dataset.read", "synthetic.build"):
+        return _deny(
+            f"{dataset_name} is in the steward zone (identifiable data or keys) and is never "
+            "granted to or read by a project"
+        )
+    if action == "steward.read" and not steward_zone:
+        return _deny(
+            f"{dataset_name} is not a steward-zone dataset; research data is read through a project"
+        )
+
+    if dataset_name is not None and project is not None and action in PROJECT_ACTIONS:
+        level = dataset_classification or policies.classification.level_for(dataset_name)
+        if not policies.classification.at_most(level, project.approved_classification):
+            return _deny(
+                f"{dataset_name} is classified {level}; project {project.code} is approved for "
+                f"data up to {project.approved_classification}"
+            )
+        if action != "project.grant" and not any(
+            grant.dataset_name == dataset_name and grant.revoked_at is None
+            for grant in project.grants
+        ):
+            return _deny(f"project {project.code} has no grant for {dataset_name}")
+
+    if action == "synthetic.read" and dataset_name is not None:
+        level = dataset_classification or policies.classification.level_for(dataset_name)
+        if level != policies.classification.levels[0]:
+            return _deny(
+                f"{dataset_name} is classified {level}, not {policies.classification.levels[0]}"
+            )
+
+    return AccessDecision(
+        True, f"{username} may {action}" + (f" {dataset_name}" if dataset_name else "")
+    )
+
+
+def latest_dataset(session: Session, name: str) -> Dataset | None:
+    """The newest stored version of dataset ``name``, or None."""
+    return session.execute(
+        select(Dataset).where(Dataset.name == name).order_by(Dataset.version.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def stored_dataset(session: Session, name: str, version: int | None = None) -> Dataset | None:
+    """Version ``version`` of dataset ``name`` (the newest when None), or None."""
+    if version is None:
+        return latest_dataset(session, name)
+    return session.execute(
+        select(Dataset).where(Dataset.name == name, Dataset.version == version)
+    ).scalar_one_or_none()
+
+
+def authorise(
+    session: Session,
+    *,
+    username: str,
+    action: str,
+    policies: PolicySet,
+    project_code: str | None = None,
+    dataset_name: str | None = None,
+    dataset_version: int | None = None,
+    today: date | None = None,
+) -> AccessDecision:
+    """Decide, audit the decision, and raise ``AccessDenied`` if it is a deny.
+
+    The dataset is judged by the classification of the version acted on: ``dataset_version``
+    (a read of an older version), else the newest. Each version keeps its own level, so an
+    older version stored above the project's approval is refused though the newest is not.
+
+    A deny is committed to the audit log before the exception leaves, so a refused attempt is
+    on record even when the caller's work is rolled back. An allow is recorded in the caller's
+    transaction. The event's fields are cut to the site's ``access.audit_field_max_chars``, so
+    a refused dataset name of megabytes is stored as its start and its SHA-256.
+    """
+    person = session.execute(
+        select(Researcher).where(Researcher.username == username)
+    ).scalar_one_or_none()
+    project = None
+    if project_code is not None:
+        project = session.execute(
+            select(Project).where(Project.code == project_code)
+        ).scalar_one_or_none()
+    stored = stored_dataset(session, dataset_name, dataset_version) if dataset_name else None
+    decision = decide(
+        person=person,
+        username=username,
+        action=action,
+        policies=policies,
+        today=today or date.today(),
+        project=project,
+        project_code=project_code,
+        dataset_name=dataset_name,
+        dataset_classification=stored.classification if stored else None,
+    )
+    target = dataset_name or project_code or action
+    record_event(
+        session,
+        actor=username,
+        action=f"access.{action}",
+        target=target,
+        outcome="allow" if decision.allowed else "deny",
+        reason=decision.reason,
+        details={
+            "project": project_code,
+            "dataset": dataset_name,
+            **({"version": dataset_version} if dataset_version is not None else {}),
+        },
+        max_field_chars=policies.access.audit_field_max_chars,
+    )
+    if not decision.allowed:
+        session.commit()
+        # The caller reads the reason as the log stores it: a name of megabytes is not echoed.
+        raise AccessDenied(cut_text(decision.reason, policies.access.audit_field_max_chars))
+    return decision
