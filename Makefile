@@ -107,6 +107,7 @@ test: $(STAMP) postgres-server-binaries browser-binaries hub-prerequisites linka
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

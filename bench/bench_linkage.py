@@ -47,7 +47,6 @@ from srs.pipeline.linkage import (
     LinkageSettings,
     MappedIdentifier,
     SourceMapping,
-    _without_empty_columns,  # the settings link_tables runs with, for the same-model baseline
     evaluate,
     identifier_comparisons,
     link_tables,
@@ -56,6 +55,9 @@ from srs.pipeline.linkage import (
     override_settings,
     splink_settings,
     standardise,
+)
+from srs.pipeline.linkage.link import (
+    _without_empty_columns,  # the settings link_tables runs with, for the same-model baseline
 )
 from srs.pipeline.simulation import SOURCES, simulate
 from srs.pipeline.simulation.identities import PLACEHOLDERS

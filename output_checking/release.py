@@ -65,16 +65,16 @@ from output_checking.workflow import (
     APPROVED,
     RELEASED,
     WorkflowError,
-    _authorise_checker,
-    _refuse,
-    _transition,
+    authorise_checker,
     differencing_summary,
     get_request,
+    refuse,
     released_tables,
     request_outputs,
     request_target,
     run_differencing,
     together_tables,
+    transition,
 )
 from srs.governance.audit import record_event, verify_chain
 from srs.governance.deployment import Deployment
@@ -184,7 +184,7 @@ def _refuse_release(
     session: Session, actor: str, request_id: int, reason: str, **details: Any
 ) -> WorkflowError:
     """Audit a refused release of request ``request_id`` and return the error to raise."""
-    return _refuse(
+    return refuse(
         session,
         actor=actor,
         action="release.create",
@@ -212,7 +212,7 @@ def create_release(
     """
     recover_releases(session, deployment)
     request = get_request(session, request_id)
-    _authorise_checker(session, actor, request, policies, "output.release")
+    authorise_checker(session, actor, request, policies, "output.release")
     # The allow is on record now, so no lock on the audit head is held while the bundle is built.
     session.commit()
     if request.status != APPROVED:
@@ -335,7 +335,7 @@ def create_release(
             session.add(release)
             for output in approved:
                 output.status = RELEASED
-            _transition(
+            transition(
                 session, request, RELEASED, actor, bundle=name, manifest_sha256=manifest_sha256
             )
             record_event(

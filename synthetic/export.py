@@ -1,7 +1,7 @@
 """Export a synthetic replica for open use: CSV and Parquet per table, a Frictionless
 ``datapackage.json`` (Table Schema with the data dictionary), the fidelity and privacy reports,
-a README with the synthetic-data notice and licence; and validate such a package against its
-own schema.
+a README with the synthetic-data notice and licence; and validate such a package with the
+``frictionless`` library, the reference implementation of the Data Package standard.
 
 Exports are all or nothing: the package is written to a temporary folder beside ``out_dir``,
 validated, and renamed into place only when complete; a replica whose privacy report did not
@@ -21,8 +21,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
+from frictionless import Error as FrictionlessError
+from frictionless import Field, FrictionlessException, Package, Resource, errors
 
 from synthetic.errors import SyntheticError
 from synthetic.fidelity import FOREIGN_KEYS, PRIMARY_KEYS, publishable_fidelity, table_label
@@ -54,10 +57,34 @@ FIELD_TYPES = {
     "date": "date",
     "string": "string",
 }
-TRUE_VALUES, FALSE_VALUES = ("true", "True", "TRUE", "1"), ("false", "False", "FALSE", "0")
 NAME_PATTERN = re.compile(r"^[a-z0-9._-]+$")
-INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
-DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Field types synthetic.open_data reads back from a CSV: the ones this module writes.
+READABLE_TYPES = (*FIELD_TYPES.values(), "datetime")
+# Frictionless lists at most this many problems of a file.
+ERROR_LIMIT = 1000
+# Frictionless's error notes hold their figures in quotes; these read them back for our messages.
+CONSTRAINT_NOTE = re.compile(r'constraint "(?P<name>\w+)" is "(?P<value>.*)"')
+EXPECTED_NOTE = re.compile(r'expected is "(?P<expected>.*)" and actual is "(?P<actual>.*)"')
+SAME_ROW_NOTE = re.compile(r"row at position (?P<row>\d+)")
+RETRIEVE_NOTE = re.compile(r'^cannot retrieve metadata ".*?" because "(?P<reason>.*)"$', re.DOTALL)
+# What a cell breaking each Table Schema constraint (other than required and enum) did.
+CONSTRAINT_PHRASES = {
+    "minimum": "is below the minimum {value}",
+    "maximum": "is above the maximum {value}",
+    "exclusiveMinimum": "is not above {value}",
+    "exclusiveMaximum": "is not below {value}",
+    "minLength": "is shorter than {value} characters",
+    "maxLength": "is longer than {value} characters",
+    "pattern": "does not match the pattern {value}",
+}
+# Frictionless's errors of a data file it could not open or decode.
+UNREADABLE_ERRORS = (
+    "source-error",
+    "scheme-error",
+    "format-error",
+    "encoding-error",
+    "compression-error",
+)
 
 
 class ExportError(SyntheticError):
@@ -322,8 +349,8 @@ def export_replica(
         problems = validate_package(staging)
         if problems:
             raise ExportError(
-                "the replica does not conform to its own schema, so nothing was exported: "
-                + "; ".join(problems[:10])
+                "the replica does not conform to its own schema, so nothing was exported "
+                f"({len(problems)} problem(s), the first shown): " + "; ".join(problems[:10])
             )
         staging.chmod(0o755)  # mkdtemp makes it private; an open-data folder is for everyone
         if out.exists():
@@ -335,187 +362,207 @@ def export_replica(
     return out
 
 
-def _descriptor_problems(package: Any) -> list[str]:
-    if not isinstance(package, dict):
-        return [f"{DATAPACKAGE} is not a JSON object"]
+def _local_file(path: Any) -> bool:
+    # One file named relative to the package folder: not a list of parts, not a URL.
+    return isinstance(path, str) and bool(path) and not urlparse(path).scheme
+
+
+def _promise_problems(descriptor: Mapping[str, Any]) -> list[str]:
+    # What an exported package promises beyond the standard, which frictionless does not check.
+    resources = descriptor["resources"]
+    if not resources:
+        # The standard asks for at least one resource, but frictionless 5 accepts an empty list.
+        return [f"{DATAPACKAGE} lists no resources; export the replica again, a CSV per table"]
     problems = []
-    if not isinstance(package.get("resources"), list) or not package["resources"]:
-        return [f"{DATAPACKAGE} has no resources"]
-    if "name" in package and not NAME_PATTERN.match(str(package["name"])):
-        problems.append(
-            f"package name {package['name']!r} is not lower case letters, digits, . _ -"
-        )
-    for licence in package.get("licenses", []):
-        if not (isinstance(licence, dict) and (licence.get("name") or licence.get("path"))):
-            problems.append("a licence needs a name or a path")
-    names = [r.get("name") for r in package["resources"] if isinstance(r, dict)]
-    if len(set(names)) != len(names):
-        problems.append("resource names are not unique")
-    for resource in package["resources"]:
-        if not isinstance(resource, dict):
-            problems.append("a resource is not a JSON object")
-            continue
-        label = resource.get("name", "?")
-        for key in ("name", "path", "schema"):
-            if key not in resource:
-                problems.append(f"resource {label}: missing {key!r}")
-        if "name" in resource and not NAME_PATTERN.match(str(resource["name"])):
-            problems.append(f"resource {label}: name is not lower case letters, digits, . _ -")
-        path = str(resource.get("path", ""))
-        if path.startswith("/") or ".." in Path(path).parts:
-            problems.append(f"resource {label}: path {path!r} must be relative, inside the package")
+    for resource in resources:
+        where = f"{DATAPACKAGE}, resource {resource.get('name')}"
+        # Frictionless refuses absolute and ../ paths, but would download a URL or read a list of
+        # parts; open_data reads each table from one file in the package folder.
+        if not _local_file(resource.get("path")):
+            problems.append(
+                f"{where}: path {resource.get('path')!r} is not one file in the package folder; "
+                "give the name of its CSV beside datapackage.json, e.g. persons.csv"
+            )
+        # The standard leaves the hash optional and frictionless checks only a hash it is given;
+        # our export always writes one, so a changed file cannot pass unnoticed.
+        if not str(resource.get("hash", "")).startswith("sha256:"):
+            problems.append(
+                f"{where}: no sha256 hash of its file, so a change to the file would go "
+                "unnoticed; export the replica again"
+            )
         schema = resource.get("schema")
-        if not isinstance(schema, dict) or not isinstance(schema.get("fields"), list):
-            problems.append(f"resource {label}: schema has no fields")
+        # The standard allows a schema by path or URL; open_data reads it from datapackage.json.
+        if not isinstance(schema, dict):
+            problems.append(f"{where}: its Table Schema is not written out in {DATAPACKAGE}")
             continue
-        field_names = []
-        for field in schema["fields"]:
-            if not isinstance(field, dict) or "name" not in field:
-                problems.append(f"resource {label}: a field has no name")
-                continue
-            field_names.append(field["name"])
-            if field.get("type", "string") not in (*FIELD_TYPES.values(), "datetime"):
+        # Table Schema has more types (year, geopoint...) than open_data can read from a CSV.
+        for field in schema.get("fields", []):
+            kind = field.get("type", "string")
+            if kind not in READABLE_TYPES:
                 problems.append(
-                    f"resource {label}: field {field['name']} has unsupported type {field.get('type')!r}"
-                )
-        for key in schema.get("primaryKey", []):
-            if key not in field_names:
-                problems.append(f"resource {label}: primary key {key} is not a field")
-        for foreign in schema.get("foreignKeys", []):
-            reference = foreign.get("reference", {})
-            if any(f not in field_names for f in foreign.get("fields", [])):
-                problems.append(
-                    f"resource {label}: foreign key fields {foreign.get('fields')} are not fields"
-                )
-            if reference.get("resource") not in names:
-                problems.append(
-                    f"resource {label}: foreign key refers to unknown resource {reference.get('resource')!r}"
+                    f"{where}, field {field.get('name')}: type {kind!r} is not one open_data "
+                    f"can read ({', '.join(READABLE_TYPES)})"
                 )
     return problems
 
 
-def _cell_problems(
-    values: pd.Series, field: Mapping[str, Any], missing: Sequence[str]
-) -> pd.Series:
-    # True where a non-missing cell cannot be read as the field's type.
-    present = ~values.isin(missing)
-    kind = field.get("type", "string")
-    if kind == "integer":
-        bad = ~values.str.match(INTEGER_PATTERN)
-    elif kind == "number":
-        bad = pd.to_numeric(values, errors="coerce").isna() & ~values.isin(["NaN", "INF", "-INF"])
-    elif kind == "boolean":
-        allowed = [*field.get("trueValues", TRUE_VALUES), *field.get("falseValues", FALSE_VALUES)]
-        bad = ~values.isin(allowed)
-    elif kind == "date":
-        bad = (
-            ~values.str.match(DATE_PATTERN)
-            | pd.to_datetime(values, format="%Y-%m-%d", errors="coerce").isna()
+def _descriptor_message(error: FrictionlessError) -> str:
+    note = error.note or error.title
+    unreadable = RETRIEVE_NOTE.search(note)
+    if unreadable:
+        # Frictionless gives no reason when the file is JSON but not an object.
+        reason = unreadable["reason"] or "its JSON is not an object"
+        return f"{DATAPACKAGE} cannot be read as a Data Package: {reason}"
+    return f"{DATAPACKAGE} does not follow the Data Package standard: {note}"
+
+
+def _listing(values: Sequence[Any], most: int = 12) -> str:
+    shown = ", ".join(str(value) for value in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
+def _expected(field: Field | None) -> str:
+    # The type a cell failed to be, as a researcher would name it.
+    if field is None:
+        return "of its field's type"
+    default = field.format in (None, "", "default")
+    if field.type == "boolean":
+        return f"a boolean ({' or '.join([*field.true_values, *field.false_values])})"
+    if field.type == "date":
+        return "a date (YYYY-MM-DD)" if default else f"a date in the format {field.format}"
+    if field.type == "datetime":
+        return (
+            "a date and time (YYYY-MM-DDThh:mm:ss)"
+            if default
+            else f"a date and time in the format {field.format}"
         )
-    elif kind == "datetime":
-        bad = pd.to_datetime(values, format="ISO8601", errors="coerce").isna()
-    else:
-        bad = pd.Series(False, index=values.index)
-    return present & bad
+    kinds = {"integer": "an integer", "number": "a number"}
+    return kinds.get(field.type, f"a {field.type}" + ("" if default else f" ({field.format})"))
+
+
+def _constraint_message(where: str, error: FrictionlessError, field: Field | None) -> str:
+    match = CONSTRAINT_NOTE.search(error.note)
+    name = match["name"] if match else ""
+    value = (field.constraints if field else {}).get(name, match["value"] if match else "")
+    if name == "required":
+        return f"{where}: the value is missing, but the field is required"
+    if name == "enum" and isinstance(value, list):
+        return f"{where}: {error.cell!r} is not one of the allowed values ({_listing(value)})"
+    broken = CONSTRAINT_PHRASES.get(name, f"breaks the constraint {name or error.note}")
+    return f"{where}: {error.cell!r} {broken.format(value=value)}"
+
+
+def _data_message(
+    error: FrictionlessError, resource: Resource, package: Package, folder: Path
+) -> str:
+    # Our message of one of frictionless's data errors: file, row, field and what is wrong.
+    file = resource.path if isinstance(resource.path, str) else resource.name
+    schema = resource.schema
+    row = getattr(error, "row_number", None)
+    field_name = getattr(error, "field_name", None)
+    field = schema.get_field(field_name) if field_name and schema.has_field(field_name) else None
+    kind = error.type
+    figures = EXPECTED_NOTE.search(error.note or "")
+    if kind == "hash-count":
+        return (
+            f"{file} does not match its hash in {DATAPACKAGE}: the file was changed after "
+            "export; restore it or export the replica again"
+        )
+    if kind == "byte-count" and figures:
+        return (
+            f"{file} is {figures['actual']} bytes where {DATAPACKAGE} says "
+            f"{figures['expected']}: the file was changed after export"
+        )
+    if isinstance(error, errors.LabelError):
+        where = f"{file} header, column {error.field_number}"
+        labels = {
+            "incorrect-label": f"{error.label!r} where the schema has field {field_name!r} (the "
+            "columns must be the schema's fields, in order)",
+            "missing-label": f"no column for the schema's field {field_name!r}",
+            "extra-label": f"{error.label!r} is not a field of the schema",
+            "blank-label": "the column has no name",
+            "duplicate-label": f"{error.label!r} also names an earlier column",
+        }
+        return f"{where}: {labels.get(kind, error.note or error.title)}"
+    if isinstance(error, errors.CellError):
+        where = f"{file} row {row}, field {field_name}"
+        if kind == "type-error":
+            return f"{where}: {error.cell!r} is not {_expected(field)}"
+        if kind == "constraint-error":
+            return _constraint_message(where, error, field)
+        earlier = SAME_ROW_NOTE.search(error.note or "")
+        if kind == "unique-error" and earlier:
+            return f"{where}: {error.cell!r} is also in row {earlier['row']}; values must be unique"
+        if kind == "missing-cell":
+            return f"{where}: the row ends before this field"
+        if kind == "extra-cell":
+            return f"{file} row {row}: a cell {error.cell!r} after the last field"
+        return f"{where}: {error.note or error.title}"
+    if kind == "primary-key":
+        key = schema.primary_key
+        earlier = SAME_ROW_NOTE.search(error.note or "")
+        if not earlier:
+            return f"{file} row {row}: the primary key {', '.join(key)} is empty"
+        names = schema.field_names
+        values = [
+            error.cells[names.index(name)] for name in key if names.index(name) < len(error.cells)
+        ]
+        return (
+            f"{file} row {row}: primary key {', '.join(key)} {_listing(values)!r} is also in row "
+            f"{earlier['row']}; each row needs a key of its own"
+        )
+    if kind == "foreign-key":
+        parent = package.get_resource(error.reference_name) if error.reference_name else resource
+        return (
+            f"{file} row {row}, field {', '.join(error.field_names)}: "
+            f"{_listing(error.field_cells)!r} matches no "
+            f"{', '.join(error.reference_field_names)} in {parent.path}"
+        )
+    if kind == "blank-row":
+        return f"{file} row {row} is blank"
+    if kind in UNREADABLE_ERRORS and not (folder / file).is_file():
+        return f"{file} is missing: {DATAPACKAGE} lists it; restore it or export the replica again"
+    if kind in UNREADABLE_ERRORS:
+        return f"{file} cannot be read: {error.note or error.title}"
+    place = f"{file} row {row}" if row else file
+    return f"{place}: {error.note or error.title}"
 
 
 def validate_package(directory: str | Path) -> list[str]:
-    """Check an exported package against its own ``datapackage.json``; return the problems.
+    """Check an exported package with the ``frictionless`` library, the reference implementation
+    of the Frictionless Data Package standard; return its problems in plain words.
 
-    For each CSV resource: the file exists and matches its hash, the header names the schema's
-    fields in order, every cell is castable to its field type, enum and required constraints
-    hold, the primary key is unique and present, and every foreign key resolves to a row of the
-    referenced resource (empty keys refer to nothing). An empty list means the package is valid.
+    Frictionless checks ``datapackage.json`` against the standard and each CSV against its Table
+    Schema: the file's hash and size, the header (the schema's fields, in order), the type of
+    every cell, the constraints (required, enum, unique, minimum...), the primary key (present
+    and unique) and the foreign keys across resources (an empty key refers to nothing). We add
+    only what an exported package promises beyond the standard: at least one resource, each a
+    file in the folder with a sha256 hash and its Table Schema written out, in the types
+    ``open_data`` reads. Rows count as in a spreadsheet, the header being row 1. An empty list
+    means the package is valid:
+
+    >>> validate_package("open-data/cross_justice")  # doctest: +SKIP
+    ["persons.csv row 7, field birth_year: 'abc' is not an integer"]
     """
     folder = Path(directory)
-    try:
-        package = json.loads((folder / DATAPACKAGE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    descriptor_path = folder / DATAPACKAGE
+    # Ours: frictionless would say only that it "cannot retrieve metadata" there.
+    if not descriptor_path.is_file():
         return [f"{folder} has no {DATAPACKAGE}"]
-    except json.JSONDecodeError as error:
-        return [f"{DATAPACKAGE} is not valid JSON: {error}"]
-    problems = _descriptor_problems(package)
-    if problems:
-        return problems
-    frames: dict[str, pd.DataFrame] = {}
-    for resource in package["resources"]:
-        label, path = resource["name"], folder / resource["path"]
-        if not path.is_file():
-            problems.append(f"resource {label}: {resource['path']} is missing")
-            continue
-        if "hash" in resource and _sha256(path) != resource["hash"]:
-            problems.append(f"resource {label}: {resource['path']} does not match its hash")
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding=resource.get("encoding", "utf-8")
-        )
-        frames[label] = frame
-        schema = resource["schema"]
-        names = [field["name"] for field in schema["fields"]]
-        if list(frame.columns) != names:
-            problems.append(
-                f"resource {label}: header {list(frame.columns)} differs from the schema fields {names}"
-            )
-            continue
-        missing = schema.get("missingValues", [""])
-        for field in schema["fields"]:
-            values = frame[field["name"]]
-            bad = _cell_problems(values, field, missing)
-            where = f"resource {label}, field {field['name']}"
-            if bad.any():
-                first = int(bad.to_numpy().nonzero()[0][0])
-                problems.append(
-                    f"{where}: {int(bad.sum())} value(s) are not {field['type']}, e.g. {values.iloc[first]!r} in row {first + 2}"
-                )
-            constraints = field.get("constraints", {})
-            present = ~values.isin(missing)
-            if "enum" in constraints:
-                outside = present & ~values.isin([str(v) for v in constraints["enum"]])
-                if outside.any():
-                    found = sorted(values[outside].unique().tolist())[:5]
-                    problems.append(
-                        f"{where}: {int(outside.sum())} value(s) outside the allowed values, e.g. {found}"
-                    )
-            if constraints.get("required") and (~present).any():
-                problems.append(f"{where}: {int((~present).sum())} required value(s) are empty")
-        key = schema.get("primaryKey", [])
-        key = [key] if isinstance(key, str) else key
-        if key:
-            keys = frame[key]
-            if keys.isin(missing).any().any():
-                problems.append(f"resource {label}: primary key {key} has empty values")
-            if keys.duplicated().any():
-                problems.append(
-                    f"resource {label}: primary key {key} has {int(keys.duplicated().sum())} duplicate(s)"
-                )
-    for resource in package["resources"]:
-        label = resource["name"]
-        if label not in frames or list(frames[label].columns) != [
-            f["name"] for f in resource["schema"]["fields"]
-        ]:
-            continue
-        for foreign in resource["schema"].get("foreignKeys", []):
-            fields = (
-                foreign["fields"] if isinstance(foreign["fields"], list) else [foreign["fields"]]
-            )
-            reference = foreign["reference"]
-            parent_fields = (
-                reference["fields"]
-                if isinstance(reference["fields"], list)
-                else [reference["fields"]]
-            )
-            parent = frames.get(reference["resource"])
-            if parent is None or any(f not in parent.columns for f in parent_fields):
-                problems.append(
-                    f"resource {label}: foreign key {fields} refers to {reference['resource']}, which cannot be read"
-                )
-                continue
-            child = frames[label][fields]
-            missing_values = resource["schema"].get("missingValues", [""])
-            child = child[~child.isin(missing_values).any(axis=1)]
-            known = set(map(tuple, parent[parent_fields].to_numpy().tolist()))
-            orphans = [row for row in map(tuple, child.to_numpy().tolist()) if row not in known]
-            if orphans:
-                problems.append(
-                    f"resource {label}: {len(orphans)} foreign key value(s) of {fields} do not resolve to {reference['resource']}, e.g. {list(orphans[0])}"
-                )
+    try:
+        package = Package.from_descriptor(str(descriptor_path))
+    except FrictionlessException as exception:
+        return [_descriptor_message(error) for error in exception.reasons or [exception.error]]
+    # Frictionless has read it as a Data Package, so it is a JSON object with resources.
+    descriptor = json.loads(descriptor_path.read_text(encoding="utf-8"))
+    problems = _promise_problems(descriptor)
+    if not all(_local_file(resource.get("path")) for resource in descriptor["resources"]):
+        return problems  # reading the data would download a URL or read outside the package
+    report = package.validate(limit_errors=ERROR_LIMIT)
+    problems += [_descriptor_message(error) for error in report.errors]
+    for task in report.tasks:
+        resource = package.get_resource(task.name)
+        problems += [_data_message(error, resource, package, folder) for error in task.errors]
+        if len(task.errors) >= ERROR_LIMIT:
+            problems.append(f"{task.place}: checking stopped after {ERROR_LIMIT} problems")
     return problems

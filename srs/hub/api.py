@@ -20,9 +20,10 @@ was issued to, so a token copied out of a kernel opens nothing from another acco
 Every request carries ``Authorization: Bearer <session token>``; the token is resolved and the
 person re-authorised for the project on each call (``srs.hub.tokens``), and the call runs on one
 real ``ResearchSession`` per token, so the access decisions, disclosure checks and audit events
-are the session's own. Only the public methods in ``SESSION_METHODS`` and ``DP_METHODS`` can be
-called; a model's formula is checked first (patsy evaluates formulas as Python, and this process
-holds the vault's key); a custom output arrives as the file's bytes, never as a path here. A DP
+are the session's own. Only the methods of the session's surface (``srs.research.surface``:
+``SESSION_METHODS`` and ``DP_METHODS``) can be called, their arguments bound to its signatures;
+a model's formula is checked first (patsy evaluates formulas as Python, and this process holds
+the vault's key); a custom output arrives as the file's bytes, never as a path here. A DP
 call carrying a frame (or series, bytes, file) anywhere in its arguments is refused before
 anything is decoded (``DPDataRefused``): DP queries name a dataset held here and choose its rows
 with a declarative ``where`` and ``derive``, plain JSON.
@@ -77,37 +78,19 @@ from srs.governance.policy import PolicySet, load_policies
 from srs.governance.registry import DatabaseError, Registry, open_registry
 from srs.hub import wire
 from srs.hub.tokens import TokenRefused, ended_tokens, resolve_session_token, token_digest
-from srs.research.session import MODELS, DifferentialPrivacy, ResearchSession, SessionError, session
+from srs.research.session import ResearchSession, open_session
+from srs.research.surface import MODELS, DPSurface, SessionSurface, call_signature, surface_methods
+from srs.research.values import SessionError
 
-# What a kernel may call: the public methods of ``ResearchSession`` and of ``s.dp``. Nothing
+# What a kernel may call: the methods the session's surface declares (``srs.research.surface``),
+# the same the local session implements and the kernel's client derives its own from. Nothing
 # else (no name starting with "_", no ``close``) is reachable, whatever the request says.
-SESSION_METHODS = frozenset(
-    {
-        "datasets",
-        "dataset",
-        "dictionary_of",
-        "crosstab",
-        "pivot_table",
-        *MODELS,
-        "survival",
-        "hist",
-        "custom_output",
-        "outputs",
-        "output_id",
-        "rename",
-        "describe",
-        "comment",
-        "remove",
-        "request_exception",
-        "submit",
-        "resubmit",
-        "request_status",
-    }
-)
-DP_METHODS = frozenset({*DifferentialPrivacy.QUERIES, "synthetic", "preview", "budget"})
+SURFACES = {"session": SessionSurface, "dp": DPSurface}
+TARGETS = {target: frozenset(surface_methods(surface)) for target, surface in SURFACES.items()}
+SESSION_METHODS = TARGETS["session"]
+DP_METHODS = TARGETS["dp"]
 # What a DP call may never carry: data of the kernel's own (DP runs on datasets held here).
 DP_REFUSED_TAGS = frozenset({"frame", "series", "bytes", "file"})
-TARGETS = {"session": SESSION_METHODS, "dp": DP_METHODS}
 SERVICE_NAME = "srs-api"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8766
@@ -358,7 +341,7 @@ class EnvironmentAPI:
         if live is not None:
             return live
         created = LiveSession(
-            session(user, project, deployment=self.deployment, policies=self.policies)
+            open_session(user, project, deployment=self.deployment, policies=self.policies)
         )
         with self._sessions_lock:
             live = self._sessions.setdefault(digest, created)
@@ -402,7 +385,8 @@ class EnvironmentAPI:
         with live.lock:
             owner = live.session if target == "session" else live.session.dp
             bound_method = getattr(owner, method)
-            bound = _bind_as_sent(f"{target}.{method}", bound_method, arguments, options)
+            signature = call_signature(SURFACES[target], method)
+            bound = _bind_as_sent(f"{target}.{method}", signature, arguments, options)
             if target == "session" and method in MODELS:
                 _check_formula_as_sent(bound.arguments.get("formula"))
             if target == "dp":
@@ -479,11 +463,11 @@ def _parse_call(body: bytes, limits: wire.WireLimits) -> tuple[str, str, list[An
 
 
 def _bind_as_sent(
-    name: str, bound_method: Any, arguments: list[Any], options: dict[str, Any]
+    name: str, signature: inspect.Signature, arguments: list[Any], options: dict[str, Any]
 ) -> inspect.BoundArguments:
-    """The arguments as sent (still encoded) bound to the method's parameters, so a wrong
-    number of them or an unknown keyword is refused before any frame is decoded."""
-    signature = inspect.signature(bound_method)
+    """The arguments as sent (still encoded) bound to the surface's ``signature`` of the method
+    (``srs.research.surface.call_signature``), so a wrong number of them or an unknown keyword
+    is refused before any frame is decoded."""
     try:
         return signature.bind(*arguments, **options)
     except TypeError as exc:

@@ -2,7 +2,8 @@
 
 A kernel in the hub holds no key and cannot read the registry, so ``srs.session()`` there (when
 the spawner has set ``SRS_API_URL`` and ``SRS_SESSION_TOKEN``) returns a ``RemoteSession``: the
-same methods as ``srs.research.session.ResearchSession``, each one a JSON call (``srs.hub.wire``) to the
+same methods as ``srs.research.session.ResearchSession`` (both implement
+``srs.research.surface.SessionSurface``), each one a JSON call (``srs.hub.wire``) to the
 API (``srs.hub.api``), which runs it on the real session behind the access check. Errors come
 back as the toolkit's own exception classes (``AccessDenied``, ``OutputError``,
 ``BudgetExhausted``...). Only the standard library is used for HTTP. In the hub the API is a Unix
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import http.client
 import importlib
+import inspect
 import json
 import os
 import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +36,18 @@ import pandas as pd
 
 from disclosure.dp.selection import refuse_frame
 from srs.hub import wire
-from srs.research.session import (
+from srs.research.drafts import custom_draft
+from srs.research.surface import (
     API_URL_ENV,
-    AUTO,
     DATASET,
+    DP_QUERIES,
     ENGINES,
     OUTPUT_ID,
-    DifferentialPrivacy,
-    OutputSummary,
-    ResearchSession,
-    SessionError,
-    custom_draft,
+    DPSurface,
+    SessionSurface,
+    forwarded,
 )
+from srs.research.values import OutputSummary, SessionError
 
 TOKEN_ENV = "SRS_SESSION_TOKEN"
 UNIX_SCHEME = "http+unix"
@@ -58,7 +60,7 @@ REMOTE_ERRORS = {
     "SRSError": "srs.errors",
     "AccessDenied": "srs.governance.access",
     "TokenRefused": "srs.hub.tokens",
-    "SessionError": "srs.session",
+    "SessionError": "srs.research.values",
     "WireError": "srs.hub.wire",
     "RequestTooLarge": "srs.hub.wire",
     "VaultError": "srs.vault.store",
@@ -86,16 +88,6 @@ REMOTE_ERRORS = {
     "DPReplicaError": "synthetic.dp_synthesis",
     "DPReplicaRefused": "synthetic.dp_synthesis",
 }
-
-
-def _same_as(local: Any) -> Any:
-    """Give a remote method the docstring of the local one it stands for."""
-
-    def document(remote: Any) -> Any:
-        remote.__doc__ = local.__doc__
-        return remote
-
-    return document
 
 
 def _timeout_from_environment() -> float:
@@ -163,14 +155,55 @@ def remote_error(payload: Any, status: int) -> Exception:
     return SessionError(f"{name or 'error'} in the environment: {message}")
 
 
-class RemoteSession:
+def _aggfunc_name(aggfunc: Any) -> Any:
+    # The session checks an aggfunc by its name (np.mean and "mean" alike); a function cannot
+    # travel, its name can.
+    if isinstance(aggfunc, str) or not callable(aggfunc):
+        return aggfunc
+    name = getattr(aggfunc, "__name__", None)
+    if not name:
+        raise SessionError(f"aggfunc {aggfunc!r} has no name; give one such as 'mean'")
+    return name
+
+
+def _reference(output: Any) -> Any:
+    # A frame an analysis returned stands for its output: send the id, not the frame.
+    if isinstance(output, pd.DataFrame) and OUTPUT_ID in output.attrs:
+        return int(output.attrs[OUTPUT_ID])
+    return output
+
+
+def _references(outputs: Any) -> Any:
+    return None if outputs is None else [_reference(o) for o in outputs]
+
+
+def _listed(values: Any) -> Any:
+    # A sequence travels as a JSON list whatever it was (tuple, numpy array, pandas Index).
+    return None if values is None else list(values)
+
+
+def _prepare(bound: inspect.BoundArguments, by_parameter: dict[str, Callable[[Any], Any]]) -> None:
+    """Turn each argument ``by_parameter`` names into what can travel, in place."""
+    for parameter, prepare in by_parameter.items():
+        if parameter in bound.arguments:
+            bound.arguments[parameter] = prepare(bound.arguments[parameter])
+
+
+@forwarded
+class RemoteSession(SessionSurface):
     """One researcher working in one project through the environment API; what
-    ``srs.session()`` returns inside the hub. The same methods as ``ResearchSession``.
+    ``srs.session()`` returns inside the hub. Its methods are derived from
+    ``srs.research.surface.SessionSurface``, the same as ``ResearchSession``'s: each binds its
+    call to the surface's signature and sends it.
 
     Frames go to the API as Parquet: pass a dataset's name rather than a whole frame read from
-    it where you can (DP queries take only a dataset's name). Fitted models come back as ``ModelResults`` (estimates, fit statistics and
-    the summary); figures as matplotlib figures of the recorded PNG.
+    it where you can (DP queries take only a dataset's name). Fitted models come back as
+    ``ModelResults`` (estimates, fit statistics and the summary); figures as matplotlib figures
+    of the recorded PNG.
     """
+
+    # What an argument becomes before it is sent, by parameter name, for every method.
+    SENT_AS = {"aggfunc": _aggfunc_name, "output": _reference, "outputs": _references}
 
     def __init__(self, api_url: str, token: str, *, timeout: float | None = None) -> None:
         if not api_url.startswith(("http://", "https://", f"{UNIX_SCHEME}://")):
@@ -305,19 +338,14 @@ class RemoteSession:
             self.last_output = last_output
         return wire.decode_result(answer.get("result"))
 
-    @staticmethod
-    def _reference(output: Any) -> Any:
-        # A frame an analysis returned stands for its output: send the id, not the frame.
-        if isinstance(output, pd.DataFrame) and OUTPUT_ID in output.attrs:
-            return int(output.attrs[OUTPUT_ID])
-        return output
+    def _forward(self, method: str, bound: inspect.BoundArguments) -> Any:
+        """Send a call bound to the surface's signature (``srs.research.surface.forwarded``)."""
+        _prepare(bound, self.SENT_AS)
+        return self._call("session", method, *bound.args[1:], **bound.kwargs)
 
-    # -------------------------------------------------------------- data
-    @_same_as(ResearchSession.datasets)
-    def datasets(self) -> list[str]:
-        return self._call("session", "datasets")
-
-    @_same_as(ResearchSession.dataset)
+    # -------------------------------------------------------------- methods with work done here
+    # Their signatures are the surface's (held so by tests/srs/research/test_surface.py) and
+    # their docstrings come from it.
     def dataset(self, name: str, engine: str = "pandas", *, version: int | None = None) -> Any:
         if engine not in ENGINES:
             raise SessionError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
@@ -328,123 +356,18 @@ class RemoteSession:
             return pl.from_pandas(frame)
         return frame
 
-    @_same_as(ResearchSession.dictionary_of)
     def dictionary_of(self, data: Any) -> list[dict[str, Any]] | None:
         name = data if isinstance(data, str) else getattr(data, "attrs", {}).get(DATASET)
         return self._call("session", "dictionary_of", name) if name else None
 
-    # -------------------------------------------------------------- tables and models
-    @_same_as(ResearchSession.crosstab)
-    def crosstab(
-        self,
-        data: Any,
-        index: str | Sequence[str],
-        columns: str | Sequence[str] | None = None,
-        values: str | None = None,
-        aggfunc: Any = "count",
-        *,
-        unit: str | None = AUTO,
-        name: str | None = None,
-        context: str = "",
-        controls: str = "",
-    ) -> pd.DataFrame:
-        return self._call(
-            "session",
-            "crosstab",
-            data,
-            index,
-            columns,
-            values,
-            _aggfunc_name(aggfunc),
-            unit=unit,
-            name=name,
-            context=context,
-            controls=controls,
-        )
+    def output_id(self, output: Any) -> int:
+        reference = _reference(output)
+        if isinstance(reference, int) and not isinstance(reference, bool):
+            return reference
+        if isinstance(reference, OutputSummary):
+            return reference.id
+        return self._call("session", "output_id", reference)
 
-    @_same_as(ResearchSession.pivot_table)
-    def pivot_table(
-        self,
-        data: Any,
-        values: str,
-        index: str | Sequence[str],
-        columns: str | Sequence[str] | None = None,
-        aggfunc: Any = "mean",
-        *,
-        unit: str | None = AUTO,
-        name: str | None = None,
-        context: str = "",
-        controls: str = "",
-    ) -> pd.DataFrame:
-        return self._call(
-            "session",
-            "pivot_table",
-            data,
-            values,
-            index,
-            columns,
-            _aggfunc_name(aggfunc),
-            unit=unit,
-            name=name,
-            context=context,
-            controls=controls,
-        )
-
-    @_same_as(ResearchSession.ols)
-    def ols(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
-        return self._call("session", "ols", formula, data, **options)
-
-    @_same_as(ResearchSession.logit)
-    def logit(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
-        return self._call("session", "logit", formula, data, **options)
-
-    @_same_as(ResearchSession.probit)
-    def probit(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
-        return self._call("session", "probit", formula, data, **options)
-
-    @_same_as(ResearchSession.poisson)
-    def poisson(self, formula: str, data: Any, **options: Any) -> wire.ModelResults:
-        return self._call("session", "poisson", formula, data, **options)
-
-    @_same_as(ResearchSession.survival)
-    def survival(
-        self,
-        data: Any,
-        duration: str,
-        event: str,
-        *,
-        name: str | None = None,
-        context: str = "",
-        controls: str = "",
-    ) -> pd.DataFrame:
-        return self._call(
-            "session",
-            "survival",
-            data,
-            duration,
-            event,
-            name=name,
-            context=context,
-            controls=controls,
-        )
-
-    @_same_as(ResearchSession.hist)
-    def hist(
-        self,
-        data: Any,
-        column: str,
-        bins: int | list[float] = 10,
-        *,
-        name: str | None = None,
-        context: str = "",
-        controls: str = "",
-    ) -> tuple[pd.DataFrame, Any]:
-        counts, figure = self._call(
-            "session", "hist", data, column, bins, name=name, context=context, controls=controls
-        )
-        return counts, figure
-
-    @_same_as(ResearchSession.custom_output)
     def custom_output(
         self,
         path: str | os.PathLike,
@@ -453,7 +376,8 @@ class RemoteSession:
         context: str = "",
         controls: str = "",
     ) -> OutputSummary:
-        # The same checks as the local session, before anything is sent.
+        # The same checks as the local session, before anything is sent; then the file's bytes
+        # travel, never its path (the environment reads no file of its own for a kernel).
         draft = custom_draft(path, justification)
         upload = wire.FileUpload(name=Path(path).name, content=next(iter(draft.files.values())))
         return self._call(
@@ -466,75 +390,17 @@ class RemoteSession:
             controls=controls,
         )
 
-    # -------------------------------------------------------------- managing outputs
-    @_same_as(ResearchSession.outputs)
-    def outputs(self) -> pd.DataFrame:
-        return self._call("session", "outputs")
 
-    @_same_as(ResearchSession.output_id)
-    def output_id(self, output: Any) -> int:
-        reference = self._reference(output)
-        if isinstance(reference, int) and not isinstance(reference, bool):
-            return reference
-        if isinstance(reference, OutputSummary):
-            return reference.id
-        return self._call("session", "output_id", reference)
-
-    @_same_as(ResearchSession.rename)
-    def rename(self, output: Any, name: str) -> OutputSummary:
-        return self._call("session", "rename", self._reference(output), name)
-
-    @_same_as(ResearchSession.describe)
-    def describe(
-        self, output: Any, *, context: str | None = None, controls: str | None = None
-    ) -> OutputSummary:
-        return self._call(
-            "session", "describe", self._reference(output), context=context, controls=controls
-        )
-
-    @_same_as(ResearchSession.comment)
-    def comment(self, output: Any, text: str) -> OutputSummary:
-        return self._call("session", "comment", self._reference(output), text)
-
-    @_same_as(ResearchSession.remove)
-    def remove(self, output: Any) -> OutputSummary:
-        return self._call("session", "remove", self._reference(output))
-
-    @_same_as(ResearchSession.request_exception)
-    def request_exception(self, output: Any, justification: str) -> OutputSummary:
-        return self._call("session", "request_exception", self._reference(output), justification)
-
-    @_same_as(ResearchSession.submit)
-    def submit(self, title: str, outputs: Sequence[Any] | None = None) -> int:
-        chosen = None if outputs is None else [self._reference(o) for o in outputs]
-        return self._call("session", "submit", title, chosen)
-
-    @_same_as(ResearchSession.resubmit)
-    def resubmit(self, request_id: int) -> int:
-        return self._call("session", "resubmit", request_id)
-
-    @_same_as(ResearchSession.request_status)
-    def request_status(self, request_id: int) -> Any:
-        return self._call("session", "request_status", request_id)
-
-
-def _aggfunc_name(aggfunc: Any) -> Any:
-    # The session checks an aggfunc by its name (np.mean and "mean" alike); a function cannot
-    # travel, its name can.
-    if isinstance(aggfunc, str) or not callable(aggfunc):
-        return aggfunc
-    name = getattr(aggfunc, "__name__", None)
-    if not name:
-        raise SessionError(f"aggfunc {aggfunc!r} has no name; give one such as 'mean'")
-    return name
-
-
-class RemoteDifferentialPrivacy:
+@forwarded
+class RemoteDifferentialPrivacy(DPSurface):
     """``s.dp`` inside the hub: the same differentially private queries on the project's
-    datasets, paid from the project's budget by the environment. A query names a dataset; a
-    frame is refused here, before anything is sent (and by the API, whatever is sent)."""
+    datasets (``srs.research.surface.DPSurface``), paid from the project's budget by the
+    environment. A query names a dataset; a frame is refused here, before anything is sent (and
+    by the API, whatever is sent)."""
 
-    QUERIES = DifferentialPrivacy.QUERIES
+    QUERIES = DP_QUERIES
+    # What an argument becomes before it is sent, by parameter name, for every query.
+    SENT_AS = {"dataset": refuse_frame, "columns": _listed, "qs": _listed, "edges": _listed}
 
     def __init__(self, session: RemoteSession) -> None:
         self._session = session
@@ -542,92 +408,7 @@ class RemoteDifferentialPrivacy:
     def __repr__(self) -> str:
         return f"<DP queries for {self._session.project}: {', '.join(self.QUERIES)}>"
 
-    def _call(self, method: str, dataset: Any, *arguments: Any, **options: Any) -> Any:
-        return self._session._call("dp", method, refuse_frame(dataset), *arguments, **options)
-
-    @_same_as(DifferentialPrivacy.count)
-    def count(self, dataset: str, **options: Any) -> pd.DataFrame:
-        return self._call("count", dataset, **options)
-
-    @_same_as(DifferentialPrivacy.sum_of)
-    def sum_of(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("sum_of", dataset, column, **options)
-
-    @_same_as(DifferentialPrivacy.mean)
-    def mean(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("mean", dataset, column, **options)
-
-    @_same_as(DifferentialPrivacy.variance)
-    def variance(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("variance", dataset, column, **options)
-
-    @_same_as(DifferentialPrivacy.quantiles)
-    def quantiles(
-        self, dataset: str, column: str, qs: Sequence[float], **options: Any
-    ) -> pd.DataFrame:
-        return self._call("quantiles", dataset, column, list(qs), **options)
-
-    @_same_as(DifferentialPrivacy.median)
-    def median(self, dataset: str, column: str, **options: Any) -> pd.DataFrame:
-        return self._call("median", dataset, column, **options)
-
-    @_same_as(DifferentialPrivacy.histogram)
-    def histogram(
-        self, dataset: str, column: str, edges: Sequence[float], **options: Any
-    ) -> pd.DataFrame:
-        return self._call("histogram", dataset, column, list(edges), **options)
-
-    @_same_as(DifferentialPrivacy.crosstab)
-    def crosstab(self, dataset: str, *columns: str, **options: Any) -> pd.DataFrame:
-        return self._call("crosstab", dataset, *columns, **options)
-
-    @_same_as(DifferentialPrivacy.synthetic)
-    def synthetic(
-        self,
-        dataset: str,
-        columns: Sequence[str],
-        *,
-        rows: int,
-        rho: float,
-        algorithm: str = "mst",
-        bins: int | None = None,
-        seed: int | None = None,
-        version: int | None = None,
-        where: Sequence[Any] | None = None,
-        derive: dict[str, Any] | None = None,
-        name: str | None = None,
-        context: str = "",
-    ) -> pd.DataFrame:
-        return self._call(
-            "synthetic",
-            dataset,
-            list(columns),
-            rows=rows,
-            rho=rho,
-            algorithm=algorithm,
-            bins=bins,
-            seed=seed,
-            version=version,
-            where=where,
-            derive=derive,
-            name=name,
-            context=context,
-        )
-
-    @_same_as(DifferentialPrivacy.preview)
-    def preview(
-        self,
-        dataset: str,
-        query: Any,
-        *arguments: Any,
-        rho: float | None = None,
-        accuracy: float | None = None,
-        **options: Any,
-    ) -> Any:
-        return self._call(
-            "preview", dataset, query, *arguments, rho=rho, accuracy=accuracy, **options
-        )
-
-    @_same_as(DifferentialPrivacy.budget)
-    def budget(self) -> Any:
-        return self._session._call("dp", "budget")
+    def _forward(self, method: str, bound: inspect.BoundArguments) -> Any:
+        """Send a call bound to the surface's signature (``srs.research.surface.forwarded``)."""
+        _prepare(bound, self.SENT_AS)
+        return self._session._call("dp", method, *bound.args[1:], **bound.kwargs)

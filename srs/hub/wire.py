@@ -20,6 +20,15 @@ the decoded bytes counted against ``max_decoded_frame_bytes`` and, for all frame
 read with ``RequestTooLarge``, before the frame is built. Anything else malformed is a
 ``WireError``, whatever pandas or pyarrow raised. The kernel reads results with no limits.
 
+A dataclass travels under the name of the module that defines it (``type(value).__module__``),
+so the names in ``ARGUMENT_TYPES`` and ``RESULT_TYPES`` are where the classes live
+(``srs.research.values.OutputSummary``, not a module that re-exports it).
+
+Why one module: the format is one contract read on both sides, every tag written by ``encode``
+and read back by the decoder beside it, and the limits that bound a request's reading are part
+of that reading (the footer checks and counted decoding of a frame run inside it); split, a tag
+or a limit could change on one side only.
+
 >>> decode_result(encode((1, "a")))
 (1, 'a')
 """
@@ -82,13 +91,13 @@ PHYSICAL_WIDTHS = {
 }
 # Dataclasses the API rebuilds from a kernel's arguments: nothing that can run code.
 ARGUMENT_TYPES = {
-    "srs.research.session.OutputSummary": ("srs.session", "OutputSummary"),
+    "srs.research.values.OutputSummary": ("srs.research.values", "OutputSummary"),
     "disclosure.dp.queries.DPQuery": ("disclosure.dp.queries", "DPQuery"),
 }
 # Dataclasses the kernel rebuilds from results, as the local session returns them.
 RESULT_TYPES = {
     **ARGUMENT_TYPES,
-    "srs.research.session.RequestStatus": ("srs.session", "RequestStatus"),
+    "srs.research.values.RequestStatus": ("srs.research.values", "RequestStatus"),
     "srs.governance.budget.BudgetState": ("srs.governance.budget", "BudgetState"),
     "disclosure.dp.results.DPPreview": ("disclosure.dp.results", "DPPreview"),
     "disclosure.dp.results.NoiseLine": ("disclosure.dp.results", "NoiseLine"),

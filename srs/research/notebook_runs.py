@@ -36,15 +36,9 @@ from srs.governance.deployment import DATABASE_URL_ENV, HOME_ENV, Deployment
 from srs.governance.policy import PolicySet
 from srs.governance.registry import open_registry
 from srs.governance.registry.models import Output, Project, ReleaseRequest
-from srs.research.session import (
-    API_URL_ENV,
-    PROJECT_ENV,
-    SYNTHETIC,
-    USER_ENV,
-    VAULT,
-    OutputSummary,
-    session,
-)
+from srs.research.session import PROJECT_ENV, USER_ENV, open_session
+from srs.research.surface import API_URL_ENV, SYNTHETIC, VAULT
+from srs.research.values import OutputSummary
 
 KERNEL = "python3"
 # The sources a run in a deployment may use; "open" is a practice session, run with papermill.
@@ -232,7 +226,7 @@ def run_notebook(
     except Exception as exc:  # nbformat raises several kinds on files that are not notebooks
         raise NotebookRunError(f"{notebook} is not a Jupyter notebook: {exc}") from exc
     # The same check the notebook's session makes, before anything runs: AccessDenied says why.
-    session(user, project, deployment=deployment, policies=policies, source=source).close()
+    open_session(user, project, deployment=deployment, policies=policies, source=source).close()
     registry = open_registry(deployment.database_url)
     try:
         with registry.sessions() as db:

@@ -30,7 +30,9 @@ from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet, load_policies
 from srs.governance.registry import Registry, accounts, open_registry, projects
 from srs.governance.registry.models import Grant, Project
-from srs.research.session import OPEN, ResearchSession, SessionError
+from srs.research.session import ResearchSession
+from srs.research.surface import OPEN
+from srs.research.values import SessionError
 from srs.vault.crypto import (
     content_hash,
     frame_to_parquet_bytes,

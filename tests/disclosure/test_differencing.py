@@ -172,12 +172,12 @@ def test_magnitude_tables_and_unknown_rounding_are_marked_for_review(policies) -
 
 def test_a_failing_solver_leaves_the_pair_for_review_not_ok(policies, monkeypatch) -> None:
     """The attack is there (5 fewer people), but the solver cannot say: review, never ok."""
-    import disclosure.differencing as differencing
+    import disclosure.differencing.attacker as attacker
 
     class Failed:
         status, message, x, fun = 4, "numerical difficulties", None, None
 
-    monkeypatch.setattr(differencing, "linprog", lambda *args, **kwargs: Failed())
+    monkeypatch.setattr(attacker, "linprog", lambda *args, **kwargs: Failed())
     earlier = by_sex_and_court([[40, NAN, 12], [30, 25, 7]])
     later = by_sex_and_court([[35, 6, 12], [30, 25, NAN]])
     [finding] = check_differencing(later, {"o": earlier}, policies.sdc.active)

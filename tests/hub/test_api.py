@@ -6,7 +6,6 @@ payloads and oversized calls are refused."""
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import os
 import pickle
@@ -49,23 +48,16 @@ from srs.governance.registry import Registry
 from srs.governance.registry.models import AuditEvent, Output
 from srs.hub import wire
 from srs.hub.api import (
-    DP_METHODS,
-    SESSION_METHODS,
     EnvironmentAPI,
     check_formula,
     make_api_app,
     service_address,
 )
-from srs.hub.client import RemoteDifferentialPrivacy, RemoteSession
+from srs.hub.client import RemoteSession
 from srs.hub.tokens import TokenRefused, issue_session_token, revoke_session_tokens
-from srs.research.session import (
-    DifferentialPrivacy,
-    OutputSummary,
-    RequestStatus,
-    ResearchSession,
-    SessionError,
-    protected_table,
-)
+from srs.research.drafts import protected_table
+from srs.research.session import ResearchSession
+from srs.research.values import OutputSummary, RequestStatus, SessionError
 
 BASE_URL = "/services/srs-api/"
 JUSTIFICATION = "Plain-text method notes with no figures from the data"
@@ -564,34 +556,8 @@ def test_a_call_too_large_is_refused_with_a_clear_error(service, token, s, monke
     assert s.crosstab("linked/journeys", "sex").attrs["srs_output_id"] > 0  # a name is small
 
 
-# ------------------------------------------------------------------ the same API, kept in step
-def public_methods(cls: type) -> dict[str, inspect.Signature]:
-    return {
-        name: inspect.signature(member)
-        for name, member in inspect.getmembers(cls, inspect.isfunction)
-        if not name.startswith("_")
-    }
-
-
-@pytest.mark.parametrize(
-    ("local_class", "remote_class", "offered"),
-    [
-        (ResearchSession, RemoteSession, SESSION_METHODS),
-        (DifferentialPrivacy, RemoteDifferentialPrivacy, DP_METHODS),
-    ],
-)
-def test_the_remote_session_offers_what_the_local_one_does(
-    local_class, remote_class, offered
-) -> None:
-    local_methods, remote_methods = public_methods(local_class), public_methods(remote_class)
-    assert set(local_methods) - {"close"} == offered  # the API's allow-list is the public API
-    for name, signature in local_methods.items():
-        assert list(remote_methods[name].parameters) == list(signature.parameters), name
-        for parameter in signature.parameters.values():
-            remote = remote_methods[name].parameters[parameter.name]
-            assert (remote.kind, remote.default) == (parameter.kind, parameter.default), name
-        if name != "close":
-            assert remote_class.__dict__[name].__doc__ == local_class.__dict__[name].__doc__
+# The remote session, the local one and the allow-lists are held to the one surface in
+# tests/srs/research/test_surface.py.
 
 
 def test_health_unknown_paths_and_where_the_service_listens(service) -> None:

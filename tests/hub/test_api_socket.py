@@ -29,7 +29,7 @@ from srs.hub.api import bind_api_socket, make_api_app
 from srs.hub.client import RemoteSession, unix_socket_url
 from srs.hub.config import API_PREFIX
 from srs.hub.tokens import TokenRefused, issue_session_token
-from srs.research.session import SessionError
+from srs.research.values import SessionError
 
 NOBODY = pwd.getpwnam("nobody")
 

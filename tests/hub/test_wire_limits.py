@@ -420,7 +420,7 @@ MALFORMED = {
         }
     ),
     "dataclass bad fields": argument(
-        {wire.TAG: "dataclass", "type": "srs.research.session.OutputSummary", "fields": {"x": 1}}
+        {wire.TAG: "dataclass", "type": "srs.research.values.OutputSummary", "fields": {"x": 1}}
     ),
     "query bad fields": argument(
         {wire.TAG: "dataclass", "type": "disclosure.dp.queries.DPQuery", "fields": {"by": 5}}

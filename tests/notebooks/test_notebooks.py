@@ -43,7 +43,9 @@ from srs.research.practice import (
     is_practice_deployment,
     practice_deployment,
 )
-from srs.research.session import OPEN, SYNTHETIC, SYNTHETIC_CONTEXT, SessionError
+from srs.research.session import SYNTHETIC_CONTEXT
+from srs.research.surface import OPEN, SYNTHETIC
+from srs.research.values import SessionError
 from synthetic.open_data import open_data
 from synthetic.research_questions import protected_answers
 from synthetic.vault_replicas import ReplicaNotFound

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from output_checking.hidden_cells import PRIMARY, SECONDARY, SECONDARY_NOTE, hidden_cells
 from output_checking.outputs import content_table
 from output_checking.web import render_table
-from srs.research.session import protected_table
+from srs.research.drafts import protected_table
 
 
 def cases(counts: dict[tuple[str, str], int]) -> pd.DataFrame:

@@ -153,7 +153,7 @@ def test_a_huge_exponent_is_a_finding_and_the_checker_page_still_renders(
     from output_checking.web import output_page
     from output_checking.workflow import OutputView
     from srs.governance.registry.models import Output, OutputFile
-    from srs.research.session import custom_draft
+    from srs.research.drafts import custom_draft
 
     data = b"sex,count\nF,1e999999\nM,120\n"
     path = tmp_path / "counts.csv"

@@ -217,7 +217,7 @@ def test_tables_released_together_are_differenced_against_each_other(
     """Review of issue 15: two tables 3 women apart in one request went out together with
     differencing ok. A request whose votes did not compare them (approved before the votes
     did) is refused at release, naming the other output, and the refusal is audited."""
-    from output_checking import workflow
+    from output_checking.workflow import reviews
 
     sub = submitted_request(
         registry,
@@ -226,7 +226,7 @@ def test_tables_released_together_are_differenced_against_each_other(
     )
     first, second = sub.outputs
     with monkeypatch.context() as votes_before_the_fix:
-        votes_before_the_fix.setattr(workflow, "together_tables", lambda output, others: {})
+        votes_before_the_fix.setattr(reviews, "together_tables", lambda output, others: {})
         approve(registry, policies, sub.request_id, sub.outputs)
     with pytest.raises(WorkflowError, match=f"output #{second} in this request") as refused:
         release(registry, policies, deployment, sub.request_id)

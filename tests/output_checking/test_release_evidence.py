@@ -454,9 +454,9 @@ def test_an_approval_that_records_no_digest_is_refused(
     registry, policies, people, deployment, monkeypatch
 ):
     """Approve events written before the digest existed prove nothing of the fields: refused."""
-    from output_checking import workflow
+    from output_checking.workflow import reviews
 
-    real = workflow.record_event
+    real = reviews.record_event
 
     def without_digest(session, **event):
         if event["action"] == "output.approve":
@@ -467,7 +467,7 @@ def test_an_approval_that_records_no_digest_is_refused(
 
     sub = submitted_request(registry, policies, {"one": {"F": 50, "M": 60}})
     with monkeypatch.context() as older_votes:
-        older_votes.setattr(workflow, "record_event", without_digest)
+        older_votes.setattr(reviews, "record_event", without_digest)
         approve(registry, policies, sub.outputs)
     with pytest.raises(WorkflowError, match="records no digest of what they reviewed"):
         release(registry, policies, deployment, sub.request_id)

@@ -23,7 +23,7 @@ from registry_fixtures import PROJECT, populate
 from srs.governance.deployment import Deployment
 from srs.governance.registry import open_registry
 from srs.governance.registry.models import Researcher
-from srs.research.session import Draft, custom_draft, model_draft, protected_table
+from srs.research.drafts import Draft, custom_draft, model_draft, protected_table
 
 JUSTIFICATION = "Reoffending shares by court for the annual report; every cell is 10 or more"
 

@@ -514,7 +514,7 @@ def test_two_tables_of_one_request_are_differenced_against_each_other(registry, 
 
 def histogram_content(policies, ages: list[int]) -> dict:
     """A histogram figure's content as the session records it (age bins 18-24 and 25-34)."""
-    from srs.research.session import histogram_draft
+    from srs.research.drafts import histogram_draft
 
     data = pd.DataFrame({"age": ages})
     _, _, draft = histogram_draft(data, "age", [18, 25, 35], policies.sdc.active, "ons-srs")

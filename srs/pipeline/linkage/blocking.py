@@ -19,13 +19,10 @@ import jellyfish
 import numpy as np
 import pandas as pd
 
-from srs.pipeline.linkage import (
-    LinkageError,
-    LinkageSettings,
-    _input_tables,
-    database_api,
-    splink_settings,
-)
+from srs.pipeline.linkage.backends import database_api, input_tables
+from srs.pipeline.linkage.errors import LinkageError
+from srs.pipeline.linkage.model import splink_settings
+from srs.pipeline.linkage.settings import LinkageSettings
 
 # Keys `standardise` adds for blocking rules to name, and what each holds. Derived from the
 # standardised names and dates, so a missing name or date gives a missing key (never a block).
@@ -82,6 +79,11 @@ def add_blocking_keys(records: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- counting
+def pairs_among(group_sizes: pd.Series) -> int:
+    """Record pairs within groups of these sizes: ``n`` records make ``n (n - 1) / 2``."""
+    return int((group_sizes * (group_sizes - 1) // 2).sum())
+
+
 def rule_text(rule: list[str] | tuple[str, ...]) -> str:
     """A rule as the policy writes it: ``[surname_soundex, birth_year]``."""
     return "[" + ", ".join(rule) + "]"
@@ -143,7 +145,7 @@ def pairs_in_blocks(
     if keyed.empty:
         return 0, None, 0
     sizes = keyed.groupby(rule, sort=False).size()
-    pairs = int((sizes * (sizes - 1) // 2).sum())
+    pairs = pairs_among(sizes)
     if link_type == "link_only":
         # Only pairs of records from different tables: all pairs less those within a table.
         within = keyed.groupby([*rule, "source_dataset"], sort=False).size()
@@ -161,7 +163,7 @@ def _cumulative_comparisons(
 
     proportion = 1.0 if total <= EXACT_COUNT_PAIRS else math.sqrt(EXACT_COUNT_PAIRS / total)
     db_api = database_api(settings.backend)
-    tables = _input_tables(db_api, records, settings.link_type)
+    tables = input_tables(db_api, records, settings.link_type)
     linker = Linker(
         tables if settings.link_type != "dedupe_only" else tables[0],
         splink_settings(settings),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import srs.pipeline.linkage
+import srs.pipeline.linkage.link
 from srs.pipeline.ingest import load_dictionary
 from srs.pipeline.linkage import (
     LinkageResult,
@@ -31,7 +31,7 @@ def test_many_candidate_pairs_are_scored_in_chunks_to_the_same_persons(
     candidates = [m for m in whole if m.startswith("predicting pairs")]
     assert candidates and "chunks" not in candidates[0], whole
 
-    monkeypatch.setattr(srs.pipeline.linkage, "PREDICT_PAIRS_PER_CHUNK", 400)
+    monkeypatch.setattr(srs.pipeline.linkage.link, "PREDICT_PAIRS_PER_CHUNK", 400)
     chunked: list[str] = []
     in_chunks = link_tables(simulation.extracts, mappings, settings, chunked.append)
     pairs = int(candidates[0].split("about ")[1].split(" ")[0].replace(",", ""))

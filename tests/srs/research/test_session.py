@@ -37,7 +37,9 @@ from srs.governance.budget import SpendRefused, spends
 from srs.governance.policy import default_policy_dir, load_policies
 from srs.governance.registry import Registry
 from srs.governance.registry.models import AuditEvent, Grant, Output
-from srs.research.session import SYNTHETIC, SYNTHETIC_CONTEXT, SessionError
+from srs.research.session import SYNTHETIC_CONTEXT
+from srs.research.surface import SYNTHETIC
+from srs.research.values import SessionError
 
 
 def denials(registry: Registry, actor: str) -> list[AuditEvent]:

@@ -15,7 +15,7 @@ from workflow_fixtures import SECOND_CHECKER, add_checker
 
 from output_checking.outputs import content_table
 from output_checking.workflow import vote
-from srs.research.session import ESTIMATE_SIGNIFICANT_FIGURES
+from srs.research.drafts import ESTIMATE_SIGNIFICANT_FIGURES
 
 JUSTIFICATION = "Reoffending by court from our own linked extract, for the annual report"
 
