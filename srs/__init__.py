@@ -1,6 +1,17 @@
-"""srs: the secure research environment: registry, access, audit, vault, data pipeline, CLI and
-the researcher session (``import srs; s = srs.session()``) and the open synthetic data
-(``srs.open_data("cross_justice")``, no accreditation needed)."""
+"""srs: the secure research environment, in layers (lowest first; none imports one above it):
+
+- ``srs.errors``: the root exception; ``srs.governance``: policy, deployment, registry, access,
+  audit, budget ledger; ``srs.vault``: encrypted datasets; ``srs.pipeline``: safe data, from
+  agencies' extracts to linked research tables (between them and the research surface sit the
+  packages ``synthetic`` and ``output_checking``);
+- ``srs.research``: the researcher's session surface; ``srs.hub``: JupyterHub and the
+  environment API;
+- the front doors: ``srs.session`` (``import srs; s = srs.session()``), ``srs.cli`` (the ``srs``
+  command), ``srs.demo``; and the open synthetic data (``srs.open_data("cross_justice")``, no
+  accreditation needed).
+
+README.md's Layout section has the table; tests/test_layers.py holds the direction.
+"""
 
 from __future__ import annotations
 
