@@ -40,9 +40,9 @@ from srs.research.drafts import custom_draft
 from srs.research.surface import (
     API_URL_ENV,
     DATASET,
-    DP_QUERIES,
     ENGINES,
     OUTPUT_ID,
+    VAULT,
     DPSurface,
     SessionSurface,
     forwarded,
@@ -203,15 +203,15 @@ class RemoteSession(SessionSurface):
     """
 
     # What an argument becomes before it is sent, by parameter name, for every method.
-    SENT_AS = {"aggfunc": _aggfunc_name, "output": _reference, "outputs": _references}
+    _SENT_AS = {"aggfunc": _aggfunc_name, "output": _reference, "outputs": _references}
 
     def __init__(self, api_url: str, token: str, *, timeout: float | None = None) -> None:
         if not api_url.startswith(("http://", "https://", f"{UNIX_SCHEME}://")):
             raise SessionError(
                 f"{API_URL_ENV} must be an http(s) or {UNIX_SCHEME} URL, not {api_url!r}"
             )
-        self.api_url = api_url.rstrip("/") + "/"
-        self._socket_path = socket_of_url(self.api_url)
+        self._api_url = api_url.rstrip("/") + "/"
+        self._socket_path = socket_of_url(self._api_url)
         self._token = token
         self._timeout = timeout or _timeout_from_environment()
         # No proxy: the token goes straight to the environment's own service.
@@ -219,6 +219,10 @@ class RemoteSession(SessionSurface):
         who = self._request("GET", "session")
         self.user: str = who["user"]
         self.project: str = who["project"]
+        # The environment API opens every session on the project's vault data (srs.session()
+        # refuses source='synthetic' in the hub), where there is nothing to warn of.
+        self.source = VAULT
+        self.notice: str | None = None
         self.last_output: OutputSummary | None = None
         self.dp = RemoteDifferentialPrivacy(self)
 
@@ -254,7 +258,7 @@ class RemoteSession(SessionSurface):
         return remote
 
     def __repr__(self) -> str:
-        return f"<srs session: {self.user} in {self.project} (via the environment API at {self.api_url})>"
+        return f"<srs session: {self.user} in {self.project} (via the environment API at {self._api_url})>"
 
     def close(self) -> None:
         """Nothing to release here: the environment keeps the session until the server stops."""
@@ -274,7 +278,7 @@ class RemoteSession(SessionSurface):
         }
 
     def _request_on_socket(self, verb: str, endpoint: str, body: bytes | None) -> Any:
-        path = urllib.parse.urlsplit(self.api_url).path + endpoint
+        path = urllib.parse.urlsplit(self._api_url).path + endpoint
         connection = UnixHTTPConnection(self._socket_path, timeout=self._timeout)
         try:
             connection.request(verb, path, body=body, headers=self._headers())
@@ -282,7 +286,7 @@ class RemoteSession(SessionSurface):
             text = response.read()
         except OSError as exc:
             raise SessionError(
-                f"cannot reach the environment API at {self.api_url} ({exc}); if it persists, "
+                f"cannot reach the environment API at {self._api_url} ({exc}); if it persists, "
                 "tell the environment's administrators"
             ) from exc
         finally:
@@ -301,7 +305,7 @@ class RemoteSession(SessionSurface):
         if self._socket_path is not None:
             return self._request_on_socket(verb, endpoint, body)
         request = urllib.request.Request(
-            self.api_url + endpoint, data=body, method=verb, headers=self._headers()
+            self._api_url + endpoint, data=body, method=verb, headers=self._headers()
         )
         try:
             with self._opener.open(request, timeout=self._timeout) as response:
@@ -317,7 +321,7 @@ class RemoteSession(SessionSurface):
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise SessionError(
-                f"cannot reach the environment API at {self.api_url} ({reason}); if it persists, "
+                f"cannot reach the environment API at {self._api_url} ({reason}); if it persists, "
                 "tell the environment's administrators"
             ) from exc
 
@@ -340,7 +344,7 @@ class RemoteSession(SessionSurface):
 
     def _forward(self, method: str, bound: inspect.BoundArguments) -> Any:
         """Send a call bound to the surface's signature (``srs.research.surface.forwarded``)."""
-        _prepare(bound, self.SENT_AS)
+        _prepare(bound, self._SENT_AS)
         return self._call("session", method, *bound.args[1:], **bound.kwargs)
 
     # -------------------------------------------------------------- methods with work done here
@@ -359,14 +363,6 @@ class RemoteSession(SessionSurface):
     def dictionary_of(self, data: Any) -> list[dict[str, Any]] | None:
         name = data if isinstance(data, str) else getattr(data, "attrs", {}).get(DATASET)
         return self._call("session", "dictionary_of", name) if name else None
-
-    def output_id(self, output: Any) -> int:
-        reference = _reference(output)
-        if isinstance(reference, int) and not isinstance(reference, bool):
-            return reference
-        if isinstance(reference, OutputSummary):
-            return reference.id
-        return self._call("session", "output_id", reference)
 
     def custom_output(
         self,
@@ -398,9 +394,8 @@ class RemoteDifferentialPrivacy(DPSurface):
     environment. A query names a dataset; a frame is refused here, before anything is sent (and
     by the API, whatever is sent)."""
 
-    QUERIES = DP_QUERIES
     # What an argument becomes before it is sent, by parameter name, for every query.
-    SENT_AS = {"dataset": refuse_frame, "columns": _listed, "qs": _listed, "edges": _listed}
+    _SENT_AS = {"dataset": refuse_frame, "columns": _listed, "qs": _listed, "edges": _listed}
 
     def __init__(self, session: RemoteSession) -> None:
         self._session = session
@@ -410,5 +405,5 @@ class RemoteDifferentialPrivacy(DPSurface):
 
     def _forward(self, method: str, bound: inspect.BoundArguments) -> Any:
         """Send a call bound to the surface's signature (``srs.research.surface.forwarded``)."""
-        _prepare(bound, self.SENT_AS)
+        _prepare(bound, self._SENT_AS)
         return self._session._call("dp", method, *bound.args[1:], **bound.kwargs)

@@ -37,9 +37,6 @@ class DifferentialPrivacy(DPSurface):
     """``s.dp`` of the local session: each query read, spent, released and recorded here,
     against the project's budget (``srs.research.surface.DPSurface`` documents the methods)."""
 
-    # Options of every query that say what to read and how to pay, not what to compute.
-    READING = ("version", "where", "derive")
-
     def __init__(self, session: ResearchSession) -> None:
         self._session = session
 
@@ -72,7 +69,7 @@ class DifferentialPrivacy(DPSurface):
             "vault": session._vault,
             "project_code": session.project,
             "researcher": session.user,
-            "policies": session.policies,
+            "policies": session._policies,
             "dataset": refuse_frame(dataset),
             "synthetic": session.source == SYNTHETIC,
             **{key: options.pop(key, None) for key in self.READING},
@@ -199,4 +196,4 @@ class DifferentialPrivacy(DPSurface):
 
     def budget(self) -> BudgetState:
         with self._session._registry.sessions() as db:
-            return budget_state(db, self._session.project, self._session.policies)
+            return budget_state(db, self._session.project, self._session._policies)

@@ -244,8 +244,10 @@ class ResearchSession(SessionSurface):
     ) -> None:
         self.user = user
         self.project = project
-        self.deployment = deployment
-        self.policies = policies
+        # Private, as everything not on the surface: a session in the hub has neither (its
+        # kernel holds no key and reads no policy), so a notebook must not come to rely on them.
+        self._deployment = deployment
+        self._policies = policies
         self.source = source
         self.notice = notice or (SYNTHETIC_SOURCE_NOTICE if source == SYNTHETIC else None)
         self._registry = registry
@@ -261,7 +263,7 @@ class ResearchSession(SessionSurface):
 
     def __repr__(self) -> str:
         on = "" if self.source == VAULT else f", on {self.source} data"
-        return f"<srs session: {self.user} in {self.project} ({self.deployment.home}{on})>"
+        return f"<srs session: {self.user} in {self.project} ({self._deployment.home}{on})>"
 
     def _context(self, context: str) -> str:
         """The context an output is recorded with: on synthetic data, led by a note saying so."""
@@ -361,7 +363,7 @@ class ResearchSession(SessionSurface):
                 db,
                 username=self.user,
                 action="output.create",
-                policies=self.policies,
+                policies=self._policies,
                 project_code=self.project,
             )
             name = self._unique_name(db, name or draft.default_name)
@@ -385,7 +387,7 @@ class ResearchSession(SessionSurface):
                     context=self._context(context),
                     controls=controls,
                     files=files,
-                    file_rules=file_gate_rules(self.policies),
+                    file_rules=file_gate_rules(self._policies),
                 )
             except OutputError as refusal:
                 db.rollback()
@@ -469,8 +471,8 @@ class ResearchSession(SessionSurface):
             values=values,
             statistic=statistic,
             unit=unit,
-            profile=self.policies.sdc.active,
-            profile_name=self.policies.sdc.profile,
+            profile=self._policies.sdc.active,
+            profile_name=self._policies.sdc.profile,
         )
         return self._tagged(table, self._record(draft, name, context, controls))
 
@@ -505,7 +507,7 @@ class ResearchSession(SessionSurface):
         if kind != "ols":
             options.setdefault("disp", False)
         results = model.fit(**options)
-        draft = model_draft(results, formula, self.policies.sdc.active)
+        draft = model_draft(results, formula, self._policies.sdc.active)
         self._record(draft, name, context, controls)
         return results
 
@@ -520,7 +522,7 @@ class ResearchSession(SessionSurface):
         context: str = "",
         controls: str = "",
     ) -> pd.DataFrame:
-        table, draft = survival_draft(self._frame(data), duration, event, self.policies.sdc.active)
+        table, draft = survival_draft(self._frame(data), duration, event, self._policies.sdc.active)
         return self._tagged(table, self._record(draft, name, context, controls))
 
     def hist(
@@ -534,7 +536,7 @@ class ResearchSession(SessionSurface):
         controls: str = "",
     ) -> tuple[pd.DataFrame, Any]:
         counts, figure, draft = histogram_draft(
-            self._frame(data), column, bins, self.policies.sdc.active, self.policies.sdc.profile
+            self._frame(data), column, bins, self._policies.sdc.active, self._policies.sdc.profile
         )
         return self._tagged(counts, self._record(draft, name, context, controls)), figure
 
@@ -551,7 +553,7 @@ class ResearchSession(SessionSurface):
         draft = custom_draft(
             path,
             justification,
-            profile=self.policies.sdc.active,
+            profile=self._policies.sdc.active,
             context=context,
             controls=controls,
             earlier=earlier,
@@ -658,7 +660,7 @@ class ResearchSession(SessionSurface):
     def _change(self, change, output: Any, action: str, **arguments: Any) -> OutputSummary:
         with self._registry.sessions() as db:
             output_id = self._own_output_id(db, output, f"output.{action}")
-            change(db, output_id=output_id, actor=self.user, policies=self.policies, **arguments)
+            change(db, output_id=output_id, actor=self.user, policies=self._policies, **arguments)
             return OutputSummary.of(get_output(db, output_id))
 
     def rename(self, output: Any, name: str) -> OutputSummary:
@@ -692,23 +694,25 @@ class ResearchSession(SessionSurface):
                 db,
                 project_code=self.project,
                 author=self.user,
-                policies=self.policies,
+                policies=self._policies,
                 title=title,
                 output_ids=ids,
             )
-            submit_request(db, request_id=request.id, actor=self.user, policies=self.policies)
+            submit_request(db, request_id=request.id, actor=self.user, policies=self._policies)
             return request.id
 
     def resubmit(self, request_id: int) -> int:
         with self._registry.sessions() as db:
             request = self._own_request(db, request_id, "request.submit")
-            submit_request(db, request_id=request.id, actor=self.user, policies=self.policies)
+            submit_request(db, request_id=request.id, actor=self.user, policies=self._policies)
             return request.id
 
     def request_status(self, request_id: int) -> RequestStatus:
         with self._registry.sessions() as db:
             request = self._own_request(db, request_id, "request.view")
-            view = request_view(db, request_id=request.id, viewer=self.user, policies=self.policies)
+            view = request_view(
+                db, request_id=request.id, viewer=self.user, policies=self._policies
+            )
             request = view.request
             return RequestStatus(
                 request_id=request.id,

@@ -11,9 +11,15 @@ documentation (``help(s.crosstab)``). Two transports implement them:
   environment API, which allows exactly the surface's methods (``surface_methods``) and binds
   the arguments to the same signatures.
 
-An implementation's method without a docstring takes the surface's; ``surface_drift`` lists how a
-class differs from its surface (a method missing or extra, a parameter's name, kind or default, a
-docstring), and the tests hold it empty for all four classes.
+The session's surface also declares the attributes every session has (``s.user``, ``s.project``,
+``s.source``, ``s.notice``, ``s.last_output``, ``s.dp``: ``SurfaceAttribute``), so a notebook
+that reads one works on either transport. An implementation's method without a docstring takes
+the surface's; ``surface_drift`` lists how a class (or a session itself) differs from its surface:
+a method missing, a parameter's name, kind or default, a docstring, and any public name of any
+kind (method, property, class or static method, cached or partial method, constant, instance
+attribute) the surface does not declare, unless ``TRANSPORT_ONLY`` lists it with the reason one
+transport alone has it; a ``__getattr__`` is refused, as the names it serves cannot be listed.
+The tests hold the drift empty for all four classes and for a session of each transport.
 
 >>> sorted(surface_methods(DPSurface))[:3]
 ['budget', 'count', 'crosstab']
@@ -51,6 +57,21 @@ MODELS = ("ols", "logit", "probit", "poisson")
 DP_QUERIES = ("count", "sum_of", "mean", "variance", "quantiles", "median", "histogram", "crosstab")
 # Public methods of a session that are not calls to the environment: each side closes its own.
 LIFECYCLE = frozenset({"close"})
+# The public names one implementation has and the other transport's must not, by the class that
+# defines them, each with the reason. Any other public name not on the surface is drift
+# (``surface_drift``): declare it on the surface, or make it private (``_name``).
+TRANSPORT_ONLY: dict[str, dict[str, str]] = {
+    "srs.research.session.ResearchSession": {},
+    "srs.research.dp.DifferentialPrivacy": {},
+    "srs.hub.client.RemoteSession": {
+        "from_environment": "the constructor srs.session() calls inside the hub: it opens the "
+        "session the spawner set up (SRS_API_URL, SRS_SESSION_TOKEN); a local session is opened "
+        "by srs.research.session.open_session from the registry, which a kernel cannot read",
+    },
+    "srs.hub.client.RemoteDifferentialPrivacy": {},
+}
+# Methods through which a class serves names nobody wrote out, so no list of its names is whole.
+DYNAMIC_LOOKUP = ("__getattr__", "__getattribute__")
 
 SurfaceClass = TypeVar("SurfaceClass", bound=type)
 
@@ -100,17 +121,88 @@ def call_signature(surface: type, name: str) -> inspect.Signature:
     return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
-def public_methods(cls: type) -> dict[str, Callable[..., Any]]:
-    """The public instance methods of ``cls`` (inherited ones included), leaving out
-    constructors (class and static methods), properties and ``LIFECYCLE``."""
+class SurfaceAttribute:
+    """An attribute a surface declares (``s.user``): every implementation sets it on its
+    instances, in ``__init__``; ``help()`` shows its docstring on either transport.
+
+    >>> class Named(Surface):
+    ...     user = SurfaceAttribute("Who works.")
+    >>> class Here(Named):
+    ...     def __init__(self):
+    ...         self.user = "ana"
+    >>> Here().user, vars(Here())
+    ('ana', {'user': 'ana'})
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+        self.surface = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.surface = name, owner.__name__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        try:
+            return instance.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(instance).__name__} has not set {self.surface}.{self.name}: every "
+                "implementation of the surface sets it in __init__"
+            ) from None
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        instance.__dict__[self.name] = value
+
+    def __repr__(self) -> str:
+        return f"<attribute {self.surface}.{self.name}>"
+
+
+def surface_attributes(surface: type) -> dict[str, SurfaceAttribute]:
+    """The attributes ``surface`` declares, by name: what every session of it has.
+
+    >>> list(surface_attributes(SessionSurface))
+    ['user', 'project', 'source', 'notice', 'last_output', 'dp']
+    """
+    return {
+        name: value for name, value in vars(surface).items() if isinstance(value, SurfaceAttribute)
+    }
+
+
+def _public_names(surface: type) -> set[str]:
+    return {name for name in vars(surface) if not name.startswith("_")}
+
+
+def _defined(implementation: type, surface: type) -> dict[str, tuple[type, Any]]:
+    """Every public name ``implementation`` defines below ``surface`` (in its own class or any
+    base that is not the surface, ``Surface``, ``abc.ABC`` or ``object``), whatever its kind,
+    with the class whose ``__dict__`` gives it."""
+    shared = set(surface.__mro__) | {object}
+    names = {
+        name
+        for ancestor in implementation.__mro__
+        if ancestor not in shared
+        for name in vars(ancestor)
+        if not name.startswith("_")
+    }
     found = {}
-    for name in dir(cls):
-        if name.startswith("_") or name in LIFECYCLE:
-            continue
-        value = inspect.getattr_static(cls, name)
-        if inspect.isfunction(value):
-            found[name] = value
+    for name in sorted(names):
+        owner = next(ancestor for ancestor in implementation.__mro__ if name in vars(ancestor))
+        if owner not in shared:
+            found[name] = (owner, vars(owner)[name])
     return found
+
+
+def _allowed_one_sided(owner: type) -> dict[str, str]:
+    return TRANSPORT_ONLY.get(f"{owner.__module__}.{owner.__qualname__}", {})
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, SurfaceAttribute):
+        return "surface attribute"
+    return "method" if inspect.isfunction(value) else type(value).__name__
 
 
 def _parameters(function: Callable[..., Any]) -> list[tuple[str, str, Any]]:
@@ -120,35 +212,67 @@ def _parameters(function: Callable[..., Any]) -> list[tuple[str, str, Any]]:
     ]
 
 
-def surface_drift(implementation: type, surface: type | None = None) -> list[str]:
-    """How ``implementation`` differs from ``surface`` (by default the one it derives from):
-    methods it lacks or adds, parameters (name, kind, default) and docstrings that are not the
-    surface's. Empty when it offers exactly the surface.
+def surface_drift(implementation: type | object, surface: type | None = None) -> list[str]:
+    """How ``implementation`` (a class, or a session: then its instance attributes too) differs
+    from ``surface`` (by default the one it derives from): methods it lacks, parameters (name,
+    kind, default) and docstrings that are not the surface's, and every public name of any kind
+    the surface does not declare (a method, property, class or static method, cached or partial
+    method, constant or instance attribute) that ``TRANSPORT_ONLY`` does not list for the class
+    defining it; a ``__getattr__`` or ``__getattribute__``, whose names no list can hold; a
+    surface attribute a session has not set, or a class replaces. Empty when it offers exactly
+    the surface.
 
     >>> class Partial(DPSurface):
     ...     def count(self, dataset, **options): ...
     >>> surface_drift(Partial)[0]
     'Partial lacks DPSurface.sum_of'
     """
-    surface = surface or surface_of(implementation)
+    instance = None if isinstance(implementation, type) else implementation
+    cls = type(implementation) if instance is not None else implementation
+    surface = surface or surface_of(cls)
     declared = surface_methods(surface)
-    offered = public_methods(implementation)
-    owner, of = implementation.__name__, surface.__name__
-    # A method still abstract is the surface's declaration only, not an implementation of it.
-    implemented = {
-        name: method
-        for name, method in offered.items()
-        if not getattr(method, "__isabstractmethod__", False)
-    }
-    drift = [f"{owner} lacks {of}.{name}" for name in declared if name not in implemented]
-    drift += [
-        f"{owner}.{name} is public but not on {of}: declare it there, or make it private"
-        for name in sorted(offered)
-        if name not in declared
+    attributes = surface_attributes(surface)
+    owner, of = cls.__name__, surface.__name__
+    defined = _defined(cls, surface)
+    drift = [
+        f"{owner} lacks {of}.{name}"
+        for name in declared
+        if name not in defined or getattr(defined[name][1], "__isabstractmethod__", False)
     ]
+    drift += [
+        f"{owner} serves names through {ancestor.__name__}.{dynamic}, which no surface check can "
+        f"list: write each method out"
+        for ancestor in cls.__mro__
+        if ancestor is not object
+        for dynamic in DYNAMIC_LOOKUP
+        if dynamic in vars(ancestor)
+    ]
+    for name, (definer, value) in defined.items():
+        kind = _kind(value)
+        if name in declared:
+            if kind != "method":
+                drift.append(
+                    f"{owner}.{name} is a {kind}, not a method as {of}.{name} is: write it as a "
+                    "plain method"
+                )
+        elif name in attributes:
+            drift.append(
+                f"{owner}.{name} replaces the attribute {of}.{name} with a {kind}: set it on "
+                "the session in __init__ instead"
+            )
+        elif name in _public_names(surface):
+            drift.append(f"{owner}.{name} replaces {of}.{name} with a {kind}: use the surface's")
+        elif name in LIFECYCLE and kind == "method":
+            continue
+        elif name not in _allowed_one_sided(definer):
+            drift.append(
+                f"{owner}.{name} ({kind}) is public but not on {of}: declare it there, or make "
+                "it private (a name one transport alone must have goes in TRANSPORT_ONLY, with "
+                "why)"
+            )
     for name, expected in declared.items():
-        method = implemented.get(name)
-        if method is None:
+        method = defined.get(name, (None, None))[1]
+        if not inspect.isfunction(method) or getattr(method, "__isabstractmethod__", False):
             continue
         if _parameters(method) != _parameters(expected):
             drift.append(
@@ -157,6 +281,28 @@ def surface_drift(implementation: type, surface: type | None = None) -> list[str
             )
         if method.__doc__ != expected.__doc__:
             drift.append(f"{owner}.{name} has a docstring of its own, not {of}.{name}'s")
+    if instance is not None:
+        drift += _instance_drift(instance, cls, surface, attributes)
+    return drift
+
+
+def _instance_drift(
+    instance: object, cls: type, surface: type, attributes: dict[str, SurfaceAttribute]
+) -> list[str]:
+    """How a session's own attributes (``vars(s)``) differ from the surface's attributes."""
+    owner, of = cls.__name__, surface.__name__
+    present = {name for name in getattr(instance, "__dict__", {}) if not name.startswith("_")}
+    allowed = {name for ancestor in cls.__mro__ for name in _allowed_one_sided(ancestor)}
+    drift = [
+        f"{owner} has not set {of}.{name}: set it in __init__"
+        for name in attributes
+        if name not in present
+    ]
+    drift += [
+        f"{owner} sets {name} on its sessions, which is not on {of}: declare it there, or make "
+        "it private (a name one transport alone must have goes in TRANSPORT_ONLY, with why)"
+        for name in sorted(present - set(attributes) - allowed)
+    ]
     return drift
 
 
@@ -201,6 +347,29 @@ class SessionSurface(Surface):
     check, outputs out through disclosure checks. Implemented by
     ``srs.research.session.ResearchSession`` and, through the environment API, by
     ``srs.hub.client.RemoteSession``."""
+
+    user = SurfaceAttribute("The researcher working in the session (their username).")
+    project = SurfaceAttribute(
+        "The code of the project the session works in (``P001``); it acts in no other."
+    )
+    source = SurfaceAttribute(
+        "Where the session's data come from: ``vault`` (the project's data), ``synthetic`` (the "
+        "deployment's stored replica of them) or ``open`` (a practice session on the open "
+        "synthetic data); a session in the hub reads the ``vault``."
+    )
+    notice = SurfaceAttribute(
+        "What to know about the data before using any result (on synthetic data, that it is "
+        "synthetic), printed when the session opens; None when there is nothing to say (the "
+        "project's vault data)."
+    )
+    last_output = SurfaceAttribute(
+        "The ``OutputSummary`` of the output the latest analysis recorded (None before the "
+        "first); its ``id`` is also in the returned frame's ``attrs['srs_output_id']``."
+    )
+    dp = SurfaceAttribute(
+        "The differentially private queries on the project's datasets (``DPSurface``: "
+        "``s.dp.count``...), paid from the project's privacy budget."
+    )
 
     @abc.abstractmethod
     def datasets(self) -> list[str]:
@@ -450,20 +619,9 @@ class DPSurface(Surface):
     ``s.dp.synthetic(...)`` makes a DP synthetic replica of chosen columns the same way.
     """
 
-    QUERIES = (
-        "count",
-        "sum_of",
-        "mean",
-        "variance",
-        "quantiles",
-        "median",
-        "histogram",
-        "crosstab",
-    )
+    QUERIES = DP_QUERIES
     # Options of every query that say what to read and how to pay, not what to compute.
     READING = ("version", "where", "derive")
-
-    QUERIES = DP_QUERIES
 
     @abc.abstractmethod
     def count(self, dataset: str, **options: Any) -> pd.DataFrame:

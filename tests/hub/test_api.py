@@ -56,7 +56,8 @@ from srs.hub.api import (
 from srs.hub.client import RemoteSession
 from srs.hub.tokens import TokenRefused, issue_session_token, revoke_session_tokens
 from srs.research.drafts import protected_table
-from srs.research.session import ResearchSession
+from srs.research.session import ResearchSession, open_session
+from srs.research.surface import surface_drift
 from srs.research.values import OutputSummary, RequestStatus, SessionError
 
 BASE_URL = "/services/srs-api/"
@@ -178,6 +179,9 @@ def test_inside_the_hub_srs_session_reads_through_the_api(s, local, monkeypatch,
     assert isinstance(s, RemoteSession) and (s.user, s.project) == ("ana", PROJECT)
     assert repr(s).startswith("<srs session: ana in P001 (via the environment API at http://")
     assert repr(s.dp) == repr(local.dp)
+    # The same attributes on both sides (srs.research.surface), with the same values.
+    assert surface_drift(s) == surface_drift(local) == [] == surface_drift(s.dp)
+    assert (s.source, s.notice, s.last_output) == (local.source, local.notice, None)
     assert s.datasets() == local.datasets() == ["linked/journeys"]
     frame = s.dataset("linked/journeys")
     pd.testing.assert_frame_equal(frame, local.dataset("linked/journeys"))
@@ -209,6 +213,31 @@ def test_another_projects_dataset_is_refused_in_the_kernel_and_audited(s, in_hub
     (denial,) = audit(in_hub.registry, "access.dataset.read", "deny")
     assert (denial.actor, denial.target) == ("ana", "linked/victims")
     assert json.loads(denial.details)["project"] == PROJECT
+
+
+def test_output_ids_are_the_environments_answer_which_refuses_others_and_audits(
+    s, lab, in_hub, policies, tmp_path: Path
+) -> None:
+    notes = tmp_path / "Method notes.txt"
+    notes.write_text("We linked cases to people and counted them by court.\n")
+    deployment, _ = lab
+    with open_session("olga", OTHER_PROJECT, deployment=deployment, policies=policies) as olga:
+        hers = olga.custom_output(notes, JUSTIFICATION)
+    mine = s.custom_output(notes, JUSTIFICATION)
+    for form in (mine, mine.id, np.int64(mine.id), "Method notes"):
+        assert s.output_id(form) == mine.id
+    assert audit(in_hub.registry, "output.lookup") == []  # one's own outputs: nothing to note
+    # Another researcher's output (by id or by its summary) and an id that names nothing: the
+    # kernel vouches for none of them, the environment refuses them all, and says so no more.
+    for foreign in (hers.id, hers, 424242):
+        number = foreign.id if isinstance(foreign, OutputSummary) else foreign
+        with pytest.raises(AccessDenied, match=f"you have no output #{number} in your project "):
+            s.output_id(foreign)
+    refusals = audit(in_hub.registry, "output.lookup", "deny")
+    assert [(e.actor, e.target, json.loads(e.details)) for e in refusals] == [
+        ("ana", PROJECT, {"project": PROJECT, "output_id": number})
+        for number in (hers.id, hers.id, 424242)
+    ]
 
 
 def test_a_crosstab_records_its_output_and_returns_the_protected_table(

@@ -332,11 +332,8 @@ def test_a_practice_session_reads_the_open_tables_in_a_deployment_of_its_own(
     tables = open_data(path=environment.export)
     with srs.session(source="open", open_data_path=environment.export, practice_home=home) as s:
         assert "NOTE: SYNTHETIC DATA" in capsys.readouterr().out and s.notice
-        assert (s.user, s.project, s.deployment.home) == (
-            PRACTICE_RESEARCHER,
-            PRACTICE_PROJECT,
-            home,
-        )
+        assert (s.user, s.project, s.source) == (PRACTICE_RESEARCHER, PRACTICE_PROJECT, "open")
+        assert repr(s).endswith(f"({home}, on open data)>")
         assert s.datasets() == list(LINKED)
         for name in LINKED:
             pd.testing.assert_frame_equal(s.dataset(name), tables.dataset(name))

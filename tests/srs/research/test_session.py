@@ -67,7 +67,7 @@ def test_user_project_and_home_come_from_the_environment(lab, monkeypatch) -> No
     monkeypatch.delenv("SRS_DATABASE_URL", raising=False)
     with srs.session() as s:
         assert (s.user, s.project) == ("ana", PROJECT)
-        assert s.deployment.home == deployment.home
+        assert repr(s) == f"<srs session: ana in {PROJECT} ({deployment.home})>"
         assert s.datasets() == ["linked/journeys"]
     with srs.session(project=OTHER_PROJECT, user="olga") as olga:  # arguments win
         assert olga.datasets() == ["linked/victims"]

@@ -1,12 +1,15 @@
 """One session surface, two transports: the local session, the hub's remote session and the API's
 allow-lists all offer exactly the methods of ``srs.research.surface``, with its signatures and
-docstrings; a drift on any side is reported; and the research layer never reaches up to the hub
+docstrings, and a session of either transport exactly its attributes; a drift on any side is
+reported, whatever kind of public name it is; and the research layer never reaches up to the hub
 or the front door to choose between them.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import importlib
 import inspect
 import pydoc
 import subprocess
@@ -25,10 +28,13 @@ from srs.research.dp import DifferentialPrivacy
 from srs.research.session import ResearchSession
 from srs.research.surface import (
     OUTPUT_ID,
+    TRANSPORT_ONLY,
     DPSurface,
     SessionSurface,
+    SurfaceAttribute,
     call_signature,
     forwarded,
+    surface_attributes,
     surface_drift,
     surface_methods,
 )
@@ -42,6 +48,37 @@ IMPLEMENTATIONS = [
 ]
 # What the research layer may not import: the hub, or the front door that picks a transport.
 ABOVE_RESEARCH = ("srs.hub", "srs.session")
+WHAT_TO_DO = (
+    "declare it there, or make it private (a name one transport alone must have goes in "
+    "TRANSPORT_ONLY, with why)"
+)
+
+
+def _export(self: Any, what: str) -> str:
+    return what
+
+
+# Every kind of public name a class can offer besides a plain method, as the class body would
+# write it (``extra``), and how the drift names its kind.
+LOOPHOLES = {
+    "property": (lambda: {"extra": property(lambda self: "a property")}, "property"),
+    "classmethod": (lambda: {"extra": classmethod(lambda cls: cls)}, "classmethod"),
+    "staticmethod": (lambda: {"extra": staticmethod(lambda: None)}, "staticmethod"),
+    "functools.cache": (lambda: {"extra": functools.cache(lambda self: 0)}, "_lru_cache_wrapper"),
+    "functools.lru_cache": (
+        lambda: {"extra": functools.lru_cache(maxsize=8)(lambda self: 0)},
+        "_lru_cache_wrapper",
+    ),
+    "functools.cached_property": (
+        lambda: {"extra": functools.cached_property(lambda self: 0)},
+        "cached_property",
+    ),
+    "functools.partialmethod": (
+        lambda: {"_export": _export, "extra": functools.partialmethod(_export, "all")},
+        "partialmethod",
+    ),
+    "a constant": (lambda: {"extra": ("a", "tuple")}, "tuple"),
+}
 
 
 def allow_list_drift(allowed: frozenset[str], surface: type) -> list[str]:
@@ -93,8 +130,7 @@ def test_an_extra_public_method_is_reported() -> None:
             """Not a call the environment offers."""
 
     assert surface_drift(Wider) == [
-        "Wider.export_everything is public but not on SessionSurface: declare it there, or "
-        "make it private"
+        f"Wider.export_everything (method) is public but not on SessionSurface: {WHAT_TO_DO}"
     ]
     assert allow_list_drift(api.SESSION_METHODS | {"export_everything"}, SessionSurface) == [
         "allowed but not declared: export_everything"
@@ -140,6 +176,123 @@ def test_a_missing_method_and_a_stand_in_outside_the_surface_are_reported() -> N
     assert drift[-1] == "StandIn.count has a docstring of its own, not DPSurface.count's"
 
 
+@pytest.mark.parametrize("loophole", list(LOOPHOLES))
+@pytest.mark.parametrize(("implementation", "surface"), IMPLEMENTATIONS)
+def test_a_public_name_of_any_kind_outside_the_surface_is_reported(
+    implementation, surface, loophole
+) -> None:
+    body, kind = LOOPHOLES[loophole]
+    wider = type("Wider", (implementation,), body())
+    assert surface_drift(wider) == [
+        f"Wider.extra ({kind}) is public but not on {surface.__name__}: {WHAT_TO_DO}"
+    ]
+
+
+@pytest.mark.parametrize("dynamic", ["__getattr__", "__getattribute__"])
+@pytest.mark.parametrize(("implementation", "surface"), IMPLEMENTATIONS)
+def test_names_served_by_getattr_are_refused(implementation, surface, dynamic) -> None:
+    def serve_anything(self: Any, name: str) -> Any:
+        return lambda *arguments, **options: ("called", name)
+
+    wider = type("Wider", (implementation,), {dynamic: serve_anything})
+    mixin = type("Anything", (), {dynamic: serve_anything})  # a base counts as the class does
+    mixed = type("Mixed", (implementation, mixin), {})
+    refusal = "which no surface check can list: write each method out"
+    assert surface_drift(wider) == [f"Wider serves names through Wider.{dynamic}, {refusal}"]
+    assert surface_drift(mixed) == [f"Mixed serves names through Anything.{dynamic}, {refusal}"]
+
+
+@pytest.mark.parametrize(("implementation", "surface"), IMPLEMENTATIONS)
+def test_a_surface_method_of_another_kind_is_reported(implementation, surface) -> None:
+    name = next(iter(surface_methods(surface)))
+    replaced = type("Replaced", (implementation,), {name: functools.cache(lambda self: None)})
+    assert surface_drift(replaced) == [
+        f"Replaced.{name} is a _lru_cache_wrapper, not a method as {surface.__name__}.{name} "
+        "is: write it as a plain method"
+    ]
+
+
+@pytest.mark.parametrize("implementation", [DifferentialPrivacy, RemoteDifferentialPrivacy])
+def test_a_surface_constant_redefined_is_reported(implementation) -> None:
+    assert implementation.QUERIES is DPSurface.QUERIES and "READING" not in vars(implementation)
+    replaced = type("Replaced", (implementation,), {"QUERIES": ("count",)})
+    assert surface_drift(replaced) == [
+        "Replaced.QUERIES replaces DPSurface.QUERIES with a tuple: use the surface's"
+    ]
+
+
+def test_a_surface_attribute_replaced_on_the_class_is_reported() -> None:
+    for implementation in (ResearchSession, RemoteSession):
+        replaced = type("Replaced", (implementation,), {"notice": property(lambda self: "hi")})
+        assert surface_drift(replaced) == [
+            "Replaced.notice replaces the attribute SessionSurface.notice with a property: set "
+            "it on the session in __init__ instead"
+        ]
+
+
+def test_a_name_one_transport_alone_may_have_is_allowed_there_only() -> None:
+    assert set(TRANSPORT_ONLY) == {
+        f"{cls.__module__}.{cls.__qualname__}" for cls, _ in IMPLEMENTATIONS
+    }
+    for qualified, allowed in TRANSPORT_ONLY.items():
+        module, name = qualified.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+        for public, reason in allowed.items():
+            assert public in vars(cls) and len(reason) > 40, (qualified, public)
+    assert "from_environment" in TRANSPORT_ONLY["srs.hub.client.RemoteSession"]
+    # The same constructor on the local session is drift: the allowance is RemoteSession's own.
+    local = type("Local", (ResearchSession,), {"from_environment": classmethod(lambda cls: cls)})
+    assert surface_drift(local) == [
+        f"Local.from_environment (classmethod) is public but not on SessionSurface: {WHAT_TO_DO}"
+    ]
+
+
+def remote_without_an_api(monkeypatch) -> RemoteSession:
+    """A remote session whose API answers only who the token is for."""
+
+    def whoami(self: Any, verb: str, endpoint: str, body: bytes | None = None) -> Any:
+        assert (verb, endpoint) == ("GET", "session")
+        return {"user": "ana", "project": "P001"}
+
+    monkeypatch.setattr(RemoteSession, "_request", whoami)
+    return RemoteSession("http://127.0.0.1:9/services/srs-api/", "token", timeout=1)
+
+
+def test_a_session_of_either_transport_has_exactly_the_surface_attributes(s, monkeypatch) -> None:
+    remote = remote_without_an_api(monkeypatch)
+    for session in (s, remote):
+        assert surface_drift(session) == [] and surface_drift(session.dp) == []
+        assert {name for name in vars(session) if not name.startswith("_")} == set(
+            surface_attributes(SessionSurface)
+        )
+    for name in surface_attributes(SessionSurface):
+        if name != "dp":
+            assert getattr(s, name) == getattr(remote, name), name
+    assert (remote.source, remote.notice, remote.last_output) == ("vault", None, None)
+    described = pydoc.render_doc(RemoteSession)
+    for name, attribute in surface_attributes(SessionSurface).items():
+        assert isinstance(attribute, SurfaceAttribute) and attribute.__doc__ in described, name
+
+
+def test_an_instance_attribute_outside_the_surface_or_one_missing_is_reported(
+    monkeypatch,
+) -> None:
+    remote = remote_without_an_api(monkeypatch)
+    remote.api_url = "http://127.0.0.1:9/"  # as it once was, on this transport only
+    del remote.__dict__["notice"]
+    assert surface_drift(remote) == [
+        "RemoteSession has not set SessionSurface.notice: set it in __init__",
+        f"RemoteSession sets api_url on its sessions, which is not on SessionSurface: {WHAT_TO_DO}",
+    ]
+    with pytest.raises(AttributeError, match="has not set SessionSurface.notice"):
+        print(remote.notice)
+    remote.dp.budget_left = 0.5
+    assert surface_drift(remote.dp) == [
+        f"RemoteDifferentialPrivacy sets budget_left on its sessions, which is not on "
+        f"DPSurface: {WHAT_TO_DO}"
+    ]
+
+
 # ------------------------------------------------------------------ the remote side sends the surface
 class Sent:
     """A remote session whose calls are recorded instead of sent."""
@@ -165,6 +318,8 @@ def test_remote_calls_are_bound_to_the_surface_then_sent() -> None:
     frame.attrs[OUTPUT_ID] = 7
     s.rename(frame, "cases by sex")
     s.submit("Tables", [frame, 8])
+    s.output_id(frame)
+    s.output_id(424242)  # never answered here: the API checks it is the researcher's own
     s.dp.quantiles("linked/journeys", "age", (0.25, 0.75), rho=0.01)
     s.dp.crosstab("linked/journeys", "sex", "court", rho=0.01)
     assert sent.calls == [
@@ -176,6 +331,8 @@ def test_remote_calls_are_bound_to_the_surface_then_sent() -> None:
         ),
         ("session", "rename", (7, "cases by sex"), {}),
         ("session", "submit", ("Tables", [7, 8]), {}),
+        ("session", "output_id", (7,), {}),
+        ("session", "output_id", (424242,), {}),
         ("dp", "quantiles", ("linked/journeys", "age", [0.25, 0.75]), {"rho": 0.01}),
         ("dp", "crosstab", ("linked/journeys", "sex", "court"), {"rho": 0.01}),
     ]
@@ -183,7 +340,7 @@ def test_remote_calls_are_bound_to_the_surface_then_sent() -> None:
         s.hist("linked/journeys", "age", colour="red")
     with pytest.raises(DPDataRefused):
         s.dp.count(frame, rho=0.01)
-    assert len(sent.calls) == 5  # neither refused call was sent
+    assert len(sent.calls) == 7  # neither refused call was sent
 
 
 def test_forwarded_fills_in_every_surface_method_not_written() -> None:
