@@ -12,6 +12,7 @@ figures only as they passed disclosure control) before it is written or rendered
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -21,18 +22,25 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pandas as pd
+from frictionless import Dialect, Field, FrictionlessException, Package, Resource, errors
 from frictionless import Error as FrictionlessError
-from frictionless import Field, FrictionlessException, Package, Resource, errors
+from frictionless.formats import CsvControl
 
 from synthetic.errors import SyntheticError
 from synthetic.fidelity import FOREIGN_KEYS, PRIMARY_KEYS, publishable_fidelity, table_label
+from synthetic.package_checks import (
+    CSV_FORMAT,
+    DATAPACKAGE,
+    UTF8,
+    DescriptorUnreadable,
+    descriptor_problems,
+    read_descriptor,
+)
 from synthetic.privacy import publishable_privacy
 from synthetic.report import PRIVACY_STATEMENT, SYNTHETIC_NOTICE, render_report
 
-DATAPACKAGE = "datapackage.json"
 DEFAULT_TITLE = "Synthetic cross-justice linked data"
 LICENCES = {
     "CC-BY-4.0": (
@@ -66,7 +74,6 @@ ERROR_LIMIT = 1000
 CONSTRAINT_NOTE = re.compile(r'constraint "(?P<name>\w+)" is "(?P<value>.*)"')
 EXPECTED_NOTE = re.compile(r'expected is "(?P<expected>.*)" and actual is "(?P<actual>.*)"')
 SAME_ROW_NOTE = re.compile(r"row at position (?P<row>\d+)")
-RETRIEVE_NOTE = re.compile(r'^cannot retrieve metadata ".*?" because "(?P<reason>.*)"$', re.DOTALL)
 # What a cell breaking each Table Schema constraint (other than required and enum) did.
 CONSTRAINT_PHRASES = {
     "minimum": "is below the minimum {value}",
@@ -294,8 +301,11 @@ def export_replica(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists; choose a new folder or pass overwrite=True")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exception:
+        raise _unwritable(out, exception) from None
     try:
         resources = []
         for dataset, frame in tables.items():
@@ -356,19 +366,32 @@ def export_replica(
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
+    except OSError as exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _unwritable(out, exception) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
 
 
-def _local_file(path: Any) -> bool:
-    # One file named relative to the package folder: not a list of parts, not a URL.
-    return isinstance(path, str) and bool(path) and not urlparse(path).scheme
+def _unwritable(out: Path, exception: OSError) -> ExportError:
+    # A folder that cannot be made or written: a file in its path, no permission, a full disk.
+    blocker = next((part for part in out.parents if part.exists() and not part.is_dir()), None)
+    if blocker is not None:
+        reason = f"{blocker} is a file, not a folder"
+    else:
+        where = f" ({exception.filename})" if exception.filename else ""
+        reason = f"{exception.strerror or exception}{where}"
+    return ExportError(
+        f"cannot write the package to {out}: {reason}; nothing was exported. Choose a folder "
+        "you can write to, or free some space"
+    )
 
 
 def _promise_problems(descriptor: Mapping[str, Any]) -> list[str]:
-    # What an exported package promises beyond the standard, which frictionless does not check.
+    # What an exported package promises beyond the standard, which frictionless does not check
+    # (descriptor_problems has already refused whatever would be fetched or read differently).
     resources = descriptor["resources"]
     if not resources:
         # The standard asks for at least one resource, but frictionless 5 accepts an empty list.
@@ -376,13 +399,6 @@ def _promise_problems(descriptor: Mapping[str, Any]) -> list[str]:
     problems = []
     for resource in resources:
         where = f"{DATAPACKAGE}, resource {resource.get('name')}"
-        # Frictionless refuses absolute and ../ paths, but would download a URL or read a list of
-        # parts; open_data reads each table from one file in the package folder.
-        if not _local_file(resource.get("path")):
-            problems.append(
-                f"{where}: path {resource.get('path')!r} is not one file in the package folder; "
-                "give the name of its CSV beside datapackage.json, e.g. persons.csv"
-            )
         # The standard leaves the hash optional and frictionless checks only a hash it is given;
         # our export always writes one, so a changed file cannot pass unnoticed.
         if not str(resource.get("hash", "")).startswith("sha256:"):
@@ -391,7 +407,7 @@ def _promise_problems(descriptor: Mapping[str, Any]) -> list[str]:
                 "unnoticed; export the replica again"
             )
         schema = resource.get("schema")
-        # The standard allows a schema by path or URL; open_data reads it from datapackage.json.
+        # The standard allows a resource without a schema; open_data reads it from here.
         if not isinstance(schema, dict):
             problems.append(f"{where}: its Table Schema is not written out in {DATAPACKAGE}")
             continue
@@ -406,13 +422,35 @@ def _promise_problems(descriptor: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _as_open_data_reads(descriptor: Mapping[str, Any], folder: Path) -> Package:
+    # The package as frictionless would read it, made to read each CSV exactly as open_data's
+    # pd.read_csv does: UTF-8, comma-separated, double quotes, row 1 the header, no comments,
+    # nothing guessed (frictionless would otherwise sniff the delimiter and the header row).
+    package = Package.from_descriptor(copy.deepcopy(dict(descriptor)), basepath=str(folder))
+    for resource in package.resources:
+        resource.format = CSV_FORMAT
+        resource.encoding = UTF8[0]
+        resource.dialect = Dialect(
+            header=True,
+            header_rows=[1],
+            comment_char=None,
+            comment_rows=[],
+            skip_blank_rows=False,
+            controls=[
+                CsvControl(
+                    delimiter=",",
+                    quote_char='"',
+                    double_quote=True,
+                    escape_char=None,
+                    skip_initial_space=False,
+                )
+            ],
+        )
+    return package
+
+
 def _descriptor_message(error: FrictionlessError) -> str:
     note = error.note or error.title
-    unreadable = RETRIEVE_NOTE.search(note)
-    if unreadable:
-        # Frictionless gives no reason when the file is JSON but not an object.
-        reason = unreadable["reason"] or "its JSON is not an object"
-        return f"{DATAPACKAGE} cannot be read as a Data Package: {reason}"
     return f"{DATAPACKAGE} does not follow the Data Package standard: {note}"
 
 
@@ -532,6 +570,10 @@ def validate_package(directory: str | Path) -> list[str]:
     """Check an exported package with the ``frictionless`` library, the reference implementation
     of the Frictionless Data Package standard; return its problems in plain words.
 
+    First, with ``json`` alone, ``synthetic.package_checks.descriptor_problems`` refuses what no
+    reader may follow (a profile, schema or table named by a URL or a path outside the folder, a
+    CSV dialect, an encoding other than UTF-8); such a package is never handed to frictionless,
+    and nothing is fetched. Frictionless then reads each CSV exactly as ``open_data`` does.
     Frictionless checks ``datapackage.json`` against the standard and each CSV against its Table
     Schema: the file's hash and size, the header (the schema's fields, in order), the type of
     every cell, the constraints (required, enum, unique, minimum...), the primary key (present
@@ -545,19 +587,23 @@ def validate_package(directory: str | Path) -> list[str]:
     ["persons.csv row 7, field birth_year: 'abc' is not an integer"]
     """
     folder = Path(directory)
-    descriptor_path = folder / DATAPACKAGE
     # Ours: frictionless would say only that it "cannot retrieve metadata" there.
-    if not descriptor_path.is_file():
+    if not (folder / DATAPACKAGE).is_file():
         return [f"{folder} has no {DATAPACKAGE}"]
     try:
-        package = Package.from_descriptor(str(descriptor_path))
+        descriptor = read_descriptor(folder)
+    except DescriptorUnreadable as exception:
+        return [str(exception)]
+    # Before frictionless sees it: it would fetch a schema, dialect or profile named by a URL
+    # while it reads the descriptor, and follow a dialect that hides rows open_data loads.
+    refused = descriptor_problems(descriptor, folder)
+    if refused:
+        return refused
+    try:
+        package = _as_open_data_reads(descriptor, folder)
     except FrictionlessException as exception:
         return [_descriptor_message(error) for error in exception.reasons or [exception.error]]
-    # Frictionless has read it as a Data Package, so it is a JSON object with resources.
-    descriptor = json.loads(descriptor_path.read_text(encoding="utf-8"))
     problems = _promise_problems(descriptor)
-    if not all(_local_file(resource.get("path")) for resource in descriptor["resources"]):
-        return problems  # reading the data would download a URL or read outside the package
     report = package.validate(limit_errors=ERROR_LIMIT)
     problems += [_descriptor_message(error) for error in report.errors]
     for task in report.tasks:

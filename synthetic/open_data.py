@@ -18,7 +18,6 @@ The folder is ``path``, else ``$SRS_OPEN_DATA``, else ``~/.srs/open-data/<name>`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,15 @@ from typing import Any
 import pandas as pd
 
 from synthetic.errors import SyntheticError
+from synthetic.package_checks import (
+    DATAPACKAGE,
+    DescriptorUnreadable,
+    descriptor_problems,
+    read_descriptor,
+)
 
 OPEN_DATA_ENV = "SRS_OPEN_DATA"
 DEFAULT_OPEN_DATA_ROOT = Path("~/.srs/open-data")
-DATAPACKAGE = "datapackage.json"
 # The attribute a session's dataset() sets on its frames; set here too so outputs name their source.
 DATASET_ATTRIBUTE = "srs_dataset"
 ENGINES = ("pandas", "polars")  # as srs.research.session.ENGINES
@@ -44,6 +48,11 @@ class OpenDataNotFound(SyntheticError):
 
 class OpenDataError(SyntheticError):
     """The open data cannot give what was asked (unknown engine, a vault-only option)."""
+
+
+class OpenDataRefused(OpenDataError):
+    """The package's ``datapackage.json`` asks for what no reader may follow (a URL, a file
+    outside the folder, a CSV dialect, another encoding); the message lists it all."""
 
 
 class UnknownDataset(OpenDataError, KeyError):
@@ -197,6 +206,9 @@ def open_data(name: str = "cross_justice", path: str | Path | None = None) -> Op
 
     Reads each table's Parquet file (the vault's own format, so column types match a session's
     ``dataset()``), or its CSV typed by the Table Schema when the Parquet file is absent.
+    Refuses (``OpenDataRefused``), before reading any table, a ``datapackage.json`` that
+    ``validate_package`` refuses too (``synthetic.package_checks.descriptor_problems``): a URL,
+    a file outside the folder, a CSV dialect or an encoding other than UTF-8.
     """
     folder = open_data_folder(name, path)
     descriptor = folder / DATAPACKAGE
@@ -206,12 +218,25 @@ def open_data(name: str = "cross_justice", path: str | Path | None = None) -> Op
             f"`srs synth export --out {folder}`, or download it there, or point "
             f"{OPEN_DATA_ENV} (or path=) at the folder that holds it"
         )
-    package = json.loads(descriptor.read_text(encoding="utf-8"))
+    try:
+        package = read_descriptor(folder)
+    except DescriptorUnreadable as exception:
+        raise OpenDataRefused(f"{folder}: {exception}; export or download it again") from None
+    # The validator's own refusals (synthetic.export.validate_package), so what is loaded here
+    # is what it checks: one UTF-8 CSV per table in the folder, no dialect, nothing fetched.
+    refused = descriptor_problems(package, folder)
+    if refused:
+        raise OpenDataRefused(f"the open data at {folder} were not loaded: " + "; ".join(refused))
     tables: dict[str, pd.DataFrame] = {}
     for resource in package.get("resources", []):
         dataset = resource.get("dataset", resource["name"])
         csv_path = folder / resource["path"]
         parquet_path = csv_path.with_suffix(".parquet")
+        if parquet_path.is_file() and not parquet_path.resolve().is_relative_to(folder.resolve()):
+            raise OpenDataRefused(
+                f"{parquet_path} leads out of the package folder (a link); the open data at "
+                f"{folder} were not loaded, export or download them again"
+            )
         if parquet_path.is_file():
             frame = pd.read_parquet(parquet_path, engine="pyarrow")
         elif csv_path.is_file():

@@ -13,7 +13,7 @@ app = noun_group("The output checkers' web UI.")
 def checker_serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
-    port: int = typer.Option(8765, help="Port."),
+    port: int = typer.Option(8765, min=1, max=65535, metavar="<int>", help="Port."),
     base_url: str = typer.Option(
         None, help="URL prefix, e.g. /ui/ (default /; as a hub service, the hub's prefix)."
     ),

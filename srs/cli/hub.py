@@ -36,7 +36,14 @@ def _write_hub_config(
     )
 
 
-_HUB_PORT = typer.Option(8000, help="Loopback port researchers connect to (uses 5 from here).")
+# The hub uses five ports from --port on (HubPorts), so the last must still be a port.
+_HUB_PORT = typer.Option(
+    8000,
+    min=1,
+    max=65531,
+    metavar="<int>",
+    help="Loopback port researchers connect to (uses 5 from here).",
+)
 _USER_HOME_BASE = typer.Option(
     None, help="Folder of the researchers' Unix home folders (default /srv/srs/home)."
 )

@@ -158,6 +158,34 @@ def test_a_replica_off_its_schema_is_not_exported_and_leaves_nothing(linked, rep
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_to_a_folder_that_cannot_be_made_says_which_and_what_to_do(
+    linked, replica, tmp_path
+):
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file where the package's parent folder should be")
+    out = blocker / "out" / "cross_justice"
+    with pytest.raises(ExportError) as refused:
+        export_replica(replica, linked.dictionaries, out, fidelity=FIDELITY, privacy=PASSED_PRIVACY)
+    assert str(refused.value) == (
+        f"cannot write the package to {out}: {blocker} is a file, not a folder; nothing was "
+        "exported. Choose a folder you can write to, or free some space"
+    )
+    assert refused.value.__cause__ is None and blocker.read_text().startswith("a file")
+
+
+def test_an_error_while_writing_leaves_nothing_and_is_an_export_error(
+    linked, replica, tmp_path, monkeypatch
+):
+    def disk_full(self, path, *arguments, **options):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    out = tmp_path / "open" / "cross_justice"
+    with pytest.raises(ExportError, match=r"cannot write the package to .*: No space left on dev"):
+        export_replica(replica, linked.dictionaries, out, fidelity=FIDELITY, privacy=PASSED_PRIVACY)
+    assert list((tmp_path / "open").iterdir()) == []
+
+
 def test_export_will_not_overwrite_a_folder_unless_asked(linked, replica, package):
     with pytest.raises(ExportError, match="already exists"):
         export_replica(

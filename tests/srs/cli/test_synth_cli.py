@@ -89,6 +89,13 @@ def test_build_export_and_the_same_code_on_open_and_vault_data(deployment, tmp_p
         "synthetic/victims": "public",
         "synthetic/reoffending": "public",
     }
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file where a folder should be")
+    unwritable = cli(home, "synth", "export", "--out", str(blocker / "out"), actor="sam")
+    assert unwritable.exit_code == 2, unwritable.output
+    assert f"cannot write the package to {blocker / 'out'}: {blocker} is a file" in " ".join(
+        unwritable.output.split()
+    )
     out = tmp_path / "open" / "cross_justice"
     exported = cli(home, "synth", "export", "--out", str(out), actor="sam")  # a student
     assert exported.exit_code == 0, exported.output
