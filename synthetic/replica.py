@@ -550,8 +550,10 @@ class _ReplicaBuilder:
         # so those persons are given a victim row first, then offenders marked is_victim, then
         # the remaining rows go to any of them. A victim is born by the offence year.
         # ``is_victim`` then says whether the person has a victim row (repairs in notes).
-        must = self.rng.permutation(persons.index[persons["cases"] == 0].to_numpy())
-        also = persons.index[(persons["cases"] > 0) & persons["is_victim"]].to_numpy()
+        # Copies: under pandas 3's copy-on-write an index's array is a read-only view, which
+        # numpy's permutation refuses.
+        must = self.rng.permutation(persons.index[persons["cases"] == 0].to_numpy(copy=True))
+        also = persons.index[(persons["cases"] > 0) & persons["is_victim"]].to_numpy(copy=True)
         also = self.rng.permutation(also)
         first = np.concatenate([must, also])[: len(cases)]
         if len(first) == 0:

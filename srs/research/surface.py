@@ -61,14 +61,14 @@ LIFECYCLE = frozenset({"close"})
 # defines them, each with the reason. Any other public name not on the surface is drift
 # (``surface_drift``): declare it on the surface, or make it private (``_name``).
 TRANSPORT_ONLY: dict[str, dict[str, str]] = {
-    "srs.research.session.ResearchSession": {},
-    "srs.research.dp.DifferentialPrivacy": {},
-    "srs.hub.client.RemoteSession": {
+    "ResearchSession": {},
+    "DifferentialPrivacy": {},
+    "RemoteSession": {
         "from_environment": "the constructor srs.session() calls inside the hub: it opens the "
         "session the spawner set up (SRS_API_URL, SRS_SESSION_TOKEN); a local session is opened "
         "by srs.research.session.open_session from the registry, which a kernel cannot read",
     },
-    "srs.hub.client.RemoteDifferentialPrivacy": {},
+    "RemoteDifferentialPrivacy": {},
 }
 # Methods through which a class serves names nobody wrote out, so no list of its names is whole.
 DYNAMIC_LOOKUP = ("__getattr__", "__getattribute__")
@@ -196,7 +196,7 @@ def _defined(implementation: type, surface: type) -> dict[str, tuple[type, Any]]
 
 
 def _allowed_one_sided(owner: type) -> dict[str, str]:
-    return TRANSPORT_ONLY.get(f"{owner.__module__}.{owner.__qualname__}", {})
+    return TRANSPORT_ONLY.get(owner.__qualname__, {})
 
 
 def _kind(value: Any) -> str:

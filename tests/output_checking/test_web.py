@@ -737,7 +737,8 @@ class StandInHub(HubOAuth):
 
     async def _api_request(self, method: str, url: str, **kwargs: Any) -> dict | None:
         if url.endswith("/oauth2/token"):
-            (code,) = parse_qs(kwargs["body"].decode())["code"]
+            # JupyterHub 6 posts the token request's form as ``data`` (5 passed tornado's ``body``).
+            (code,) = parse_qs(kwargs["data"].decode())["code"]
             return {"access_token": self.tokens.pop(code)}
         token = kwargs["headers"]["Authorization"].removeprefix("token ")
         return self.people.get(token)  # None: the hub does not know the token
