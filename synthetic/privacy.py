@@ -163,8 +163,8 @@ def evaluate_privacy(
     some names (default: every synthetic table). Every synthetic table must be declared in
     ``policy.datasets``, so nothing is exported unchecked.
 
-    >>> report = evaluate_privacy(train, holdout, replica, load_policies().synthetic)
-    >>> report.passed, report.failures()
+    >>> report = evaluate_privacy(train, holdout, replica, load_policies().synthetic)  # doctest: +SKIP
+    >>> report.passed, report.failures()  # doctest: +SKIP
     """
     names = list(datasets) if datasets is not None else list(synthetic)
     if not names:

@@ -12,7 +12,7 @@ percent-encoded, then the API's prefix); ``http(s)://`` URLs work too, for devel
 
 >>> import srs
 >>> s = srs.session()                                   # doctest: +SKIP
->>> s
+>>> s                                                   # doctest: +SKIP
 <srs session: ana in P001 (via the environment API at http://127.0.0.1:8003/services/srs-api/)>
 >>> journeys = s.dataset("linked/journeys")             # doctest: +SKIP
 """

@@ -218,6 +218,66 @@ def significant_figures(frame: pd.DataFrame, figures: int) -> pd.DataFrame:
     return frame.apply(lambda column: column.map(rounded) if column.dtype.kind == "f" else column)
 
 
+# What a researcher may ask of a model's ``fit``, by model: covariance estimators that need no
+# data of their own, and for the maximum-likelihood models the optimiser and its iteration limit.
+# Anything else (``cov_kwds`` carrying groups, ``start_params``, callbacks, options statsmodels
+# would silently ignore) is refused, so every output says how it was fitted in the arguments seen.
+COVARIANCE_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
+OPTIMISERS = ("newton", "bfgs", "lbfgs", "nm", "cg", "ncg", "powell")
+MAXIMUM_ITERATIONS = 10_000
+
+
+def fit_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments for ``fit`` of a ``kind`` model, checked; ``SessionError`` names
+    any option that is not allowed and what is.
+
+    >>> fit_options("logit", {"cov_type": "HC1", "maxiter": 200})
+    {'cov_type': 'HC1', 'maxiter': 200, 'disp': False}
+    """
+    allowed = {"cov_type"} if kind == "ols" else {"cov_type", "method", "maxiter"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise SessionError(
+            f"{kind} does not take {', '.join(map(repr, unknown))}: the options of its fit are "
+            f"{', '.join(sorted(allowed))} (and name, context, controls for the output)"
+        )
+    checked = dict(options)
+    if checked.get("cov_type", "nonrobust") not in COVARIANCE_TYPES:
+        raise SessionError(
+            f"cov_type {checked['cov_type']!r} is not one of {', '.join(COVARIANCE_TYPES)}"
+        )
+    if checked.get("method", "newton") not in OPTIMISERS:
+        raise SessionError(f"method {checked['method']!r} is not one of {', '.join(OPTIMISERS)}")
+    if "maxiter" in checked:
+        maxiter = checked["maxiter"]
+        if (
+            isinstance(maxiter, bool)
+            or not isinstance(maxiter, int | np.integer)
+            or not 1 <= maxiter <= MAXIMUM_ITERATIONS
+        ):
+            raise SessionError(
+                f"maxiter must be a whole number from 1 to {MAXIMUM_ITERATIONS}, not {maxiter!r}"
+            )
+        checked["maxiter"] = int(maxiter)
+    if kind != "ols":
+        checked["disp"] = False
+    return checked
+
+
+def require_convergence(results: Any, kind: str) -> None:
+    """Refuse a maximum-likelihood fit that stopped before it converged: its estimates are not
+    the model's, and an output of them would mislead (``SessionError`` says what to try)."""
+    retvals = getattr(results, "mle_retvals", None)
+    if isinstance(retvals, dict) and retvals.get("converged") is False:
+        iterations = retvals.get("iterations")
+        raise SessionError(
+            f"the {kind} model did not converge"
+            + (f" in {iterations} iterations" if iterations is not None else "")
+            + ": nothing was recorded. Give a larger maxiter, another method, or a simpler "
+            "formula (fewer or merged categories)"
+        )
+
+
 def model_draft(results: Any, formula: str, profile: SDCProfile) -> Draft:
     """A fitted statsmodels regression as a draft: estimates, observations and its check.
 

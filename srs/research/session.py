@@ -24,6 +24,7 @@ here opens the local one only, and never loads the hub.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,12 @@ from srs.research.drafts import (
     aggfunc_statistic,
     custom_draft,
     earlier_version,
+    fit_options,
     formula_frame,
     histogram_draft,
     model_draft,
     protected_table,
+    require_convergence,
     survival_draft,
 )
 from srs.research.surface import (
@@ -492,10 +495,12 @@ class ResearchSession(SessionSurface):
     def _model(self, kind: str, formula: str, data: Any, options: dict[str, Any]) -> Any:
         import statsmodels.formula.api as smf
         from patsy import PatsyError
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
         name = options.pop("name", None)
         context = options.pop("context", "")
         controls = options.pop("controls", "")
+        fit = fit_options(kind, options)
         frame = formula_frame(self._frame(data))
         try:
             model = getattr(smf, kind)(formula, data=frame)
@@ -504,9 +509,12 @@ class ResearchSession(SessionSurface):
                 f"the formula {formula!r} cannot be built from the data ({exc.message.strip()}); "
                 f"its columns are {', '.join(map(str, frame.columns))}"
             ) from exc
-        if kind != "ols":
-            options.setdefault("disp", False)
-        results = model.fit(**options)
+        with warnings.catch_warnings():
+            # A fit that stops early is refused below with a message of ours, not left to a
+            # warning a notebook may hide.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            results = model.fit(**fit)
+        require_convergence(results, kind)
         draft = model_draft(results, formula, self._policies.sdc.active)
         self._record(draft, name, context, controls)
         return results

@@ -447,8 +447,10 @@ class SessionSurface(Surface):
 
         Returns the fitted statsmodels results; the output holds the estimates (coefficients,
         standard errors, p-values), observations and residual degrees of freedom, as a CSV and
-        the text summary. ``name``, ``context`` and ``controls`` may be given; other keyword
-        arguments go to ``fit``.
+        the text summary. ``name``, ``context`` and ``controls`` may be given; of ``fit``'s own
+        options, ``cov_type`` (``"nonrobust"``, ``"HC0"``..``"HC3"``) and, for ``logit``,
+        ``probit`` and ``poisson``, ``method`` and ``maxiter``: any other is refused, and so is a
+        fit that did not converge (nothing is recorded).
 
         >>> results = s.ols("sentence_months ~ age_at_offence + C(sex)", journeys)  # doctest: +SKIP
         """

@@ -399,6 +399,15 @@ def test_models_figures_files_and_requests_through_the_api(
     assert "sentence_months ~ age + C(sex)" in repr(results)
     assert s.last_output.name == "Sentence model" and s.last_output.kind == "model"
     assert "age" in s.logit("reoffended ~ age", "linked/journeys").params
+    # Fit options through the API as locally: only the checked ones, and a converged fit only.
+    with pytest.raises(SessionError, match="logit does not take 'start_params'"):
+        s.logit("reoffended ~ age", "linked/journeys", start_params=[0.0, 0.0])
+    with pytest.raises(SessionError, match="did not converge"):
+        s.logit("reoffended ~ age + C(sex)", "linked/journeys", maxiter=1)
+    robust = s.ols("sentence_months ~ age", "linked/journeys", cov_type="HC3")
+    plain = local.ols("sentence_months ~ age", "linked/journeys")
+    assert robust.params["age"] == pytest.approx(plain.params["age"])
+    assert robust.bse["age"] != pytest.approx(plain.bse["age"])  # HC3 standard errors
     counts, figure = s.hist(data, "age", bins=[10, 18, 30, 50, 70], name="Age at offence")
     assert isinstance(figure, Figure) and pd.isna(counts["count"].iloc[0])
     png = next(f for f in output(registry, s.last_output.id).files if f.name.endswith(".png"))

@@ -318,6 +318,37 @@ def test_regressions_return_the_fit_and_record_their_estimates(s, lab) -> None:
     assert list(s.outputs()["kind"]) == ["model"] * 4
 
 
+def test_a_fit_takes_only_the_options_it_is_checked_with(s) -> None:
+    data = s.dataset("linked/journeys")
+    refused = [
+        (s.ols, {"cov_kwds": {"groups": [1, 2]}}, "ols does not take 'cov_kwds'"),
+        (s.ols, {"maxiter": 5}, "ols does not take 'maxiter'"),
+        (s.logit, {"start_params": [0, 0]}, "logit does not take 'start_params'"),
+        (s.logit, {"callback": "print"}, "logit does not take 'callback'"),
+        (s.probit, {"cov_type": "cluster"}, "cov_type 'cluster' is not one of"),
+        (s.poisson, {"method": "minimize"}, "method 'minimize' is not one of"),
+        (s.logit, {"maxiter": True}, "maxiter must be a whole number"),
+        (s.logit, {"maxiter": 0}, "maxiter must be a whole number"),
+        (s.logit, {"maxiter": 10**9}, "maxiter must be a whole number"),
+        (s.logit, {"maxiter": 2.5}, "maxiter must be a whole number"),
+    ]
+    for fit, options, message in refused:
+        with pytest.raises(SessionError, match=message):
+            fit("reoffended ~ age", data, **options)
+    assert s.outputs().empty  # nothing was recorded for any of them
+    robust = s.ols("sentence_months ~ age", data, cov_type="HC1")
+    assert robust.cov_type == "HC1"
+    assert s.logit("reoffended ~ age", data, method="bfgs", maxiter=500).converged
+    assert len(s.outputs()) == 2
+
+
+def test_a_fit_that_did_not_converge_is_refused_and_not_recorded(s) -> None:
+    data = s.dataset("linked/journeys")
+    with pytest.raises(SessionError, match="logit model did not converge in 1 iterations"):
+        s.logit("reoffended ~ age + C(sex)", data, maxiter=1)
+    assert s.outputs().empty
+
+
 def test_regressions_take_text_and_flag_columns_with_missing_values(s) -> None:
     """Vault data comes back with pandas' nullable types; patsy cannot sort ``pd.NA``."""
     data = s.dataset("linked/journeys")
