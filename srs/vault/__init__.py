@@ -10,6 +10,6 @@ This layer imports only the governance core; ``tests/test_layers.py`` holds it t
 from __future__ import annotations
 
 from srs.vault.crypto import VaultIntegrityError, VaultKeyError
-from srs.vault.store import Vault, VaultError
+from srs.vault.store import Vault, VaultError, VaultShredded
 
-__all__ = ["Vault", "VaultError", "VaultIntegrityError", "VaultKeyError"]
+__all__ = ["Vault", "VaultError", "VaultIntegrityError", "VaultKeyError", "VaultShredded"]

@@ -41,11 +41,15 @@ from srs.vault.crypto import (
     write_key_file,
 )
 
-__all__ = ["Vault", "VaultError", "VaultIntegrityError", "VaultKeyError"]
+__all__ = ["Vault", "VaultError", "VaultIntegrityError", "VaultKeyError", "VaultShredded"]
 
 
 class VaultError(SRSError):
     """A vault request that names no stored dataset, or a dataset name that is not allowed."""
+
+
+class VaultShredded(VaultError):
+    """The dataset version was destroyed (its data key deleted when its agreement ended)."""
 
 
 def validate_dataset_name(name: str) -> str:
@@ -115,10 +119,16 @@ class Vault:
         actor: str,
         classification: str | None = None,
         data_dictionary: list[dict[str, Any]] | None = None,
+        lineage: dict[str, Any] | None = None,
+        change_summary: dict[str, Any] | None = None,
     ) -> Dataset:
         """Encrypt ``frame`` as the next version of dataset ``name`` and record it.
 
         The classification defaults to the classification policy's level for the name.
+        ``lineage`` says where the version came from (``{"sources": [...], "agreements":
+        {source: reference}, "deliveries": [...], "derived_from": ["name@version"]}``), which
+        the access check and the end of an agreement follow; ``change_summary`` what changed
+        against the previous version.
         """
         validate_dataset_name(name)
         authorise(
@@ -154,6 +164,8 @@ class Vault:
             wrapped_key=wrap_data_key(master, data_key, dataset=name, version=version),
             master_key_id=master.key_id,
             created_by=actor,
+            lineage=lineage or {},
+            change_summary=change_summary or {},
         )
         session.add(dataset)
         record_event(
@@ -271,6 +283,12 @@ class Vault:
     ) -> pd.DataFrame:
         try:
             dataset = self.get(session, name, version)
+            if dataset.shredded_at is not None:
+                raise VaultShredded(
+                    f"{name}@{dataset.version} was destroyed on "
+                    f"{dataset.shredded_at:%Y-%m-%d} ({dataset.shredded_reason}): its data key "
+                    "is deleted and no one can decrypt it; use a version that is still held"
+                )
             master = self._key_for(dataset)
             data_key = unwrap_data_key(
                 master, dataset.wrapped_key, dataset=name, version=dataset.version

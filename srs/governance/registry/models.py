@@ -1,5 +1,5 @@
-"""The registry's tables: researchers, projects and their members, datasets, grants, outputs,
-hub sessions, checker-UI sessions, audit events.
+"""The registry's tables: researchers, projects and their members, data-sharing agreements
+and their deliveries, datasets, grants, outputs, hub sessions, checker-UI sessions, audit events.
 
 These SQLAlchemy 2 models are the state of the environment (safe people, safe projects, safe
 data's catalogue). The schema is created and changed only by the Alembic migrations in
@@ -67,7 +67,11 @@ class Project(Base):
     title: Mapped[str] = mapped_column(String(300))
     purpose: Mapped[str] = mapped_column(Text)
     legal_basis: Mapped[str] = mapped_column(Text)
+    # Free text kept from before agreements were records; the agreements a project names are
+    # ``project_agreements``.
     dsa_reference: Mapped[str | None] = mapped_column(String(120))
+    # The kind of use, matched against an agreement's permitted purposes (``use_of_information``).
+    purpose_category: Mapped[str] = mapped_column(String(40), default="research")
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date] = mapped_column(Date)
     approved_classification: Mapped[str] = mapped_column(String(40))
@@ -80,6 +84,7 @@ class Project(Base):
     grants: Mapped[list[Grant]] = relationship(
         back_populates="project", cascade="all, delete-orphan"
     )
+    agreements: Mapped[list[ProjectAgreement]] = relationship(cascade="all, delete-orphan")
 
 
 class ProjectMember(Base):
@@ -116,6 +121,104 @@ class Dataset(Base):
     master_key_id: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    # Where the version came from: {"sources": [...], "agreements": {source: reference},
+    # "deliveries": [delivery ids], "derived_from": ["name@version", ...]}; {} when a steward
+    # stored it by hand with no provider behind it.
+    lineage: Mapped[dict] = mapped_column(JSON, default=dict)
+    # What changed against the previous version (rows added, corrected, withdrawn; keys kept...).
+    change_summary: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Set when the data key was deleted (crypto-shredding): the file can never be read again.
+    shredded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    shredded_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Agreement(Base):
+    """A data-sharing agreement with a data provider; its terms are in versions (amendments)."""
+
+    __tablename__ = "agreements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    # in_force until a steward ends it; an agreement past its duration is not in force either
+    # (judged on the date, see ``srs.governance.agreements``).
+    status: Mapped[str] = mapped_column(String(20), default="in_force")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+    versions: Mapped[list[AgreementVersion]] = relationship(
+        back_populates="agreement",
+        cascade="all, delete-orphan",
+        order_by="AgreementVersion.version",
+    )
+
+
+class AgreementVersion(Base):
+    """One version of an agreement's terms: version 1 as signed, each amendment the next."""
+
+    __tablename__ = "agreement_versions"
+    __table_args__ = (UniqueConstraint("agreement_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    # The twelve elements (UNODC Box 10), as validated by ``srs.governance.agreements``.
+    terms: Mapped[dict] = mapped_column(JSON)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    change_note: Mapped[str] = mapped_column(Text, default="")
+    terms_sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    agreement: Mapped[Agreement] = relationship(back_populates="versions")
+
+
+class ProjectAgreement(Base):
+    """An agreement a project's data comes under (a project may name several)."""
+
+    __tablename__ = "project_agreements"
+    __table_args__ = (UniqueConstraint("project_id", "agreement_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"))
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    agreement: Mapped[Agreement] = relationship()
+
+
+class Delivery(Base):
+    """One extract from one source at one time, received under an agreement and stored as a
+    new version of ``source/<source>``, with its quality figures."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(80))
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"))
+    agreement_version: Mapped[int] = mapped_column(Integer)
+    # The period it covers, in the agreement's periodicity (2026-11, 2026-Q4, 2026, or "base").
+    period: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(Text)
+    file_format: Mapped[str] = mapped_column(String(16))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    rows_in: Mapped[int] = mapped_column(Integer)
+    rows_accepted: Mapped[int] = mapped_column(Integer)
+    rows_rejected: Mapped[int] = mapped_column(Integer)
+    # Counts by what the rows did: added, corrected, withdrawn, late (event before the period).
+    changes: Mapped[dict] = mapped_column(JSON, default=dict)
+    quality: Mapped[dict] = mapped_column(JSON, default=dict)
+    dataset_name: Mapped[str] = mapped_column(String(200))
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    received_by: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    agreement: Mapped[Agreement] = relationship()
 
 
 class Grant(Base):
