@@ -41,6 +41,9 @@ COMPARE = {
     "!=": np.not_equal,
 }
 DATE_FORMAT_HINT = {"%Y-%m-%d": "YYYY-MM-DD", "%d/%m/%Y": "DD/MM/YYYY"}
+# A delivery file has the dictionary's columns and this one, saying what each row does.
+DELIVERY_ACTION = "delivery_action"
+DELIVERY_ACTIONS = ("add", "correct", "withdraw")
 
 
 class SchemaError(SRSError):
@@ -160,6 +163,9 @@ class IngestResult:
     rejects: pd.DataFrame
     rows_in: int
     file_sha256: str
+    # Required values the checked rows had to carry, and how many were filled (completeness).
+    required_values: int = 0
+    required_filled: int = 0
 
     @property
     def rows_accepted(self) -> int:
@@ -199,17 +205,17 @@ def _decode(data: bytes, path: Path) -> tuple[str, list[tuple[int, str, str]]]:
 
 
 def read_extract(
-    path: Path, dictionary: DataDictionary
+    path: Path, dictionary: DataDictionary, delivery: bool = False
 ) -> tuple[pd.DataFrame, list[int], list[tuple[int, str, str]], int]:
     """Read a CSV or Parquet extract as text columns.
 
     Returns the frame, each row's line number, early rejects (line, reason, raw text) and the
-    number of data rows read.
+    number of data rows read. A ``delivery`` has the column ``delivery_action`` as well.
     """
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: no such file")
-    expected = [c.name for c in dictionary.columns]
+    expected = [c.name for c in dictionary.columns] + ([DELIVERY_ACTION] if delivery else [])
     if path.suffix.lower() == ".parquet":
         try:
             frame = pd.read_parquet(path)
@@ -265,6 +271,13 @@ def _check_columns(found: list[str], expected: list[str], path: Path) -> None:
         problems.append(f"repeated column(s): {', '.join(duplicated)}")
     if problems:
         hint = " (renamed?)" if missing and extra else ""
+        if DELIVERY_ACTION in missing:
+            hint += (
+                f"; a delivery needs a {DELIVERY_ACTION} column (add, correct or withdraw on "
+                "each row)"
+            )
+        elif DELIVERY_ACTION in extra:
+            hint += f"; a file with {DELIVERY_ACTION} is a delivery: ingest it with --delivery"
         raise SchemaError(
             f"{path}: the columns do not match the data dictionary: {'; '.join(problems)}{hint}. Expected: {', '.join(expected)}"
         )
@@ -312,13 +325,33 @@ def validate_extract(
     dictionary: DataDictionary,
     offences: OffenceList,
     path: Path,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Typed accepted rows and the rejects (line, reasons, raw values) of a read extract."""
+    held_ids: pd.Series | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]]:
+    """Typed accepted rows, the rejects (line, reasons, raw values) of a read extract, and the
+    required values the rows had to carry with how many were filled.
+
+    ``held_ids`` (the record ids held so far) makes it a delivery: each row's
+    ``delivery_action`` must be add (an id not held), correct or withdraw (an id held); a
+    withdrawal needs only its record id.
+    """
     reasons = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
 
     def fail(mask: pd.Series, message: str) -> None:
         for index in mask[mask].index:
             reasons[index].append(message)
+
+    delivery = held_ids is not None
+    action = frame[DELIVERY_ACTION].astype(object) if delivery else None
+    withdraw = (
+        (action == "withdraw").astype(bool) if delivery else pd.Series(False, index=frame.index)
+    )
+    if delivery:
+        unknown = ~action.isin(DELIVERY_ACTIONS)
+        for index in unknown[unknown].index:
+            reasons[index].append(
+                f"{DELIVERY_ACTION} {action[index]!r} is not one of {', '.join(DELIVERY_ACTIONS)}"
+            )
+    required_values = required_filled = 0
 
     typed: dict[str, pd.Series] = {}
     for spec in dictionary.columns:
@@ -337,7 +370,11 @@ def validate_extract(
                 f"{filled:,} do not (e.g. {example!r}); wrong column or wrong format"
             )
         if spec.required:
-            fail(blank, f"{spec.name} is required but empty")
+            # A withdrawal names its record and nothing else.
+            applies = ~withdraw | (spec.name == dictionary.record_id)
+            required_values += int(applies.sum())
+            required_filled += int((applies & ~blank).sum())
+            fail(applies & blank, f"{spec.name} is required but empty")
         if bad_type.any():
             for index in bad_type[bad_type].index:
                 reasons[index].append(f"{spec.name} {raw[index]!r} {why}")
@@ -372,9 +409,25 @@ def validate_extract(
     repeated = record_ids.notna() & record_ids.duplicated(keep="first")
     for index in repeated[repeated].index:
         reasons[index].append(f"{dictionary.record_id} {record_ids[index]} appears more than once")
+    if delivery:
+        held = record_ids.notna() & record_ids.astype(str).isin(set(held_ids.astype(str)))
+        name = dictionary.record_id
+        for mask, message in (
+            ((action == "add") & held, "add: {} {} is already held (send it as correct)"),
+            (
+                (action == "correct") & record_ids.notna() & ~held,
+                "correct: {} {} is not held (never delivered, or withdrawn: send it as add)",
+            ),
+            ((action == "withdraw") & record_ids.notna() & ~held, "withdraw: {} {} is not held"),
+        ):
+            for index in mask[mask.astype(bool)].index:
+                reasons[index].append(message.format(name, record_ids[index]))
+        typed[DELIVERY_ACTION] = action
 
     rejected = reasons.map(bool).astype(bool)
     accepted = pd.DataFrame(typed, index=frame.index)[~rejected.to_numpy()].reset_index(drop=True)
+    if delivery:
+        accepted[DELIVERY_ACTION] = accepted[DELIVERY_ACTION].astype("string")
     for spec in dictionary.columns:
         if spec.type in ("category", "flag", "code") or spec.type == "string":
             accepted[spec.name] = accepted[spec.name].astype("string")
@@ -390,14 +443,25 @@ def validate_extract(
             else [],
         }
     )
-    return accepted, rejects
+    return accepted, rejects, (required_values, required_filled)
 
 
-def ingest_file(path: Path, dictionary: DataDictionary, offences: OffenceList) -> IngestResult:
-    """Read and validate ``path`` against ``dictionary``: accepted rows, rejects and counts."""
+def ingest_file(
+    path: Path,
+    dictionary: DataDictionary,
+    offences: OffenceList,
+    held_ids: pd.Series | None = None,
+) -> IngestResult:
+    """Read and validate ``path`` against ``dictionary``: accepted rows, rejects and counts.
+
+    With ``held_ids`` (the record ids held so far) the file is a delivery: it has the column
+    ``delivery_action`` (add, correct or withdraw) and its accepted rows keep it.
+    """
     path = Path(path)
-    frame, lines, early, rows_in = read_extract(path, dictionary)
-    accepted, rejects = validate_extract(frame, lines, dictionary, offences, path)
+    frame, lines, early, rows_in = read_extract(path, dictionary, delivery=held_ids is not None)
+    accepted, rejects, (required_values, required_filled) = validate_extract(
+        frame, lines, dictionary, offences, path, held_ids
+    )
     if early:
         rejects = (
             pd.concat(
@@ -413,6 +477,8 @@ def ingest_file(path: Path, dictionary: DataDictionary, offences: OffenceList) -
         rejects=rejects,
         rows_in=rows_in,
         file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        required_values=required_values,
+        required_filled=required_filled,
     )
     if result.rows_accepted + result.rows_rejected != result.rows_in:
         raise SRSError(

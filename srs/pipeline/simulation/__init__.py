@@ -12,6 +12,8 @@ Example::
     result = simulate(persons=10_000, seed=7)
     hard = simulate(persons=10_000, seed=7, noise="hard")
     write_simulation(result, Path("sim"))   # sim/extracts/*.csv, sim/ground_truth/, manifest
+    series = make_deliveries(result, deliveries=2)  # srs.pipeline.simulation.deliveries
+    write_simulation(result, Path("sim"), deliveries=series)  # and sim/deliveries/YYYY-MM/
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -44,6 +47,9 @@ from srs.pipeline.simulation.identities import (
     postcode_area,
 )
 from srs.pipeline.simulation.journeys import JOURNEY_RATES, PERIOD_END, PERIOD_START, simulate_cases
+
+if TYPE_CHECKING:
+    from srs.pipeline.simulation.deliveries import DeliverySeries
 
 OFFENDER_SHARE = 0.62
 MOVED_SHARE = 0.25
@@ -203,13 +209,26 @@ def _formatted(frame: pd.DataFrame, date_format: str) -> pd.DataFrame:
     return out
 
 
+def _write_frame(frame: pd.DataFrame, path: Path, file_format: str) -> None:
+    if file_format == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+
+
 def write_simulation(
     result: Simulation,
     out: Path,
     file_format: str = "csv",
     progress: Callable[[str], None] | None = None,
+    deliveries: DeliverySeries | None = None,
 ) -> dict[str, Path]:
-    """Write extracts (``out/extracts``), ground truth (``out/ground_truth``) and a manifest."""
+    """Write extracts (``out/extracts``), ground truth (``out/ground_truth``) and a manifest.
+
+    With ``deliveries`` (from ``make_deliveries``) the extracts are the base extracts and each
+    delivery goes to ``out/deliveries/YYYY-MM/SOURCE.csv`` (key ``YYYY-MM/SOURCE`` of the
+    paths returned), its ground truth to ``out/ground_truth/deliveries/YYYY-MM.csv``.
+    """
     if file_format not in ("csv", "parquet"):
         raise SimulationError(f"format must be csv or parquet, not {file_format!r}")
     say = progress or (lambda _message: None)
@@ -217,23 +236,43 @@ def write_simulation(
     truth_dir = out / "ground_truth"
     extracts_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
+    extracts = result.extracts if deliveries is None else deliveries.base
     paths: dict[str, Path] = {}
     for source in SOURCES:
-        frame = _formatted(result.extracts[source], QUALITY[source].date_format)
+        frame = _formatted(extracts[source], QUALITY[source].date_format)
         path = extracts_dir / f"{source}.{file_format}"
-        if file_format == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+        _write_frame(frame, path, file_format)
         paths[source] = path
         say(f"wrote {path} ({len(frame):,} rows)")
     truth_path = truth_dir / f"ground_truth.{file_format}"
-    if file_format == "csv":
-        result.ground_truth.to_csv(truth_path, index=False)
-    else:
-        result.ground_truth.to_parquet(truth_path, index=False)
+    _write_frame(
+        result.ground_truth if deliveries is None else deliveries.base_truth,
+        truth_path,
+        file_format,
+    )
     paths["ground_truth"] = truth_path
-    (out / "manifest.json").write_text(json.dumps(result.manifest(), indent=2, default=str))
+    manifest = result.manifest()
+    if deliveries is not None:
+        (truth_dir / "deliveries").mkdir(exist_ok=True)
+        for period in deliveries.periods:
+            folder = out / "deliveries" / period
+            folder.mkdir(parents=True, exist_ok=True)
+            for source in SOURCES:
+                frame = _formatted(
+                    deliveries.deliveries[period][source], QUALITY[source].date_format
+                )
+                path = folder / f"{source}.{file_format}"
+                _write_frame(frame, path, file_format)
+                paths[f"{period}/{source}"] = path
+            _write_frame(
+                deliveries.truth[period],
+                truth_dir / "deliveries" / f"{period}.{file_format}",
+                file_format,
+            )
+            say(f"wrote delivery {period}")
+        manifest["records"] = {source: len(frame) for source, frame in deliveries.base.items()}
+        manifest.update(deliveries.manifest())
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return paths
 
 
