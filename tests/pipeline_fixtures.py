@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from agreement_fixtures import register_standard_agreements
 
 from srs.governance.deployment import Deployment
-from srs.governance.policy import PolicySet
+from srs.governance.policy import PolicySet, load_policies
 from srs.governance.registry import Registry, accounts, open_registry, projects
 from srs.pipeline.linkage import LinkageResult, load_linkage_settings
 from srs.pipeline.linked_datasets import LinkedDatasets
@@ -106,6 +107,7 @@ def pipeline(tmp_path_factory, simulated, offences, policies: PolicySet) -> Pipe
             pd.DataFrame({"key_hex": [PIPELINE_PSEUDONYM_KEY.hex()]}),
             actor=STEWARD,
         )
+        register_standard_agreements(s, policies, STEWARD)
         for source in SOURCES:
             ingest_into_vault(
                 s, vault, actor=STEWARD, source=source, path=paths[source], offences=offences
@@ -119,6 +121,14 @@ def pipeline(tmp_path_factory, simulated, offences, policies: PolicySet) -> Pipe
         )
         linked = publish_linked_datasets(s, vault, actor=STEWARD, offences=offences)
     return Pipeline(simulation, paths, deployment, registry, vault, linkage, linked)
+
+
+def register_agreements_at(home: str | Path, actor: str) -> None:
+    """Record the shipped data-sharing agreements in the deployment at ``home`` as ``actor``
+    (a steward), as `srs agreement create` would: every ingest comes under one."""
+    registry = open_registry(Deployment.from_env(Path(home)).database_url)
+    with registry.sessions() as session:
+        register_standard_agreements(session, load_policies(), actor)
 
 
 def open_project(

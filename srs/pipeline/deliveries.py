@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from srs.errors import SRSError
+from srs.governance.agreements import BASE_PERIOD, AgreementError, period_bounds
 from srs.pipeline.ingest import DELIVERY_ACTION, DataDictionary, IngestResult
 
 # The date that places each source's record in a delivery period: the event the record is of.
@@ -37,8 +38,6 @@ EVENT_DATE = {
     "probation_episodes": "start_date",
     "victims": "contact_date",
 }
-PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-BASE_PERIOD = "base"
 
 
 class DeliveryError(SRSError):
@@ -61,16 +60,16 @@ class DeliveryChanges:
         return asdict(self)
 
 
-def period_bounds(period: str) -> tuple[date, date]:
-    """The first and last day of a monthly period ``YYYY-MM``.
+def period_start_end(period: str, periodicity: str = "monthly") -> tuple[date, date]:
+    """The first and last day of a delivery's ``period`` in the agreement's ``periodicity``.
 
-    >>> period_bounds("2024-02")
+    >>> period_start_end("2024-02")
     (datetime.date(2024, 2, 1), datetime.date(2024, 2, 29))
     """
-    if not PERIOD_PATTERN.match(period or ""):
-        raise DeliveryError(f"period {period!r} is not a month in the form YYYY-MM (e.g. 2024-11)")
-    start = pd.Period(period, freq="M")
-    return start.start_time.date(), start.end_time.date()
+    try:
+        return period_bounds(period, periodicity)
+    except AgreementError as exc:
+        raise DeliveryError(str(exc)) from None
 
 
 def event_date_column(dictionary: DataDictionary) -> str | None:
@@ -85,6 +84,7 @@ def apply_delivery(
     accepted: pd.DataFrame,
     dictionary: DataDictionary,
     period: str = BASE_PERIOD,
+    periodicity: str = "monthly",
 ) -> tuple[pd.DataFrame, DeliveryChanges]:
     """The source's next full table: ``previous`` with the delivery's accepted rows applied.
 
@@ -136,7 +136,7 @@ def apply_delivery(
     late = 0
     column = event_date_column(dictionary)
     if period != BASE_PERIOD and column is not None:
-        start, _ = period_bounds(period)
+        start, _ = period_start_end(period, periodicity)
         dated = pd.to_datetime(rows[column], errors="coerce")
         late = int(((dated < pd.Timestamp(start)) & (action == "add")).sum())
     changes = DeliveryChanges(
@@ -238,6 +238,7 @@ def delivery_quality(
     period: str,
     received: date,
     dictionary: DataDictionary,
+    periodicity: str = "monthly",
 ) -> QualityReport:
     """Measure a validated delivery against the agreement's ``standards``.
 
@@ -303,7 +304,7 @@ def delivery_quality(
             )
         )
     else:
-        _, end = period_bounds(period)
+        _, end = period_start_end(period, periodicity)
         days = (received - end).days
         checks.append(
             QualityCheck(
@@ -389,7 +390,7 @@ __all__ = [
     "apply_delivery",
     "delivery_quality",
     "event_date_column",
-    "period_bounds",
+    "period_start_end",
     "reason_kind",
     "write_quality_report",
 ]

@@ -8,19 +8,32 @@ de-identified ``linked/*`` datasets can ever be granted to projects.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from srs.errors import SRSError
+from srs.governance.agreements import BASE_PERIOD, check_delivery, terms_of
 from srs.governance.audit import record_event
-from srs.governance.registry.models import Dataset
+from srs.governance.policy import PolicySet
+from srs.governance.registry.models import Dataset, Delivery
 from srs.pipeline.deid import Pseudonymiser, generate_pseudonym_key
+from srs.pipeline.deliveries import (
+    DeliveryChanges,
+    apply_delivery,
+    delivery_quality,
+    write_quality_report,
+)
 from srs.pipeline.ingest import (
     IngestResult,
+    SchemaError,
     ingest_file,
     known_sources,
     load_dictionary,
@@ -59,37 +72,203 @@ def ingest_into_vault(
     path: Path,
     offences: OffenceList,
     rejects_path: Path | None = None,
+    delivery: bool = False,
+    period: str | None = None,
+    today: date | None = None,
+    report_dir: Path | None = None,
 ) -> tuple[IngestResult, Dataset]:
-    """Validate ``path`` as ``source``, store the accepted rows, write the rejects file."""
+    """Take an extract of ``source`` into the vault under the agreement that covers it.
+
+    Without ``delivery`` the file is the source's base extract (period ``base``); with it, the
+    delivery for ``period`` (``2024-11``), whose rows are added, corrected or withdrawn
+    (``delivery_action``) against the table held, stored as the next version with its lineage.
+    Before the file is read, ``check_delivery`` refuses (audited) an extract with no agreement
+    in force for the source, outside its duration, in another format or periodicity, or for a
+    period already delivered; a file already ingested is refused too. The rejects go to
+    ``rejects_path`` (default FILE.rejects.csv), the quality report for the agency to
+    ``report_dir`` (default beside the file: FILE.quality.json and FILE.quality.md), and a
+    ``Delivery`` record holds the counts, changes and quality.
+    """
+    path = Path(path)
+    today = today or datetime.now(UTC).date()
+    name = source_dataset_name(source)
+    if delivery and not period:
+        raise PipelineError(
+            f"a delivery of {source} needs the period it covers (--period YYYY-MM, e.g. 2024-11)"
+        )
+    if not delivery and period not in (None, BASE_PERIOD):
+        raise PipelineError(
+            f"period {period!r} was given for a base extract; ingest a periodic delivery with "
+            "--delivery --period"
+        )
+    period = period if delivery else BASE_PERIOD
+    file_format = path.suffix.lower().lstrip(".") or "(no suffix)"
+    version = check_delivery(
+        session,
+        actor=actor,
+        policies=vault.policies,
+        source=source,
+        file_format=file_format,
+        period=period,
+        today=today,
+    )
+    terms = terms_of(version)
+    if not path.is_file():
+        missing = SchemaError(f"{path}: no such file")
+        _refuse(session, actor, source, period, str(missing), vault.policies, missing)
+    file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    again = session.scalars(
+        select(Delivery).where(Delivery.source == source, Delivery.file_sha256 == file_sha256)
+    ).first()
+    if again is not None:
+        _refuse(
+            session,
+            actor,
+            source,
+            period,
+            f"{path.name} was already ingested as delivery {again.id} of {source} (period "
+            f"{again.period}, {again.received_at.date().isoformat()}); a correction comes in "
+            "the next period's delivery",
+            vault.policies,
+        )
     dictionary = load_dictionary(source, vault.policies.source_dir)
-    result = ingest_file(path, dictionary, offences)
-    rejects_path = rejects_path or Path(path).with_name(Path(path).name + ".rejects.csv")
-    if result.rows_rejected:
-        write_rejects(result, rejects_path)
+    previous = None
+    if delivery:
+        if not vault.exists(session, name):
+            _refuse(
+                session,
+                actor,
+                source,
+                period,
+                f"no base extract of {source} is held; ingest it first (srs ingest {source} FILE)",
+                vault.policies,
+            )
+        previous = vault.read_steward_zone(session, name, actor=actor)
+    held = previous[dictionary.record_id] if previous is not None else None
+    try:
+        result = ingest_file(path, dictionary, offences, held_ids=held)
+    except SchemaError as exc:
+        _refuse(session, actor, source, period, str(exc), vault.policies, exc)
+    periodicity = terms.data_for(source).periodicity
+    if previous is not None:
+        table, changes = apply_delivery(previous, result.accepted, dictionary, period, periodicity)
+    else:
+        table = result.accepted
+        changes = DeliveryChanges(result.rows_accepted, 0, 0, 0, BASE_PERIOD)
+    earlier = session.scalars(
+        select(Delivery).where(Delivery.source == source).order_by(Delivery.id)
+    ).all()
+    previous_rows = earlier[-1].rows_in if earlier and earlier[-1].period != BASE_PERIOD else None
+    quality = delivery_quality(
+        result,
+        previous_rows,
+        changes,
+        terms.quality_standards.model_dump(),
+        period,
+        today,
+        dictionary,
+        periodicity,
+    )
+    derived_from = [f"{name}@{vault.get(session, name).version}"] if previous is not None else []
+    lineage = {
+        "sources": [source],
+        "agreements": {source: version.agreement.reference},
+        "deliveries": [d.id for d in earlier],
+        "derived_from": derived_from,
+    }
     stored = vault.store(
         session,
-        source_dataset_name(source),
-        result.accepted,
+        name,
+        table,
         actor=actor,
         data_dictionary=dictionary.as_records(),
+        lineage=lineage,
+        change_summary=changes.as_dict(),
     )
+    received = Delivery(
+        source=source,
+        agreement_id=version.agreement_id,
+        agreement_version=version.version,
+        period=period,
+        file_name=path.name,
+        file_format=file_format,
+        file_sha256=file_sha256,
+        rows_in=result.rows_in,
+        rows_accepted=result.rows_accepted,
+        rows_rejected=result.rows_rejected,
+        changes=changes.as_dict(),
+        quality=quality.as_dict(),
+        dataset_name=name,
+        dataset_version=stored.version,
+        received_by=actor,
+    )
+    session.add(received)
+    session.flush()
+    # The version lists every delivery it holds, this one too (its id exists only now).
+    stored.lineage = {**lineage, "deliveries": [*lineage["deliveries"], received.id]}
+    rejects_path = rejects_path or path.with_name(path.name + ".rejects.csv")
+    if result.rows_rejected:
+        write_rejects(result, rejects_path)
+    json_path, md_path = quality_report_paths(path, report_dir)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    write_quality_report(quality, json_path, md_path)
     record_event(
         session,
         actor=actor,
-        action="ingest.file",
-        target=source_dataset_name(source),
+        action="ingest.delivery" if delivery else "ingest.file",
+        target=name,
         outcome="ok",
         details={
             "file": str(path),
             "sha256": result.file_sha256,
+            "period": period,
+            "agreement": version.agreement.reference,
+            "delivery": received.id,
             "rows_in": result.rows_in,
             "accepted": result.rows_accepted,
             "rejected": result.rows_rejected,
+            "changes": changes.as_dict(),
+            "quality_passed": quality.passed,
             "version": stored.version,
         },
     )
     session.commit()
     return result, stored
+
+
+def quality_report_paths(path: Path, report_dir: Path | None = None) -> tuple[Path, Path]:
+    """Where the quality report of extract ``path`` goes: FILE.quality.json and .md, beside
+    the file or in ``report_dir``."""
+    folder = report_dir if report_dir is not None else Path(path).parent
+    return (
+        folder / f"{Path(path).name}.quality.json",
+        folder / f"{Path(path).name}.quality.md",
+    )
+
+
+def _refuse(
+    session: Session,
+    actor: str,
+    source: str,
+    period: str,
+    reason: str,
+    policies: PolicySet,
+    error: SRSError | None = None,
+) -> NoReturn:
+    """Audit (committed) and raise the refusal of an extract the agreement check let through:
+    ``error`` when given, else a ``PipelineError`` with the reason."""
+    record_event(
+        session,
+        actor=actor,
+        action="ingest.refused",
+        target=source_dataset_name(source),
+        outcome="deny",
+        reason=reason,
+        details={"period": period},
+        max_field_chars=policies.access.audit_field_max_chars,
+    )
+    session.commit()
+    raise error or PipelineError(reason)
 
 
 def read_sources(session: Session, vault: Vault, *, actor: str) -> dict[str, pd.DataFrame]:

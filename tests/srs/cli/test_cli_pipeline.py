@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pipeline_fixtures import register_agreements_at
 from typer.testing import CliRunner
 
 from srs.cli import app
@@ -46,6 +47,7 @@ def test_steward_pipeline_through_the_cli(tmp_path: Path) -> None:
         "steward",
     )
     assert added.exit_code == 0
+    register_agreements_at(home, "sam")
     police = out / "extracts" / "police_arrests.csv"
     lines = police.read_text().splitlines()
     lines[2] = lines[2].replace(lines[2].split(",")[8], "NOPE1", 1)
@@ -85,7 +87,7 @@ def test_steward_pipeline_through_the_cli(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ingest", "interpol", "x.csv"], "no data dictionary for source 'interpol'"),
+        (["ingest", "interpol", "x.csv"], "no data-sharing agreement covers source interpol"),
         (["link", "run"], "no source extracts are in the vault yet"),
         (["linked", "build"], "no source extracts are in the vault yet"),
     ],
@@ -127,6 +129,7 @@ def test_ingest_refuses_a_wrong_schema(tmp_path: Path) -> None:
         "--role",
         "steward",
     )
+    register_agreements_at(home, "sam")
     bad = tmp_path / "police.csv"
     bad.write_text("arrest_id;crime_ref;forename\nA1;CR1;Jo\n")
     result = srs("--home", home, "--as", "sam", "ingest", "police_arrests", str(bad))

@@ -297,6 +297,8 @@ def test_records_missing_from_the_truth_are_noted(tmp_path: Path) -> None:
 
 
 def test_link_analyse_on_the_vaults_sources_for_stewards_only(tmp_path: Path, monkeypatch) -> None:
+    from pipeline_fixtures import register_agreements_at
+
     from srs.pipeline.simulation import SOURCES
 
     monkeypatch.setenv("COLUMNS", "250")
@@ -313,6 +315,7 @@ def test_link_analyse_on_the_vaults_sources_for_stewards_only(tmp_path: Path, mo
             + ["--role", role],
         )
         assert added.exit_code == 0, added.output
+    register_agreements_at(home, "sam")
     for source in SOURCES:
         extract = str(out / "extracts" / f"{source}.csv")
         ingested = runner.invoke(app, ["--home", home, "--as", "sam", "ingest", source, extract])
