@@ -15,8 +15,6 @@ Example::
 from __future__ import annotations
 
 import json
-import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -186,50 +184,6 @@ class QualityReport:
         return {**asdict(self), "passed": self.passed}
 
 
-REASON_KINDS = (
-    (re.compile(r"^(\w+) is required but empty$"), "{0}: required but empty"),
-    (re.compile(r"^(\w+) .* does not match the pattern "), "{0}: does not match its pattern"),
-    (re.compile(r"^(\w+) .* is (?:before|after|below|above) the allowed "), "{0}: out of range"),
-    (re.compile(r"^(\w+) .* is not (?:a date|a whole number|a number)"), "{0}: wrong type"),
-    (re.compile(r"^(\w+) .* is not one of "), "{0}: not an allowed value"),
-    (re.compile(r"^(\w+) .* is not a known offence code"), "{0}: unknown offence code"),
-    (re.compile(r"^rule (\w+ \S+ \w+) broken"), "rule {0} broken"),
-    (re.compile(r"^(\w+) .* appears more than once$"), "{0}: repeated in the file"),
-    (re.compile(r"^row has \d+ fields"), "wrong number of fields"),
-    (re.compile(r"^not UTF-8 text"), "not UTF-8 text"),
-    (re.compile(r"^add: (\w+) .* is already held"), "add of a record already held"),
-    (re.compile(r"^correct: (\w+) .* is not held"), "correction of a record not held"),
-    (re.compile(r"^withdraw: (\w+) .* is not held"), "withdrawal of a record not held"),
-)
-
-
-def reason_kind(reason: str, columns: set[str]) -> str:
-    """The kind of a reject reason, without the value it quotes (``surname: wrong type``).
-
-    Only names from the data dictionary and fixed words come out, so a kind never carries data
-    from a record; a reason of no known kind is ``other``.
-    """
-    for pattern, kind in REASON_KINDS:
-        match = pattern.match(reason)
-        if not match:
-            continue
-        names = match.groups()
-        if all(
-            all(part in columns or not part.isidentifier() for part in name.split())
-            for name in names
-        ):
-            return kind.format(*names)
-    return "other"
-
-
-def _reason_counts(rejects: pd.DataFrame, columns: set[str]) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for reasons in rejects.get("reasons", pd.Series(dtype=str)):
-        for reason in str(reasons).split("; "):
-            counts[reason_kind(reason, columns)] += 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
 def delivery_quality(
     result: IngestResult,
     previous_rows: int | None,
@@ -237,7 +191,6 @@ def delivery_quality(
     standards: Mapping[str, float],
     period: str,
     received: date,
-    dictionary: DataDictionary,
     periodicity: str = "monthly",
 ) -> QualityReport:
     """Measure a validated delivery against the agreement's ``standards``.
@@ -345,9 +298,7 @@ def delivery_quality(
         rows_rejected=result.rows_rejected,
         changes=changes.as_dict(),
         checks=checks,
-        reject_reasons=_reason_counts(
-            result.rejects, {c.name for c in dictionary.columns} | {DELIVERY_ACTION}
-        ),
+        reject_reasons=dict(result.reason_kinds),
     )
 
 
@@ -391,6 +342,5 @@ __all__ = [
     "delivery_quality",
     "event_date_column",
     "period_start_end",
-    "reason_kind",
     "write_quality_report",
 ]

@@ -13,7 +13,8 @@ import csv
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,42 @@ DATE_FORMAT_HINT = {"%Y-%m-%d": "YYYY-MM-DD", "%d/%m/%Y": "DD/MM/YYYY"}
 # A delivery file has the dictionary's columns and this one, saying what each row does.
 DELIVERY_ACTION = "delivery_action"
 DELIVERY_ACTIONS = ("add", "correct", "withdraw")
+
+
+REASON_KINDS = (
+    (re.compile(r"^(\w+) is required but empty$"), "{0}: required but empty"),
+    (re.compile(r"^(\w+) .* does not match the pattern "), "{0}: does not match its pattern"),
+    (re.compile(r"^(\w+) .* is (?:before|after|below|above) the allowed "), "{0}: out of range"),
+    (re.compile(r"^(\w+) .* is not (?:a date|a whole number|a number)"), "{0}: wrong type"),
+    (re.compile(r"^(\w+) .* is not one of "), "{0}: not an allowed value"),
+    (re.compile(r"^(\w+) .* is not a known offence code"), "{0}: unknown offence code"),
+    (re.compile(r"^rule (\w+ \S+ \w+) broken"), "rule {0} broken"),
+    (re.compile(r"^(\w+) .* appears more than once$"), "{0}: repeated in the file"),
+    (re.compile(r"^row has \d+ fields"), "wrong number of fields"),
+    (re.compile(r"^not UTF-8 text"), "not UTF-8 text"),
+    (re.compile(r"^add: (\w+) .* is already held"), "add of a record already held"),
+    (re.compile(r"^correct: (\w+) .* is not held"), "correction of a record not held"),
+    (re.compile(r"^withdraw: (\w+) .* is not held"), "withdrawal of a record not held"),
+)
+
+
+def reason_kind(reason: str, columns: set[str]) -> str:
+    """The kind of a reject reason, without the value it quotes (``surname: wrong type``).
+
+    Only names from the data dictionary (``columns``) and fixed words come out, so a kind never carries data
+    from a record; a reason of no known kind is ``other``.
+    """
+    for pattern, kind in REASON_KINDS:
+        match = pattern.match(reason)
+        if not match:
+            continue
+        names = match.groups()
+        if all(
+            all(part in columns or not part.isidentifier() for part in name.split())
+            for name in names
+        ):
+            return kind.format(*names)
+    return "other"
 
 
 class SchemaError(SRSError):
@@ -166,6 +203,8 @@ class IngestResult:
     # Required values the checked rows had to carry, and how many were filled (completeness).
     required_values: int = 0
     required_filled: int = 0
+    # How many times each kind of reason was given (``reason_kind``: no values from records).
+    reason_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_accepted(self) -> int:
@@ -174,6 +213,15 @@ class IngestResult:
     @property
     def rows_rejected(self) -> int:
         return len(self.rejects)
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """What validation counted: required values expected and filled, kinds of reject reasons."""
+
+    required_values: int
+    required_filled: int
+    reason_kinds: Counter[str]
 
 
 # ---------------------------------------------------------------- reading
@@ -326,9 +374,10 @@ def validate_extract(
     offences: OffenceList,
     path: Path,
     held_ids: pd.Series | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, tuple[int, int]]:
-    """Typed accepted rows, the rejects (line, reasons, raw values) of a read extract, and the
-    required values the rows had to carry with how many were filled.
+) -> tuple[pd.DataFrame, pd.DataFrame, RowCounts]:
+    """Typed accepted rows, the rejects (line, reasons, raw values) of a read extract, and
+    counts: the required values the rows had to carry, how many were filled, and the kinds of
+    reasons rows were rejected for.
 
     ``held_ids`` (the record ids held so far) makes it a delivery: each row's
     ``delivery_action`` must be add (an id not held), correct or withdraw (an id held); a
@@ -443,7 +492,9 @@ def validate_extract(
             else [],
         }
     )
-    return accepted, rejects, (required_values, required_filled)
+    columns = {spec.name for spec in dictionary.columns} | {DELIVERY_ACTION}
+    kinds = Counter(reason_kind(r, columns) for row in reasons[rejected] for r in row)
+    return accepted, rejects, RowCounts(required_values, required_filled, kinds)
 
 
 def ingest_file(
@@ -459,9 +510,8 @@ def ingest_file(
     """
     path = Path(path)
     frame, lines, early, rows_in = read_extract(path, dictionary, delivery=held_ids is not None)
-    accepted, rejects, (required_values, required_filled) = validate_extract(
-        frame, lines, dictionary, offences, path, held_ids
-    )
+    accepted, rejects, counts = validate_extract(frame, lines, dictionary, offences, path, held_ids)
+    counts.reason_kinds.update(reason_kind(reason, set()) for _, reason, _ in early)
     if early:
         rejects = (
             pd.concat(
@@ -477,8 +527,9 @@ def ingest_file(
         rejects=rejects,
         rows_in=rows_in,
         file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        required_values=required_values,
-        required_filled=required_filled,
+        required_values=counts.required_values,
+        required_filled=counts.required_filled,
+        reason_kinds=dict(sorted(counts.reason_kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
     if result.rows_accepted + result.rows_rejected != result.rows_in:
         raise SRSError(

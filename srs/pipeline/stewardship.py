@@ -126,9 +126,10 @@ def ingest_into_vault(
             actor,
             source,
             period,
-            f"{path.name} was already ingested as delivery {again.id} of {source} (period "
-            f"{again.period}, {again.received_at.date().isoformat()}); a correction comes in "
-            "the next period's delivery",
+            f"{path.name} has the same content as {again.file_name}, already ingested as "
+            f"delivery {again.id} of {source} (period {again.period}, received "
+            f"{again.received_at.date().isoformat()}); a correction comes in the next "
+            "period's delivery",
             vault.policies,
         )
     dictionary = load_dictionary(source, vault.policies.source_dir)
@@ -166,7 +167,6 @@ def ingest_into_vault(
         terms.quality_standards.model_dump(),
         period,
         today,
-        dictionary,
         periodicity,
     )
     derived_from = [f"{name}@{vault.get(session, name).version}"] if previous is not None else []
