@@ -17,10 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from agreement_fixtures import register_standard_agreements
+from sqlalchemy.orm import Session
 
+from srs.governance.agreements import create_agreement, standard_agreements
 from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet, load_policies
 from srs.governance.registry import Registry, accounts, open_registry, projects
+from srs.pipeline.ingest import known_sources
 from srs.pipeline.linkage import LinkageResult, load_linkage_settings
 from srs.pipeline.linked_datasets import LinkedDatasets
 from srs.pipeline.offences import OffenceList, load_offences
@@ -123,12 +126,36 @@ def pipeline(tmp_path_factory, simulated, offences, policies: PolicySet) -> Pipe
     return Pipeline(simulation, paths, deployment, registry, vault, linkage, linked)
 
 
-def register_agreements_at(home: str | Path, actor: str) -> None:
+def register_agreements(
+    session: Session, policies: PolicySet, actor: str, start: date | None = None
+) -> None:
+    """Record the shipped data-sharing agreements as ``actor`` (a steward); with ``start``,
+    each in force from that day instead (the simulated deliveries are of 2024's months)."""
+    if start is None:
+        register_standard_agreements(session, policies, actor)
+        return
+    sources = known_sources(policies.source_dir)
+    for reference, terms in standard_agreements(policies.source_dir).items():
+        duration = terms.duration.model_copy(update={"start": start})
+        create_agreement(
+            session,
+            actor=actor,
+            policies=policies,
+            reference=reference,
+            terms=terms.model_copy(update={"duration": duration}),
+            known_sources=sources,
+        )
+
+
+def register_agreements_at(home: str | Path, actor: str, start: date | None = None) -> None:
     """Record the shipped data-sharing agreements in the deployment at ``home`` as ``actor``
     (a steward), as `srs agreement create` would: every ingest comes under one."""
     registry = open_registry(Deployment.from_env(Path(home)).database_url)
-    with registry.sessions() as session:
-        register_standard_agreements(session, load_policies(), actor)
+    try:
+        with registry.sessions() as session:
+            register_agreements(session, load_policies(), actor, start)
+    finally:
+        registry.dispose()
 
 
 def open_project(

@@ -118,7 +118,12 @@ def ingest_into_vault(
         _refuse(session, actor, source, period, str(missing), vault.policies, missing)
     file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     again = session.scalars(
-        select(Delivery).where(Delivery.source == source, Delivery.file_sha256 == file_sha256)
+        # An empty delivery (no rows this period) may well repeat an earlier one byte for byte.
+        select(Delivery).where(
+            Delivery.source == source,
+            Delivery.file_sha256 == file_sha256,
+            Delivery.rows_in > 0,
+        )
     ).first()
     if again is not None:
         _refuse(

@@ -2,7 +2,7 @@
 deliveries per source, as agencies send them under a data-sharing agreement.
 
 Each record goes to the delivery of the month its event falls in (events before the first
-month make the base extract). On top of that: late arrivals (a share of a month's records held
+month make the base extract; events after the last month are not sent). On top of that: late arrivals (a share of a month's records held
 back to a later delivery), corrections (an outcome, release or end of supervision that happened
 after the record was first sent, and a share of mistyped surnames put right) and withdrawals
 (most of them duplicate records the agency found). A record is sent as it stood when its
@@ -121,10 +121,11 @@ class DeliverySeries:
 
 
 def _delivery_of(dates: pd.Series, cuts: np.ndarray) -> np.ndarray:
-    """The first delivery whose cut is on or after each date (0 = base; NaT goes to the base)."""
+    """The first delivery whose cut is on or after each date (0 = base; NaT goes to the base;
+    a date after the last cut gets ``len(cuts)``: not in the series)."""
     values = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
     index = np.searchsorted(cuts, values, side="left")
-    return np.where(np.isnat(values), 0, np.minimum(index, len(cuts) - 1))
+    return np.where(np.isnat(values), 0, index)
 
 
 def _source_series(
@@ -146,15 +147,17 @@ def _source_series(
     recent = events > cuts[0] - np.timedelta64(31, "D")
     late = (natural < last) & recent & (rng.random(n) < rates.late)
     sent = np.minimum(natural + np.where(late, rng.integers(1, 3, n), 0), last)
+    # A record of an event after the last delivery's month (a charging decision in 2025) has
+    # not happened yet for the series: it is never sent.
+    sent = np.where(natural > last, last + 1, sent)
 
     never = np.full(n, last + 1)
     follow_up = FOLLOW_UPS.get(source)
     known_at = never.copy()
     if follow_up is not None:
         dates = pd.to_datetime(frame[follow_up.date])
-        within = dates.notna() & (dates <= pd.Timestamp(cuts[-1]))
         # A later event beyond the last delivery is not known in the series at all.
-        known_at = np.where(within, _delivery_of(dates, cuts), np.where(dates.notna(), never, 0))
+        known_at = np.minimum(_delivery_of(dates, cuts), never)
 
     fixed_at = never.copy()
     if true_surname is not None:
@@ -181,8 +184,11 @@ def _source_series(
             pending = known_at[rows] > at
             out.loc[pending, follow_up.date] = pd.NaT
             for column, value in follow_up.pending.items():
-                out[column] = out[column].astype(object)
-                out.loc[pending, column] = value
+                if value is None:
+                    out[column] = out[column].where(~pending)  # keeps the column's type
+                else:
+                    out[column] = out[column].astype(object)
+                    out.loc[pending, column] = value
         if truth is not None:
             fixed = fixed_at[rows] <= at
             out[SURNAME[source]] = out[SURNAME[source]].astype(object)
