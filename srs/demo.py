@@ -26,10 +26,12 @@ from rich.table import Table
 
 from srs.errors import SRSError
 from srs.governance.access import AccessDenied
+from srs.governance.agreements import create_agreement, standard_agreements
 from srs.governance.audit import tail_events, verify_chain
 from srs.governance.deployment import Deployment
 from srs.governance.policy import load_policies
 from srs.governance.registry import accounts, open_registry, projects
+from srs.pipeline.ingest import known_sources
 from srs.pipeline.linkage import evaluate, load_linkage_settings
 from srs.pipeline.offences import load_offences
 from srs.pipeline.simulation import SOURCES, simulate, write_simulation
@@ -153,6 +155,17 @@ def run_demo(home: Path, console: Console) -> None:
         lines[3] = lines[3].replace(lines[3].split(",")[8], "ZZZ99", 1)
         lines[5] = ",".join(lines[5].split(",")[:6] + ["31/31/1990"] + lines[5].split(",")[7:])
         police.write_text("\n".join(lines) + "\n")
+        # Every extract comes under a data-sharing agreement: the shipped one per provider.
+        for reference, terms in standard_agreements(policies.source_dir).items():
+            create_agreement(
+                s,
+                actor="steward",
+                policies=policies,
+                reference=reference,
+                terms=terms,
+                known_sources=known_sources(policies.source_dir),
+            )
+        say("Recorded the providers' data-sharing agreements (policies/agreements/)")
         offences = load_offences()
         for source in SOURCES:
             result, _ = ingest_into_vault(
