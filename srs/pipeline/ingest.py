@@ -15,6 +15,7 @@ import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +62,7 @@ REASON_KINDS = (
     (re.compile(r"^add: (\w+) .* is already held"), "add of a record already held"),
     (re.compile(r"^correct: (\w+) .* is not held"), "correction of a record not held"),
     (re.compile(r"^withdraw: (\w+) .* is not held"), "withdrawal of a record not held"),
+    (re.compile(r"^(\w+) .* is after the end of the delivery's period"), "{0}: after the period"),
 )
 
 
@@ -374,6 +376,7 @@ def validate_extract(
     offences: OffenceList,
     path: Path,
     held_ids: pd.Series | None = None,
+    events_until: tuple[str, date] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, RowCounts]:
     """Typed accepted rows, the rejects (line, reasons, raw values) of a read extract, and
     counts: the required values the rows had to carry, how many were filled, and the kinds of
@@ -381,7 +384,8 @@ def validate_extract(
 
     ``held_ids`` (the record ids held so far) makes it a delivery: each row's
     ``delivery_action`` must be add (an id not held), correct or withdraw (an id held); a
-    withdrawal needs only its record id.
+    withdrawal needs only its record id. ``events_until`` (a date column and the last day of the
+    delivery's period) rejects a row whose event comes after the period it was delivered for.
     """
     reasons = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
 
@@ -472,6 +476,14 @@ def validate_extract(
             for index in mask[mask.astype(bool)].index:
                 reasons[index].append(message.format(name, record_ids[index]))
         typed[DELIVERY_ACTION] = action
+    if events_until is not None:
+        column, last_day = events_until
+        after = (typed[column] > pd.Timestamp(last_day)).fillna(False).astype(bool) & ~withdraw
+        for index in after[after].index:
+            reasons[index].append(
+                f"{column} {frame[column][index]!r} is after the end of the delivery's period "
+                f"({last_day.isoformat()})"
+            )
 
     rejected = reasons.map(bool).astype(bool)
     accepted = pd.DataFrame(typed, index=frame.index)[~rejected.to_numpy()].reset_index(drop=True)
@@ -502,15 +514,19 @@ def ingest_file(
     dictionary: DataDictionary,
     offences: OffenceList,
     held_ids: pd.Series | None = None,
+    events_until: tuple[str, date] | None = None,
 ) -> IngestResult:
     """Read and validate ``path`` against ``dictionary``: accepted rows, rejects and counts.
 
     With ``held_ids`` (the record ids held so far) the file is a delivery: it has the column
     ``delivery_action`` (add, correct or withdraw) and its accepted rows keep it.
+    ``events_until`` (date column, last day) rejects rows dated after the delivery's period.
     """
     path = Path(path)
     frame, lines, early, rows_in = read_extract(path, dictionary, delivery=held_ids is not None)
-    accepted, rejects, counts = validate_extract(frame, lines, dictionary, offences, path, held_ids)
+    accepted, rejects, counts = validate_extract(
+        frame, lines, dictionary, offences, path, held_ids, events_until
+    )
     counts.reason_kinds.update(reason_kind(reason, set()) for _, reason, _ in early)
     if early:
         rejects = (

@@ -29,6 +29,8 @@ from srs.pipeline.deliveries import (
     DeliveryChanges,
     apply_delivery,
     delivery_quality,
+    event_date_column,
+    period_start_end,
     write_quality_report,
 )
 from srs.pipeline.ingest import (
@@ -151,11 +153,17 @@ def ingest_into_vault(
             )
         previous = vault.read_steward_zone(session, name, actor=actor)
     held = previous[dictionary.record_id] if previous is not None else None
+    periodicity = terms.data_for(source).periodicity
+    column = event_date_column(dictionary)
+    events_until = (
+        (column, period_start_end(period, periodicity)[1])
+        if previous is not None and column is not None
+        else None
+    )
     try:
-        result = ingest_file(path, dictionary, offences, held_ids=held)
+        result = ingest_file(path, dictionary, offences, held_ids=held, events_until=events_until)
     except SchemaError as exc:
         _refuse(session, actor, source, period, str(exc), vault.policies, exc)
-    periodicity = terms.data_for(source).periodicity
     if previous is not None:
         table, changes = apply_delivery(previous, result.accepted, dictionary, period, periodicity)
     else:

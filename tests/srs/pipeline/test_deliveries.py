@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from agreement_fixtures import register_standard_agreements
+from pipeline_fixtures import register_agreements
 from sqlalchemy import select
 
 from registry_fixtures import populate
@@ -423,3 +424,33 @@ def test_a_hostile_action_is_a_rejected_row_and_never_reaches_the_report(
     assert quality["reject_reasons"] == {"delivery_action: not an allowed value": 2}
     report = (tmp_path / "police_2026-10.csv.quality.md").read_text()
     assert "DROP" not in report and "Mallory" not in report and "drop table" not in report
+
+
+def test_rows_dated_after_the_period_delivered_for_are_rejected(
+    registry, policies, steward, tmp_path, offences
+) -> None:
+    actor, vault = steward
+    with registry.sessions() as s:
+        register_agreements(s, policies, actor, start=date(2024, 1, 1))
+    ingest(registry, vault, actor, write(tmp_path, BASE, "police.csv"), offences)
+    # December's file delivered as November's: its December arrest does not belong there.
+    rows = [
+        "A000000010,CR000000010,,Ann,Bell,F,1980-01-01,,ASL02,2024-12-01,2024-12-02,F03,add",
+        "A000000011,CR000000011,,Bob,Bell,M,1980-01-01,,ASL02,2024-11-01,2024-11-30,F03,add",
+        "A000000003,,,,,,,,,,,,withdraw",
+    ]
+    result, _ = ingest(
+        registry,
+        vault,
+        actor,
+        delivery_file(tmp_path, rows, "police_2024-12.csv"),
+        offences,
+        delivery=True,
+        period="2024-11",
+        today=date(2024, 12, 5),
+    )
+    assert (result.rows_accepted, result.rows_rejected) == (2, 1)
+    assert result.rejects.loc[0, "reasons"] == (
+        "arrest_date '2024-12-02' is after the end of the delivery's period (2024-11-30)"
+    )
+    assert result.reason_kinds == {"arrest_date: after the period": 1}
