@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from srs.errors import SRSError
+from srs.governance.access import authorise
 from srs.governance.agreements import BASE_PERIOD, check_delivery, terms_of
 from srs.governance.audit import record_event
 from srs.governance.policy import PolicySet
@@ -84,7 +85,8 @@ def ingest_into_vault(
     Without ``delivery`` the file is the source's base extract (period ``base``); with it, the
     delivery for ``period`` (``2024-11``), whose rows are added, corrected or withdrawn
     (``delivery_action``) against the table held, stored as the next version with its lineage.
-    Before the file is read, ``check_delivery`` refuses (audited) an extract with no agreement
+    Before the file is read, the actor must be allowed to store ``source/SOURCE`` (stewards)
+    and ``check_delivery`` refuses (audited) an extract with no agreement
     in force for the source, outside its duration, in another format or periodicity, or for a
     period already delivered; a file already ingested is refused too. The rejects go to
     ``rejects_path`` (default FILE.rejects.csv), the quality report for the agency to
@@ -105,6 +107,10 @@ def ingest_into_vault(
         )
     period = period if delivery else BASE_PERIOD
     file_format = path.suffix.lower().lstrip(".") or "(no suffix)"
+    # Only a steward takes extracts in: anyone else is refused before the agreement is looked up.
+    authorise(
+        session, username=actor, action="dataset.store", policies=vault.policies, dataset_name=name
+    )
     version = check_delivery(
         session,
         actor=actor,

@@ -16,6 +16,7 @@ from pipeline_fixtures import register_agreements
 from sqlalchemy import select
 
 from registry_fixtures import populate
+from srs.governance.access import AccessDenied
 from srs.governance.agreements import AgreementRefused
 from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet
@@ -454,3 +455,31 @@ def test_rows_dated_after_the_period_delivered_for_are_rejected(
         "arrest_date '2024-12-02' is after the end of the delivery's period (2024-11-30)"
     )
     assert result.reason_kinds == {"arrest_date: after the period": 1}
+
+
+def test_a_researcher_cannot_ingest(registry, policies, steward, tmp_path, offences) -> None:
+    actor, vault = steward
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, actor)
+    with pytest.raises(AccessDenied):
+        ingest(registry, vault, "ana", write(tmp_path, BASE, "mine.csv"), offences)
+    ingest(registry, vault, actor, write(tmp_path, BASE, "police.csv"), offences)
+    with pytest.raises(AccessDenied):
+        ingest(
+            registry,
+            vault,
+            "ana",
+            delivery_file(tmp_path, DELIVERY[:3]),
+            offences,
+            delivery=True,
+            period="2026-10",
+            today=date(2026, 11, 5),
+        )
+    assert versions(registry) == [1]
+    with registry.sessions() as s:
+        assert [d.received_by for d in s.scalars(select(Delivery))] == [actor]
+        # Refused before the agreement was looked up: no agreement decision on ana's behalf.
+        decided = s.scalars(select(AuditEvent).where(AuditEvent.action == "agreement.delivery"))
+        assert {event.actor for event in decided} == {actor}
+    assert refusals(registry)[-1][0] == "access.dataset.store"
+    assert not (tmp_path / "mine.csv.quality.json").exists()
