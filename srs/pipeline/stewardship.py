@@ -88,7 +88,7 @@ def ingest_into_vault(
     Before the file is read, the actor must be allowed to store ``source/SOURCE`` (stewards)
     and ``check_delivery`` refuses (audited) an extract with no agreement
     in force for the source, outside its duration, in another format or periodicity, or for a
-    period already delivered; a file already ingested is refused too. The rejects go to
+    period already delivered; a file already ingested under the agreement is refused too. The rejects go to
     ``rejects_path`` (default FILE.rejects.csv), the quality report for the agency to
     ``report_dir`` (default beside the file: FILE.quality.json and FILE.quality.md), and a
     ``Delivery`` record holds the counts, changes and quality.
@@ -129,6 +129,7 @@ def ingest_into_vault(
         # An empty delivery (no rows this period) may well repeat an earlier one byte for byte.
         select(Delivery).where(
             Delivery.source == source,
+            Delivery.agreement_id == version.agreement_id,
             Delivery.file_sha256 == file_sha256,
             Delivery.rows_in > 0,
         )

@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -116,7 +116,7 @@ class DeliverySeries:
                 }
                 for period in self.periods
             ],
-            "rates": DELIVERY_RATES.__dict__,
+            "rates": asdict(DELIVERY_RATES),
         }
 
 

@@ -18,6 +18,7 @@ from registry_fixtures import populate
 from srs.cli import app
 from srs.governance.registry.models import Dataset, Delivery
 from srs.pipeline.deliveries import EVENT_DATE
+from srs.pipeline.ingest import ingest_file, load_dictionary
 from srs.pipeline.simulation import SOURCES, SimulationError, simulate, write_simulation
 from srs.pipeline.simulation.deliveries import FOLLOW_UPS, SURNAME, make_deliveries
 from srs.pipeline.stewardship import ingest_into_vault
@@ -321,3 +322,25 @@ def test_simulate_and_ingest_deliveries_through_the_cli(tmp_path: Path, monkeypa
     assert again.exit_code == 2 and "was already delivered" in " ".join(again.output.split())
     missing = runner.invoke(app, [*steward, str(delivery), "--delivery"])
     assert missing.exit_code == 2 and "needs the period it covers" in missing.output
+
+
+def test_hard_noise_deliveries_validate_row_by_row(tmp_path, offences) -> None:
+    hard = simulate(400, 9, noise="hard")
+    series = make_deliveries(hard, 2)
+    paths = write_simulation(hard, tmp_path, deliveries=series)
+    for source in SOURCES:
+        dictionary = load_dictionary(source)
+        held = ingest_file(paths[source], dictionary, offences).accepted[dictionary.record_id]
+        for period in series.periods:
+            result = ingest_file(paths[f"{period}/{source}"], dictionary, offences, held)
+            assert result.rows_in == result.rows_accepted + result.rows_rejected
+            assert result.rows_in == len(series.deliveries[period][source])
+            action = result.accepted["delivery_action"]
+            held = pd.concat(
+                [
+                    held[
+                        ~held.isin(result.accepted.loc[action == "withdraw", dictionary.record_id])
+                    ],
+                    result.accepted.loc[action == "add", dictionary.record_id],
+                ]
+            )
