@@ -382,6 +382,12 @@ def check_delivery(
     A refusal is committed to the audit log (action ``agreement.delivery``, target the source)
     before it is raised, so it is on record when the caller's work is rolled back; an allow is
     recorded in the caller's transaction. Fields are cut to ``access.audit_field_max_chars``.
+    Who may deliver at all is the caller's check (ingest stores with ``dataset.store``).
+
+    >>> check_delivery(s, actor="steward", policies=policies, source="police_arrests",
+    ...                file_format="csv", period="2026-11")  # doctest: +SKIP
+    Traceback (most recent call last):
+    AgreementRefused: delivery refused: period 2026-11 of police_arrests was already delivered ...
     """
     today = today or date.today()
     covering = agreements_covering(session, source)

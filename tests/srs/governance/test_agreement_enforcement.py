@@ -13,13 +13,18 @@ from agreement_fixtures import register_standard_agreements
 from sqlalchemy import select
 
 from registry_fixtures import PROJECT, TODAY, populate
-from srs.governance.access import AccessDenied
-from srs.governance.agreements import amend_agreement, get_agreement, parse_terms
+from srs.governance.access import AccessDenied, decide
+from srs.governance.agreements import (
+    amend_agreement,
+    current_version,
+    get_agreement,
+    parse_terms,
+)
 from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet
 from srs.governance.registry import Registry, projects
 from srs.governance.registry.accounts import RegistryError
-from srs.governance.registry.models import AuditEvent, Project
+from srs.governance.registry.models import AuditEvent, Grant, Project, Researcher
 from srs.pipeline.ingest import known_sources
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
@@ -252,6 +257,33 @@ def test_a_lineage_naming_no_recorded_agreement_is_refused(registry, policies, l
         "no data-sharing agreement is recorded for source victims",
         dataset="linked/victim_support",
     )
+
+
+def test_decide_judges_the_agreements_it_is_given_without_a_database(registry, policies, lab):
+    people, _ = lab
+    with registry.sessions() as s:
+        person = s.execute(select(Researcher).where(Researcher.username == people.researcher))
+        person = person.scalar_one()
+        project = projects.get_project(s, STUDY)
+        project.grants.append(Grant(dataset_name=DATASET, granted_by=people.steward))
+        police = get_agreement(s, "DSA-POLICE")
+        facts = {
+            "person": person,
+            "username": people.researcher,
+            "action": "dataset.read",
+            "policies": policies,
+            "today": TODAY,
+            "project": project,
+            "project_code": STUDY,
+            "dataset_name": DATASET,
+        }
+        assert decide(**facts).allowed
+        behind = [("police_arrests", current_version(police), police)]
+        assert decide(**facts, agreements_behind=behind).allowed
+        police.status, police.end_reason = "ended", "withdrawn"
+        ended = decide(**facts, agreements_behind=behind)
+        assert not ended.allowed and "because withdrawn" in ended.reason
+        s.rollback()
 
 
 def test_a_dataset_stored_by_hand_is_judged_as_before(registry, policies, lab):
