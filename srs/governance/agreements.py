@@ -30,6 +30,7 @@ from srs.governance.agreement_terms import (
     BASE_PERIOD,
     FILE_FORMATS,
     PERIODICITIES,
+    PURPOSE_CATEGORY_PATTERN,
     AgreementError,
     AgreementRefused,
     AgreementTerms,
@@ -66,7 +67,7 @@ def _shown(text: str, limit: int = 80) -> str:
 
 
 def _check_reference(reference: str) -> None:
-    if not REFERENCE_PATTERN.match(reference):
+    if not REFERENCE_PATTERN.fullmatch(reference):
         raise AgreementError(
             f"agreement reference {_shown(reference)} is not valid: 2-64 letters, digits, '.', "
             "'_' or '-', starting with a letter or digit"
@@ -381,6 +382,12 @@ def check_delivery(
     A refusal is committed to the audit log (action ``agreement.delivery``, target the source)
     before it is raised, so it is on record when the caller's work is rolled back; an allow is
     recorded in the caller's transaction. Fields are cut to ``access.audit_field_max_chars``.
+    Who may deliver at all is the caller's check (ingest stores with ``dataset.store``).
+
+    >>> check_delivery(s, actor="steward", policies=policies, source="police_arrests",
+    ...                file_format="csv", period="2026-11")  # doctest: +SKIP
+    Traceback (most recent call last):
+    AgreementRefused: delivery refused: period 2026-11 of police_arrests was already delivered ...
     """
     today = today or date.today()
     covering = agreements_covering(session, source)
@@ -424,6 +431,7 @@ __all__ = [
     "BASE_PERIOD",
     "FILE_FORMATS",
     "PERIODICITIES",
+    "PURPOSE_CATEGORY_PATTERN",
     "REFERENCE_PATTERN",
     "AgreementError",
     "AgreementRefused",
