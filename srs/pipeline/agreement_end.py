@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from srs.errors import SRSError
 from srs.governance.access import authorise
+from srs.governance.agreements import AgreementError, current_version, get_agreement
 from srs.governance.audit import record_event
 from srs.governance.registry.models import Agreement, AuditEvent, Dataset, utc_now
 from srs.pipeline.linked_datasets import DESCRIPTIONS
@@ -50,8 +50,8 @@ LINKED_TABLES = tuple(DESCRIPTIONS)
 CERTIFICATE_FOLDER = Path("steward") / "destruction"
 
 
-class AgreementEndError(SRSError):
-    """An agreement cannot be ended: unknown, already ended, or no reason given."""
+class AgreementEndError(AgreementError):
+    """An agreement cannot be ended: already ended, or no reason given."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class DestructionCertificate:
     """
 
     reference: str
-    agreement_version: int | None
+    agreement_version: int
     title: str
     providers: list[str]
     ended_at: str
@@ -107,8 +107,7 @@ class DestructionCertificate:
         lines = [
             f"# Destruction certificate: agreement {self.reference}",
             "",
-            f"- Agreement: {self.reference} ({self.title}), terms version "
-            f"{self.agreement_version if self.agreement_version is not None else 'unknown'}",
+            f"- Agreement: {self.reference} ({self.title}), terms version {self.agreement_version}",
             f"- Data provider(s): {', '.join(self.providers) or 'none recorded'}",
             f"- Ended: {self.ended_at} by {self.ended_by}",
             f"- Reason: {self.reason}",
@@ -192,13 +191,12 @@ class _Lineage:
         return max((d for (n, _), d in self.versions.items() if n == name), key=lambda d: d.version)
 
 
-def _agreement(session: Session, reference: str) -> Agreement:
-    agreement = session.execute(
-        select(Agreement).where(Agreement.reference == reference)
-    ).scalar_one_or_none()
-    if agreement is None:
-        raise AgreementEndError(f"no agreement {reference!r} is recorded; see `srs agreement list`")
-    return agreement
+def _utc_text(moment: datetime | None) -> str:
+    # The registry keeps UTC; SQLite hands it back without its zone.
+    if moment is None:
+        return ""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _left_out_reason(reference: str) -> str:
@@ -284,10 +282,10 @@ def _rebuilt(session: Session, reference: str) -> list[RebuiltDataset]:
     return found
 
 
-def _provider_names(agreement: Agreement) -> tuple[int | None, list[str]]:
-    if not agreement.versions:
-        return None, []
-    current = max(agreement.versions, key=lambda v: v.version)
+def _provider_names(agreement: Agreement) -> tuple[int, list[str]]:
+    # Read from the stored JSON, not re-validated: a certificate is still owed for terms that
+    # no longer pass today's checks.
+    current = current_version(agreement)
     parties = (current.terms or {}).get("parties") or []
     return current.version, [
         str(p.get("name")) for p in parties if isinstance(p, dict) and p.get("role") == "provider"
@@ -297,7 +295,7 @@ def _provider_names(agreement: Agreement) -> tuple[int | None, list[str]]:
 def destruction_certificate(session: Session, reference: str) -> DestructionCertificate:
     """The certificate of an ended agreement, from the registry and the audit log as they stand
     (so it can be issued again, identical but for the files, should the first copy be lost)."""
-    agreement = _agreement(session, reference)
+    agreement = get_agreement(session, reference)
     if agreement.status != "ended":
         raise AgreementEndError(
             f"agreement {reference} is {agreement.status}, not ended: there is no destruction "
@@ -325,7 +323,7 @@ def destruction_certificate(session: Session, reference: str) -> DestructionCert
         agreement_version=version,
         title=agreement.title,
         providers=providers,
-        ended_at=agreement.ended_at.isoformat(timespec="seconds") if agreement.ended_at else "",
+        ended_at=_utc_text(agreement.ended_at),
         ended_by=agreement.ended_by or "",
         reason=agreement.end_reason or "",
         destroyed=[
@@ -335,7 +333,7 @@ def destruction_certificate(session: Session, reference: str) -> DestructionCert
                 d.row_count,
                 d.content_hash,
                 d.file_path,
-                d.shredded_at.isoformat(timespec="seconds") if d.shredded_at else "",
+                _utc_text(d.shredded_at),
             )
             for d in holding
         ],
@@ -404,7 +402,7 @@ def end_agreement(
         raise AgreementEndError(
             f"say why agreement {reference} ends (--reason); the reason goes on the certificate"
         )
-    agreement = _agreement(session, reference)
+    agreement = get_agreement(session, reference)
     authorise(
         session, username=actor, action="dataset.destroy", policies=vault.policies, today=today
     )
@@ -461,7 +459,7 @@ def end_agreement(
             tell(f"destroyed {dataset.name}@{dataset.version}")
 
     # Last: an agreement is marked ended only once all its data are destroyed.
-    agreement = _agreement(session, reference)
+    agreement = get_agreement(session, reference)
     agreement.status = "ended"
     agreement.ended_at = utc_now()
     agreement.ended_by = actor
