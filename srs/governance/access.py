@@ -3,7 +3,9 @@
 ``decide`` is the rule itself, a pure function of the registry facts, the policies and the
 date; ``authorise`` loads the facts, decides, writes the decision (allow or deny, with its
 reason) to the audit log and raises ``AccessDenied`` on a deny. Least privilege: anything not
-positively allowed by a role, a membership and a grant is denied.
+positively allowed by a role, a membership and a grant is denied. A grant or read of data
+delivered under data-sharing agreements also needs every agreement behind it in force,
+permitting the project's purpose and legal basis, and named by the project.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from srs.errors import SRSError
+from srs.governance.agreement_terms import current_version, permitted_use_refusal
 from srs.governance.audit import cut_text, record_event
 from srs.governance.policy import PolicySet
-from srs.governance.registry.models import Dataset, Project, Researcher
+from srs.governance.registry.models import (
+    Agreement,
+    AgreementVersion,
+    Dataset,
+    Project,
+    Researcher,
+)
 
 # Actions that touch research data need current accreditation and training, and a project.
 ACCREDITED_ACTIONS = frozenset({"dataset.read", "output.create"})
@@ -25,6 +34,12 @@ PROJECT_ACTIONS = frozenset({"dataset.read", "output.create", "project.grant"})
 MEMBER_ACTIONS = frozenset({"dataset.read", "output.create"})
 # The two-person rule: a checker never reviews or releases the outputs of a project they are in.
 NON_MEMBER_ACTIONS = frozenset({"output.review", "output.release"})
+# Uses of data that the agreements behind a dataset must permit (UNODC's "use of information").
+AGREEMENT_ACTIONS = frozenset({"project.grant", "dataset.read"})
+
+# For each source behind a dataset version: the source, the current terms of the agreement it
+# was delivered under and that agreement (None, None when no agreement is recorded).
+AgreementsBehind = list[tuple[str, AgreementVersion | None, Agreement | None]]
 
 
 class AccessDenied(SRSError):
@@ -58,11 +73,16 @@ def decide(
     project_code: str | None = None,
     dataset_name: str | None = None,
     dataset_classification: str | None = None,
+    agreements_behind: AgreementsBehind | None = None,
 ) -> AccessDecision:
     """Decide one request from the facts; no database, no side effects.
 
     ``project`` is None when the named project does not exist; ``dataset_classification`` is
     the stored dataset's level, or the classification policy's level for that name.
+    ``agreements_behind`` are the agreements of the sources behind the dataset version acted on
+    (its lineage); empty for a dataset stored by hand, which is judged without them. A grant or
+    a read is refused unless every one is in force, permits the project's purpose category and
+    legal basis, and is named by the project.
     """
     if person is None:
         return _deny(f"no account named {username!r} is registered")
@@ -142,6 +162,12 @@ def decide(
             for grant in project.grants
         ):
             return _deny(f"project {project.code} has no grant for {dataset_name}")
+        if action in AGREEMENT_ACTIONS and agreements_behind:
+            refusal = permitted_use_refusal(project, agreements_behind, today) or (
+                _unnamed_agreement(project, dataset_name, agreements_behind)
+            )
+            if refusal is not None:
+                return _deny(refusal)
 
     if action == "synthetic.read" and dataset_name is not None:
         level = dataset_classification or policies.classification.level_for(dataset_name)
@@ -153,6 +179,50 @@ def decide(
     return AccessDecision(
         True, f"{username} may {action}" + (f" {dataset_name}" if dataset_name else "")
     )
+
+
+def _unnamed_agreement(
+    project: Project, dataset_name: str, agreements_behind: AgreementsBehind
+) -> str | None:
+    """Why ``project`` may not use ``dataset_name``: an agreement behind it that the project
+    does not name (a project states which agreements its data come under), or None."""
+    named = {link.agreement_id for link in project.agreements}
+    for source, _, agreement in agreements_behind:
+        if agreement is not None and agreement.id not in named:
+            return (
+                f"project {project.code} does not name agreement {agreement.reference}, under "
+                f"which source {source} behind {dataset_name} was delivered; an administrator "
+                f"adds it with `srs project agreement add {project.code} {agreement.reference}`"
+            )
+    return None
+
+
+def agreements_behind(session: Session, stored: Dataset) -> AgreementsBehind:
+    """The agreements behind a stored dataset version, from its lineage
+    (``{"sources": [...], "agreements": {source: reference}}``): for each source, the current
+    version of its agreement and the agreement, or (source, None, None) when none is recorded.
+    Empty when the version has no lineage (stored by hand)."""
+    lineage = stored.lineage if isinstance(stored.lineage, dict) else {}
+    sources = lineage.get("sources") or []
+    references = lineage.get("agreements") or {}
+    if not isinstance(sources, list) or not isinstance(references, dict):
+        # A lineage that cannot be read stands for data of unknown provenance: deny by default.
+        return [(f"(unreadable lineage of {stored.name} v{stored.version})", None, None)]
+    behind: AgreementsBehind = []
+    for source in sources:
+        reference = references.get(source)
+        agreement = (
+            session.execute(
+                select(Agreement).where(Agreement.reference == reference)
+            ).scalar_one_or_none()
+            if isinstance(reference, str)
+            else None
+        )
+        if agreement is None or not agreement.versions:
+            behind.append((str(source), None, None))
+        else:
+            behind.append((str(source), current_version(agreement), agreement))
+    return behind
 
 
 def latest_dataset(session: Session, name: str) -> Dataset | None:
@@ -188,6 +258,10 @@ def authorise(
     (a read of an older version), else the newest. Each version keeps its own level, so an
     older version stored above the project's approval is refused though the newest is not.
 
+    A grant or read of a version with lineage is judged against the agreements behind it too
+    (``agreements_behind``); refused when one has ended, is past its duration, does not permit
+    the project's purpose or legal basis, or is not named by the project.
+
     A deny is committed to the audit log before the exception leaves, so a refused attempt is
     on record even when the caller's work is rolled back. An allow is recorded in the caller's
     transaction. The event's fields are cut to the site's ``access.audit_field_max_chars``, so
@@ -202,6 +276,11 @@ def authorise(
             select(Project).where(Project.code == project_code)
         ).scalar_one_or_none()
     stored = stored_dataset(session, dataset_name, dataset_version) if dataset_name else None
+    behind = (
+        agreements_behind(session, stored)
+        if stored is not None and action in AGREEMENT_ACTIONS
+        else []
+    )
     decision = decide(
         person=person,
         username=username,
@@ -212,6 +291,7 @@ def authorise(
         project_code=project_code,
         dataset_name=dataset_name,
         dataset_classification=stored.classification if stored else None,
+        agreements_behind=behind,
     )
     target = dataset_name or project_code or action
     record_event(

@@ -26,8 +26,9 @@ from srs.governance.registry.models import Agreement, AgreementVersion, Project
 # Free text in terms: stripped, never empty, bounded (a hand-edited file cannot hold megabytes).
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-# A purpose category: research, official_statistics, evaluation, ...
-PurposeSlug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+# A purpose category: research, official_statistics, evaluation, ... (a project states its own).
+PURPOSE_CATEGORY_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
+PurposeSlug = Annotated[str, StringConstraints(pattern=PURPOSE_CATEGORY_PATTERN)]
 VariableName = Annotated[str, StringConstraints(pattern=r"^(\*|[A-Za-z_][A-Za-z0-9_]{0,79})$")]
 # A plain mailbox address (name@domain.tld); deliverability is the parties' business.
 EmailAddress = Annotated[

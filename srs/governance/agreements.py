@@ -30,6 +30,7 @@ from srs.governance.agreement_terms import (
     BASE_PERIOD,
     FILE_FORMATS,
     PERIODICITIES,
+    PURPOSE_CATEGORY_PATTERN,
     AgreementError,
     AgreementRefused,
     AgreementTerms,
@@ -66,7 +67,7 @@ def _shown(text: str, limit: int = 80) -> str:
 
 
 def _check_reference(reference: str) -> None:
-    if not REFERENCE_PATTERN.match(reference):
+    if not REFERENCE_PATTERN.fullmatch(reference):
         raise AgreementError(
             f"agreement reference {_shown(reference)} is not valid: 2-64 letters, digits, '.', "
             "'_' or '-', starting with a letter or digit"
@@ -424,6 +425,7 @@ __all__ = [
     "BASE_PERIOD",
     "FILE_FORMATS",
     "PERIODICITIES",
+    "PURPOSE_CATEGORY_PATTERN",
     "REFERENCE_PATTERN",
     "AgreementError",
     "AgreementRefused",

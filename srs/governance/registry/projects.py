@@ -5,6 +5,12 @@ dataset needs ``project.grant`` (stewards) and is refused when the dataset's cla
 above what the project is approved for. A project's privacy budget is a finite zCDP rho within
 the privacy-budget policy's ``min_project_rho`` and ``max_project_rho``
 (``validate_project_budget``).
+
+A project names the data-sharing agreements its data come under (``agreements``, or later
+``name_agreement``) and states its purpose category (research, official_statistics, ...); a
+grant of a dataset delivered under an agreement the project does not name, or whose permitted
+uses do not include the project's purpose and legal basis, is refused (``srs.governance.access``).
+``dsa_reference`` stays as legacy free text.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Sequence
 from datetime import date
 from typing import TypeVar
 
@@ -21,10 +28,17 @@ from sqlalchemy.orm import Session
 
 from disclosure.policy import PrivacyBudgetPolicy
 from srs.governance.access import authorise, latest_dataset
+from srs.governance.agreement_terms import PURPOSE_CATEGORY_PATTERN
 from srs.governance.audit import record_event
 from srs.governance.policy import PolicySet
 from srs.governance.registry.accounts import RegistryError, get_researcher
-from srs.governance.registry.models import Grant, Project, ProjectMember
+from srs.governance.registry.models import (
+    Agreement,
+    Grant,
+    Project,
+    ProjectAgreement,
+    ProjectMember,
+)
 
 T = TypeVar("T")
 
@@ -88,10 +102,17 @@ def create_project(
     approved_classification: str,
     dsa_reference: str | None = None,
     privacy_budget_rho: float | None = None,
+    agreements: Sequence[str] = (),
+    purpose_category: str = "research",
 ) -> Project:
     """Register an approved project; its privacy budget defaults to the policy's and must pass
     ``validate_project_budget``. ``RegistryError`` says what is wrong: a code already in use
-    (and only then "already exists"), a bad code, dates, classification, text or budget."""
+    (and only then "already exists"), a bad code, dates, classification, text or budget, a
+    purpose category that is not a slug, or an agreement that is not recorded or has ended.
+
+    ``agreements`` are the references of the data-sharing agreements the project's data come
+    under; ``purpose_category`` is the kind of use (``research``, ``official_statistics``, ...)
+    that each agreement's permitted uses must include for a grant."""
     authorise(session, username=actor, action="project.manage", policies=policies)
     if not PROJECT_CODE_PATTERN.match(code):
         raise RegistryError(
@@ -111,6 +132,12 @@ def create_project(
     for name, text in (("title", title), ("purpose", purpose), ("legal basis", legal_basis)):
         if not text.strip():
             raise RegistryError(f"a project needs a {name}")
+    if not re.fullmatch(PURPOSE_CATEGORY_PATTERN, purpose_category):
+        raise RegistryError(
+            f"purpose category {purpose_category[:60]!r} is not valid: 2-40 lower-case letters, "
+            "digits or '_', e.g. research or official_statistics"
+        )
+    named = [_agreement_to_name(session, reference) for reference in dict.fromkeys(agreements)]
     rho = validate_project_budget(
         privacy_budget_rho
         if privacy_budget_rho is not None
@@ -127,6 +154,8 @@ def create_project(
         end_date=end_date,
         approved_classification=approved_classification,
         privacy_budget_rho=rho,
+        purpose_category=purpose_category,
+        agreements=[ProjectAgreement(agreement=a, added_by=actor) for a in named],
     )
     session.add(project)
     try:
@@ -150,10 +179,57 @@ def create_project(
             "end": end_date.isoformat(),
             "approved_classification": approved_classification,
             "privacy_budget_rho": rho,
+            "purpose_category": purpose_category,
+            "agreements": [agreement.reference for agreement in named],
         },
     )
     session.commit()
     return project
+
+
+def _agreement_to_name(session: Session, reference: str) -> Agreement:
+    """The recorded, not ended agreement ``reference`` a project may name, or RegistryError."""
+    agreement = session.execute(
+        select(Agreement).where(Agreement.reference == reference)
+    ).scalar_one_or_none()
+    shown = repr(reference) if len(reference) <= 80 else repr(reference[:77] + "...")
+    if agreement is None:
+        raise RegistryError(
+            f"no data-sharing agreement {shown} is recorded; see `srs agreement list` (a steward "
+            "records one with `srs agreement create`)"
+        )
+    if agreement.status != "in_force":
+        raise RegistryError(
+            f"agreement {agreement.reference} has ended ({agreement.end_reason or 'no reason'}); "
+            "a project cannot come under it"
+        )
+    return agreement
+
+
+def name_agreement(
+    session: Session, *, actor: str, policies: PolicySet, code: str, reference: str
+) -> ProjectAgreement:
+    """Record that project ``code``'s data come under agreement ``reference`` (audited); needs
+    ``project.manage``. ``RegistryError`` for an unknown project, an unknown or ended agreement,
+    or one the project already names."""
+    authorise(session, username=actor, action="project.manage", policies=policies)
+    project = get_project(session, code)
+    agreement = _agreement_to_name(session, reference)
+    if any(link.agreement_id == agreement.id for link in project.agreements):
+        raise RegistryError(f"project {code} already names agreement {agreement.reference}")
+    link = ProjectAgreement(agreement=agreement, added_by=actor)
+    project.agreements.append(link)
+    record_event(
+        session,
+        actor=actor,
+        action="project.name_agreement",
+        target=code,
+        outcome="ok",
+        details={"agreement": agreement.reference},
+        max_field_chars=policies.access.audit_field_max_chars,
+    )
+    session.commit()
+    return link
 
 
 def _code_in_use(session: Session, code: str) -> bool:

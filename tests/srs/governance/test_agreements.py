@@ -333,7 +333,7 @@ def test_a_researcher_may_not_record_an_agreement_and_the_deny_is_audited(
         assert list_agreements(s) == []
 
 
-@pytest.mark.parametrize("reference", ["x", "-lead", "DSA POLICE", "a" * 65, "DSA/../x"])
+@pytest.mark.parametrize("reference", ["x", "-lead", "DSA POLICE", "a" * 65, "DSA/../x", "DSA-X\n"])
 def test_a_bad_reference_is_refused(registry, policies, people, reference):
     with pytest.raises(AgreementError, match="is not valid"):
         create(registry, policies, people, reference=reference)
