@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +22,7 @@ from srs.governance.access import AccessDenied
 from srs.governance.agreements import AgreementError, get_agreement, standard_agreements
 from srs.governance.audit import verify_chain
 from srs.governance.deployment import Deployment
-from srs.governance.registry import Registry
+from srs.governance.registry import Registry, projects
 from srs.governance.registry.models import AuditEvent, Dataset
 from srs.pipeline.agreement_end import (
     METHOD,
@@ -418,3 +419,49 @@ def test_publishing_later_leaves_a_destroyed_source_out(held, offences, tmp_path
     assert newest.lineage["left_out"]["victims"].startswith("destroyed: agreement DSA-VICTIMS")
     assert research_read(held, "linked/victims").empty
     assert set(JUSTICE_SOURCES) - {"victims"} == set(newest.lineage["sources"])
+
+
+def test_a_project_reads_the_rebuilt_data_and_never_the_destroyed(
+    held, policies, offences, tmp_path
+):
+    # The researcher's view: a project under every agreement, granted linked/persons.
+    today = date.today()
+    with held.registry.sessions() as s:
+        projects.create_project(
+            s,
+            actor=held.people.admin,
+            policies=policies,
+            code="P777",
+            title="Journeys",
+            purpose="Study journeys through the justice system",
+            legal_basis="Digital Economy Act 2017 s.64 (research)",
+            start_date=today - timedelta(days=1),
+            end_date=today + timedelta(days=90),
+            approved_classification="confidential",
+            agreements=sorted(set(held.agreement_of.values())),
+        )
+        projects.add_member(
+            s, actor=held.people.admin, policies=policies, code="P777", username="ana"
+        )
+        projects.grant_dataset(
+            s,
+            actor=held.people.steward,
+            policies=policies,
+            code="P777",
+            dataset_name="linked/persons",
+        )
+
+    def project_read(version=None):
+        with held.registry.sessions() as s:
+            return held.vault.read(
+                s, "linked/persons", actor="ana", project="P777", version=version, today=today
+            )
+
+    assert project_read()["is_victim"].any()
+    end(held, offences, tmp_path)
+    rebuilt = project_read()
+    assert len(rebuilt) > 0 and not rebuilt["is_victim"].any()
+    # The old version names the ended agreement: refused by the access check, before the vault
+    # would find its key gone.
+    with pytest.raises(AccessDenied, match=f"{ENDED}.*ended"):
+        project_read(version=1)
