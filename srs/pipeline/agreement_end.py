@@ -150,6 +150,21 @@ class DestructionCertificate:
         return "\n".join(lines) + "\n"
 
 
+def lineage_of(dataset: Dataset) -> dict[str, Any]:
+    """A version's lineage with each part of the shape it should have (``sources`` and
+    ``derived_from`` lists, ``agreements`` and ``left_out`` mappings); a hand-edited part of
+    another shape counts as empty."""
+    lineage = dataset.lineage if isinstance(dataset.lineage, dict) else {}
+    shapes = {"sources": list, "derived_from": list, "agreements": dict, "left_out": dict}
+    return {
+        **lineage,
+        **{
+            part: lineage.get(part) if isinstance(lineage.get(part), kind) else kind()
+            for part, kind in shapes.items()
+        },
+    }
+
+
 def _parse_version_ref(text: str) -> tuple[str, int] | None:
     name, _, version = str(text).rpartition("@")
     return (name, int(version)) if name and version.isdigit() else None
@@ -173,9 +188,9 @@ class _Lineage:
         if key in self._behind:
             return self._behind[key]
         self._behind[key] = frozenset()  # a hand-edited cycle ends here, not in a recursion
-        lineage = dataset.lineage or {}
-        agreements = set((lineage.get("agreements") or {}).values())
-        for entry in lineage.get("derived_from") or []:
+        lineage = lineage_of(dataset)
+        agreements = set(lineage["agreements"].values())
+        for entry in lineage["derived_from"]:
             parent = self.versions.get(_parse_version_ref(entry) or ("", 0))
             if parent is not None:
                 agreements |= self.behind(parent)
@@ -208,7 +223,7 @@ def _sources_under(lineage: _Lineage, reference: str) -> list[str]:
     data, and those a version's lineage names under it that have no extract stored."""
     sources = set()
     for (name, _), dataset in lineage.versions.items():
-        for source, named in ((dataset.lineage or {}).get("agreements") or {}).items():
+        for source, named in lineage_of(dataset)["agreements"].items():
             extract = source_dataset_name(str(source))
             held = any(n == extract for n, _ in lineage.versions)
             if named == reference and (
@@ -242,7 +257,7 @@ def _rebuild_person_lookup(
     its cluster and ``person_key``."""
     lookup = vault.read_steward_zone(session, PERSON_LOOKUP, actor=actor, version=old.version)
     kept = lookup[~lookup["source"].isin(left_out)].reset_index(drop=True)
-    before = old.lineage or {}
+    before = lineage_of(old)
     vault.store(
         session,
         PERSON_LOOKUP,
@@ -253,13 +268,13 @@ def _rebuild_person_lookup(
             "sources": sorted(set(kept["source"].astype(str))),
             "agreements": {
                 source: named
-                for source, named in (before.get("agreements") or {}).items()
+                for source, named in before["agreements"].items()
                 if named != reference and source not in left_out
             },
             # Only what it still holds: not the old lookup, nor the left-out sources.
             "derived_from": [
                 entry
-                for entry in before.get("derived_from") or []
+                for entry in before["derived_from"]
                 if (parent := lineage.versions.get(_parse_version_ref(entry) or ("", 0))) is None
                 or reference not in lineage.behind(parent)
             ],
@@ -275,9 +290,8 @@ def _rebuilt(session: Session, reference: str) -> list[RebuiltDataset]:
     reason = _left_out_reason(reference)
     found = []
     for dataset in session.execute(select(Dataset).order_by(Dataset.id)).scalars():
-        left_out = (dataset.lineage or {}).get("left_out") or {}
-        named = sorted(source for source, why in left_out.items() if why == reason)
-        if named and dataset.shredded_at is None:
+        named = sorted(s for s, why in lineage_of(dataset)["left_out"].items() if why == reason)
+        if named:
             found.append(RebuiltDataset(dataset.name, dataset.version, named))
     return found
 
@@ -495,5 +509,6 @@ __all__ = [
     "RebuiltDataset",
     "destruction_certificate",
     "end_agreement",
+    "lineage_of",
     "write_destruction_certificate",
 ]

@@ -228,9 +228,11 @@ def publish_linked_datasets(
     lineage = {
         "sources": sorted(held),
         "agreements": {
-            source: stored.lineage["agreements"][source]
+            source: named[source]
             for source, stored in sorted(held.items())
-            if source in (stored.lineage or {}).get("agreements", {})
+            if isinstance(stored.lineage, dict)
+            and isinstance(named := stored.lineage.get("agreements"), dict)
+            and source in named
         },
         "derived_from": [
             *(f"{stored.name}@{stored.version}" for _, stored in sorted(held.items())),

@@ -465,3 +465,33 @@ def test_a_project_reads_the_rebuilt_data_and_never_the_destroyed(
     # would find its key gone.
     with pytest.raises(AccessDenied, match=f"{ENDED}.*ended"):
         project_read(version=1)
+
+
+def test_a_hand_edited_lineage_of_the_wrong_shape_counts_as_empty(held, offences, tmp_path):
+    # Lineage parts of another shape (a list of agreements, a text for derived_from) name
+    # nothing: the end goes on for everything else and the publish still works.
+    with held.registry.sessions() as s:
+        police = held.vault.get(s, "source/police_arrests")
+        police.lineage = {"agreements": ["DSA-POLICE"], "derived_from": "source/victims@1"}
+        cps = held.vault.get(s, "source/cps_charging")
+        cps.lineage = ["not", "a", "mapping"]
+        s.commit()
+    certificate = end(held, offences, tmp_path)
+    assert {(d.name, d.version) for d in certificate.destroyed} == EXPECTED_DESTROYED
+    newest = versions(held)[("linked/persons", 2)]
+    assert "police_arrests" not in newest.lineage["agreements"]
+    assert "cps_charging" not in newest.lineage["agreements"]
+    assert "police_arrests" in newest.lineage["sources"]
+
+
+def test_published_linked_datasets_record_their_lineage(held):
+    stored = versions(held)
+    lineage = stored[("linked/journeys", 1)].lineage
+    assert lineage["sources"] == sorted(SOURCES)
+    assert lineage["agreements"] == {source: held.agreement_of[source] for source in SOURCES}
+    assert set(lineage["derived_from"]) == {
+        *(f"source/{source}@1" for source in SOURCES if source != "victims"),
+        "source/victims@2",
+        f"{PERSON_LOOKUP}@1",
+    }
+    assert "left_out" not in lineage
