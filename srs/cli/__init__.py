@@ -9,9 +9,9 @@ convention of ``srs.cli.base_command`` (errors and exit codes, printing, opening
 
 - top-level commands: ``init`` and ``demo`` (``srs.cli.deployment``), ``simulate`` and ``ingest``
   (``srs.cli.extracts``), ``run`` (``srs.cli.notebooks``);
-- command groups, each in the module of its name: ``researcher``, ``project``, ``dataset``,
-  ``audit``, ``vault``, ``policy``, ``link``, ``linked``, ``budget``, ``outputs``, ``release``,
-  ``checker``, ``synth``, ``hub``.
+- command groups, each in the module of its name: ``researcher``, ``project``, ``agreement``,
+  ``dataset``, ``audit``, ``vault``, ``policy``, ``link``, ``linked``, ``budget``, ``outputs``,
+  ``release``, ``checker``, ``synth``, ``hub``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import typer
 
 from srs.cli import (
+    agreement,
     audit,
     budget,
     checker,
@@ -58,6 +59,7 @@ app.command()(deployment.demo)
 for noun in (
     researcher,
     project,
+    agreement,
     dataset,
     audit,
     vault,

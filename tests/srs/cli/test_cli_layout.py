@@ -22,6 +22,7 @@ TOP_LEVEL_COMMANDS = ["init", "simulate", "ingest", "run", "demo"]
 NOUN_GROUPS = [
     "researcher",
     "project",
+    "agreement",
     "dataset",
     "audit",
     "vault",
