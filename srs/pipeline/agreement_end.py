@@ -98,6 +98,14 @@ class DestructionCertificate:
     audit_hash: str
     files: list[str] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        where = f"; certificate: {self.files[0]}" if self.files else ""
+        left = f", {len(self.not_rebuilt)} not rebuilt" if self.not_rebuilt else ""
+        return (
+            f"{len(self.destroyed)} dataset versions destroyed, {len(self.rebuilt)} rebuilt"
+            f"{left}{where}"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """The certificate as plain JSON-ready data."""
         return asdict(self)
