@@ -188,6 +188,9 @@ class _Lineage:
             .scalars()
             .all()
         }
+        self._newest: dict[str, Dataset] = {}
+        for (name, _), dataset in self.versions.items():  # in version order: the last wins
+            self._newest[name] = dataset
         self._behind: dict[tuple[str, int], frozenset[str]] = {}
 
     def behind(self, dataset: Dataset) -> frozenset[str]:
@@ -209,9 +212,9 @@ class _Lineage:
         """Every version that holds ``reference``'s data, by name and version."""
         return [d for d in self.versions.values() if reference in self.behind(d)]
 
-    def newest(self, name: str) -> Dataset:
-        """The newest version of ``name``."""
-        return max((d for (n, _), d in self.versions.items() if n == name), key=lambda d: d.version)
+    def newest(self, name: str) -> Dataset | None:
+        """The newest version of ``name`` (None when none is stored)."""
+        return self._newest.get(name)
 
 
 def _utc_text(moment: datetime | None) -> str:
@@ -232,11 +235,8 @@ def _sources_under(lineage: _Lineage, reference: str) -> list[str]:
     sources = set()
     for (name, _), dataset in lineage.versions.items():
         for source, named in lineage_of(dataset)["agreements"].items():
-            extract = source_dataset_name(str(source))
-            held = any(n == extract for n, _ in lineage.versions)
-            if named == reference and (
-                not held or reference in lineage.behind(lineage.newest(extract))
-            ):
+            extract = lineage.newest(source_dataset_name(str(source)))
+            if named == reference and (extract is None or reference in lineage.behind(extract)):
                 sources.add(str(source))
         if name.startswith("source/") and reference in lineage.behind(lineage.newest(name)):
             sources.add(name.removeprefix("source/"))
@@ -245,9 +245,10 @@ def _sources_under(lineage: _Lineage, reference: str) -> list[str]:
 
 def _mixed_newest(lineage: _Lineage, name: str, reference: str) -> bool:
     """True when the newest version of ``name`` holds the agreement's data and others'."""
-    if not any(n == name for n, _ in lineage.versions):
+    newest = lineage.newest(name)
+    if newest is None:
         return False
-    behind = lineage.behind(lineage.newest(name))
+    behind = lineage.behind(newest)
     return reference in behind and behind != {reference}
 
 
