@@ -22,7 +22,7 @@ from srs.governance.access import AccessDenied
 from srs.governance.agreements import AgreementError, get_agreement, standard_agreements
 from srs.governance.audit import verify_chain
 from srs.governance.deployment import Deployment
-from srs.governance.registry import Registry, projects
+from srs.governance.registry import Registry, open_registry, projects
 from srs.governance.registry.models import AuditEvent, Dataset
 from srs.pipeline.agreement_end import (
     METHOD,
@@ -33,10 +33,17 @@ from srs.pipeline.agreement_end import (
 )
 from srs.pipeline.deid import Pseudonymiser
 from srs.pipeline.ingest import ingest_file, load_dictionary
+from srs.pipeline.linkage import load_linkage_settings
 from srs.pipeline.linked_datasets import JUSTICE_SOURCES
 from srs.pipeline.offences import OffenceList
 from srs.pipeline.simulation import SOURCES, simulate, write_simulation
-from srs.pipeline.stewardship import PERSON_LOOKUP, PSEUDONYM_KEY, publish_linked_datasets
+from srs.pipeline.stewardship import (
+    PERSON_LOOKUP,
+    PSEUDONYM_KEY,
+    ingest_into_vault,
+    link_in_vault,
+    publish_linked_datasets,
+)
 from srs.vault.crypto import generate_master_key, read_key_file, unwrap_data_key, write_key_file
 from srs.vault.store import Vault, VaultIntegrityError, VaultShredded
 
@@ -495,3 +502,53 @@ def test_published_linked_datasets_record_their_lineage(held):
         f"{PERSON_LOOKUP}@1",
     }
     assert "left_out" not in lineage
+
+
+def test_on_a_real_pipeline_run(tmp_path, policies, offences):
+    # Ingest, Splink linkage and the linked build as the steward runs them, with the lineage
+    # deliveries and incremental linkage record stamped on the sources and the lookup.
+    home = tmp_path / "home"
+    (home / "vault").mkdir(parents=True, mode=0o700)
+    deployment = Deployment.at(home, database_url=f"sqlite:///{home / 'srs.db'}")
+    write_key_file(deployment.key_file, generate_master_key())
+    registry = open_registry(deployment.database_url, migrate=True)
+    people = populate(registry, policies)
+    vault = Vault(deployment, policies)
+    paths = write_simulation(simulate(120, 3), tmp_path / "extracts")
+    agreement_of = {
+        data.source: reference
+        for reference, terms in standard_agreements(policies.source_dir).items()
+        for data in terms.data
+    }
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, people.steward)
+        for source in SOURCES:
+            ingest_into_vault(
+                s, vault, actor=people.steward, source=source, path=paths[source], offences=offences
+            )
+            stored = vault.get(s, f"source/{source}")
+            stored.lineage = source_lineage(source, agreement_of[source], [])
+        s.commit()
+        link_in_vault(s, vault, actor=people.steward, settings=load_linkage_settings())
+        lookup = vault.get(s, PERSON_LOOKUP)
+        lookup.lineage = {"derived_from": [f"source/{source}@1" for source in SOURCES]}
+        s.commit()
+        publish_linked_datasets(s, vault, actor=people.steward, offences=offences)
+    held = Held(people, vault, registry, deployment, agreement_of)
+    before = steward_read(held, PERSON_LOOKUP)
+    certificate = end(held, offences, tmp_path, reference="DSA-PRISONS")
+    assert {(d.name, d.version) for d in certificate.destroyed} == {
+        ("source/prison_spells", 1),
+        (PERSON_LOOKUP, 1),
+        *((name, 1) for name in LINKED),
+    }
+    after = steward_read(held, PERSON_LOOKUP)
+    pd.testing.assert_frame_equal(
+        after, before[before["source"] != "prison_spells"].reset_index(drop=True)
+    )
+    journeys = research_read(held, "linked/journeys")
+    assert len(journeys) > 0 and journeys["custody_start"].isna().all()
+    assert journeys["remand_days"].isna().all()
+    with registry.sessions() as s:
+        assert verify_chain(s).intact
+    registry.dispose()
