@@ -425,10 +425,11 @@ def end_agreement(
         raise AgreementEndError(
             f"say why agreement {reference} ends (--reason); the reason goes on the certificate"
         )
-    agreement = get_agreement(session, reference)
+    # Authorised first: someone who may not destroy data learns nothing of the agreement.
     authorise(
         session, username=actor, action="dataset.destroy", policies=vault.policies, today=today
     )
+    agreement = get_agreement(session, reference)
     if agreement.status == "ended":
         message = (
             f"agreement {reference} was already ended on "

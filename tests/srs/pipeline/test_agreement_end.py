@@ -552,3 +552,10 @@ def test_on_a_real_pipeline_run(tmp_path, policies, offences):
     with registry.sessions() as s:
         assert verify_chain(s).intact
     registry.dispose()
+
+
+def test_a_researcher_learns_nothing_of_an_agreement_by_trying_to_end_it(held, offences, tmp_path):
+    for reference in (ENDED, "DSA-NOBODY"):
+        with pytest.raises(AccessDenied) as refused:
+            end(held, offences, tmp_path, actor=held.people.researcher, reference=reference)
+        assert reference not in str(refused.value)
