@@ -537,11 +537,20 @@ def test_on_a_real_pipeline_run(tmp_path, policies, offences):
     held = Held(people, vault, registry, deployment, agreement_of)
     before = steward_read(held, PERSON_LOOKUP)
     certificate = end(held, offences, tmp_path, reference="DSA-PRISONS")
-    assert {(d.name, d.version) for d in certificate.destroyed} == {
+    destroyed = {(d.name, d.version) for d in certificate.destroyed}
+    assert destroyed == {k for k, d in versions(held).items() if d.shredded_at is not None}
+    assert destroyed >= {
         ("source/prison_spells", 1),
         (PERSON_LOOKUP, 1),
         *((name, 1) for name in LINKED),
     }
+    # Whatever else linkage stored from the sources (a trained model, key changes) is destroyed
+    # too, and named on the certificate as not rebuilt.
+    rebuilt = {r.name for r in certificate.rebuilt}
+    assert rebuilt == {PERSON_LOOKUP, *LINKED}
+    assert {name for name, _ in destroyed} - rebuilt - {"source/prison_spells"} == set(
+        certificate.not_rebuilt
+    )
     after = steward_read(held, PERSON_LOOKUP)
     pd.testing.assert_frame_equal(
         after, before[before["source"] != "prison_spells"].reset_index(drop=True)
