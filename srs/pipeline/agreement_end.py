@@ -153,6 +153,10 @@ class DestructionCertificate:
                 "",
                 "## Datasets destroyed and not rebuilt",
                 "",
+                "They mixed this agreement's data with others' and have no rebuild here; the "
+                "steward builds them again from the data still held (a trained linkage model "
+                "and the key changes by a full `srs link run`).",
+                "",
                 *(f"- {name}" for name in self.not_rebuilt),
             ]
         return "\n".join(lines) + "\n"
