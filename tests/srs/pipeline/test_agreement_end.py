@@ -568,3 +568,24 @@ def test_a_researcher_learns_nothing_of_an_agreement_by_trying_to_end_it(held, o
         with pytest.raises(AccessDenied) as refused:
             end(held, offences, tmp_path, actor=held.people.researcher, reference=reference)
         assert reference not in str(refused.value)
+
+
+def test_a_mixed_dataset_with_no_rebuild_is_destroyed_and_named(held, offences, tmp_path):
+    # Something else built from several agreements' data (here, like a trained linkage model):
+    # it holds the ended data, so it goes, and the certificate says it was not rebuilt.
+    with held.registry.sessions() as s:
+        held.vault.store(
+            s,
+            "steward/linkage_model",
+            pd.DataFrame({"model_json": ["{}"]}),
+            actor=held.people.steward,
+            lineage={"derived_from": ["source/victims@2", "source/police_arrests@1"]},
+        )
+    certificate = end(held, offences, tmp_path)
+    assert ("steward/linkage_model", 1) in {(d.name, d.version) for d in certificate.destroyed}
+    assert certificate.not_rebuilt == ["steward/linkage_model"]
+    text = Path(certificate.files[1]).read_text()
+    assert "not rebuilt" in text and "- steward/linkage_model" in text
+    assert "1 not rebuilt" in str(certificate)
+    with pytest.raises(VaultShredded):
+        steward_read(held, "steward/linkage_model")
