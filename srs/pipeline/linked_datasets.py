@@ -5,7 +5,9 @@ in; ``linked/persons``, ``linked/journeys``, ``linked/victims`` and ``linked/reo
 each with a generated data dictionary. Direct identifiers never leave: people and cases are
 keyed by keyed pseudonyms, dates of birth become birth years and ages, postcodes become areas.
 Stage dates are checked for order (no charge before its offence); any out of order is blanked
-and counted in the build report, never silently kept or dropped.
+and counted in the build report, never silently kept or dropped. A source that may no longer be
+used (its agreement ended) is given as ``empty_source``: the tables are built without its rows,
+and the columns it alone fills are left empty.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from srs.pipeline.deid import Pseudonymiser, age_at, birth_year, postcode_area
+from srs.pipeline.ingest import DataDictionary
 from srs.pipeline.offences import OffenceList
 
 EXTRACT_END = pd.Timestamp("2024-12-31")
@@ -190,6 +193,23 @@ def _dictionary(
             entry["values"] = values[column]
         entries.append(entry)
     return entries
+
+
+def empty_source(dictionary: DataDictionary) -> pd.DataFrame:
+    """A source extract with no rows, typed as ingest types its columns: what the build is
+    given for a source that may no longer be used, so the tables keep every column.
+
+    >>> from srs.pipeline.ingest import load_dictionary
+    >>> empty_source(load_dictionary("victims")).empty
+    True
+    """
+    dtypes = {"date": "datetime64[ns]", "integer": "Int64", "number": "float64"}
+    return pd.DataFrame(
+        {
+            column.name: pd.Series(dtype=dtypes.get(column.type, "string"))
+            for column in dictionary.columns
+        }
+    )
 
 
 def _column_or_missing(frame: pd.DataFrame, column: str | None, convert, dtype: str) -> pd.Series:

@@ -9,7 +9,7 @@ de-identified ``linked/*`` datasets can ever be granted to projects.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from srs.errors import SRSError
-from srs.governance.access import authorise
+from srs.governance.access import authorise, stored_dataset
 from srs.governance.agreements import BASE_PERIOD, check_delivery, terms_of
 from srs.governance.audit import record_event
 from srs.governance.policy import PolicySet
@@ -49,7 +49,12 @@ from srs.pipeline.linkage import (
     link_tables,
     mapping_from_dictionary,
 )
-from srs.pipeline.linked_datasets import JUSTICE_SOURCES, LinkedDatasets, build_linked_datasets
+from srs.pipeline.linked_datasets import (
+    JUSTICE_SOURCES,
+    LinkedDatasets,
+    build_linked_datasets,
+    empty_source,
+)
 from srs.pipeline.offences import OffenceList
 from srs.vault.store import Vault
 
@@ -86,9 +91,9 @@ def ingest_into_vault(
     delivery for ``period`` (``2024-11``), whose rows are added, corrected or withdrawn
     (``delivery_action``) against the table held, stored as the next version with its lineage.
     Before the file is read, the actor must be allowed to store ``source/SOURCE`` (stewards)
-    and ``check_delivery`` refuses (audited) an extract with no agreement
-    in force for the source, outside its duration, in another format or periodicity, or for a
-    period already delivered; a file already ingested under the agreement is refused too. The rejects go to
+    and ``check_delivery`` refuses (audited) an extract with no agreement in force for the
+    source, outside its duration, in another format or periodicity, or for a period already
+    delivered; a file already ingested under the agreement is refused too. The rejects go to
     ``rejects_path`` (default FILE.rejects.csv), the quality report for the agency to
     ``report_dir`` (default beside the file: FILE.quality.json and FILE.quality.md), and a
     ``Delivery`` record holds the counts, changes and quality.
@@ -296,7 +301,8 @@ def read_sources(session: Session, vault: Vault, *, actor: str) -> dict[str, pd.
     tables = {}
     for source in known_sources(vault.policies.source_dir):
         name = source_dataset_name(source)
-        if vault.exists(session, name):
+        # A source whose newest version was destroyed (its agreement ended) is no longer held.
+        if vault.exists(session, name) and vault.get(session, name).shredded_at is None:
             tables[source] = vault.read_steward_zone(session, name, actor=actor)
     if not tables:
         raise PipelineError(
@@ -357,30 +363,97 @@ def pseudonymiser(session: Session, vault: Vault, *, actor: str) -> Pseudonymise
 
 
 def publish_linked_datasets(
-    session: Session, vault: Vault, *, actor: str, offences: OffenceList
+    session: Session,
+    vault: Vault,
+    *,
+    actor: str,
+    offences: OffenceList,
+    without: Mapping[str, str] | None = None,
 ) -> LinkedDatasets:
-    """Build ``linked/*`` from the stored sources and lookup, and store them, classified."""
-    sources = read_sources(session, vault, actor=actor)
-    if not vault.exists(session, PERSON_LOOKUP):
+    """Build ``linked/*`` from the stored sources and lookup, and store them, classified.
+
+    Each table is stored with its lineage: the sources read, the agreement each came under
+    (from that source version's lineage), the versions it was built from, and the sources left
+    out. A source is left out when ``without`` names it (``{source: why}``, as the end of an
+    agreement does before its data are destroyed) or when its newest version was destroyed;
+    it is built as an empty extract (``empty_source``) and its records are dropped from the
+    lookup, so the tables hold nothing of it. A source never ingested is still refused.
+    """
+    left_out = dict(without or {})
+    held: dict[str, Dataset] = {}
+    for source in known_sources(vault.policies.source_dir):
+        if source in left_out:
+            continue
+        stored = stored_dataset(session, source_dataset_name(source))
+        if stored is None:
+            continue
+        if stored.shredded_at is not None:
+            left_out[source] = f"destroyed: {stored.shredded_reason}"
+            continue
+        held[source] = stored
+    if not held:
+        raise PipelineError(
+            "no source extracts are in the vault yet; run `srs ingest SOURCE FILE` first"
+        )
+    lookup_version = stored_dataset(session, PERSON_LOOKUP)
+    if lookup_version is None:
         raise PipelineError("no person lookup yet; run `srs link run` first")
-    lookup = vault.read_steward_zone(session, PERSON_LOOKUP, actor=actor)
-    missing = sorted(set(JUSTICE_SOURCES) - set(sources))
+    if lookup_version.shredded_at is not None:
+        raise PipelineError(
+            f"the newest person lookup ({PERSON_LOOKUP}@{lookup_version.version}) was destroyed; "
+            "run `srs link run` to link the sources still held"
+        )
+    missing = sorted(set(JUSTICE_SOURCES) - set(held) - set(left_out))
     if missing:
         raise PipelineError(
             f"the linked datasets need every source; not yet ingested: {', '.join(missing)}"
         )
+    sources = {
+        source: vault.read_steward_zone(
+            session, source_dataset_name(source), actor=actor, version=stored.version
+        )
+        for source, stored in held.items()
+    }
+    for source in sorted(set(JUSTICE_SOURCES) & set(left_out)):
+        sources[source] = empty_source(load_dictionary(source, vault.policies.source_dir))
+    lookup = vault.read_steward_zone(
+        session, PERSON_LOOKUP, actor=actor, version=lookup_version.version
+    )
+    lookup = lookup[~lookup["source"].isin(list(left_out))].reset_index(drop=True)
     linked = build_linked_datasets(
         sources, lookup, pseudonymiser(session, vault, actor=actor), offences
     )
+    lineage = {
+        "sources": sorted(held),
+        "agreements": {
+            source: named[source]
+            for source, stored in sorted(held.items())
+            if isinstance(stored.lineage, dict)
+            and isinstance(named := stored.lineage.get("agreements"), dict)
+            and source in named
+        },
+        "derived_from": [
+            *(f"{stored.name}@{stored.version}" for _, stored in sorted(held.items())),
+            f"{PERSON_LOOKUP}@{lookup_version.version}",
+        ],
+        **({"left_out": dict(sorted(left_out.items()))} if left_out else {}),
+    }
     for name, table in linked.tables.items():
-        vault.store(session, name, table, actor=actor, data_dictionary=linked.dictionaries[name])
+        vault.store(
+            session,
+            name,
+            table,
+            actor=actor,
+            data_dictionary=linked.dictionaries[name],
+            lineage=lineage,
+        )
     record_event(
         session,
         actor=actor,
         action="linked.build",
         target="linked/*",
         outcome="ok",
-        details=linked.report,
+        details={**linked.report, **({"left_out": sorted(left_out)} if left_out else {})},
     )
     session.commit()
     return linked

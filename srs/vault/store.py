@@ -3,6 +3,8 @@
 Each dataset version has its own data key, wrapped by the deployment's master key and kept in
 the registry with the key's id; the file on disk is ciphertext only and plaintext exists only in
 memory. Rotating the master key re-wraps the data keys and leaves the files untouched.
+Shredding a version deletes its data key (crypto-shredding): its ciphertext can never be read
+again, whoever holds the file or the master key.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from srs.governance.access import authorise, latest_dataset, stored_dataset
 from srs.governance.audit import record_event
 from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet
-from srs.governance.registry.models import Dataset
+from srs.governance.registry.models import Dataset, utc_now
 from srs.vault.crypto import (
     MasterKey,
     VaultIntegrityError,
@@ -327,6 +329,81 @@ class Vault:
         session.commit()
         return frame
 
+    def shred(
+        self, session: Session, dataset: Dataset, *, actor: str, reason: str
+    ) -> dict[str, Any]:
+        """Destroy one dataset version by deleting its data key (crypto-shredding); audited.
+
+        Authorised with ``dataset.destroy`` (stewards). The wrapped key is overwritten with
+        nothing and the version marked shredded in one transaction with the ``vault.shred``
+        event; only then is the ciphertext file removed, best effort: without its key the file
+        is noise, so a file left behind (a read-only disk, a backup) reveals nothing. Returns
+        what was destroyed (name, version, rows, content_hash, file, file_removed), as a
+        destruction certificate lists it.
+
+        Example::
+
+            vault.shred(session, vault.get(session, "source/police_arrests", 3),
+                        actor="steward1", reason="agreement DSA-POLICE ended")
+        """
+        reason = reason.strip()
+        if not reason:
+            raise VaultError(
+                f"say why {dataset.name}@{dataset.version} is destroyed (e.g. the agreement that "
+                "ended); the reason is kept with the version and in the audit log"
+            )
+        authorise(
+            session,
+            username=actor,
+            action="dataset.destroy",
+            policies=self.policies,
+            dataset_name=dataset.name,
+            dataset_version=dataset.version,
+        )
+        if dataset.shredded_at is not None:
+            message = (
+                f"{dataset.name}@{dataset.version} was already destroyed on "
+                f"{dataset.shredded_at:%Y-%m-%d} ({dataset.shredded_reason}); nothing to do"
+            )
+            session.rollback()
+            raise VaultShredded(message)
+        destroyed = {
+            "name": dataset.name,
+            "version": dataset.version,
+            "rows": dataset.row_count,
+            "content_hash": dataset.content_hash,
+            "file": dataset.file_path,
+        }
+        # The column is NOT NULL: the key's bytes are replaced by none at all.
+        dataset.wrapped_key = b""
+        dataset.shredded_at = utc_now()
+        dataset.shredded_reason = reason
+        record_event(
+            session,
+            actor=actor,
+            action="vault.shred",
+            target=f"{dataset.name}@{dataset.version}",
+            outcome="ok",
+            reason=reason,
+            details={
+                "content_hash": dataset.content_hash,
+                "rows": dataset.row_count,
+                "file": dataset.file_path,
+                "master_key_id": dataset.master_key_id,
+            },
+            max_field_chars=self.policies.access.audit_field_max_chars,
+        )
+        session.commit()
+        path = self.deployment.vault_dir / dataset.file_path
+        try:
+            path.unlink(missing_ok=True)
+            destroyed["file_removed"] = True
+        except OSError as exc:
+            # The key is gone already, so the file cannot be read; say it is still there.
+            destroyed["file_removed"] = False
+            destroyed["file_error"] = str(exc)
+        return destroyed
+
     def _promote_next_key(self) -> None:
         # The last step of a rotation: until it runs, both key files are on disk and each
         # dataset's key id says which one opens it.
@@ -339,14 +416,19 @@ class Vault:
         if not pending_file.exists():
             return
         pending = read_key_file(pending_file)
-        key_ids = set(session.execute(select(Dataset.master_key_id)).scalars())
+        key_ids = set(
+            session.execute(
+                select(Dataset.master_key_id).where(Dataset.shredded_at.is_(None))
+            ).scalars()
+        )
         if key_ids and key_ids == {pending.key_id}:
             self._promote_next_key()
         else:
             pending_file.unlink()
 
     def rotate_master_key(self, session: Session, *, actor: str, new_key: MasterKey) -> int:
-        """Re-wrap every data key under ``new_key``; returns how many datasets were re-wrapped.
+        """Re-wrap every data key under ``new_key``; returns how many datasets were re-wrapped
+        (shredded versions have no key and are left as they are).
 
         With a key file, the new key is first written beside the old one, the registry is
         updated in one transaction, and only then does the new key replace the old file, so a
@@ -361,7 +443,10 @@ class Vault:
         if uses_file:
             write_key_file(self.deployment.next_key_file, new_key, overwrite=True)
         try:
-            datasets = list(session.execute(select(Dataset)).scalars())
+            # A shredded version has no data key left to re-wrap; it keeps its old key id.
+            datasets = list(
+                session.execute(select(Dataset).where(Dataset.shredded_at.is_(None))).scalars()
+            )
             for dataset in datasets:
                 if dataset.master_key_id == new_key.key_id:
                     continue

@@ -1,0 +1,528 @@
+"""Ending a data-sharing agreement: its data are destroyed by crypto-shredding, what mixed them
+with other agreements' data is rebuilt without them, and a destruction certificate is written
+for the data provider.
+
+A dataset version holds an agreement's data when its lineage names the agreement
+(``lineage["agreements"]``) or it was derived (``lineage["derived_from"]``, followed to the
+end) from a version that does. Versions derived only from the ending agreement are shredded.
+Versions that mixed it with other agreements' data are shredded too, after the newest of each
+is rebuilt without the ending agreement's sources: the person lookup by dropping their records
+(every other record keeps its ``person_key``), the linked datasets by building them again with
+those sources left out (``publish_linked_datasets(without=...)``).
+
+The work is resumable: every step is decided from the registry as it stands (what still names
+the agreement, what is not yet shredded), and the agreement is marked ended last, so a run
+stopped midway is finished by running it again. Ending an ended agreement is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from srs.governance.access import authorise
+from srs.governance.agreements import AgreementError, current_version, get_agreement
+from srs.governance.audit import record_event
+from srs.governance.registry.models import Agreement, AuditEvent, Dataset, utc_now
+from srs.pipeline.linked_datasets import DESCRIPTIONS
+from srs.pipeline.offences import OffenceList
+from srs.pipeline.stewardship import (
+    PERSON_LOOKUP,
+    publish_linked_datasets,
+    source_dataset_name,
+)
+from srs.vault.store import Vault
+
+METHOD = (
+    "crypto-shredding: the AES-256-GCM data key of every dataset version listed was deleted "
+    "from the registry, so its ciphertext can no longer be decrypted by anyone, including "
+    "holders of the master key or of a backup of the files; the ciphertext files were removed "
+    "from the vault"
+)
+LINKED_TABLES = tuple(DESCRIPTIONS)
+CERTIFICATE_FOLDER = Path("steward") / "destruction"
+
+
+class AgreementEndError(AgreementError):
+    """An agreement cannot be ended: already ended, or no reason given."""
+
+
+@dataclass(frozen=True)
+class DestroyedVersion:
+    """One dataset version destroyed because it held the agreement's data."""
+
+    name: str
+    version: int
+    rows: int
+    content_hash: str
+    file: str
+    shredded_at: str
+
+
+@dataclass(frozen=True)
+class RebuiltDataset:
+    """A dataset that mixed the agreement's data with others', stored again without it."""
+
+    name: str
+    version: int
+    left_out: list[str]
+
+
+@dataclass
+class DestructionCertificate:
+    """What was destroyed when an agreement ended, for its data provider.
+
+    ``audit_seq`` and ``audit_hash`` identify the ``agreement.end`` event in the audit log,
+    so the provider can ask for the chain to be verified up to it (``srs audit verify``).
+    """
+
+    reference: str
+    agreement_version: int
+    title: str
+    providers: list[str]
+    ended_at: str
+    ended_by: str
+    reason: str
+    destroyed: list[DestroyedVersion]
+    rebuilt: list[RebuiltDataset]
+    not_rebuilt: list[str]
+    method: str
+    audit_seq: int
+    audit_hash: str
+    files: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        where = f"; certificate: {self.files[0]}" if self.files else ""
+        left = f", {len(self.not_rebuilt)} not rebuilt" if self.not_rebuilt else ""
+        return (
+            f"{len(self.destroyed)} dataset versions destroyed, {len(self.rebuilt)} rebuilt"
+            f"{left}{where}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The certificate as plain JSON-ready data."""
+        return asdict(self)
+
+    def as_markdown(self) -> str:
+        """The certificate as a text a person reads (the JSON is the record)."""
+        lines = [
+            f"# Destruction certificate: agreement {self.reference}",
+            "",
+            f"- Agreement: {self.reference} ({self.title}), terms version {self.agreement_version}",
+            f"- Data provider(s): {', '.join(self.providers) or 'none recorded'}",
+            f"- Ended: {self.ended_at} by {self.ended_by}",
+            f"- Reason: {self.reason}",
+            f"- Method: {self.method}",
+            f"- Audit event: agreement.end, sequence number {self.audit_seq}, "
+            f"SHA-256 chain hash {self.audit_hash}; ask the environment to run "
+            "`srs audit verify` to confirm the log is intact up to and past it.",
+            "",
+            f"## Dataset versions destroyed ({len(self.destroyed)})",
+            "",
+        ]
+        if self.destroyed:
+            lines += [
+                "| Dataset | Version | Rows | Content SHA-256 | File | Destroyed at |",
+                "|---|---|---|---|---|---|",
+                *(
+                    f"| {d.name} | {d.version} | {d.rows} | {d.content_hash} | {d.file} "
+                    f"| {d.shredded_at} |"
+                    for d in self.destroyed
+                ),
+            ]
+        else:
+            lines.append("No dataset version held data received under this agreement.")
+        lines += [
+            "",
+            f"## Datasets rebuilt without this agreement's data ({len(self.rebuilt)})",
+            "",
+        ]
+        lines += [
+            f"- {r.name}, new version {r.version} (sources left out: {', '.join(r.left_out)})"
+            for r in self.rebuilt
+        ] or ["None."]
+        if self.not_rebuilt:
+            lines += [
+                "",
+                "## Datasets destroyed and not rebuilt",
+                "",
+                "They mixed this agreement's data with others' and have no rebuild here; the "
+                "steward builds them again from the data still held (a trained linkage model "
+                "and the key changes by a full `srs link run`).",
+                "",
+                *(f"- {name}" for name in self.not_rebuilt),
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def lineage_of(dataset: Dataset) -> dict[str, Any]:
+    """A version's lineage with each part of the shape it should have (``sources`` and
+    ``derived_from`` lists, ``agreements`` and ``left_out`` mappings); a hand-edited part of
+    another shape counts as empty."""
+    lineage = dataset.lineage if isinstance(dataset.lineage, dict) else {}
+    shapes = {"sources": list, "derived_from": list, "agreements": dict, "left_out": dict}
+    return {
+        **lineage,
+        **{
+            part: lineage.get(part) if isinstance(lineage.get(part), kind) else kind()
+            for part, kind in shapes.items()
+        },
+    }
+
+
+def _parse_version_ref(text: str) -> tuple[str, int] | None:
+    name, _, version = str(text).rpartition("@")
+    return (name, int(version)) if name and version.isdigit() else None
+
+
+class _Lineage:
+    """The agreements behind each dataset version, followed through ``derived_from``."""
+
+    def __init__(self, session: Session) -> None:
+        self.versions = {
+            (d.name, d.version): d
+            for d in session.execute(select(Dataset).order_by(Dataset.name, Dataset.version))
+            .scalars()
+            .all()
+        }
+        self._newest: dict[str, Dataset] = {}
+        for (name, _), dataset in self.versions.items():  # in version order: the last wins
+            self._newest[name] = dataset
+        self._behind: dict[tuple[str, int], frozenset[str]] = {}
+
+    def behind(self, dataset: Dataset) -> frozenset[str]:
+        """Every agreement whose data this version holds."""
+        key = (dataset.name, dataset.version)
+        if key in self._behind:
+            return self._behind[key]
+        self._behind[key] = frozenset()  # a hand-edited cycle ends here, not in a recursion
+        lineage = lineage_of(dataset)
+        agreements = set(lineage["agreements"].values())
+        for entry in lineage["derived_from"]:
+            parent = self.versions.get(_parse_version_ref(entry) or ("", 0))
+            if parent is not None:
+                agreements |= self.behind(parent)
+        self._behind[key] = frozenset(str(a) for a in agreements)
+        return self._behind[key]
+
+    def holding(self, reference: str) -> list[Dataset]:
+        """Every version that holds ``reference``'s data, by name and version."""
+        return [d for d in self.versions.values() if reference in self.behind(d)]
+
+    def newest(self, name: str) -> Dataset | None:
+        """The newest version of ``name`` (None when none is stored)."""
+        return self._newest.get(name)
+
+
+def _utc_text(moment: datetime | None) -> str:
+    # The registry keeps UTC; SQLite hands it back without its zone.
+    if moment is None:
+        return ""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _left_out_reason(reference: str) -> str:
+    return f"agreement {reference} ended"
+
+
+def _sources_under(lineage: _Lineage, reference: str) -> list[str]:
+    """The sources a rebuild leaves out: those whose newest extract holds the agreement's
+    data, and those a version's lineage names under it that have no extract stored."""
+    sources = set()
+    for (name, _), dataset in lineage.versions.items():
+        for source, named in lineage_of(dataset)["agreements"].items():
+            extract = lineage.newest(source_dataset_name(str(source)))
+            if named == reference and (extract is None or reference in lineage.behind(extract)):
+                sources.add(str(source))
+        if name.startswith("source/") and reference in lineage.behind(lineage.newest(name)):
+            sources.add(name.removeprefix("source/"))
+    return sorted(sources)
+
+
+def _mixed_newest(lineage: _Lineage, name: str, reference: str) -> bool:
+    """True when the newest version of ``name`` holds the agreement's data and others'."""
+    newest = lineage.newest(name)
+    if newest is None:
+        return False
+    behind = lineage.behind(newest)
+    return reference in behind and behind != {reference}
+
+
+def _rebuild_person_lookup(
+    session: Session,
+    vault: Vault,
+    old: Dataset,
+    *,
+    actor: str,
+    reference: str,
+    left_out: list[str],
+    lineage: _Lineage,
+) -> None:
+    """Store the lookup again without the left-out sources' records; every other record keeps
+    its cluster and ``person_key``."""
+    lookup = vault.read_steward_zone(session, PERSON_LOOKUP, actor=actor, version=old.version)
+    kept = lookup[~lookup["source"].isin(left_out)].reset_index(drop=True)
+    before = lineage_of(old)
+    vault.store(
+        session,
+        PERSON_LOOKUP,
+        kept,
+        actor=actor,
+        data_dictionary=old.data_dictionary,
+        lineage={
+            "sources": sorted(set(kept["source"].astype(str))),
+            "agreements": {
+                source: named
+                for source, named in before["agreements"].items()
+                if named != reference and source not in left_out
+            },
+            # Only what it still holds: not the old lookup, nor the left-out sources.
+            "derived_from": [
+                entry
+                for entry in before["derived_from"]
+                if (parent := lineage.versions.get(_parse_version_ref(entry) or ("", 0))) is None
+                or reference not in lineage.behind(parent)
+            ],
+            "left_out": {source: _left_out_reason(reference) for source in left_out},
+            "rebuilt_from": f"{PERSON_LOOKUP}@{old.version}",
+        },
+        change_summary={"records_removed": len(lookup) - len(kept), "sources_left_out": left_out},
+    )
+
+
+def _rebuilt(session: Session, reference: str) -> list[RebuiltDataset]:
+    """Every version stored without the agreement's sources because it ended."""
+    reason = _left_out_reason(reference)
+    found = []
+    for dataset in session.execute(select(Dataset).order_by(Dataset.id)).scalars():
+        named = sorted(s for s, why in lineage_of(dataset)["left_out"].items() if why == reason)
+        if named:
+            found.append(RebuiltDataset(dataset.name, dataset.version, named))
+    return found
+
+
+def _provider_names(agreement: Agreement) -> tuple[int, list[str]]:
+    # Read from the stored JSON, not re-validated: a certificate is still owed for terms that
+    # no longer pass today's checks.
+    current = current_version(agreement)
+    parties = (current.terms or {}).get("parties") or []
+    return current.version, [
+        str(p.get("name")) for p in parties if isinstance(p, dict) and p.get("role") == "provider"
+    ]
+
+
+def destruction_certificate(session: Session, reference: str) -> DestructionCertificate:
+    """The certificate of an ended agreement, from the registry and the audit log as they stand
+    (so it can be issued again, identical but for the files, should the first copy be lost)."""
+    agreement = get_agreement(session, reference)
+    if agreement.status != "ended":
+        raise AgreementEndError(
+            f"agreement {reference} is {agreement.status}, not ended: there is no destruction "
+            "to certify"
+        )
+    event = session.execute(
+        select(AuditEvent)
+        .where(AuditEvent.action == "agreement.end", AuditEvent.target == reference)
+        .where(AuditEvent.outcome == "ok")
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if event is None:
+        raise AgreementEndError(
+            f"agreement {reference} is marked ended but the audit log has no agreement.end "
+            "event for it; run `srs audit verify` and report it"
+        )
+    lineage = _Lineage(session)
+    holding = lineage.holding(reference)
+    version, providers = _provider_names(agreement)
+    rebuilt = _rebuilt(session, reference)
+    rebuilt_names = {r.name for r in rebuilt}
+    return DestructionCertificate(
+        reference=reference,
+        agreement_version=version,
+        title=agreement.title,
+        providers=providers,
+        ended_at=_utc_text(agreement.ended_at),
+        ended_by=agreement.ended_by or "",
+        reason=agreement.end_reason or "",
+        destroyed=[
+            DestroyedVersion(
+                d.name,
+                d.version,
+                d.row_count,
+                d.content_hash,
+                d.file_path,
+                _utc_text(d.shredded_at),
+            )
+            for d in holding
+        ],
+        rebuilt=rebuilt,
+        # Mixed datasets left with no version still held: no rebuild is known for them.
+        not_rebuilt=sorted(
+            {d.name for d in holding if d.name not in rebuilt_names}
+            & {n for n, _ in lineage.versions if _mixed_newest(lineage, n, reference)}
+        ),
+        method=METHOD,
+        audit_seq=event.seq,
+        audit_hash=event.event_hash,
+    )
+
+
+def write_destruction_certificate(
+    certificate: DestructionCertificate, folder: Path
+) -> DestructionCertificate:
+    """Write the certificate as ``REF-destruction.json`` and ``REF-destruction.md`` in
+    ``folder`` (created if missing); returns it with the files' paths."""
+    if Path(certificate.reference).name != certificate.reference or certificate.reference in (
+        ".",
+        "..",
+    ):
+        raise AgreementEndError(
+            f"agreement reference {certificate.reference!r} cannot name a file; fix the record"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    json_path = folder / f"{certificate.reference}-destruction.json"
+    markdown_path = folder / f"{certificate.reference}-destruction.md"
+    certificate.files = [str(json_path), str(markdown_path)]
+    json_path.write_text(
+        json.dumps(certificate.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    markdown_path.write_text(certificate.as_markdown(), encoding="utf-8")
+    return certificate
+
+
+def end_agreement(
+    session: Session,
+    vault: Vault,
+    *,
+    actor: str,
+    reference: str,
+    reason: str,
+    certificate_dir: Path | None = None,
+    offences: OffenceList,
+    today: date | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DestructionCertificate:
+    """End agreement ``reference``: rebuild what mixed its data, destroy every version holding
+    them, mark it ended (audited ``agreement.end``) and write the destruction certificate to
+    ``certificate_dir`` (default ``HOME/steward/destruction``).
+
+    Needs ``dataset.destroy`` (stewards). ``progress`` is told each step as it is done. Run it
+    again after a failure midway: it carries on from where the registry stands.
+
+    Example::
+
+        certificate = end_agreement(session, vault, actor="steward1", reference="DSA-POLICE",
+                                    reason="the force withdrew", offences=load_offences())
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise AgreementEndError(
+            f"say why agreement {reference} ends (--reason); the reason goes on the certificate"
+        )
+    # Authorised first: someone who may not destroy data learns nothing of the agreement.
+    authorise(
+        session, username=actor, action="dataset.destroy", policies=vault.policies, today=today
+    )
+    agreement = get_agreement(session, reference)
+    if agreement.status == "ended":
+        message = (
+            f"agreement {reference} was already ended on "
+            f"{agreement.ended_at:%Y-%m-%d %H:%M} UTC by {agreement.ended_by} "
+            f"({agreement.end_reason}); its data are destroyed, nothing more to do (its "
+            "certificate can be written again with write_destruction_certificate)"
+        )
+        session.rollback()
+        record_event(
+            session,
+            actor=actor,
+            action="agreement.end",
+            target=reference,
+            outcome="error",
+            reason=message,
+            max_field_chars=vault.policies.access.audit_field_max_chars,
+        )
+        session.commit()
+        raise AgreementEndError(message)
+    tell = progress or (lambda _message: None)
+    shred_reason = f"{_left_out_reason(reference)}: {reason}"
+
+    lineage = _Lineage(session)
+    left_out = _sources_under(lineage, reference)
+    if _mixed_newest(lineage, PERSON_LOOKUP, reference):
+        _rebuild_person_lookup(
+            session,
+            vault,
+            lineage.newest(PERSON_LOOKUP),
+            actor=actor,
+            reference=reference,
+            left_out=left_out,
+            lineage=lineage,
+        )
+        tell(f"rebuilt {PERSON_LOOKUP} without {', '.join(left_out)}")
+        lineage = _Lineage(session)
+    if any(_mixed_newest(lineage, name, reference) for name in LINKED_TABLES):
+        publish_linked_datasets(
+            session,
+            vault,
+            actor=actor,
+            offences=offences,
+            without={source: _left_out_reason(reference) for source in left_out},
+        )
+        tell(f"rebuilt {', '.join(LINKED_TABLES)} without {', '.join(left_out)}")
+        lineage = _Lineage(session)
+
+    for dataset in lineage.holding(reference):
+        if dataset.shredded_at is None:
+            vault.shred(session, dataset, actor=actor, reason=shred_reason)
+            tell(f"destroyed {dataset.name}@{dataset.version}")
+
+    # Last: an agreement is marked ended only once all its data are destroyed.
+    agreement = get_agreement(session, reference)
+    agreement.status = "ended"
+    agreement.ended_at = utc_now()
+    agreement.ended_by = actor
+    agreement.end_reason = reason
+    lineage = _Lineage(session)
+    destroyed = [f"{d.name}@{d.version}" for d in lineage.holding(reference)]
+    record_event(
+        session,
+        actor=actor,
+        action="agreement.end",
+        target=reference,
+        outcome="ok",
+        reason=reason,
+        details={
+            "destroyed": destroyed,
+            "rebuilt": [f"{r.name}@{r.version}" for r in _rebuilt(session, reference)],
+            "sources_left_out": left_out,
+        },
+        max_field_chars=vault.policies.access.audit_field_max_chars,
+    )
+    session.commit()
+    tell(f"agreement {reference} ended")
+    certificate = destruction_certificate(session, reference)
+    folder = certificate_dir or vault.deployment.home / CERTIFICATE_FOLDER
+    return write_destruction_certificate(certificate, folder)
+
+
+__all__ = [
+    "METHOD",
+    "AgreementEndError",
+    "DestroyedVersion",
+    "DestructionCertificate",
+    "RebuiltDataset",
+    "destruction_certificate",
+    "end_agreement",
+    "lineage_of",
+    "write_destruction_certificate",
+]
