@@ -363,7 +363,31 @@ def _delivery_refusal(
             "delivery",
             None,
         )
+    # Periods arrive in order: a month skipped and sent after a later one would rewrite data
+    # researchers have already used; its records come in the next delivery as late arrivals.
+    later = [
+        p
+        for p in delivered
+        if p != BASE_PERIOD
+        and _period_start(p, terms.periodicity) is not None
+        and _period_start(p, terms.periodicity) > first
+    ]
+    if later:
+        newest = max(later, key=lambda p: _period_start(p, terms.periodicity))
+        return (
+            f"period {period} of {source} comes before period {newest}, already delivered; "
+            "deliveries arrive in order: send its records in the next period's delivery (they "
+            "count as late arrivals)",
+            None,
+        )
     return None, version
+
+
+def _period_start(period: str, periodicity: str) -> date | None:
+    try:
+        return period_bounds(period, periodicity)[0]
+    except AgreementError:
+        return None
 
 
 def check_delivery(

@@ -256,7 +256,7 @@ def test_create_records_version_one_as_signed_and_audits_it(registry, policies, 
             1,
         )
         assert version.change_note == "as signed"
-        assert (version.start_date, version.end_date) == (date(2026, 1, 1), date(2031, 12, 31))
+        assert (version.start_date, version.end_date) == (date(2020, 1, 1), date(2031, 12, 31))
         assert version.terms["data"][0]["source"] == "police_arrests"
         assert in_force(agreement, TODAY) is None
     [event] = events(registry, "agreement.create")
@@ -454,7 +454,7 @@ def test_an_agreement_not_yet_started_refuses(registry, policies, people):
         people,
         "DSA-POLICE not yet started",
         "base",
-        today=date(2025, 12, 1),
+        today=date(2019, 12, 1),
     )
 
 
@@ -475,7 +475,7 @@ def test_a_period_of_another_periodicity_refuses(registry, policies, people, per
 def test_a_period_outside_the_duration_refuses(registry, policies, people):
     create(registry, policies, people)
     deliver(registry, policies, people, "base")
-    refused(registry, policies, people, "2025-12 .* lies outside the duration", "2025-12")
+    refused(registry, policies, people, "2019-12 .* lies outside the duration", "2019-12")
 
 
 def test_a_period_not_yet_ended_refuses(registry, policies, people):
@@ -501,6 +501,17 @@ def test_a_repeated_period_or_base_refuses_and_asks_for_corrections_next_period(
     )
     event = refused(registry, policies, people, "base extract .* already delivered", "base")
     assert "next period's delivery" in event.reason
+
+
+def test_a_period_before_one_already_delivered_refuses(registry, policies, people):
+    # A careless steward sends September after October: its records must come in November's
+    # delivery as late arrivals, not rewrite a month researchers have used.
+    create(registry, policies, people)
+    deliver(registry, policies, people, "base")
+    deliver(registry, policies, people, "2026-10")
+    event = refused(registry, policies, people, "2026-09 .* comes before period 2026-10", "2026-09")
+    assert "late arrivals" in event.reason
+    assert deliver(registry, policies, people, "2026-11", today=date(2026, 12, 8)) == 1
 
 
 def test_a_once_agreement_takes_only_the_base(registry, policies, people):
