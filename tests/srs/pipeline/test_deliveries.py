@@ -285,7 +285,7 @@ def test_base_then_delivery_into_the_vault(registry, policies, steward, tmp_path
     [
         ("none", {}, "no data-sharing agreement covers source police_arrests"),
         ("parquet", {}, "delivered as csv, not 'parquet'"),
-        ("base", {"delivery": True, "period": "2025-06"}, "lies outside the duration"),
+        ("base", {"delivery": True, "period": "2019-06"}, "lies outside the duration"),
         ("base", {}, "the base extract of police_arrests under DSA-POLICE was already"),
         ("nobase", {"delivery": True, "period": "2026-10"}, "no base extract of police_arrests"),
         ("delivered", {"delivery": True, "period": "2026-10"}, "period 2026-10 of"),
