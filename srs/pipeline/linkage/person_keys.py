@@ -31,7 +31,7 @@ from srs.pipeline.linkage.errors import LinkageError
 
 REGISTER_COLUMNS = ["source", "record_id", "cluster_id", "person_key", "key_serial"]
 CHANGE_COLUMNS = ["retired_key", "surviving_key", "change", "detail"]
-KEY_CHANGES = ("merged", "split", "withdrawn")
+CHANGE_KINDS = ("merged", "split", "withdrawn")
 _NAMESPACE = "person"
 
 
@@ -45,11 +45,13 @@ class KeyReconciliation:
     survives (``surviving_key`` is missing); for a split nothing is retired: ``retired_key`` is
     the key part of its records had and ``surviving_key`` the key those records have now.
     ``report``: kept, new, merged, split, withdrawn and retired (merged + withdrawn) keys.
+    ``retired_serials``: each retired key's serial, for the alias table.
     """
 
     register: pd.DataFrame
     changes: pd.DataFrame
     report: dict[str, int]
+    retired_serials: dict[str, int]
 
 
 def _checked(frame: pd.DataFrame, name: str, columns: list[str]) -> pd.DataFrame:
@@ -204,7 +206,10 @@ def reconcile_person_keys(
         "retired": len(merged) + len(withdrawn),
     }
     frame = pd.DataFrame(changes, columns=CHANGE_COLUMNS).astype("string")
-    return KeyReconciliation(register[REGISTER_COLUMNS], frame, report)
+    serial_before = before.drop_duplicates("person_key").set_index("person_key")["key_serial"]
+    gone = [*merged["person_key"], *withdrawn]
+    retired_serials = {key: int(serial_before[key]) for key in gone}
+    return KeyReconciliation(register[REGISTER_COLUMNS], frame, report, retired_serials)
 
 
 def _new_keys(

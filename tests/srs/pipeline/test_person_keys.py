@@ -85,7 +85,9 @@ def test_the_older_key_survives_even_when_the_younger_has_more_records() -> None
             "key_serial": [9, 9, 2],
         }
     )
-    after = reconcile_person_keys(before, clusters({"a:1": "a:1", "a:2": "a:1", "a:3": "a:1"}), KEYS)
+    after = reconcile_person_keys(
+        before, clusters({"a:1": "a:1", "a:2": "a:1", "a:3": "a:1"}), KEYS
+    )
     assert set(after.register["person_key"]) == {"old"}
     assert set(after.register["key_serial"]) == {2}
 
@@ -93,7 +95,9 @@ def test_the_older_key_survives_even_when_the_younger_has_more_records() -> None
 def test_a_split_leaves_the_key_with_the_larger_part() -> None:
     before = first_register({"a:1": "a:1", "a:2": "a:1", "a:3": "a:1"})
     key = key_of(before, "a:1")
-    after = reconcile_person_keys(before, clusters({"a:1": "a:1", "a:2": "a:2", "a:3": "a:2"}), KEYS)
+    after = reconcile_person_keys(
+        before, clusters({"a:1": "a:1", "a:2": "a:2", "a:3": "a:2"}), KEYS
+    )
     assert key_of(after.register, "a:2") == key
     assert key_of(after.register, "a:1") != key
     split = after.changes[after.changes["change"] == "split"].iloc[0]
@@ -135,7 +139,9 @@ def test_a_representative_whose_key_another_person_holds_gets_a_fresh_one() -> N
     issued = key_of(before, "a:1")
     assert issued == KEYS.pseudonym("a:1", "person")
     # a:1 splits off alone; the key stays with the larger part, so a:1's own HMAC is taken.
-    after = reconcile_person_keys(before, clusters({"a:1": "a:1", "a:2": "a:2", "a:3": "a:2"}), KEYS)
+    after = reconcile_person_keys(
+        before, clusters({"a:1": "a:1", "a:2": "a:2", "a:3": "a:2"}), KEYS
+    )
     assert key_of(after.register, "a:2") == issued
     assert key_of(after.register, "a:1") == KEYS.pseudonym("a:1#1", "person")
 
@@ -249,9 +255,11 @@ def test_unchanged_clusters_keep_their_keys_and_merges_keep_the_oldest(case) -> 
     first, second = (_named(c) for c in case)
     before = reconcile_person_keys(None, clusters(first), KEYS).register
     after = reconcile_person_keys(before, clusters(second), KEYS).register
-    members = lambda frame: frame.assign(  # noqa: E731
-        r=frame["source"] + ":" + frame["record_id"]
-    ).groupby("person_key")["r"].agg(frozenset)
+
+    def members(frame: pd.DataFrame) -> pd.Series:
+        named = frame.assign(r=frame["source"] + ":" + frame["record_id"])
+        return named.groupby("person_key")["r"].agg(frozenset)
+
     old, new = members(before), members(after)
     new_by_records = {records: key for key, records in new.items()}
     for key, records in old.items():
