@@ -363,7 +363,8 @@ def _retired_keys(session: Session, vault: Vault, *, actor: str) -> dict[str, in
     """Every key retired so far (merged or withdrawn), with its serial: never issued again."""
     if not vault.exists(session, KEY_ALIASES):
         return {}
-    aliases = vault.read_steward_zone(session, KEY_ALIASES, actor=actor)
+    log = vault.read_steward_zone(session, KEY_ALIASES, actor=actor)
+    aliases = log[log["change"] != "split"]
     return dict(zip(aliases["retired_key"], aliases["key_serial"].astype(int), strict=True))
 
 
@@ -452,35 +453,42 @@ def _store_register(
         )
     changes = reconciliation.changes
     now = pd.Timestamp.now(tz="UTC")
-    retiring = changes[changes["change"] != "split"]
-    if len(retiring):
-        serials = retiring["retired_key"].map(reconciliation.retired_serials).astype("int64")
-        aliases = retiring[["retired_key", "surviving_key", "change"]].assign(
+    history = None
+    if len(changes):
+        # The steward zone's log of every key change: merged and withdrawn rows are the
+        # aliases (retired key -> surviving key); split rows retire nothing.
+        serials = changes["retired_key"].map(reconciliation.retired_serials).astype("Int64")
+        history = changes.assign(
             key_serial=serials, changed_at=now.isoformat(), lookup_version=stored.version
         )
         if vault.exists(session, KEY_ALIASES):
-            aliases = pd.concat(
-                [vault.read_steward_zone(session, KEY_ALIASES, actor=actor), aliases],
+            history = pd.concat(
+                [vault.read_steward_zone(session, KEY_ALIASES, actor=actor), history],
                 ignore_index=True,
             )
-        vault.store(session, KEY_ALIASES, aliases, actor=actor)
-    if len(changes) or not vault.exists(session, KEY_CHANGES):
+        vault.store(session, KEY_ALIASES, history, actor=actor)
+    if history is not None or not vault.exists(session, KEY_CHANGES):
+        # Researchers' copy: the pseudonyms and when, rebuilt whole from the steward's log
+        # (a steward may not read linked/ datasets outside a project).
+        history = (
+            history
+            if history is not None
+            else changes.assign(
+                changed_at=pd.Series(dtype="string"), lookup_version=pd.Series(dtype="Int64")
+            )
+        )
         published = pd.DataFrame(
             {
-                "retired_person_key": changes["retired_key"].astype("string"),
-                "surviving_person_key": changes["surviving_key"].astype("string"),
-                "change": changes["change"].astype("string"),
-                "lookup_version": pd.array([stored.version] * len(changes), dtype="Int64"),
-                "changed_on": pd.Series(
-                    [now.normalize().tz_localize(None)] * len(changes), dtype="datetime64[ns]"
-                ),
+                "retired_person_key": history["retired_key"].astype("string"),
+                "surviving_person_key": history["surviving_key"].astype("string"),
+                "change": history["change"].astype("string"),
+                "lookup_version": history["lookup_version"].astype("Int64"),
+                "changed_on": pd.to_datetime(history["changed_at"], utc=True)
+                .dt.tz_localize(None)
+                .dt.normalize()
+                .astype("datetime64[ns]"),
             }
         )
-        if vault.exists(session, KEY_CHANGES):
-            published = pd.concat(
-                [vault.read_steward_zone(session, KEY_CHANGES, actor=actor), published],
-                ignore_index=True,
-            )
         vault.store(
             session,
             KEY_CHANGES,
