@@ -218,7 +218,9 @@ def refresh_in_vault(
     for name in (PERSON_LOOKUP, LINKAGE_MODEL):
         if not vault.exists(session, name):
             raise PipelineError(
-                f"no {name} yet: a refresh adds to a full link; run `srs link run` first"
+                f"no {name} yet: a refresh adds to a full link that stored a register and a "
+                "trained model (a link with no two records sure to match trains none); run "
+                "`srs link run` first"
             )
     previous = _previous_register(session, vault, actor=actor)
     if previous is None or "identifier_hash" not in previous.columns:
