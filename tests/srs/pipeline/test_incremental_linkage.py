@@ -370,3 +370,47 @@ def test_a_person_whose_new_record_now_names_the_cluster_keeps_the_key(
     assert set(renamed.loc[moved, "person_key_after"]) <= {
         keys_by_record(refreshed.after)[refreshed.planted]
     }
+
+
+def test_a_register_from_before_refreshes_keeps_its_keys(
+    tmp_path: Path, policies: PolicySet
+) -> None:
+    simulation = simulate(80, 6)
+    write_simulation(simulation, tmp_path / "sim")
+    registry, vault = deployment(tmp_path / "home", policies)
+    settings = load_linkage_settings()
+    with registry.sessions() as s:
+        ingest(s, vault, read_extracts(tmp_path / "sim" / "extracts"), tmp_path / "in")
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        # What `srs link run` stored before this release: the HMAC of the cluster's name.
+        old = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)[
+            ["source", "record_id", "cluster_id", "person_key"]
+        ]
+        vault.store(s, PERSON_LOOKUP, old, actor=STEWARD)
+        with pytest.raises(PipelineError, match="run `srs link run` once"):
+            refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        new = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+    assert keys_by_record(new).equals(keys_by_record(old).reindex(keys_by_record(new).index))
+    assert {"key_serial", "identifier_hash"} <= set(new.columns)
+
+
+def test_refresh_clusters_refuses_records_and_clusters_of_different_links() -> None:
+    from srs.pipeline.linkage import LinkageError, refresh_clusters
+
+    held = pd.DataFrame(
+        {"unique_id": ["a:1", "a:2"], "source_dataset": "a", "record_id": ["1", "2"]}
+    )
+    clusters = pd.DataFrame({"unique_id": ["a:1"], "cluster_id": ["a:1"]})
+    none = held.iloc[:0]
+    with pytest.raises(LinkageError, match="no cluster"):
+        refresh_clusters(held, clusters, {}, none, [], load_linkage_settings())
+    twice = pd.concat([held.iloc[:1], held.iloc[:1]])
+    with pytest.raises(LinkageError, match="twice"):
+        refresh_clusters(held, clusters, {}, twice, [], load_linkage_settings())
+    with pytest.raises(LinkageError, match="lack column"):
+        refresh_clusters(held, clusters, {}, held[["unique_id"]], [], load_linkage_settings())
+    # Nothing new and one record withdrawn: the rest keep their clusters.
+    both = pd.DataFrame({"unique_id": ["a:1", "a:2"], "cluster_id": ["a:1", "a:1"]})
+    kept = refresh_clusters(held, both, {}, none, ["a:1"], load_linkage_settings())
+    assert kept[["unique_id", "cluster_id"]].values.tolist() == [["a:2", "a:2"]]
