@@ -236,8 +236,12 @@ def refresh_in_vault(
             f"{LINKAGE_MODEL} holds no readable model (a hand-edited dataset?); run "
             "`srs link run` to train and store one"
         ) from None
-    tables, derived_from = _newest_sources(session, vault, actor=actor)
     notes: list[str] = []
+    built_from = (vault.get(session, PERSON_LOOKUP).lineage or {}).get("derived_from")
+    if built_from is not None and sorted(built_from) == sorted(_newest_versions(session, vault)):
+        notes.append("no source has a version newer than those the register was built from")
+        return _nothing_refreshed(previous, time.perf_counter() - start, notes)
+    tables, derived_from = _newest_sources(session, vault, actor=actor)
     mappings = {
         s: mapping_from_dictionary(load_dictionary(s, vault.policies.source_dir)) for s in tables
     }
@@ -256,18 +260,7 @@ def refresh_in_vault(
     added_count, changed_count = int((~known).sum()), int(changed.sum())
     if not fresh.any() and not removed:
         notes.append("no record was added, corrected or withdrawn since the last link")
-        return RefreshResult(
-            lookup=previous,
-            changes=pd.DataFrame(columns=["retired_key", "surviving_key", "change", "detail"]),
-            keys={"kept": int(previous["person_key"].nunique())},
-            records_added=0,
-            records_changed=0,
-            records_removed=0,
-            seconds=time.perf_counter() - start,
-            lookup_version=None,
-            report_path=None,
-            notes=notes,
-        )
+        return _nothing_refreshed(previous, time.perf_counter() - start, notes)
     clusters = refresh_clusters(
         records[~fresh],
         before.reset_index()[["unique_id", "cluster_id"]],
@@ -328,6 +321,31 @@ def refresh_in_vault(
         report_path=report_path,
         notes=notes,
     )
+
+
+def _nothing_refreshed(register: pd.DataFrame, seconds: float, notes: list[str]) -> RefreshResult:
+    """A refresh that found nothing to link: the register as it is, nothing stored."""
+    return RefreshResult(
+        lookup=register,
+        changes=pd.DataFrame(columns=["retired_key", "surviving_key", "change", "detail"]),
+        keys={"kept": int(register["person_key"].nunique())},
+        records_added=0,
+        records_changed=0,
+        records_removed=0,
+        seconds=seconds,
+        lookup_version=None,
+        report_path=None,
+        notes=notes,
+    )
+
+
+def _newest_versions(session: Session, vault: Vault) -> list[str]:
+    """ "source/X@v" for the newest version of every stored source."""
+    return [
+        f"{name}@{vault.get(session, name).version}"
+        for name in map(source_dataset_name, known_sources(vault.policies.source_dir))
+        if vault.exists(session, name)
+    ]
 
 
 def _newest_sources(

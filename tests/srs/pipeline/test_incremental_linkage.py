@@ -300,13 +300,26 @@ def test_linked_datasets_carry_the_registers_keys(refreshed: Refreshed) -> None:
 
 
 def test_a_refresh_with_nothing_new_stores_nothing(refreshed: Refreshed) -> None:
+    settings = load_linkage_settings()
     with refreshed.registry.sessions() as s:
         version = refreshed.vault.get(s, PERSON_LOOKUP).version
-        again = refresh_in_vault(
-            s, refreshed.vault, actor=STEWARD, settings=load_linkage_settings()
+        same_versions = refresh_in_vault(s, refreshed.vault, actor=STEWARD, settings=settings)
+        # The same file delivered again: a new version, and no record in it differs.
+        delivered = refreshed.report.parents[2] / "delivery" / "victims.csv"
+        ingest_into_vault(
+            s,
+            refreshed.vault,
+            actor=STEWARD,
+            source="victims",
+            path=delivered,
+            offences=load_offences(),
         )
+        same_records = refresh_in_vault(s, refreshed.vault, actor=STEWARD, settings=settings)
         assert refreshed.vault.get(s, PERSON_LOOKUP).version == version
-    assert again.lookup_version is None and again.records_added == 0
+    for again in (same_versions, same_records):
+        assert again.lookup_version is None and again.records_added == 0
+    assert "no source has a version newer" in same_versions.notes[0]
+    assert "no record was added, corrected or withdrawn" in same_records.notes[-1]
 
 
 def test_refresh_before_any_link_is_refused(tmp_path: Path, policies: PolicySet) -> None:
