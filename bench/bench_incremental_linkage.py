@@ -20,10 +20,15 @@ storing the register), which both ways pay alike. The refresh also hashes every 
 standardised identifiers to find the delivery in the vault; ``--standardise-all`` adds that
 (standardising every record) to the refresh's time, as ``refresh_in_vault`` does it.
 
-At a million persons (about 2.4 million records) a full relink needs the policy's blocking
-rules for a million persons (see policies/linkage.yaml) and about 16 GB of memory; the
-refresh's cost grows with the held records only linearly (term frequencies and blocking
-joins), the full relink's with the candidate pairs.
+Measured (2 cores, shared): 50,000 persons, full relink 54.6 s, refresh 2.7 s (0.05), keys
+kept 100%, F1 0.9988 both; 200,000 persons, full relink 249 s, refresh 20.9 s (0.084), keys
+kept 100%, F1 0.9979 both. A million persons (about 2.4 million records) needs the policy's
+blocking rules for a million persons (policies/linkage.yaml; the comparison budget refuses
+the default ones there, which the full relink and the refresh both use) and a bigger machine:
+at 200,000 persons the full relink already adds 4.7 GB to the process. The refresh scores
+new x held pairs, which grow with the held records times the delivery's, so its share of a
+full relink's time does not fall with size; it stays well under 10% while training (on a
+sample of at most ``training.max_records``) is most of the full relink.
 """
 
 from __future__ import annotations
