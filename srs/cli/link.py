@@ -87,6 +87,57 @@ def link_run(
         print_note(note)
 
 
+@app.command("refresh")
+def link_refresh(
+    ctx: typer.Context,
+    report_out: Path = typer.Option(
+        None,
+        help="The steward's change report, CSV of every key change, with a summary beside it "
+        "(default: HOME/steward/key_changes-vN.csv, N the register's new version).",
+    ),
+    threshold: float = typer.Option(None, help=_THRESHOLD_HELP),
+    settings_file: Path = typer.Option(None, "--settings", help=_SETTINGS_HELP),
+) -> None:
+    """Link the records new source versions add or correct into the persons already linked,
+    keeping every person's key (stewards). Splits need a full `srs link run`."""
+    from srs.pipeline.stewardship import PERSON_LOOKUP, refresh_in_vault
+
+    state: CommandContext = ctx.obj
+    deployment = state.require_initialised()
+    settings = _linkage_settings(state.policies.source_dir, settings_file, threshold)
+    with state.registry.sessions() as session:
+        if report_out is None and state.vault.exists(session, PERSON_LOOKUP):
+            version = state.vault.get(session, PERSON_LOOKUP).version + 1
+            report_out = deployment.home / "steward" / f"key_changes-v{version}.csv"
+        result = refresh_in_vault(
+            session,
+            state.vault,
+            actor=state.actor(),
+            settings=settings,
+            report_path=report_out,
+            progress=progress,
+        )
+    if result.lookup_version is None:
+        print_done("Refreshed", "nothing to do: no record was added, corrected or withdrawn")
+        return
+    keys = result.keys
+    print_done(
+        "Refreshed",
+        f"{result.records_added:,} record(s) added, {result.records_changed:,} corrected, "
+        f"{result.records_removed:,} withdrawn in {result.seconds:.1f} s",
+    )
+    console.print(
+        f"  person keys: {keys['kept']:,} kept, {keys['new']:,} new, {keys['merged']:,} merged, "
+        f"{keys['split']:,} split, {keys['withdrawn']:,} withdrawn"
+    )
+    console.print(
+        f"  register stored as {PERSON_LOOKUP}@{result.lookup_version}; change report: "
+        f"{escape(str(result.report_path))}"
+    )
+    for note in result.notes:
+        print_note(note)
+
+
 @app.command("files")
 def link_files(
     tables: list[str] = typer.Argument(

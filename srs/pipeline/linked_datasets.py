@@ -265,10 +265,13 @@ def build_linked_datasets(
 ) -> LinkedDatasets:
     """Build the linked research datasets from typed source extracts and the person lookup."""
     report: dict[str, int] = {}
-    person_of = lookup.assign(
-        person_key=pseudonymiser.series(lookup["cluster_id"].astype(str), "person")
-    )
-    person_of = person_of.set_index(["source", "record_id"])["person_key"]
+    # The key the register issued (srs.pipeline.linkage.person_keys), stable across relinks;
+    # a bare clustering (source, record_id, cluster_id) gets the keys a first link issues.
+    if "person_key" not in lookup.columns:
+        lookup = lookup.assign(
+            person_key=pseudonymiser.series(lookup["cluster_id"].astype(str), "person")
+        )
+    person_of = lookup.set_index(["source", "record_id"])["person_key"].astype("string")
 
     def keyed(source: str, frame: pd.DataFrame, record_column: str) -> pd.Series:
         index = pd.MultiIndex.from_arrays(

@@ -11,7 +11,9 @@ The names below are the package's interface; its modules, lowest first: ``errors
 ``roles`` (mappings), ``cleaning`` (one column's values), ``settings``, ``model`` (Splink's
 comparisons), ``backends`` (DuckDB, Spark), ``blocking``, ``identifiers`` (added
 identifiers), ``standardisation``, ``training``, ``link`` (train, predict, cluster),
-``evaluation`` (against a ground truth) and ``review`` (clerical review).
+``incremental`` (new records scored against the persons held), ``person_keys`` (which key
+each person carries across relinks), ``evaluation`` (against a ground truth) and ``review``
+(clerical review).
 """
 
 from srs.pipeline.linkage.backends import (
@@ -22,8 +24,10 @@ from srs.pipeline.linkage.backends import (
 from srs.pipeline.linkage.errors import LinkageError
 from srs.pipeline.linkage.evaluation import LinkageQuality, evaluate
 from srs.pipeline.linkage.identifiers import identifier_comparisons
+from srs.pipeline.linkage.incremental import refresh_clusters
 from srs.pipeline.linkage.link import LinkageResult, link_tables, run_splink
 from srs.pipeline.linkage.model import splink_settings
+from srs.pipeline.linkage.person_keys import KeyReconciliation, reconcile_person_keys
 from srs.pipeline.linkage.review import clerical_sample
 from srs.pipeline.linkage.roles import (
     IDENTIFIER_METHODS,
@@ -55,6 +59,7 @@ __all__ = [
     "ClericalReviewSpec",
     "ComparisonBudgetSpec",
     "ComparisonSpec",
+    "KeyReconciliation",
     "LinkageError",
     "LinkageQuality",
     "LinkageResult",
@@ -74,6 +79,8 @@ __all__ = [
     "override_settings",
     "read_mapping_file",
     "read_settings_file",
+    "reconcile_person_keys",
+    "refresh_clusters",
     "run_splink",
     "splink_settings",
     "standardise",

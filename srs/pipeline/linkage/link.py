@@ -34,6 +34,9 @@ class LinkageResult:
     records: pd.DataFrame  # the standardised input
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)  # Splink's warnings during the run
+    # The trained Splink model (its settings JSON), for `srs link refresh` to score new
+    # records with; None when no model could be trained (every record a person of its own).
+    model: dict | None = None
 
     @property
     def lookup(self) -> pd.DataFrame:
@@ -146,7 +149,7 @@ def _predict_chunks(linker, records: pd.DataFrame, backend: str) -> tuple[int, i
 _NAME_COMPARISONS = frozenset({"forename", "surname"})
 
 
-def _corroborated(pairs: pd.DataFrame, linker, settings: LinkageSettings) -> pd.Series:  # noqa: ANN001
+def corroborated(pairs: pd.DataFrame, linker, settings: LinkageSettings) -> pd.Series:  # noqa: ANN001
     """Pairs on which a comparison other than the names reaches a strong enough level.
 
     Two records that share only a name, with the date of birth missing on one side and the
@@ -255,7 +258,7 @@ def _run_splink(
     say("clustering")
     pairs_frame = predictions.as_pandas_dataframe()
     linked = pairs_frame["match_probability"] >= settings.match_threshold
-    uncorroborated = linked & ~_corroborated(pairs_frame, linker, settings)
+    uncorroborated = linked & ~corroborated(pairs_frame, linker, settings)
     if uncorroborated.any():
         notes.messages.append(
             f"{int(uncorroborated.sum()):,} pair(s) above the match threshold agree on names "
@@ -283,6 +286,7 @@ def _run_splink(
         records=records,
         seconds=seconds,
         notes=notes.messages,
+        model=linker.misc.save_model_to_json(),
     )
 
 

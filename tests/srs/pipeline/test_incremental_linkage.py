@@ -1,0 +1,429 @@
+"""`srs link refresh` in the vault: a simulated population linked, then a delivery of new,
+corrected and withdrawn records refreshed; person keys stay, a merge keeps the older key."""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from srs.governance.access import AccessDenied
+from srs.governance.deployment import Deployment
+from srs.governance.policy import PolicySet
+from srs.governance.registry import Registry, accounts, open_registry, projects
+from srs.governance.registry.models import AuditEvent
+from srs.pipeline.linkage import evaluate, load_linkage_settings
+from srs.pipeline.offences import load_offences
+from srs.pipeline.simulation import SOURCES, simulate, write_simulation
+from srs.pipeline.stewardship import (
+    KEY_ALIASES,
+    KEY_CHANGES,
+    LINKAGE_MODEL,
+    PERSON_LOOKUP,
+    PipelineError,
+    ingest_into_vault,
+    link_in_vault,
+    publish_linked_datasets,
+    refresh_in_vault,
+)
+from srs.vault.crypto import generate_master_key, write_key_file
+from srs.vault.store import Vault
+
+STEWARD = "steward"
+RECORD_COLUMNS = {
+    s: c
+    for s, c in zip(
+        SOURCES,
+        ["arrest_id", "cps_urn", "mc_case_no", "cc_case_no", "spell_id", "episode_id", "victim_id"],
+        strict=True,
+    )
+}
+# A made-up identity no simulated person has: the planted record links to no one.
+STRANGER = {
+    "defendant_forename": "Zebedee",
+    "defendant_surname": "Quasimodo",
+    "defendant_dob": "03/02/1931",
+    "defendant_postcode": "ZE1 0AA",
+}
+
+
+def deployment(home: Path, policies: PolicySet) -> tuple[Registry, Vault]:
+    (home / "vault").mkdir(mode=0o700, parents=True)
+    place = Deployment.at(home, database_url=f"sqlite:///{home / 'srs.db'}")
+    write_key_file(place.key_file, generate_master_key())
+    registry = open_registry(place.database_url, migrate=True)
+    with registry.sessions() as s:
+        accounts.bootstrap_admin(s, username="admin", full_name="Admin")
+        accounts.add_researcher(
+            s,
+            actor="admin",
+            policies=policies,
+            username=STEWARD,
+            full_name="Steward",
+            roles=["steward"],
+        )
+    return registry, Vault(place, policies)
+
+
+def ingest(session, vault: Vault, tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, table in tables.items():
+        path = folder / f"{source}.csv"
+        table.to_csv(path, index=False)
+        ingest_into_vault(
+            session, vault, actor=STEWARD, source=source, path=path, offences=load_offences()
+        )
+
+
+def read_extracts(folder: Path) -> dict[str, pd.DataFrame]:
+    return {s: pd.read_csv(folder / f"{s}.csv", dtype=str, keep_default_na=False) for s in SOURCES}
+
+
+@dataclass
+class Refreshed:
+    registry: Registry
+    vault: Vault
+    truth: pd.DataFrame
+    before: pd.DataFrame
+    after: pd.DataFrame
+    relinked: pd.DataFrame
+    result: object
+    planted: tuple[str, str]
+    added: set[tuple[str, str]]
+    corrected: set[tuple[str, str]]
+    withdrawn: set[tuple[str, str]]
+    report: Path
+    f1_refresh: float
+    f1_full: float
+
+
+@pytest.fixture(scope="module")
+def refreshed(tmp_path_factory, policies: PolicySet) -> Refreshed:
+    folder = tmp_path_factory.mktemp("incremental")
+    simulation = simulate(700, 5)
+    write_simulation(simulation, folder / "all")
+    every = read_extracts(folder / "all" / "extracts")
+    truth = simulation.ground_truth.astype({"record_id": str})
+    records_of = truth.groupby("person_id").size()
+    rng = np.random.default_rng(3)
+    # The planted merge: a charging record of a person with other records, first delivered
+    # with a stranger's identity (a person of its own), then corrected.
+    cps = every["cps_charging"]
+    person = truth[truth["source"] == "cps_charging"].set_index("record_id")["person_id"]
+    candidates = cps[(cps["pnc_id"] == "") & cps["cps_urn"].map(person).map(records_of).ge(3)][
+        "cps_urn"
+    ]
+    planted = ("cps_charging", candidates.iloc[0])
+    touched_people = {person[planted[1]]}
+    added, withdrawn = set(), set()
+    first, delivery = {}, {}
+    for source in SOURCES:
+        table = every[source]
+        ids = table[RECORD_COLUMNS[source]]
+        draw = rng.random(len(table))
+        back = (draw < 0.03) & (ids != planted[1])
+        gone = (draw > 0.995) & (ids != planted[1])
+        added |= {(source, i) for i in ids[back]}
+        withdrawn |= {(source, i) for i in ids[gone]}
+        first[source] = table[~back].copy()
+        delivery[source] = table[~gone].copy()
+    at = first["cps_charging"]["cps_urn"] == planted[1]
+    for column, value in STRANGER.items():
+        first["cps_charging"].loc[at, column] = value
+    corrected = {planted}
+    for key in added | withdrawn:
+        touched_people.add(truth.set_index(["source", "record_id"]).loc[key, "person_id"])
+    registry, vault = deployment(folder / "home", policies)
+    settings = load_linkage_settings()
+    with registry.sessions() as s:
+        ingest(s, vault, first, folder / "first")
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        before = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+        ingest(s, vault, delivery, folder / "delivery")
+        report = folder / "home" / "steward" / "changes.csv"
+        result = refresh_in_vault(s, vault, actor=STEWARD, settings=settings, report_path=report)
+        after = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+        present = truth.merge(after[["source", "record_id"]], on=["source", "record_id"])
+        f1_refresh = evaluate(after, present).f1
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        relinked = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+        f1_full = evaluate(relinked, present).f1
+    return Refreshed(
+        registry,
+        vault,
+        truth[~truth["person_id"].isin(touched_people)],
+        before,
+        after,
+        relinked,
+        result,
+        planted,
+        added,
+        corrected,
+        withdrawn,
+        report,
+        f1_refresh,
+        f1_full,
+    )
+
+
+def keys_by_record(register: pd.DataFrame) -> pd.Series:
+    return register.set_index(["source", "record_id"])["person_key"]
+
+
+def test_unchanged_persons_keep_their_keys(refreshed: Refreshed) -> None:
+    unchanged = refreshed.truth.set_index(["source", "record_id"]).index
+    before = keys_by_record(refreshed.before).reindex(unchanged)
+    after = keys_by_record(refreshed.after).reindex(unchanged)
+    assert before.notna().all() and len(before) > 1000
+    assert (before == after).all()
+
+
+def test_a_full_relink_after_a_refresh_keeps_unchanged_persons_keys(refreshed: Refreshed) -> None:
+    unchanged = refreshed.truth.set_index(["source", "record_id"]).index
+    before = keys_by_record(refreshed.before).reindex(unchanged)
+    relinked = keys_by_record(refreshed.relinked).reindex(unchanged)
+    # A full relink may split a wrongly merged person; every other unchanged key stays.
+    assert (before == relinked).mean() > 0.999
+
+
+def test_the_delivery_is_counted(refreshed: Refreshed) -> None:
+    result = refreshed.result
+    assert result.records_added == len(refreshed.added)
+    assert result.records_removed == len(refreshed.withdrawn)
+    assert result.records_changed == len(refreshed.corrected)
+    withdrawn = set(zip(refreshed.after["source"], refreshed.after["record_id"], strict=True))
+    assert not withdrawn & refreshed.withdrawn
+
+
+def test_a_planted_merge_keeps_the_older_key_and_records_an_alias(refreshed: Refreshed) -> None:
+    before = keys_by_record(refreshed.before)
+    serial = refreshed.before.drop_duplicates("person_key").set_index("person_key")["key_serial"]
+    # Under the stranger's identity the planted record was a person of its own.
+    stranger_key = before[refreshed.planted]
+    assert (refreshed.before["person_key"] == stranger_key).sum() == 1
+    # Corrected, it joined its person's records, which had another key.
+    own_key = keys_by_record(refreshed.after)[refreshed.planted]
+    siblings = refreshed.after[refreshed.after["person_key"] == own_key]
+    held = before.reindex(list(zip(siblings["source"], siblings["record_id"], strict=True)))
+    person_keys = set(held.dropna())
+    assert len(person_keys) == 2 and stranger_key in person_keys
+    older = min(person_keys, key=lambda k: serial[k])
+    younger = max(person_keys, key=lambda k: serial[k])
+    assert own_key == older
+    assert younger not in set(refreshed.after["person_key"])
+    with refreshed.registry.sessions() as s:
+        aliases = refreshed.vault.read_steward_zone(s, KEY_ALIASES, actor=STEWARD)
+        # Researchers may be granted it: pseudonymous, classified as the linked datasets are.
+        grant_key_changes(s, refreshed.vault.policies)
+        changes = refreshed.vault.read(s, KEY_CHANGES, actor="ana", project="P-KEYS")
+        published = refreshed.vault.get(s, KEY_CHANGES)
+    alias = aliases[aliases["retired_key"] == younger].iloc[0]
+    assert (alias["surviving_key"], alias["change"]) == (older, "merged")
+    row = changes[changes["retired_person_key"] == younger].iloc[0]
+    assert (row["surviving_person_key"], row["change"]) == (older, "merged")
+    assert row["lookup_version"] == refreshed.result.lookup_version
+    assert published.classification == "confidential"
+    assert set(changes.columns) == {
+        "retired_person_key",
+        "surviving_person_key",
+        "change",
+        "lookup_version",
+        "changed_on",
+    }
+    kinds = {e["name"]: e["classification"] for e in published.data_dictionary}
+    assert kinds["retired_person_key"] == kinds["surviving_person_key"] == "pseudonym"
+
+
+def grant_key_changes(session, policies: PolicySet) -> None:
+    accounts.add_researcher(
+        session,
+        actor="admin",
+        policies=policies,
+        username="ana",
+        full_name="Ana",
+        roles=["researcher"],
+        accreditation_number="AR-1",
+        training_date=date.today() - timedelta(days=1),
+    )
+    projects.create_project(
+        session,
+        actor="admin",
+        policies=policies,
+        code="P-KEYS",
+        title="Reoffending over deliveries",
+        purpose="p",
+        legal_basis="DEA",
+        start_date=date.today() - timedelta(days=1),
+        end_date=date.today() + timedelta(days=30),
+        approved_classification="confidential",
+    )
+    projects.add_member(session, actor="admin", policies=policies, code="P-KEYS", username="ana")
+    projects.grant_dataset(
+        session, actor=STEWARD, policies=policies, code="P-KEYS", dataset_name=KEY_CHANGES
+    )
+
+
+def test_refresh_f1_is_close_to_a_full_relinks(refreshed: Refreshed) -> None:
+    assert refreshed.f1_refresh > 0.97
+    assert abs(refreshed.f1_full - refreshed.f1_refresh) <= 0.01
+
+
+def test_the_change_report_and_audit(refreshed: Refreshed) -> None:
+    report = pd.read_csv(refreshed.report)
+    assert "merged" in set(report["change"])
+    assert stat.S_IMODE(refreshed.report.stat().st_mode) == 0o600
+    summary = refreshed.report.with_name("changes.summary.txt").read_text()
+    for figure in ("kept", "new", "merged", "split", "retired", "records_added", "seconds"):
+        assert f"{figure}: " in summary
+    with refreshed.registry.sessions() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "linkage.refresh")).all()
+        lookup = refreshed.vault.get(s, PERSON_LOOKUP, refreshed.result.lookup_version)
+    assert len(events) == 1
+    assert json.loads(events[0].details)["records_added"] == len(refreshed.added)
+    assert sorted(lookup.lineage["derived_from"]) == sorted(f"source/{s}@2" for s in SOURCES)
+
+
+def test_linked_datasets_carry_the_registers_keys(refreshed: Refreshed) -> None:
+    with refreshed.registry.sessions() as s:
+        linked = publish_linked_datasets(
+            s, refreshed.vault, actor=STEWARD, offences=load_offences()
+        )
+        register = refreshed.vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+    assert set(linked.tables["linked/persons"]["person_key"]) == set(register["person_key"])
+
+
+def test_a_refresh_with_nothing_new_stores_nothing(refreshed: Refreshed) -> None:
+    settings = load_linkage_settings()
+    with refreshed.registry.sessions() as s:
+        version = refreshed.vault.get(s, PERSON_LOOKUP).version
+        same_versions = refresh_in_vault(s, refreshed.vault, actor=STEWARD, settings=settings)
+        # The same file delivered again: a new version, and no record in it differs.
+        delivered = refreshed.report.parents[2] / "delivery" / "victims.csv"
+        ingest_into_vault(
+            s,
+            refreshed.vault,
+            actor=STEWARD,
+            source="victims",
+            path=delivered,
+            offences=load_offences(),
+        )
+        same_records = refresh_in_vault(s, refreshed.vault, actor=STEWARD, settings=settings)
+        assert refreshed.vault.get(s, PERSON_LOOKUP).version == version
+    for again in (same_versions, same_records):
+        assert again.lookup_version is None and again.records_added == 0
+    assert "no source has a version newer" in same_versions.notes[0]
+    assert "no record was added, corrected or withdrawn" in same_records.notes[-1]
+
+
+def test_refresh_before_any_link_is_refused(tmp_path: Path, policies: PolicySet) -> None:
+    simulation = simulate(60, 2)
+    write_simulation(simulation, tmp_path / "sim")
+    registry, vault = deployment(tmp_path / "home", policies)
+    with registry.sessions() as s:
+        ingest(s, vault, read_extracts(tmp_path / "sim" / "extracts"), tmp_path / "in")
+        with pytest.raises(PipelineError, match=r"run `srs link run` first"):
+            refresh_in_vault(s, vault, actor=STEWARD, settings=load_linkage_settings())
+
+
+def test_a_hand_edited_model_is_refused(tmp_path: Path, policies: PolicySet) -> None:
+    simulation = simulate(60, 2)
+    write_simulation(simulation, tmp_path / "sim")
+    registry, vault = deployment(tmp_path / "home", policies)
+    with registry.sessions() as s:
+        ingest(s, vault, read_extracts(tmp_path / "sim" / "extracts"), tmp_path / "in")
+        link_in_vault(s, vault, actor=STEWARD, settings=load_linkage_settings())
+        vault.store(s, LINKAGE_MODEL, pd.DataFrame({"model_json": ["{not json"]}), actor=STEWARD)
+        with pytest.raises(PipelineError, match="no readable model"):
+            refresh_in_vault(s, vault, actor=STEWARD, settings=load_linkage_settings())
+
+
+def test_a_researcher_cannot_refresh(tmp_path: Path, policies: PolicySet) -> None:
+    simulation = simulate(60, 2)
+    write_simulation(simulation, tmp_path / "sim")
+    registry, vault = deployment(tmp_path / "home", policies)
+    with registry.sessions() as s:
+        accounts.add_researcher(
+            s,
+            actor="admin",
+            policies=policies,
+            username="ana",
+            full_name="Ana",
+            roles=["researcher"],
+            accreditation_number="AR-1",
+            training_date=date.today() - timedelta(days=1),
+        )
+        ingest(s, vault, read_extracts(tmp_path / "sim" / "extracts"), tmp_path / "in")
+        link_in_vault(s, vault, actor=STEWARD, settings=load_linkage_settings())
+        with pytest.raises(AccessDenied):
+            refresh_in_vault(s, vault, actor="ana", settings=load_linkage_settings())
+
+
+def test_a_person_whose_new_record_now_names_the_cluster_keeps_the_key(
+    refreshed: Refreshed,
+) -> None:
+    # The key is not the HMAC of the cluster's name: a person joined by a delivered record that
+    # sorts first (and so names the cluster now) keeps the key issued before.
+    both = refreshed.before.merge(
+        refreshed.after, on=["source", "record_id"], suffixes=("_before", "_after")
+    )
+    renamed = both[both["cluster_id_before"] != both["cluster_id_after"]]
+    renamed = renamed[
+        renamed["person_key_before"] != keys_by_record(refreshed.before)[refreshed.planted]
+    ]
+    assert len(renamed) > 0
+    moved = renamed["person_key_before"] != renamed["person_key_after"]
+    # Only the planted merge changes a key here.
+    assert set(renamed.loc[moved, "person_key_after"]) <= {
+        keys_by_record(refreshed.after)[refreshed.planted]
+    }
+
+
+def test_a_register_from_before_refreshes_keeps_its_keys(
+    tmp_path: Path, policies: PolicySet
+) -> None:
+    simulation = simulate(80, 6)
+    write_simulation(simulation, tmp_path / "sim")
+    registry, vault = deployment(tmp_path / "home", policies)
+    settings = load_linkage_settings()
+    with registry.sessions() as s:
+        ingest(s, vault, read_extracts(tmp_path / "sim" / "extracts"), tmp_path / "in")
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        # What `srs link run` stored before this release: the HMAC of the cluster's name.
+        old = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)[
+            ["source", "record_id", "cluster_id", "person_key"]
+        ]
+        vault.store(s, PERSON_LOOKUP, old, actor=STEWARD)
+        with pytest.raises(PipelineError, match="run `srs link run` once"):
+            refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        new = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+    assert keys_by_record(new).equals(keys_by_record(old).reindex(keys_by_record(new).index))
+    assert {"key_serial", "identifier_hash"} <= set(new.columns)
+
+
+def test_refresh_clusters_refuses_records_and_clusters_of_different_links() -> None:
+    from srs.pipeline.linkage import LinkageError, refresh_clusters
+
+    held = pd.DataFrame(
+        {"unique_id": ["a:1", "a:2"], "source_dataset": "a", "record_id": ["1", "2"]}
+    )
+    clusters = pd.DataFrame({"unique_id": ["a:1"], "cluster_id": ["a:1"]})
+    none = held.iloc[:0]
+    with pytest.raises(LinkageError, match="no cluster"):
+        refresh_clusters(held, clusters, {}, none, [], load_linkage_settings())
+    twice = pd.concat([held.iloc[:1], held.iloc[:1]])
+    with pytest.raises(LinkageError, match="twice"):
+        refresh_clusters(held, clusters, {}, twice, [], load_linkage_settings())
+    with pytest.raises(LinkageError, match="lack column"):
+        refresh_clusters(held, clusters, {}, held[["unique_id"]], [], load_linkage_settings())
+    # Nothing new and one record withdrawn: the rest keep their clusters.
+    both = pd.DataFrame({"unique_id": ["a:1", "a:2"], "cluster_id": ["a:1", "a:1"]})
+    kept = refresh_clusters(held, both, {}, none, ["a:1"], load_linkage_settings())
+    assert kept[["unique_id", "cluster_id"]].values.tolist() == [["a:2", "a:2"]]
