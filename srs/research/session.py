@@ -266,7 +266,7 @@ class ResearchSession(SessionSurface):
         use_field_bound(registry.sessions, policies.access.audit_field_max_chars)
         self._vault = vault
         self._dictionaries: dict[str, list[dict[str, Any]]] = {}
-        # The dataset versions read so far ({name, version, content_hash}), in reading order.
+        # The dataset versions read so far ({name, version, content_hash}), by name and version.
         self._datasets_read: list[dict[str, Any]] = []
         self.last_output: OutputSummary | None = None
         self.dp = DifferentialPrivacy(self)

@@ -9,7 +9,10 @@ from session_fixtures import small_deployment
 from typer.testing import CliRunner
 from version_fixtures import shred, store_second_version
 
+from registry_fixtures import PROJECT
+from srs import session as srs_session
 from srs.cli import app
+from srs.governance.deployment import Deployment
 
 runner = CliRunner()
 
@@ -78,3 +81,17 @@ def test_version_shows_that_version_alone(home) -> None:
     missing = srs(folder, "dataset", "show", "linked/journeys", "--version", "5")
     assert missing.exit_code == 2
     assert "holds no version 5 of dataset 'linked/journeys'" in missing.output
+
+
+def test_a_checker_sees_the_versions_an_output_used(home, policies) -> None:
+    folder, _ = home
+    with srs_session(
+        user="ana", project=PROJECT, deployment=Deployment.at(folder), policies=policies
+    ) as ana:
+        ana.crosstab(ana.dataset("linked/journeys", version=1), "sex")
+        request_id = ana.submit("People by sex, first delivery")
+    shown = runner.invoke(
+        app, ["--home", str(folder), "--as", "cho", "outputs", "show", str(request_id)]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "data used: linked/journeys@1 (sha256:" in shown.output

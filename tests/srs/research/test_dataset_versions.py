@@ -16,6 +16,7 @@ from sqlalchemy import select
 from version_fixtures import CHANGES, NEWER_ROWS, shred, store_second_version, use_of
 from workflow_fixtures import SECOND_CHECKER, add_checker
 
+import srs
 from output_checking.outputs import OutputError, record_output
 from output_checking.release import (
     check_release_against_audit,
@@ -282,3 +283,23 @@ def test_a_notebook_run_records_the_versions_its_kernel_read(two_versions, polic
             select(AuditEvent).where(AuditEvent.action == "notebook.run")
         ).scalars()
     assert json.loads(event.details)["datasets_used"] == ["linked/journeys@1"]
+
+
+def test_on_synthetic_data_the_replica_versions_are_listed_and_recorded(lab, policies) -> None:
+    deployment, registry = lab
+    with registry.sessions() as db:
+        for seed in (11, 12):
+            Vault(deployment, policies).store(
+                db, "synthetic/journeys", journeys(seed=seed), actor="steward"
+            )
+    with srs.session(
+        user="ana", project=PROJECT, deployment=deployment, policies=policies, source="synthetic"
+    ) as on_replica:
+        assert [v.version for v in on_replica.versions("linked/journeys")] == [1, 2]
+        assert {v.name for v in on_replica.versions("linked/journeys")} == {"synthetic/journeys"}
+        older = on_replica.dataset("linked/journeys", version=1)
+        pd.testing.assert_frame_equal(older, journeys(seed=11))
+        table = on_replica.crosstab(older, "sex")
+    assert output(registry, table.attrs["srs_output_id"]).datasets_used == [
+        use_of(registry, "synthetic/journeys", 1)
+    ]
