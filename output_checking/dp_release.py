@@ -33,7 +33,13 @@ from sqlalchemy.orm import Session
 from disclosure import dp
 from disclosure.dp.selection import refuse_frame
 from disclosure.file_gate import identifier_columns
-from output_checking.outputs import OutputError, file_gate_rules, file_stem, record_output
+from output_checking.outputs import (
+    OutputError,
+    combined_uses,
+    file_gate_rules,
+    file_stem,
+    record_output,
+)
 from srs.governance.budget import SpendReceipt, check_query_rho, confirm_spend, debit
 from srs.governance.policy import PolicySet
 from srs.governance.registry.models import Output
@@ -55,6 +61,13 @@ class HeldData:
     unit: str
     # The name the policy knows it by (a replica stands for its linked dataset).
     policy_name: str
+    # The content hash of the version read, as the catalogue holds it.
+    content_hash: str = ""
+
+    @property
+    def use(self) -> dict[str, Any]:
+        """The version read, as an output records the dataset versions it was made from."""
+        return {"name": self.dataset, "version": self.version, "content_hash": self.content_hash}
 
     def rows(self, columns: list[str]) -> pl.LazyFrame:
         """The selected rows, with ``columns`` (and those the selection reads) as Polars."""
@@ -139,6 +152,7 @@ def read_held_data(
         selection=selection,
         unit=unit,
         policy_name=name,
+        content_hash=read.content_hash,
     )
 
 
@@ -197,6 +211,7 @@ def _record_dp_output(
     context: str,
     files: dict[str, bytes],
     rules: Any,
+    datasets_used: list[dict[str, Any]],
 ) -> Output:
     """Record a released DP result as a ``dp_result`` output naming its spend, the dataset and
     version it read and the query (statistic, columns, groups, selection), and commit."""
@@ -225,6 +240,7 @@ def _record_dp_output(
         budget_spend_id=receipt.spend_id,
         files=files,
         file_rules=rules,
+        datasets_used=datasets_used,
     )
     session.commit()
     return output
@@ -327,6 +343,7 @@ def release_dp(
     name: str | None = None,
     context: str = "",
     synthetic: bool = False,
+    datasets_used: list[dict[str, Any]] | None = None,
 ) -> DPOutput:
     """Read ``dataset`` for ``researcher`` in ``project_code`` (granted to that project, newest
     version unless ``version``), choose its rows by ``where`` and ``derive``, spend from the
@@ -338,7 +355,8 @@ def release_dp(
     selection, ``DPQueryError`` for a malformed query and ``OutputError`` for a result the file
     gate would stop (nothing spent for any of them), ``BudgetExhausted`` when the budget cannot
     cover the query (nothing spent, nothing released) and ``SpendNotConfirmed`` when the ledger
-    does not confirm the spend just before release (nothing released).
+    does not confirm the spend just before release (nothing released). The output records
+    the version read with ``datasets_used`` (the other versions its session had read).
     """
     _check_spend_arguments(rho, accuracy, policies)
     held = read_held_data(
@@ -391,6 +409,7 @@ def release_dp(
         context=context,
         files=dp_files(file_stem(output_name), result, read),
         rules=file_gate_rules(policies),
+        datasets_used=combined_uses(datasets_used, [held.use]),
     )
     return DPOutput(result=result, receipt=receipt, output_id=output.id)
 
@@ -426,6 +445,7 @@ def release_dp_replica(
     name: str | None = None,
     context: str = "",
     synthetic: bool = False,
+    datasets_used: list[dict[str, Any]] | None = None,
 ) -> DPReplicaOutput:
     """Read ``dataset`` as ``release_dp`` does (granted to the project, its rows chosen by
     ``where`` and ``derive``), synthesise a DP replica of ``columns`` with OpenDP's MST or AIM,
@@ -435,7 +455,7 @@ def release_dp_replica(
     Everything that can be refused is refused before the debit: bad columns, algorithm or rho
     (``DPReplicaError``, ``SpendRefused``), more rows than a table may have leaving the
     environment or identifier columns (``OutputError``), a budget that cannot cover it
-    (``BudgetExhausted``).
+    (``BudgetExhausted``). The output records the version read as ``release_dp``'s does.
     """
     from synthetic.dp_synthesis import DEFAULT_BINS, dp_replica
 
@@ -522,6 +542,7 @@ def release_dp_replica(
             f"{stem}.json": json.dumps(content, indent=2).encode("utf-8"),
         },
         rules=rules,
+        datasets_used=combined_uses(datasets_used, [held.use]),
     )
     return DPReplicaOutput(
         data=frame, description=replica.description, receipt=receipt, output_id=output.id

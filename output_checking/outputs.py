@@ -26,7 +26,7 @@ from srs.errors import SRSError
 from srs.governance.access import authorise
 from srs.governance.audit import canonical_details, field_bound, record_event
 from srs.governance.policy import PolicySet
-from srs.governance.registry.models import Output, OutputComment, OutputFile, Project
+from srs.governance.registry.models import Dataset, Output, OutputComment, OutputFile, Project
 from srs.governance.registry.projects import project_records
 
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
@@ -36,6 +36,8 @@ REMOVED = "removed"
 # Where an output may be edited by its author: before submission, or when changes were asked.
 EDITABLE = ("draft", "changes_requested")
 COMMENT_VISIBILITY = ("checkers", "researcher")
+# What an output records of each dataset version it was made from.
+DATASET_USE_FIELDS = ("name", "version", "content_hash")
 
 
 class OutputError(SRSError):
@@ -51,6 +53,67 @@ def file_stem(name: str) -> str:
     """
     stem = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:80].strip("-._")
     return stem or "output"
+
+
+def dataset_use(dataset: Dataset) -> dict[str, Any]:
+    """What an output records of a dataset version it was made from: name, version, hash."""
+    return {"name": dataset.name, "version": dataset.version, "content_hash": dataset.content_hash}
+
+
+def combined_uses(*groups: Any) -> list[dict[str, Any]]:
+    """The dataset versions of ``groups`` (lists of ``dataset_use`` records), each once, by name
+    then version: what an output made after all those reads records.
+
+    >>> use = {"name": "linked/journeys", "version": 2, "content_hash": "ab"}
+    >>> combined_uses([use], [use, {**use, "version": 1}])[0]["version"]
+    1
+    """
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for group in groups:
+        for use in checked_uses(group):
+            found.setdefault((use["name"], use["version"]), use)
+    return [found[key] for key in sorted(found)]
+
+
+def checked_uses(value: Any) -> list[dict[str, Any]]:
+    """``value`` as a list of dataset-use records (``dataset_use``), or ``OutputError`` saying
+    what is wrong with it: the environment writes them, so a malformed one is a fault."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise OutputError(
+            f"datasets_used must be a list of {{name, version, content_hash}}, not "
+            f"{type(value).__name__}"
+        )
+    uses = []
+    for use in value:
+        if (
+            not isinstance(use, dict)
+            or set(use) != set(DATASET_USE_FIELDS)
+            or not isinstance(use["name"], str)
+            or isinstance(use["version"], bool)
+            or not isinstance(use["version"], int)
+            or not isinstance(use["content_hash"], str)
+        ):
+            raise OutputError(
+                f"a dataset use is {{name: text, version: whole number, content_hash: text}}, "
+                f"not {use!r}"[:300]
+            )
+        uses.append({field: use[field] for field in DATASET_USE_FIELDS})
+    return uses
+
+
+def describe_uses(uses: Any) -> str:
+    """Dataset versions as a checker reads them: ``linked/journeys@3 (sha256 1f2e3d4c5b6a...)``.
+
+    >>> describe_uses([{"name": "linked/journeys", "version": 3, "content_hash": "sha256:1f2e"}])
+    'linked/journeys@3 (sha256:1f2e)'
+    """
+    described = [
+        f"{use['name']}@{use['version']} ({str(use['content_hash'])[:23]})"
+        for use in checked_uses(uses)
+    ]
+    return ", ".join(described) or "none recorded"
 
 
 def file_gate_rules(policies: PolicySet) -> FileGateRules:
@@ -111,12 +174,16 @@ def record_output(
     budget_spend_id: int | None = None,
     files: dict[str, bytes] | None = None,
     file_rules: FileGateRules | None = None,
+    datasets_used: list[dict[str, Any]] | None = None,
 ) -> Output:
     """Add a draft output in the caller's transaction, audited; the caller commits.
 
     ``files`` maps file names to the exact bytes a release would carry; with ``file_rules``
     each is checked by the file gate first and a file that may not leave raises ``OutputError``.
+    ``datasets_used`` are the dataset versions the session had read (``dataset_use`` records),
+    as the environment recorded them.
     """
+    datasets_used = combined_uses(datasets_used)
     if kind not in OUTPUT_KINDS:
         raise OutputError(f"output kind {kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
     if (kind == "dp_result") != (budget_spend_id is not None):
@@ -167,6 +234,7 @@ def record_output(
         context=context,
         controls=controls,
         checksum=content_checksum(content),
+        datasets_used=datasets_used,
         files=[
             OutputFile(
                 name=file_name,
@@ -191,9 +259,11 @@ def record_output(
         "file_count": len(recorded),
         "files_sha256": files_digest(recorded),
         "files": recorded,
+        "datasets_used": [f"{use['name']}@{use['version']}" for use in datasets_used],
     }
-    if len(canonical_details(details)) > field_bound(session):
-        del details["files"]
+    for longest in ("files", "datasets_used"):
+        if len(canonical_details(details)) > field_bound(session):
+            del details[longest]
     record_event(
         session,
         actor=author,
@@ -401,7 +471,11 @@ def acro_record(output: Output, files: list[str]) -> dict[str, Any]:
         {
             "status": {"ok": "pass", "review": "review", "fail": "fail"}.get(worst, "review"),
             "type": output.kind if output.kind != "dp_result" else "custom",
-            "properties": {**record.get("properties", {}), "name": output.name},
+            "properties": {
+                **record.get("properties", {}),
+                "name": output.name,
+                "datasets_used": list(output.datasets_used or []),
+            },
             "timestamp": output.created_at.isoformat(),
             "comments": [text for text in (output.context, output.controls) if text],
             "exception": output.exception_justification or "",

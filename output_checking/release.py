@@ -286,6 +286,8 @@ def create_release(
             "checks": [
                 {k: c.get(k) for k in ("check", "status", "message")} for c in output.checks
             ],
+            # The dataset versions the output was made from, as the environment recorded them.
+            "datasets_used": list(output.datasets_used or []),
             "approvals": [a.to_dict() for a in found.approvals],
             "audit": found.to_dict(),
             "files": paths,

@@ -16,7 +16,8 @@ release relies only on events, for each output it carries:
   (and whether one recorded a differencing override, which the release's differencing needs);
 - what each of those reviewers approved: every approve event's digest of the reviewed fields
   (``workflow.reviewed_fields``: kind, name, author, context, controls, exception
-  justification, DP flag and spend, content and files digests, the checks but differencing),
+  justification, DP flag and spend, content and files digests, the checks but differencing,
+  the dataset versions it was made from),
   which the registry's rows must still give, so nothing shown in the manifest changed since;
 - the chain from the oldest of those events to the head, verified.
 

@@ -23,14 +23,20 @@ _ROW_FIELDS = (
     "differentially_private",
     "budget_spend_id",
 )
-REVIEWED_FIELDS = (*_ROW_FIELDS, "content_sha256", "files_sha256", "checks")
+# The dataset versions an output was made from are reviewed too, when it records any: a vote
+# cast before outputs recorded them (none) keeps its digest.
+DATASETS_USED = "datasets_used"
+REVIEWED_FIELDS = (*_ROW_FIELDS, "content_sha256", "files_sha256", "checks", DATASETS_USED)
 
 
 def reviewed_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     """The reviewed fields of an output record (``output_record``, or a manifest's record with
     its ``files_sha256``). Of the checks, each one's check, status and message, except the
-    differencing check's, which re-runs as the project releases more."""
+    differencing check's, which re-runs as the project releases more. ``datasets_used`` is
+    left out when empty, so what an approval before it existed fixed still gives its digest."""
     fields = {name: record.get(name) for name in REVIEWED_FIELDS}
+    if not fields[DATASETS_USED]:
+        del fields[DATASETS_USED]
     fields["checks"] = [
         {key: check.get(key) for key in ("check", "status", "message")}
         for check in record.get("checks") or []
@@ -53,6 +59,7 @@ def output_record(output: Output) -> dict[str, Any]:
             "content_sha256": content_checksum(output.content),
             "files_sha256": files_digest(registry_files(output)),
             "checks": output.checks,
+            DATASETS_USED: output.datasets_used,
         }
     )
 
@@ -73,4 +80,8 @@ def changed_fields(fields: Mapping[str, Any], recorded: Any) -> list[str]:
     if not isinstance(recorded, dict):
         return []
     now = field_digests(fields)
-    return [name for name in REVIEWED_FIELDS if recorded.get(name) != now.get(name)]
+    return [
+        name
+        for name in REVIEWED_FIELDS
+        if recorded.get(name) != now.get(name) and (name in recorded or name in now)
+    ]

@@ -83,6 +83,8 @@ def outputs_show(
 
 
 def _print_output(item, policies: PolicySet) -> None:
+    from output_checking.outputs import describe_uses
+
     output = item.output
     console.print(
         f"\n[bold]Output #{output.id}[/] {escape(output.name)} ({output.kind}"
@@ -94,6 +96,7 @@ def _print_output(item, policies: PolicySet) -> None:
         console.print(f"  controls: {escape(output.controls)}")
     if output.exception_justification:
         console.print(f"  [yellow]exception requested:[/] {escape(output.exception_justification)}")
+    console.print(f"  data used: {escape(describe_uses(output.datasets_used))}")
     colours = {"ok": "green", "review": "yellow", "fail": "red"}
     for check in output.checks or []:
         colour = colours.get(check.get("status"), "white")

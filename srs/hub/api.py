@@ -20,7 +20,9 @@ was issued to, so a token copied out of a kernel opens nothing from another acco
 Every request carries ``Authorization: Bearer <session token>``; the token is resolved and the
 person re-authorised for the project on each call (``srs.hub.tokens``), and the call runs on one
 real ``ResearchSession`` per token, so the access decisions, disclosure checks and audit events
-are the session's own. Only the methods of the session's surface (``srs.research.surface``:
+are the session's own; so are the dataset versions each output records (``datasets_used``):
+the versions this process read for the token's session, never anything the request says. Only
+the methods of the session's surface (``srs.research.surface``:
 ``SESSION_METHODS`` and ``DP_METHODS``) can be called, their arguments bound to its signatures;
 a model's formula is checked first (patsy evaluates formulas as Python, and this process holds
 the vault's key); a custom output arrives as the file's bytes, never as a path here. A DP

@@ -64,6 +64,7 @@ REMOTE_ERRORS = {
     "WireError": "srs.hub.wire",
     "RequestTooLarge": "srs.hub.wire",
     "VaultError": "srs.vault.store",
+    "VaultShredded": "srs.vault.store",
     "VaultKeyError": "srs.vault.crypto",
     "VaultIntegrityError": "srs.vault.crypto",
     "DatabaseError": "srs.governance.registry.database",

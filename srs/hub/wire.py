@@ -98,6 +98,7 @@ ARGUMENT_TYPES = {
 RESULT_TYPES = {
     **ARGUMENT_TYPES,
     "srs.research.values.RequestStatus": ("srs.research.values", "RequestStatus"),
+    "srs.research.versions.DatasetVersion": ("srs.research.versions", "DatasetVersion"),
     "srs.governance.budget.BudgetState": ("srs.governance.budget", "BudgetState"),
     "disclosure.dp.results.DPPreview": ("disclosure.dp.results", "DPPreview"),
     "disclosure.dp.results.NoiseLine": ("disclosure.dp.results", "NoiseLine"),

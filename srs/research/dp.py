@@ -100,9 +100,12 @@ class DifferentialPrivacy(DPSurface):
                 accuracy=accuracy,
                 name=name,
                 context=session._context(context),
+                datasets_used=session._datasets_read,
                 **reading,
             )
-            summary = OutputSummary.of(get_output(db, released.output_id))
+            output = get_output(db, released.output_id)
+            session._note_reads(output.datasets_used)
+            summary = OutputSummary.of(output)
         session.last_output = summary
         table = released.result.table.copy()
         table.attrs["srs_dp"] = _spend_attrs(released.receipt, notes=list(released.result.notes))
@@ -170,9 +173,12 @@ class DifferentialPrivacy(DPSurface):
                 seed=seed,
                 name=name,
                 context=session._context(context),
+                datasets_used=session._datasets_read,
                 **reading,
             )
-            summary = OutputSummary.of(get_output(db, released.output_id))
+            output = get_output(db, released.output_id)
+            session._note_reads(output.datasets_used)
+            summary = OutputSummary.of(output)
         session.last_output = summary
         table = released.data
         table.attrs["srs_dp"] = _spend_attrs(released.receipt, algorithm=algorithm)

@@ -6,11 +6,16 @@ so no system-wide kernel is needed), with ``SRS_HOME``, ``SRS_USER`` and ``SRS_P
 the kernel and the parameter ``source``; its ``srs.session(source=source)`` then works in the
 project as the person running it. The executed notebook is saved even when a cell fails. What the
 run recorded (outputs, release requests) is read back from the registry, not from the
-notebook's text, and the run is audited (``notebook.run``).
+notebook's text, and the run is audited (``notebook.run``). The run also records the dataset
+versions its kernel read (``datasets_used``: name, version, content hash), from the
+environment's own record of the reads it served (the ``vault.read`` events of the person in the
+project while the notebook ran), never from the notebook.
 
 >>> run = run_notebook(deployment, policies, notebook=Path("notebooks/remand.ipynb"),
 ...                    source="vault", user="ana", project="P001")       # doctest: +SKIP
 >>> run.outputs, run.request_ids, run.executed                           # doctest: +SKIP
+>>> [f"{use['name']}@{use['version']}" for use in run.datasets_used]     # doctest: +SKIP
+['linked/journeys@3']
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from typing import Any
 from sqlalchemy import func, select
 
 import srs
+from output_checking.outputs import combined_uses, dataset_use
 from srs.errors import SRSError
-from srs.governance.audit import record_event
+from srs.governance.access import stored_dataset
+from srs.governance.audit import event_details, record_event
 from srs.governance.deployment import DATABASE_URL_ENV, HOME_ENV, Deployment
 from srs.governance.policy import PolicySet
 from srs.governance.registry import open_registry
-from srs.governance.registry.models import Output, Project, ReleaseRequest
+from srs.governance.registry.models import AuditEvent, Output, Project, ReleaseRequest
 from srs.research.session import PROJECT_ENV, USER_ENV, open_session
 from srs.research.surface import API_URL_ENV, SYNTHETIC, VAULT
 from srs.research.values import OutputSummary
@@ -66,6 +73,8 @@ class NotebookRun:
     outputs: list[OutputSummary] = field(default_factory=list)
     request_ids: list[int] = field(default_factory=list)
     error: str | None = None
+    # The dataset versions the run read ({name, version, content_hash}), by name and version.
+    datasets_used: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -184,6 +193,38 @@ def _latest_ids(db, project: str, user: str) -> tuple[int, int]:
     return latest(Output), latest(ReleaseRequest)
 
 
+def last_audit_seq(db) -> int:
+    """The sequence number of the newest audit event (0 for an empty log)."""
+    return db.execute(select(func.max(AuditEvent.seq))).scalar() or 0
+
+
+def datasets_read(db, *, user: str, project: str, after_seq: int) -> list[dict[str, Any]]:
+    """The dataset versions ``user`` read in ``project`` (and synthetic replicas they read) after
+    audit event ``after_seq``, as outputs record them, from the vault's own ``vault.read``
+    events: what a run read, whatever its notebook says. A read of the same person in the same
+    project elsewhere in those minutes (another notebook) is counted too: it may have been."""
+    events = db.execute(
+        select(AuditEvent)
+        .where(
+            AuditEvent.seq > after_seq,
+            AuditEvent.action == "vault.read",
+            AuditEvent.actor == user,
+            AuditEvent.outcome == "ok",
+        )
+        .order_by(AuditEvent.seq)
+    ).scalars()
+    uses = []
+    for event in events:
+        details = event_details(event) or {}
+        if details.get("project") != project and details.get("open") is not True:
+            continue
+        name, _, version = event.target.rpartition("@")
+        stored = stored_dataset(db, name, int(version)) if version.isdigit() else None
+        if stored is not None:
+            uses.append(dataset_use(stored))
+    return combined_uses(uses)
+
+
 def _failure(exc: Exception) -> str:
     # papermill's error names the cell; its traceback lines are the kernel's (ANSI-coloured).
     cell = getattr(exc, "exec_count", None)
@@ -231,6 +272,7 @@ def run_notebook(
     try:
         with registry.sessions() as db:
             last_output, last_request = _latest_ids(db, project, user)
+            started_after = last_audit_seq(db)
         executed = (
             Path(out) / default_executed_path(deployment, project, notebook).name
             if out is not None
@@ -283,6 +325,7 @@ def run_notebook(
                     .order_by(ReleaseRequest.id)
                 ).scalars()
             )
+            used = datasets_read(db, user=user, project=project, after_seq=started_after)
             record_event(
                 db,
                 actor=user,
@@ -297,6 +340,7 @@ def run_notebook(
                     "outputs": [summary.id for summary in summaries],
                     "requests": request_ids,
                     "seconds": round(seconds, 1),
+                    "datasets_used": [f"{u['name']}@{u['version']}" for u in used],
                     "parameters": {k: v for k, v in (parameters or {}).items()},
                 },
             )
@@ -313,4 +357,5 @@ def run_notebook(
         outputs=summaries,
         request_ids=request_ids,
         error=error,
+        datasets_used=used,
     )

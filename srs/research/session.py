@@ -37,7 +37,9 @@ from sqlalchemy.engine import make_url
 from output_checking.outputs import (
     REMOVED,
     OutputError,
+    combined_uses,
     comment_on_own_output,
+    dataset_use,
     describe_output,
     file_gate_rules,
     file_stem,
@@ -48,7 +50,7 @@ from output_checking.outputs import (
     request_exception,
 )
 from output_checking.workflow import create_request, request_target, request_view, submit_request
-from srs.governance.access import AccessDenied, authorise
+from srs.governance.access import AccessDenied, authorise, latest_dataset, stored_dataset
 from srs.governance.audit import record_event, use_field_bound
 from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet, load_policies
@@ -85,7 +87,8 @@ from srs.research.values import (
     RequestStatus,
     SessionError,
 )
-from srs.vault.store import Vault
+from srs.research.versions import DatasetVersion, catalogue_versions
+from srs.vault.store import Vault, VaultError
 
 USER_ENV = "SRS_USER"
 PROJECT_ENV = "SRS_PROJECT"
@@ -231,6 +234,10 @@ class ResearchSession(SessionSurface):
     colleague's) raises ``AccessDenied`` saying no more than that it is not among theirs, and
     the refusal is audited. Its audit events are cut to the site's
     ``access.audit_field_max_chars``.
+
+    The session notes every dataset version it reads (``s.dataset``, a DP query): each output
+    it records names the versions read so far (``datasets_used``), taken from the reads the
+    environment served, never from what a caller says.
     """
 
     def __init__(
@@ -259,6 +266,8 @@ class ResearchSession(SessionSurface):
         use_field_bound(registry.sessions, policies.access.audit_field_max_chars)
         self._vault = vault
         self._dictionaries: dict[str, list[dict[str, Any]]] = {}
+        # The dataset versions read so far ({name, version, content_hash}), by name and version.
+        self._datasets_read: list[dict[str, Any]] = []
         self.last_output: OutputSummary | None = None
         self.dp = DifferentialPrivacy(self)
         if self.notice:
@@ -304,18 +313,37 @@ class ResearchSession(SessionSurface):
     def dataset(self, name: str, engine: str = "pandas", *, version: int | None = None) -> Any:
         if engine not in ENGINES:
             raise SessionError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise SessionError(
+                f"version must be a whole number such as 2 (s.versions({name!r}) lists them), "
+                f"not {version!r}"
+            )
         with self._registry.sessions() as db:
-            if self.source == SYNTHETIC:
-                from synthetic.vault_replicas import read_replica
+            stored = self._stored_name(name)
+            # The version is fixed first, so the one noted is the one read.
+            if version is None and isinstance(stored, str):
+                newest = latest_dataset(db, stored)
+                version = newest.version if newest is not None else None
+            try:
+                if self.source == SYNTHETIC:
+                    from synthetic.vault_replicas import read_replica
 
-                frame, dictionary = read_replica(
-                    db, self._vault, name, actor=self.user, version=version
-                )
-            else:
-                frame = self._vault.read(
-                    db, name, actor=self.user, project=self.project, version=version
-                )
-                dictionary = self._vault.get(db, name, version).data_dictionary
+                    frame, dictionary = read_replica(
+                        db, self._vault, name, actor=self.user, version=version
+                    )
+                else:
+                    frame = self._vault.read(
+                        db, name, actor=self.user, project=self.project, version=version
+                    )
+                    dictionary = self._vault.get(db, name, version).data_dictionary
+            except VaultError as exc:
+                if version is None or stored_dataset(db, stored, version) is not None:
+                    raise
+                raise VaultError(
+                    f"{name} has no version {version}: s.versions({name!r}) lists the versions "
+                    "your project may read"
+                ) from exc
+            self._note_reads([dataset_use(stored_dataset(db, stored, version))])
             self._dictionaries[name] = list(dictionary)
         frame.attrs[DATASET] = name
         if engine == "polars":
@@ -323,6 +351,54 @@ class ResearchSession(SessionSurface):
 
             return pl.from_pandas(frame)
         return frame
+
+    def _stored_name(self, name: Any) -> Any:
+        """The vault name read for ``name``: on synthetic data, its replica's."""
+        if self.source == SYNTHETIC and isinstance(name, str) and name.startswith("linked/"):
+            from synthetic.vault_replicas import synthetic_name
+
+            return synthetic_name(name)
+        return name
+
+    def _note_reads(self, uses: list[dict[str, Any]]) -> None:
+        """Add dataset versions the environment read for this session to what it has read."""
+        self._datasets_read = combined_uses(self._datasets_read, uses)
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        if not isinstance(name, str):
+            raise SessionError(
+                f"name a dataset by its name, such as 'linked/journeys', not {type(name).__name__}"
+            )
+        stored = self._stored_name(name)
+        with self._registry.sessions() as db:
+            if self.source == SYNTHETIC:
+                authorise(
+                    db,
+                    username=self.user,
+                    action="synthetic.read",
+                    policies=self._policies,
+                    dataset_name=stored,
+                )
+            else:
+                authorise(
+                    db,
+                    username=self.user,
+                    action="dataset.read",
+                    policies=self._policies,
+                    project_code=self.project,
+                    dataset_name=name,
+                )
+            db.commit()
+            approved = db.execute(
+                select(Project.approved_classification).where(Project.code == self.project)
+            ).scalar_one()
+            listed = catalogue_versions(db, stored)
+        levels = self._policies.classification
+        return [
+            v
+            for v in listed
+            if self.source == SYNTHETIC or levels.at_most(v.classification, approved)
+        ]
 
     def _frame(self, data: Any) -> pd.DataFrame:
         if isinstance(data, str):
@@ -391,6 +467,7 @@ class ResearchSession(SessionSurface):
                     controls=controls,
                     files=files,
                     file_rules=file_gate_rules(self._policies),
+                    datasets_used=self._datasets_read,
                 )
             except OutputError as refusal:
                 db.rollback()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from srs.governance.budget import BudgetState
     from srs.research.values import OutputSummary, RequestStatus
+    from srs.research.versions import DatasetVersion
 
 # Set by the hub's spawner: the environment API a kernel in the hub works through.
 API_URL_ENV = "SRS_API_URL"
@@ -381,10 +382,29 @@ class SessionSurface(Surface):
         """Read a granted dataset (newest version unless ``version``) as a pandas or polars frame.
 
         The read is access-checked and audited; a dataset the project holds no grant for (or
-        one of another project) raises ``AccessDenied``.
+        one of another project) raises ``AccessDenied``, a version not stored ``VaultError`` and
+        a destroyed one ``VaultShredded`` (``s.versions(name)`` lists them). The session notes
+        the version read: every output it records afterwards names it (``datasets_used``).
 
         >>> journeys = s.dataset("linked/journeys")                    # doctest: +SKIP
         >>> persons = s.dataset("linked/persons", engine="polars")     # doctest: +SKIP
+        """
+
+    @abc.abstractmethod
+    def versions(self, name: str) -> list[DatasetVersion]:
+        """The versions of a granted dataset the project may read, oldest first, each a
+        ``DatasetVersion``: its number, rows, when it was stored, the deliveries behind it
+        (source and period), the versions it was derived from, what changed against the one
+        before (``change_summary``) and whether it was destroyed (``shredded``: its agreement
+        ended; it can no longer be read). Pin one with ``s.dataset(name, version=N)``: every
+        output records the versions its session read.
+
+        A dataset the project holds no grant for raises ``AccessDenied`` (audited).
+
+        >>> for v in s.versions("linked/reoffending"):                 # doctest: +SKIP
+        ...     print(v)
+        linked/reoffending@1  5210 rows  stored 2026-10-02  from courts 2026-09; police 2026-09 ...
+        >>> frame = s.dataset("linked/reoffending", version=1)           # doctest: +SKIP
         """
 
     @abc.abstractmethod

@@ -26,7 +26,8 @@ class SessionError(SRSError):
 class OutputSummary:
     """One output as its author sees it: id, name, kind, status, its checks' verdict and
     ``notes``: why each hidden cell is hidden ("F / youth: suppressed: fewer than 10") and, for
-    a custom output, what a checker will ask about before release."""
+    a custom output, what a checker will ask about before release; ``datasets_used``, the
+    dataset versions (``name@version``) its session had read when it was made."""
 
     id: int
     name: str
@@ -37,6 +38,7 @@ class OutputSummary:
     request_id: int | None = None
     exception_requested: bool = False
     notes: tuple[str, ...] = ()
+    datasets_used: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, output: Output) -> OutputSummary:
@@ -54,6 +56,9 @@ class OutputSummary:
             request_id=output.request_id,
             exception_requested=output.exception_justification is not None,
             notes=tuple(notes),
+            datasets_used=tuple(
+                f"{use['name']}@{use['version']}" for use in output.datasets_used or []
+            ),
         )
 
     def __str__(self) -> str:

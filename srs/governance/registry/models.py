@@ -280,6 +280,10 @@ class Output(Base):
     request_id: Mapped[int | None] = mapped_column(ForeignKey("release_requests.id"))
     # Why the researcher asks for release despite a failing automatic check (None: not asked).
     exception_justification: Mapped[str | None] = mapped_column(Text)
+    # The dataset versions the session had read when it made the output ([{"name", "version",
+    # "content_hash"}]), recorded by the environment from the reads it served, never taken from
+    # the researcher's request.
+    datasets_used: Mapped[list[dict]] = mapped_column(JSON, default=list)
 
     files: Mapped[list[OutputFile]] = relationship(
         back_populates="output", cascade="all, delete-orphan", order_by="OutputFile.id"
