@@ -34,8 +34,9 @@ from srs.governance.registry import accounts, open_registry, projects
 from srs.pipeline.ingest import known_sources
 from srs.pipeline.linkage import evaluate, load_linkage_settings
 from srs.pipeline.offences import load_offences
+from srs.pipeline.person_linkage import link_in_vault
 from srs.pipeline.simulation import SOURCES, simulate, write_simulation
-from srs.pipeline.stewardship import ingest_into_vault, link_in_vault, publish_linked_datasets
+from srs.pipeline.stewardship import ingest_into_vault, publish_linked_datasets
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
 

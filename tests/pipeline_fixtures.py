@@ -27,13 +27,9 @@ from srs.pipeline.ingest import known_sources
 from srs.pipeline.linkage import LinkageResult, load_linkage_settings
 from srs.pipeline.linked_datasets import LinkedDatasets
 from srs.pipeline.offences import OffenceList, load_offences
+from srs.pipeline.person_linkage import link_in_vault
 from srs.pipeline.simulation import SOURCES, Simulation, simulate, write_simulation
-from srs.pipeline.stewardship import (
-    PSEUDONYM_KEY,
-    ingest_into_vault,
-    link_in_vault,
-    publish_linked_datasets,
-)
+from srs.pipeline.stewardship import PSEUDONYM_KEY, ingest_into_vault, publish_linked_datasets
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
 

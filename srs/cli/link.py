@@ -64,7 +64,8 @@ def link_run(
     settings_file: Path = typer.Option(None, "--settings", help=_SETTINGS_HELP),
 ) -> None:
     """Link and deduplicate persons across every ingested source; store the lookup (stewards)."""
-    from srs.pipeline.stewardship import PERSON_LOOKUP, link_in_vault
+    from srs.pipeline.person_linkage import link_in_vault
+    from srs.pipeline.stewardship import PERSON_LOOKUP
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()
@@ -100,7 +101,8 @@ def link_refresh(
 ) -> None:
     """Link the records new source versions add or correct into the persons already linked,
     keeping every person's key (stewards). Splits need a full `srs link run`."""
-    from srs.pipeline.stewardship import PERSON_LOOKUP, refresh_in_vault
+    from srs.pipeline.person_linkage import refresh_in_vault
+    from srs.pipeline.stewardship import PERSON_LOOKUP
 
     state: CommandContext = ctx.obj
     deployment = state.require_initialised()

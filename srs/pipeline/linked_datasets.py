@@ -59,7 +59,7 @@ class LinkedDatasets:
 
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "linked/persons": {
-        "person_key": "Pseudonymous person identifier (keyed HMAC-SHA256 of the linkage cluster)",
+        "person_key": "Pseudonymous person identifier, issued by the steward's person register when the person was first linked and kept across deliveries",
         "sex": "Sex, the most frequent value across the person's records",
         "birth_year": "Year of birth (the exact date is not released)",
         "area": "Postcode area of the most recent address (e.g. LS)",

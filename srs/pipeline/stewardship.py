@@ -9,8 +9,7 @@ de-identified ``linked/*`` datasets can ever be granted to projects.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -43,21 +42,6 @@ from srs.pipeline.ingest import (
     load_dictionary,
     write_rejects,
 )
-from srs.pipeline.linkage import (
-    LinkageResult,
-    LinkageSettings,
-    clerical_sample,
-    identifier_comparisons,
-    link_tables,
-    mapping_from_dictionary,
-    standardise,
-)
-from srs.pipeline.linkage.incremental import refresh_clusters
-from srs.pipeline.linkage.person_keys import (
-    CHANGE_KINDS,
-    KeyReconciliation,
-    reconcile_person_keys,
-)
 from srs.pipeline.linked_datasets import (
     JUSTICE_SOURCES,
     LinkedDatasets,
@@ -69,9 +53,6 @@ from srs.vault.store import Vault
 
 PERSON_LOOKUP = "steward/person_lookup"
 PSEUDONYM_KEY = "steward/pseudonymisation_key"
-LINKAGE_MODEL = "steward/linkage_model"
-KEY_ALIASES = "steward/key_aliases"
-KEY_CHANGES = "linked/key_changes"
 
 
 class PipelineError(SRSError):
@@ -310,433 +291,31 @@ def _refuse(
 
 def read_sources(session: Session, vault: Vault, *, actor: str) -> dict[str, pd.DataFrame]:
     """The newest validated extract of every source stored so far."""
-    tables = {}
-    for source in known_sources(vault.policies.source_dir):
-        name = source_dataset_name(source)
-        # A source whose newest version was destroyed (its agreement ended) is no longer held.
-        if vault.exists(session, name) and vault.get(session, name).shredded_at is None:
-            tables[source] = vault.read_steward_zone(session, name, actor=actor)
-    if not tables:
-        raise PipelineError(
-            "no source extracts are in the vault yet; run `srs ingest SOURCE FILE` first"
-        )
-    return tables
+    return newest_sources(session, vault, actor=actor)[0]
 
 
-def link_in_vault(
-    session: Session,
-    vault: Vault,
-    *,
-    actor: str,
-    settings: LinkageSettings,
-    clerical_path: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> LinkageResult:
-    """Link every stored source in full, store the person register (steward zone), the
-    trained model and the key changes, write the review sample.
-
-    Every record is linked again (so a split is found here, never by a refresh), then the keys
-    are reconciled with the register before (``reconcile_person_keys``): a person's key does
-    not change while their records still link.
-    """
-    tables, derived_from = _newest_sources(session, vault, actor=actor)
-    mappings = {
-        s: mapping_from_dictionary(load_dictionary(s, vault.policies.source_dir)) for s in tables
-    }
-    result = link_tables(tables, mappings, settings, progress)
-    reconciliation = reconcile_person_keys(
-        _previous_register(session, vault, actor=actor),
-        result.lookup,
-        pseudonymiser(session, vault, actor=actor),
-        retired=_retired_keys(session, vault, actor=actor),
-    )
-    version = _store_register(
-        session,
-        vault,
-        actor=actor,
-        reconciliation=reconciliation,
-        records=result.records,
-        model=result.model,
-        derived_from=derived_from,
-    )
-    if clerical_path is not None:
-        clerical_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        clerical_sample(result, settings).to_csv(clerical_path, index=False)
-        clerical_path.chmod(0o600)
-    record_event(
-        session,
-        actor=actor,
-        action="linkage.run",
-        target=f"{PERSON_LOOKUP}@{version}",
-        outcome="ok",
-        details={
-            "records": len(result.records),
-            "clusters": int(result.lookup["cluster_id"].nunique()),
-            "sources": sorted(tables),
-            "derived_from": derived_from,
-            "keys": reconciliation.report,
-            "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
-        },
-    )
-    session.commit()
-    return result
-
-
-@dataclass(frozen=True)
-class RefreshResult:
-    """What ``srs link refresh`` did: the register after it, the key changes and the figures."""
-
-    lookup: pd.DataFrame  # the register stored: source, record_id, cluster_id, person_key, ...
-    changes: pd.DataFrame  # retired_key, surviving_key, change, detail
-    keys: dict[str, int]  # kept, new, merged, split, withdrawn, retired
-    records_added: int
-    records_changed: int
-    records_removed: int
-    seconds: float
-    lookup_version: int | None  # None when nothing had changed (nothing stored)
-    report_path: Path | None
-    notes: list[str]
-
-
-def refresh_in_vault(
-    session: Session,
-    vault: Vault,
-    *,
-    actor: str,
-    settings: LinkageSettings,
-    report_path: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> RefreshResult:
-    """Link the records the newest source versions add or correct into the persons of the
-    register, with the model the last full link trained; withdrawn records leave.
-
-    The records the register was built from are not linked again: a refresh can join persons
-    (a merge keeps the older key; the other becomes an alias in ``steward/key_aliases``) but
-    never split one; ``srs link run`` relinks everything. Refused until a full link has
-    stored a register and a model. Writes the steward's change report (CSV, and a summary
-    beside it) to ``report_path``.
-    """
-    import time
-
-    start = time.perf_counter()
-    say = progress or (lambda _m: None)
-    for name in (PERSON_LOOKUP, LINKAGE_MODEL):
-        if not vault.exists(session, name):
-            raise PipelineError(
-                f"no {name} yet: a refresh adds to a full link that stored a register and a "
-                "trained model (a link with no two records sure to match trains none); run "
-                "`srs link run` first"
-            )
-    previous = _previous_register(session, vault, actor=actor)
-    if previous is None or "identifier_hash" not in previous.columns:
-        raise PipelineError(
-            f"{PERSON_LOOKUP} was stored before refreshes existed and lacks the records' "
-            "identifier hashes; run `srs link run` once, then refresh"
-        )
-    stored_model = vault.read_steward_zone(session, LINKAGE_MODEL, actor=actor)
-    try:
-        model = json.loads(stored_model["model_json"].iloc[0])
-    except (KeyError, IndexError, TypeError, ValueError):
-        raise PipelineError(
-            f"{LINKAGE_MODEL} holds no readable model (a hand-edited dataset?); run "
-            "`srs link run` to train and store one"
-        ) from None
-    notes: list[str] = []
-    built_from = (vault.get(session, PERSON_LOOKUP).lineage or {}).get("derived_from")
-    if built_from is not None and sorted(built_from) == sorted(_newest_versions(session, vault)):
-        notes.append("no source has a version newer than those the register was built from")
-        return _nothing_refreshed(previous, time.perf_counter() - start, notes)
-    tables, derived_from = _newest_sources(session, vault, actor=actor)
-    mappings = {
-        s: mapping_from_dictionary(load_dictionary(s, vault.policies.source_dir)) for s in tables
-    }
-    say("standardising the records")
-    records = standardise(tables, mappings, settings, notes)
-    settings = identifier_comparisons(settings, mappings, records)
-    hashes = _identifier_hashes(records)
-    before = previous.assign(
-        unique_id=previous["source"].astype(str) + ":" + previous["record_id"].astype(str)
-    ).set_index("unique_id")
-    known = records["unique_id"].isin(before.index)
-    was = before["identifier_hash"].reindex(records["unique_id"]).to_numpy()
-    changed = known.to_numpy() & (was != hashes.to_numpy())
-    fresh = ~known.to_numpy() | changed
-    removed = sorted(set(before.index) - set(records["unique_id"]))
-    added_count, changed_count = int((~known).sum()), int(changed.sum())
-    if not fresh.any() and not removed:
-        notes.append("no record was added, corrected or withdrawn since the last link")
-        return _nothing_refreshed(previous, time.perf_counter() - start, notes)
-    clusters = refresh_clusters(
-        records[~fresh],
-        before.reset_index()[["unique_id", "cluster_id"]],
-        model,
-        records[fresh],
-        removed,
-        settings,
-        notes=notes,
-        progress=say,
-    )
-    lookup = clusters[["source_dataset", "record_id", "cluster_id"]].rename(
-        columns={"source_dataset": "source"}
-    )
-    reconciliation = reconcile_person_keys(
-        previous,
-        lookup,
-        pseudonymiser(session, vault, actor=actor),
-        retired=_retired_keys(session, vault, actor=actor),
-    )
-    version = _store_register(
-        session,
-        vault,
-        actor=actor,
-        reconciliation=reconciliation,
-        records=records,
-        model=None,
-        derived_from=derived_from,
-    )
-    seconds = time.perf_counter() - start
-    figures = {
-        **reconciliation.report,
-        "records_added": added_count,
-        "records_changed": changed_count,
-        "records_removed": len(removed),
-        "seconds": round(seconds, 2),
-    }
-    if report_path is not None:
-        _write_change_report(report_path, reconciliation.changes, figures, version)
-    record_event(
-        session,
-        actor=actor,
-        action="linkage.refresh",
-        target=f"{PERSON_LOOKUP}@{version}",
-        outcome="ok",
-        details={**figures, "derived_from": derived_from},
-    )
-    session.commit()
-    register = vault.read_steward_zone(session, PERSON_LOOKUP, actor=actor, version=version)
-    return RefreshResult(
-        lookup=register,
-        changes=reconciliation.changes,
-        keys=reconciliation.report,
-        records_added=added_count,
-        records_changed=changed_count,
-        records_removed=len(removed),
-        seconds=seconds,
-        lookup_version=version,
-        report_path=report_path,
-        notes=notes,
-    )
-
-
-def _nothing_refreshed(register: pd.DataFrame, seconds: float, notes: list[str]) -> RefreshResult:
-    """A refresh that found nothing to link: the register as it is, nothing stored."""
-    return RefreshResult(
-        lookup=register,
-        changes=pd.DataFrame(columns=["retired_key", "surviving_key", "change", "detail"]),
-        keys={"kept": int(register["person_key"].nunique())},
-        records_added=0,
-        records_changed=0,
-        records_removed=0,
-        seconds=seconds,
-        lookup_version=None,
-        report_path=None,
-        notes=notes,
-    )
-
-
-def _newest_versions(session: Session, vault: Vault) -> list[str]:
-    """ "source/X@v" for the newest version of every stored source."""
-    return [
-        f"{name}@{vault.get(session, name).version}"
-        for name in map(source_dataset_name, known_sources(vault.policies.source_dir))
-        if vault.exists(session, name)
-    ]
-
-
-def _newest_sources(
+def newest_sources(
     session: Session, vault: Vault, *, actor: str
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """The newest version of every stored source, and their names as lineage ("source/X@v")."""
+    """The newest version of every stored source, and their names as lineage ("source/X@v").
+
+    A source whose newest version was destroyed (its agreement ended) is no longer held.
+    """
     tables, derived_from = {}, []
     for source in known_sources(vault.policies.source_dir):
         name = source_dataset_name(source)
-        if vault.exists(session, name):
-            version = vault.get(session, name).version
-            tables[source] = vault.read_steward_zone(session, name, actor=actor, version=version)
-            derived_from.append(f"{name}@{version}")
+        if not vault.exists(session, name):
+            continue
+        newest = vault.get(session, name)
+        if newest.shredded_at is not None:
+            continue
+        tables[source] = vault.read_steward_zone(session, name, actor=actor, version=newest.version)
+        derived_from.append(f"{name}@{newest.version}")
     if not tables:
         raise PipelineError(
             "no source extracts are in the vault yet; run `srs ingest SOURCE FILE` first"
         )
     return tables, derived_from
-
-
-def _previous_register(session: Session, vault: Vault, *, actor: str) -> pd.DataFrame | None:
-    """The stored register, or None before the first link. A lookup from before key serials
-    (source, record_id, cluster_id, person_key) gets serials in the order of its clusters."""
-    if not vault.exists(session, PERSON_LOOKUP):
-        return None
-    register = vault.read_steward_zone(session, PERSON_LOOKUP, actor=actor)
-    if "key_serial" not in register.columns and "person_key" in register.columns:
-        order = register.sort_values("cluster_id", kind="stable")["person_key"].drop_duplicates()
-        serial = pd.Series(range(1, len(order) + 1), index=order.to_numpy())
-        register["key_serial"] = register["person_key"].map(serial)
-    return register
-
-
-def _retired_keys(session: Session, vault: Vault, *, actor: str) -> dict[str, int]:
-    """Every key retired so far (merged or withdrawn), with its serial: never issued again."""
-    if not vault.exists(session, KEY_ALIASES):
-        return {}
-    log = vault.read_steward_zone(session, KEY_ALIASES, actor=actor)
-    aliases = log[log["change"] != "split"]
-    return dict(zip(aliases["retired_key"], aliases["key_serial"].astype(int), strict=True))
-
-
-def _identifier_hashes(records: pd.DataFrame) -> pd.Series:
-    """A hash of each standardised record's identifiers: a record whose hash differs from the
-    register's was corrected and is linked again."""
-    columns = sorted(c for c in records.columns if c not in ("unique_id", "source_dataset"))
-    values = records[columns].astype("string").fillna("\x00")
-    hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
-    return pd.Series([f"{h:016x}" for h in hashed], index=records.index, dtype="string")
-
-
-_KEY_CHANGES_DICTIONARY = [
-    {
-        "name": "retired_person_key",
-        "type": "string",
-        "description": "The person_key that changed: retired (merged, withdrawn) or, for a "
-        "split, the key part of its records had",
-        "classification": "pseudonym",
-    },
-    {
-        "name": "surviving_person_key",
-        "type": "string",
-        "description": "The person_key those records have now (missing when withdrawn)",
-        "classification": "pseudonym",
-    },
-    {
-        "name": "change",
-        "type": "string",
-        "description": "merged (two persons found to be one: the older key survives), split "
-        "(records of one person found to be another) or withdrawn (no records left)",
-        "classification": "research",
-        "values": list(CHANGE_KINDS),
-    },
-    {
-        "name": "lookup_version",
-        "type": "integer",
-        "description": "The version of the person register (and of the linked datasets built "
-        "on it) from which the change holds",
-        "classification": "research",
-    },
-    {
-        "name": "changed_on",
-        "type": "date",
-        "description": "The date of the link or refresh that made the change",
-        "classification": "research",
-    },
-]
-
-
-def _store_register(
-    session: Session,
-    vault: Vault,
-    *,
-    actor: str,
-    reconciliation: KeyReconciliation,
-    records: pd.DataFrame,
-    model: dict | None,
-    derived_from: list[str],
-) -> int:
-    """Store the register (with each record's identifier hash), the model when one was
-    trained, and the key changes: aliases in the steward zone, pseudonyms in linked/."""
-    hashes = pd.Series(
-        _identifier_hashes(records).to_numpy(),
-        index=pd.MultiIndex.from_arrays([records["source_dataset"], records["record_id"]]),
-    )
-    register = reconciliation.register.copy()
-    register["identifier_hash"] = hashes.reindex(
-        pd.MultiIndex.from_arrays([register["source"], register["record_id"]])
-    ).to_numpy()
-    stored = vault.store(
-        session,
-        PERSON_LOOKUP,
-        register,
-        actor=actor,
-        lineage={"derived_from": derived_from},
-        change_summary=dict(reconciliation.report),
-    )
-    if model is not None:
-        vault.store(
-            session,
-            LINKAGE_MODEL,
-            pd.DataFrame({"model_json": [json.dumps(model)], "lookup_version": [stored.version]}),
-            actor=actor,
-            lineage={"derived_from": derived_from},
-        )
-    changes = reconciliation.changes
-    now = pd.Timestamp.now(tz="UTC")
-    history = None
-    if len(changes):
-        # The steward zone's log of every key change: merged and withdrawn rows are the
-        # aliases (retired key -> surviving key); split rows retire nothing.
-        serials = changes["retired_key"].map(reconciliation.retired_serials).astype("Int64")
-        history = changes.assign(
-            key_serial=serials, changed_at=now.isoformat(), lookup_version=stored.version
-        )
-        if vault.exists(session, KEY_ALIASES):
-            history = pd.concat(
-                [vault.read_steward_zone(session, KEY_ALIASES, actor=actor), history],
-                ignore_index=True,
-            )
-        vault.store(session, KEY_ALIASES, history, actor=actor)
-    if history is not None or not vault.exists(session, KEY_CHANGES):
-        # Researchers' copy: the pseudonyms and when, rebuilt whole from the steward's log
-        # (a steward may not read linked/ datasets outside a project).
-        history = (
-            history
-            if history is not None
-            else changes.assign(
-                changed_at=pd.Series(dtype="string"), lookup_version=pd.Series(dtype="Int64")
-            )
-        )
-        published = pd.DataFrame(
-            {
-                "retired_person_key": history["retired_key"].astype("string"),
-                "surviving_person_key": history["surviving_key"].astype("string"),
-                "change": history["change"].astype("string"),
-                "lookup_version": history["lookup_version"].astype("Int64"),
-                "changed_on": pd.to_datetime(history["changed_at"], utc=True)
-                .dt.tz_localize(None)
-                .dt.normalize()
-                .astype("datetime64[ns]"),
-            }
-        )
-        vault.store(
-            session,
-            KEY_CHANGES,
-            published,
-            actor=actor,
-            data_dictionary=_KEY_CHANGES_DICTIONARY,
-            lineage={"derived_from": [f"{PERSON_LOOKUP}@{stored.version}"]},
-        )
-    return stored.version
-
-
-def _write_change_report(
-    path: Path, changes: pd.DataFrame, figures: dict[str, float], version: int
-) -> None:
-    """The steward's change report: every key change (CSV) and a summary beside it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    changes.to_csv(path, index=False)
-    path.chmod(0o600)
-    summary = path.with_name(path.stem + ".summary.txt")
-    lines = [f"{PERSON_LOOKUP} version {version}"]
-    lines += [f"{name}: {value}" for name, value in figures.items()]
-    summary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    summary.chmod(0o600)
 
 
 def pseudonymiser(session: Session, vault: Vault, *, actor: str) -> Pseudonymiser:

@@ -36,12 +36,12 @@ from srs.pipeline.ingest import ingest_file, load_dictionary
 from srs.pipeline.linkage import load_linkage_settings
 from srs.pipeline.linked_datasets import JUSTICE_SOURCES
 from srs.pipeline.offences import OffenceList
+from srs.pipeline.person_linkage import link_in_vault
 from srs.pipeline.simulation import SOURCES, simulate, write_simulation
 from srs.pipeline.stewardship import (
     PERSON_LOOKUP,
     PSEUDONYM_KEY,
     ingest_into_vault,
-    link_in_vault,
     publish_linked_datasets,
 )
 from srs.vault.crypto import generate_master_key, read_key_file, unwrap_data_key, write_key_file

@@ -21,17 +21,19 @@ from srs.governance.registry import Registry, accounts, open_registry, projects
 from srs.governance.registry.models import AuditEvent
 from srs.pipeline.linkage import evaluate, load_linkage_settings
 from srs.pipeline.offences import load_offences
-from srs.pipeline.simulation import SOURCES, simulate, write_simulation
-from srs.pipeline.stewardship import (
+from srs.pipeline.person_linkage import (
     KEY_ALIASES,
     KEY_CHANGES,
     LINKAGE_MODEL,
+    link_in_vault,
+    refresh_in_vault,
+)
+from srs.pipeline.simulation import SOURCES, simulate, write_simulation
+from srs.pipeline.stewardship import (
     PERSON_LOOKUP,
     PipelineError,
     ingest_into_vault,
-    link_in_vault,
     publish_linked_datasets,
-    refresh_in_vault,
 )
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
