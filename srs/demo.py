@@ -21,8 +21,10 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from srs.errors import SRSError
 from srs.governance.access import AccessDenied
@@ -31,17 +33,20 @@ from srs.governance.audit import tail_events, verify_chain
 from srs.governance.deployment import Deployment
 from srs.governance.policy import load_policies
 from srs.governance.registry import accounts, open_registry, projects
+from srs.governance.registry.models import Delivery
 from srs.pipeline.ingest import known_sources
 from srs.pipeline.linkage import evaluate, load_linkage_settings
 from srs.pipeline.offences import load_offences
-from srs.pipeline.person_linkage import link_in_vault
+from srs.pipeline.person_linkage import link_in_vault, refresh_in_vault
 from srs.pipeline.simulation import SOURCES, simulate, write_simulation
-from srs.pipeline.stewardship import ingest_into_vault, publish_linked_datasets
+from srs.pipeline.simulation.deliveries import make_deliveries
+from srs.pipeline.stewardship import PERSON_LOOKUP, ingest_into_vault, publish_linked_datasets
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
 
 DEMO_SEED = 20261122
 DEMO_PERSONS = 3000
+DEMO_DELIVERIES = 1  # the base extract, then this many monthly deliveries per agency
 # Demo-only passwords, printed so the checker UI can be tried; a real deployment sets its own.
 DEMO_CHECKER_PASSWORDS = {"cho": "demo checker cho", "chen": "demo checker chen"}
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -124,40 +129,9 @@ def run_demo(home: Path, console: Console) -> None:
             "Registered steward 'steward', researchers 'ana' and 'ben' (accreditation expired "
             "yesterday), checker 'cho'"
         )
-        projects.create_project(
-            s,
-            actor="admin",
-            policies=policies,
-            code="P2026-001",
-            title="Victim attrition through the justice stages",
-            purpose="Estimate where and why victims withdraw support, by offence type.",
-            legal_basis="Digital Economy Act 2017 s.64 (research)",
-            dsa_reference="DSA-2026-17",
-            start_date=today - timedelta(days=60),
-            end_date=today + timedelta(days=365),
-            approved_classification="confidential",
-        )
-        for member in ("ana", "ben"):
-            projects.add_member(
-                s, actor="admin", policies=policies, code="P2026-001", username=member
-            )
-        say("Created project P2026-001 (approved up to 'confidential'); members ana and ben")
-
-        extracts = home / "simulation"
-        simulation = simulate(DEMO_PERSONS, DEMO_SEED)
-        paths = write_simulation(simulation, extracts)
-        say(
-            f"Simulated {DEMO_PERSONS:,} persons: {sum(len(f) for f in simulation.extracts.values()):,} "
-            f"records in 7 agency extracts ({extracts / 'extracts'})"
-        )
-        police = paths["police_arrests"]
-        lines = police.read_text().splitlines()
-        # Break two rows the way real extracts break, to show the rejects file.
-        lines[3] = lines[3].replace(lines[3].split(",")[8], "ZZZ99", 1)
-        lines[5] = ",".join(lines[5].split(",")[:6] + ["31/31/1990"] + lines[5].split(",")[7:])
-        police.write_text("\n".join(lines) + "\n")
         # Every extract comes under a data-sharing agreement: the shipped one per provider.
-        for reference, terms in standard_agreements(policies.source_dir).items():
+        agreements = standard_agreements(policies.source_dir)
+        for reference, terms in agreements.items():
             create_agreement(
                 s,
                 actor="steward",
@@ -166,7 +140,50 @@ def run_demo(home: Path, console: Console) -> None:
                 terms=terms,
                 known_sources=known_sources(policies.source_dir),
             )
-        say("Recorded the providers' data-sharing agreements (policies/agreements/)")
+        say(
+            f"Recorded the providers' data-sharing agreements ({', '.join(agreements)}; "
+            "policies/agreements/): parties, purpose, legal basis, duration, data, quality "
+            "standards, permitted uses..."
+        )
+        projects.create_project(
+            s,
+            actor="admin",
+            policies=policies,
+            code="P2026-001",
+            title="Victim attrition through the justice stages",
+            purpose="Estimate where and why victims withdraw support, by offence type.",
+            legal_basis="Digital Economy Act 2017 s.64 (research)",
+            purpose_category="research",
+            agreements=sorted(agreements),
+            start_date=today - timedelta(days=60),
+            end_date=today + timedelta(days=365),
+            approved_classification="confidential",
+        )
+        for member in ("ana", "ben"):
+            projects.add_member(
+                s, actor="admin", policies=policies, code="P2026-001", username=member
+            )
+        say(
+            "Created project P2026-001 (research under the Digital Economy Act, approved up to "
+            "'confidential', naming the six agreements); members ana and ben"
+        )
+
+        extracts = home / "simulation"
+        simulation = simulate(DEMO_PERSONS, DEMO_SEED)
+        series = make_deliveries(simulation, DEMO_DELIVERIES)
+        paths = write_simulation(simulation, extracts, deliveries=series)
+        say(
+            f"Simulated {DEMO_PERSONS:,} persons: {sum(len(f) for f in series.base.values()):,} "
+            f"records in 7 agency base extracts of events before {series.cut_off:%Y-%m-%d} "
+            f"({extracts / 'extracts'}); the month after comes as a delivery "
+            f"({extracts / 'deliveries' / series.periods[0]})"
+        )
+        police = paths["police_arrests"]
+        lines = police.read_text().splitlines()
+        # Break two rows the way real extracts break, to show the rejects file.
+        lines[3] = lines[3].replace(lines[3].split(",")[8], "ZZZ99", 1)
+        lines[5] = ",".join(lines[5].split(",")[:6] + ["31/31/1990"] + lines[5].split(",")[7:])
+        police.write_text("\n".join(lines) + "\n")
         offences = load_offences()
         for source in SOURCES:
             result, _ = ingest_into_vault(
@@ -188,7 +205,7 @@ def run_demo(home: Path, console: Console) -> None:
             settings=settings,
             clerical_path=home / "steward" / "clerical_review.csv",
         )
-        quality = evaluate(linkage.lookup, simulation.ground_truth, leave_out_unlinked=True)
+        quality = evaluate(linkage.lookup, series.base_truth, leave_out_unlinked=True)
         say(
             f"Linked {len(linkage.records):,} records into {linkage.lookup['cluster_id'].nunique():,} "
             f"persons with Splink: precision {quality.precision:.4f}, recall {quality.recall:.4f}, "
@@ -242,6 +259,7 @@ def run_demo(home: Path, console: Console) -> None:
                 s, actor="steward", policies=policies, code="P2026-001", dataset_name=name
             )
         say("Steward granted the rest of the linked set to P2026-001 for the project's notebooks")
+        _next_delivery(s, vault, policies, series, paths, offences, say, home, linked)
 
         _differential_privacy(s, vault, policies, say, console)
         s.commit()
@@ -278,6 +296,116 @@ def run_demo(home: Path, console: Console) -> None:
         f"     sudo srs --home {home} hub start   (JupyterHub on http://127.0.0.1:8000; as root, "
         "as researchers get Unix accounts; the checker UI is at /services/output-checking/)"
     )
+
+
+def _next_delivery(  # noqa: PLR0913
+    session, vault, policies, series, paths, offences, say, home: Path, first_build
+) -> None:
+    """The month after the base arrives from every agency: each delivery is checked against its
+    agreement, applied (adds, corrections, withdrawals) with a quality report; the refresh links
+    the new and corrected records into the persons held, keeping every key; the linked datasets
+    become version 2; and a project whose purpose no agreement permits is refused a grant."""
+    period = series.periods[0]
+    # The files arrive a few days after the month ends (the agreements allow 15).
+    arrived = (pd.Period(period, freq="M").end_time + pd.Timedelta(days=4)).date()
+    totals = {"add": 0, "correct": 0, "withdraw": 0, "late": 0, "rejected": 0}
+    failed: list[str] = []
+    for source in SOURCES:
+        result, stored = ingest_into_vault(
+            session,
+            vault,
+            actor="steward",
+            source=source,
+            path=paths[f"{period}/{source}"],
+            offences=offences,
+            delivery=True,
+            period=period,
+            today=arrived,
+            report_dir=home / "steward" / "quality",
+        )
+        changes = stored.change_summary
+        for key, label in (("add", "added"), ("correct", "corrected"), ("withdraw", "withdrawn")):
+            totals[key] += int(changes.get(label, 0))
+        totals["late"] += int(changes.get("late", 0))
+        totals["rejected"] += result.rows_rejected
+        delivery = session.execute(
+            select(Delivery).where(Delivery.source == source, Delivery.period == period)
+        ).scalar_one()
+        failed += [
+            f"{source} {check['name']}"
+            for check in delivery.quality.get("checks", [])
+            if not check.get("passed", True)
+        ]
+    say(
+        f"Delivery {period} arrived from every agency and came under its agreement: "
+        f"{totals['add']} records added ({totals['late']} late arrivals), {totals['correct']} "
+        f"corrected, {totals['withdraw']} withdrawn, {totals['rejected']} rejected; quality "
+        f"reports for the agencies in {home / 'steward' / 'quality'}"
+        + (f" (below standard: {', '.join(failed)})" if failed else " (all checks met)")
+    )
+    before = vault.read_steward_zone(session, PERSON_LOOKUP, actor="steward")
+    refresh = refresh_in_vault(
+        session,
+        vault,
+        actor="steward",
+        settings=load_linkage_settings(),
+        report_path=home / "steward" / f"key_changes-{period}.csv",
+    )
+    after = vault.read_steward_zone(session, PERSON_LOOKUP, actor="steward")
+    # A person is unchanged when the delivery neither added, corrected nor withdrew any of
+    # their records and no merge touched them: each such person must keep their key.
+    touched = set(refresh.changes["retired_key"]) | set(refresh.changes["surviving_key"])
+    held = before.merge(after, on=["source", "record_id"], suffixes=("", "_after"))
+    moved = set(before["person_key"]) - set(held["person_key"])
+    per_person = held.groupby("person_key")["person_key_after"].agg(lambda keys: set(keys))
+    unchanged = per_person[~per_person.index.isin(touched | moved)]
+    kept = sum(keys == {key} for key, keys in unchanged.items())
+    say(
+        f"srs link refresh: {refresh.records_added} new and {refresh.records_changed} corrected "
+        f"records scored against the persons held in {refresh.seconds:.1f} s; keys "
+        + ", ".join(f"{k} {v}" for k, v in refresh.keys.items())
+        + f"; {kept:,} of the {len(unchanged):,} persons the delivery did not touch keep their "
+        f"person_key (change report: {refresh.report_path})"
+    )
+    linked = publish_linked_datasets(session, vault, actor="steward", offences=offences)
+    journeys = vault.get(session, "linked/journeys")
+    complete = {
+        label: int(build.tables["linked/reoffending"]["follow_up_complete"].sum())
+        for label, build in (("before", first_build), ("after", linked))
+    }
+    say(
+        f"Rebuilt the linked datasets as version {journeys.version} (lineage: the sources' "
+        f"deliveries and agreements): linked/journeys {journeys.row_count:,} rows; in "
+        f"linked/reoffending {complete['after']:,} convictions now have a full year of follow-up "
+        f"({complete['before']:,} before the delivery); researchers may pin version 1 with "
+        "s.dataset(name, version=1)"
+    )
+    projects.create_project(
+        session,
+        actor="admin",
+        policies=policies,
+        code="P2026-002",
+        title="Offender targeting for the police",
+        purpose="Rank prolific offenders for police attention.",
+        legal_basis="Police Act 1996",
+        purpose_category="operational",
+        agreements=["DSA-POLICE"],
+        start_date=date.today() - timedelta(days=1),
+        end_date=date.today() + timedelta(days=90),
+        approved_classification="confidential",
+    )
+    try:
+        projects.grant_dataset(
+            session,
+            actor="steward",
+            policies=policies,
+            code="P2026-002",
+            dataset_name="linked/journeys",
+        )
+    except AccessDenied as exc:
+        say(f"A grant to P2026-002 (operational use) is refused by the agreements: {exc.reason}")
+    else:
+        raise SRSError("the demo expected the agreements to refuse P2026-002's grant")
 
 
 def _differential_privacy(session, vault, policies, say, console: Console) -> None:

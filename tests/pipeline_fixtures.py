@@ -33,6 +33,8 @@ from srs.pipeline.stewardship import PSEUDONYM_KEY, ingest_into_vault, publish_l
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
 
+# A legal basis every shipped agreement permits (policies/agreements/*.yaml).
+PERMITTED_LEGAL_BASIS = "Digital Economy Act 2017 s.64 (research)"
 PIPELINE_PERSONS = 1500
 PIPELINE_SEED = 11
 # Who the pipeline registered: an admin, a steward and an accredited researcher.
@@ -183,10 +185,13 @@ def open_project(
             code=code,
             title=title,
             purpose="p",
-            legal_basis="DEA",
+            legal_basis=PERMITTED_LEGAL_BASIS,
             start_date=today - timedelta(days=1),
             end_date=today + timedelta(days=30),
             approved_classification="confidential",
+            # The linked datasets carry the agreements of their sources: the project names
+            # every one, as a grant requires.
+            agreements=sorted(standard_agreements(policies.source_dir)),
         )
         projects.add_member(s, actor=ADMIN, policies=policies, code=code, username=RESEARCHER)
         for dataset in datasets:

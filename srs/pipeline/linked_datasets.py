@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 
 from srs.pipeline.deid import Pseudonymiser, age_at, birth_year, postcode_area
+from srs.pipeline.deliveries import EVENT_DATE
 from srs.pipeline.ingest import DataDictionary
 from srs.pipeline.offences import OffenceList
 
+# The simulator's last day; the linked datasets take their own extract date from the data
+# (``extract_date``), so follow-up grows as deliveries arrive.
 EXTRACT_END = pd.Timestamp("2024-12-31")
 FOLLOW_UP_DAYS = 365  # proven reoffending: offences within a year of release or sentence
 COURT_REF = {"magistrates_cases": "mc_case_no", "crown_court_cases": "cc_case_no"}
@@ -257,13 +260,33 @@ def _mode_by(frame: pd.DataFrame, key: str, column: str, keys: pd.Index) -> pd.S
     return modes.reindex(keys)
 
 
+def extract_date(sources: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """The latest event date in ``sources`` (each source's dating column, see
+    ``srs.pipeline.deliveries.EVENT_DATE``): the day the data run to. ``EXTRACT_END`` when no
+    source has a dated record."""
+    latest = [
+        pd.to_datetime(frame[column], errors="coerce").max()
+        for source, frame in sources.items()
+        if (column := EVENT_DATE.get(source)) is not None and column in frame.columns
+    ]
+    latest = [day for day in latest if pd.notna(day)]
+    return max(latest) if latest else EXTRACT_END
+
+
 def build_linked_datasets(
     sources: dict[str, pd.DataFrame],
     lookup: pd.DataFrame,
     pseudonymiser: Pseudonymiser,
     offences: OffenceList,
+    extract_end: pd.Timestamp | None = None,
 ) -> LinkedDatasets:
-    """Build the linked research datasets from typed source extracts and the person lookup."""
+    """Build the linked research datasets from typed source extracts and the person lookup.
+
+    ``extract_end`` is the day the data run to (the end of the newest delivered period); by
+    default the latest event date in the sources. Remand to date and whether a conviction has
+    a full year of follow-up are judged against it.
+    """
+    end = extract_end if extract_end is not None else extract_date(sources)
     report: dict[str, int] = {}
     # The key the register issued (srs.pipeline.linkage.person_keys), stable across relinks;
     # a bare clustering (source, record_id, cluster_id) gets the keys a first link issues.
@@ -341,9 +364,7 @@ def build_linked_datasets(
     )
     r = remand_spells.reindex(court_ref)
     j["remand_days"] = (
-        ((r["release_date"].fillna(EXTRACT_END) - r["reception_date"]).dt.days)
-        .astype("Int64")
-        .to_numpy()
+        ((r["release_date"].fillna(end) - r["reception_date"]).dt.days).astype("Int64").to_numpy()
     )
     s = sentenced.reindex(court_ref)
     j["custody_start"] = s["reception_date"].to_numpy()
@@ -499,7 +520,7 @@ def build_linked_datasets(
             "sex": convicted["sex"].to_numpy(),
             "iccs_section": convicted["iccs_section"].to_numpy(),
             "follow_up_complete": (
-                convicted["index_date"] + pd.Timedelta(days=FOLLOW_UP_DAYS) <= EXTRACT_END
+                convicted["index_date"] + pd.Timedelta(days=FOLLOW_UP_DAYS) <= end
             ).to_numpy(),
         }
     )

@@ -47,6 +47,7 @@ from srs.pipeline.linked_datasets import (
     LinkedDatasets,
     build_linked_datasets,
     empty_source,
+    extract_date,
 )
 from srs.pipeline.offences import OffenceList
 from srs.vault.store import Vault
@@ -387,7 +388,11 @@ def publish_linked_datasets(
     )
     lookup = lookup[~lookup["source"].isin(list(left_out))].reset_index(drop=True)
     linked = build_linked_datasets(
-        sources, lookup, pseudonymiser(session, vault, actor=actor), offences
+        sources,
+        lookup,
+        pseudonymiser(session, vault, actor=actor),
+        offences,
+        extract_end=_data_end(session, sources, list(held)),
     )
     lineage = {
         "sources": sorted(held),
@@ -423,6 +428,23 @@ def publish_linked_datasets(
     )
     session.commit()
     return linked
+
+
+def _data_end(session: Session, sources: dict[str, pd.DataFrame], held: list[str]) -> pd.Timestamp:
+    """The day the data run to: the end of the newest period delivered for the sources held,
+    or the latest event date in them if that is later (or no period was delivered)."""
+    periods = session.execute(
+        select(Delivery.period).where(Delivery.source.in_(held), Delivery.period != BASE_PERIOD)
+    ).scalars()
+    ends = [extract_date(sources)]
+    for period in set(periods):
+        for periodicity in ("monthly", "quarterly", "annual"):
+            try:
+                ends.append(pd.Timestamp(period_start_end(period, periodicity)[1]))
+                break
+            except SRSError:
+                continue  # not a period of this periodicity; try the next
+    return max(ends)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from srs.cli import app
 from srs.pipeline.simulation import SOURCES
 
 runner = CliRunner()
+AGREEMENTS = Path(__file__).resolve().parents[3] / "policies" / "agreements"
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +54,10 @@ def test_link_refresh_through_the_cli(tmp_path: Path) -> None:
         ],
     )
     assert added.exit_code == 0, added.output
+    for terms in sorted(AGREEMENTS.glob("*.yaml")):
+        reference = terms.stem.upper()
+        created = srs(home, "agreement", "create", str(terms), "--reference", reference)
+        assert created.exit_code == 0, created.output
     extracts = out / "extracts"
     victims = pd.read_csv(extracts / "victims.csv", dtype=str, keep_default_na=False)
     held_back = victims.tail(5)
@@ -70,7 +75,10 @@ def test_link_refresh_through_the_cli(tmp_path: Path) -> None:
     assert "Traceback" not in refused.output
     linked = srs(home, "link", "run")
     assert linked.exit_code == 0, linked.output
-    assert srs(home, "ingest", "victims", str(extracts / "victims.csv")).exit_code == 0
+    delivery = tmp_path / "victims-2024-12.csv"
+    held_back.assign(delivery_action="add").to_csv(delivery, index=False)
+    delivered = srs(home, "ingest", "victims", str(delivery), "--delivery", "--period", "2024-12")
+    assert delivered.exit_code == 0, delivered.output
     refreshed = srs(home, "link", "refresh")
     assert refreshed.exit_code == 0, refreshed.output
     assert f"{len(held_back)} record(s) added, 0 corrected, 0 withdrawn" in refreshed.output

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pipeline_fixtures import register_agreements
 from sqlalchemy import select
 
 from srs.governance.access import AccessDenied
@@ -71,17 +72,57 @@ def deployment(home: Path, policies: PolicySet) -> tuple[Registry, Vault]:
             full_name="Steward",
             roles=["steward"],
         )
+        register_agreements(s, policies, STEWARD)
     return registry, Vault(place, policies)
 
 
-def ingest(session, vault: Vault, tables: dict[str, pd.DataFrame], folder: Path) -> None:
+def ingest(
+    session,
+    vault: Vault,
+    tables: dict[str, pd.DataFrame],
+    folder: Path,
+    held: dict[str, pd.DataFrame] | None = None,
+) -> None:
+    """Ingest ``tables`` as the base extracts, or, given the tables ``held`` so far, as the
+    delivery (adds, corrections, withdrawals) that turns ``held`` into ``tables``."""
     folder.mkdir(parents=True, exist_ok=True)
     for source, table in tables.items():
         path = folder / f"{source}.csv"
-        table.to_csv(path, index=False)
+        if held is None:
+            table.to_csv(path, index=False)
+        else:
+            delivery_frame(held[source], table, RECORD_COLUMNS[source]).to_csv(path, index=False)
         ingest_into_vault(
-            session, vault, actor=STEWARD, source=source, path=path, offences=load_offences()
+            session,
+            vault,
+            actor=STEWARD,
+            source=source,
+            path=path,
+            offences=load_offences(),
+            delivery=held is not None,
+            period=DELIVERY_PERIOD if held is not None else None,
         )
+
+
+# The simulation's events end in 2024: the delivery is of its last month.
+DELIVERY_PERIOD = "2024-12"
+
+
+def delivery_frame(held: pd.DataFrame, new: pd.DataFrame, record_id: str) -> pd.DataFrame:
+    """The delivery file an agency would send to turn ``held`` into ``new``."""
+    before = held.set_index(record_id)
+    after = new.set_index(record_id)
+    added = after.loc[~after.index.isin(before.index)].assign(delivery_action="add")
+    common = after.index.intersection(before.index)
+    differs = (after.loc[common] != before.loc[common, after.columns]).any(axis=1)
+    corrected = after.loc[common[differs.to_numpy()]].assign(delivery_action="correct")
+    gone = before.index.difference(after.index)
+    withdrawn = pd.DataFrame({"delivery_action": "withdraw"}, index=gone).reindex(
+        columns=[*after.columns, "delivery_action"], fill_value=""
+    )
+    withdrawn["delivery_action"] = "withdraw"
+    frame = pd.concat([added, corrected, withdrawn])
+    return frame.rename_axis(record_id).reset_index()[[*new.columns, "delivery_action"]]
 
 
 def read_extracts(folder: Path) -> dict[str, pd.DataFrame]:
@@ -148,7 +189,7 @@ def refreshed(tmp_path_factory, policies: PolicySet) -> Refreshed:
         ingest(s, vault, first, folder / "first")
         link_in_vault(s, vault, actor=STEWARD, settings=settings)
         before = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
-        ingest(s, vault, delivery, folder / "delivery")
+        ingest(s, vault, delivery, folder / "delivery", held=first)
         report = folder / "home" / "steward" / "changes.csv"
         result = refresh_in_vault(s, vault, actor=STEWARD, settings=settings, report_path=report)
         after = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
@@ -306,15 +347,19 @@ def test_a_refresh_with_nothing_new_stores_nothing(refreshed: Refreshed) -> None
     with refreshed.registry.sessions() as s:
         version = refreshed.vault.get(s, PERSON_LOOKUP).version
         same_versions = refresh_in_vault(s, refreshed.vault, actor=STEWARD, settings=settings)
-        # The same file delivered again: a new version, and no record in it differs.
+        # An empty delivery for the next month: a new version, and no record in it differs.
         delivered = refreshed.report.parents[2] / "delivery" / "victims.csv"
+        empty = delivered.with_name("victims-empty.csv")
+        empty.write_text(delivered.read_text().splitlines()[0] + "\n")
         ingest_into_vault(
             s,
             refreshed.vault,
             actor=STEWARD,
             source="victims",
-            path=delivered,
+            path=empty,
             offences=load_offences(),
+            delivery=True,
+            period="2025-01",
         )
         same_records = refresh_in_vault(s, refreshed.vault, actor=STEWARD, settings=settings)
         assert refreshed.vault.get(s, PERSON_LOOKUP).version == version
