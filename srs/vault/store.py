@@ -339,7 +339,8 @@ class Vault:
         event; only then is the ciphertext file removed, best effort: without its key the file
         is noise, so a file left behind (a read-only disk, a backup) reveals nothing. Returns
         what was destroyed (name, version, rows, content_hash, file, file_removed), as a
-        destruction certificate lists it.
+        destruction certificate lists it; a file that could not be removed is also recorded as
+        a ``vault.shred`` event with outcome ``error`` (``file_removed: false``).
 
         Example::
 
@@ -399,9 +400,24 @@ class Vault:
             path.unlink(missing_ok=True)
             destroyed["file_removed"] = True
         except OSError as exc:
-            # The key is gone already, so the file cannot be read; say it is still there.
+            # The key is gone already, so the file cannot be read; say it is still there, in
+            # the return value and in the audit log (a certificate is written from the log).
             destroyed["file_removed"] = False
             destroyed["file_error"] = str(exc)
+            record_event(
+                session,
+                actor=actor,
+                action="vault.shred",
+                target=f"{dataset.name}@{dataset.version}",
+                outcome="error",
+                reason=(
+                    f"the data key was deleted but the ciphertext file {dataset.file_path} "
+                    f"could not be removed ({exc}); it cannot be decrypted, remove it by hand"
+                ),
+                details={"file": dataset.file_path, "file_removed": False},
+                max_field_chars=self.policies.access.audit_field_max_chars,
+            )
+            session.commit()
         return destroyed
 
     def _promote_next_key(self) -> None:

@@ -130,6 +130,28 @@ def test_a_missing_file_does_not_stop_the_key_being_deleted(registry, setup, dep
         assert vault.get(s, NAME, 1).wrapped_key == b""
 
 
+def test_a_file_that_cannot_be_removed_is_said_and_audited(registry, setup, deployment):
+    # A read-only disk or a busy file, stood in for by a directory where the file was: the
+    # key still goes, and the result and the audit log say the ciphertext file stayed.
+    people, vault = setup
+    with registry.sessions() as s:
+        path = deployment.vault_dir / vault.get(s, NAME, 1).file_path
+    path.unlink()
+    path.mkdir()
+    (path / "busy").write_text("x")
+    destroyed = shred(registry, vault, people.steward)
+    assert destroyed["file_removed"] is False and destroyed["file_error"]
+    with registry.sessions() as s:
+        assert vault.get(s, NAME, 1).wrapped_key == b""
+        failed = s.execute(
+            select(AuditEvent).where(
+                AuditEvent.action == "vault.shred", AuditEvent.outcome == "error"
+            )
+        ).scalar_one()
+        assert failed.target == f"{NAME}@1" and "could not be removed" in failed.reason
+        assert verify_chain(s).intact
+
+
 def test_a_hand_edited_registry_cannot_bring_a_shredded_version_back(registry, setup, deployment):
     # A careless (or hostile) administrator clears the shredded mark in the database and puts
     # back a copy of the file: the data key is still gone, so nothing decrypts.
