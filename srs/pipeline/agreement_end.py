@@ -10,6 +10,14 @@ is rebuilt without the ending agreement's sources: the person lookup by dropping
 (every other record keeps its ``person_key``), the linked datasets by building them again with
 those sources left out (``publish_linked_datasets(without=...)``).
 
+A version whose lineage names no agreement (stored by hand, or before lineage was recorded)
+is judged by where it is: under ``source/X`` it holds every agreement covering ``X`` in any
+version of its terms; under ``linked/``, ``steward/`` or ``synthetic/`` it holds every
+agreement (so it is rebuilt or destroyed), but for the steward's own lineage-free records
+(``LINEAGE_FREE``: the pseudonymisation key and the key-alias log, which hold no source's
+records). Before an agreement is marked ended no version under ``source/X`` for a source it
+covers may still be held; if one is, the end is refused (audited) and nothing is certified.
+
 The work is resumable: every step is decided from the registry as it stands (what still names
 the agreement, what is not yet shredded), and the agreement is marked ended last, so a run
 stopped midway is finished by running it again. Ending an ended agreement is refused.
@@ -22,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,8 +41,10 @@ from srs.governance.audit import record_event
 from srs.governance.registry.models import Agreement, AuditEvent, Dataset, utc_now
 from srs.pipeline.linked_datasets import DESCRIPTIONS
 from srs.pipeline.offences import OffenceList
+from srs.pipeline.person_linkage import KEY_ALIASES
 from srs.pipeline.stewardship import (
     PERSON_LOOKUP,
+    PSEUDONYM_KEY,
     publish_linked_datasets,
     source_dataset_name,
 )
@@ -43,9 +53,22 @@ from srs.vault.store import Vault
 METHOD = (
     "crypto-shredding: the AES-256-GCM data key of every dataset version listed was deleted "
     "from the registry, so its ciphertext can no longer be decrypted by anyone, including "
-    "holders of the master key or of a backup of the files; the ciphertext files were removed "
-    "from the vault"
+    "holders of the master key or of a backup of the files"
 )
+FILES_REMOVED = "; the ciphertext files were removed from the vault"
+FILES_LEFT = (
+    "; the ciphertext files were removed from the vault except {count} that could not be "
+    "(marked 'no' in the list): without their key they cannot be decrypted"
+)
+EXPORTS_NOTE = (
+    "Open-data exports of synthetic replicas already written or published cannot be recalled "
+    "by this environment; the replicas themselves are destroyed above."
+)
+# Steward records that hold no source's records, so a missing lineage does not make them
+# hold an agreement: the pseudonymisation key and the log of retired person keys.
+LINEAGE_FREE = frozenset({PSEUDONYM_KEY, KEY_ALIASES})
+# Areas where a version with no lineage is taken to hold every agreement.
+MIXED_AREAS = ("linked/", "steward/", "synthetic/")
 LINKED_TABLES = tuple(DESCRIPTIONS)
 CERTIFICATE_FOLDER = Path("steward") / "destruction"
 
@@ -64,6 +87,7 @@ class DestroyedVersion:
     content_hash: str
     file: str
     shredded_at: str
+    file_removed: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,7 @@ class DestructionCertificate:
     method: str
     audit_seq: int
     audit_hash: str
+    exports: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -129,11 +154,12 @@ class DestructionCertificate:
         ]
         if self.destroyed:
             lines += [
-                "| Dataset | Version | Rows | Content SHA-256 | File | Destroyed at |",
-                "|---|---|---|---|---|---|",
+                "| Dataset | Version | Rows | Content SHA-256 | File | File removed "
+                "| Destroyed at |",
+                "|---|---|---|---|---|---|---|",
                 *(
                     f"| {d.name} | {d.version} | {d.rows} | {d.content_hash} | {d.file} "
-                    f"| {d.shredded_at} |"
+                    f"| {'yes' if d.file_removed else 'no'} | {d.shredded_at} |"
                     for d in self.destroyed
                 ),
             ]
@@ -154,11 +180,24 @@ class DestructionCertificate:
                 "## Datasets destroyed and not rebuilt",
                 "",
                 "They mixed this agreement's data with others' and have no rebuild here; the "
-                "steward builds them again from the data still held (a trained linkage model "
-                "and the key changes by a full `srs link run`).",
+                "steward builds them again from the data still held (the linkage model and "
+                "linked/key_changes by a full `srs link run`, synthetic replicas by "
+                "`srs synth build`).",
                 "",
                 *(f"- {name}" for name in self.not_rebuilt),
             ]
+        if any(d.name.startswith("synthetic/") for d in self.destroyed):
+            lines += ["", "## Open-data exports", "", EXPORTS_NOTE]
+            lines += (
+                [
+                    "",
+                    "Exports recorded in the audit log (written before the end):",
+                    "",
+                    *(f"- {path}" for path in self.exports),
+                ]
+                if self.exports
+                else ["", "The audit log records no open-data export of the replicas."]
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -182,10 +221,27 @@ def _parse_version_ref(text: str) -> tuple[str, int] | None:
     return (name, int(version)) if name and version.isdigit() else None
 
 
+def _coverage(session: Session) -> dict[str, frozenset[str]]:
+    """Each source and every agreement covering it in any version of its terms
+    (``data[].source``), read from the stored JSON so hand-edited terms still count."""
+    covering: dict[str, set[str]] = {}
+    for agreement in session.execute(select(Agreement)).scalars():
+        for version in agreement.versions:
+            data = (version.terms or {}).get("data") if isinstance(version.terms, dict) else None
+            for entry in data if isinstance(data, list) else []:
+                if isinstance(entry, dict) and isinstance(entry.get("source"), str):
+                    covering.setdefault(entry["source"], set()).add(agreement.reference)
+    return {source: frozenset(refs) for source, refs in covering.items()}
+
+
 class _Lineage:
     """The agreements behind each dataset version, followed through ``derived_from``."""
 
     def __init__(self, session: Session) -> None:
+        self.covering = _coverage(session)
+        self.every_agreement = frozenset(
+            session.execute(select(Agreement.reference)).scalars().all()
+        )
         self.versions = {
             (d.name, d.version): d
             for d in session.execute(select(Dataset).order_by(Dataset.name, Dataset.version))
@@ -204,13 +260,23 @@ class _Lineage:
             return self._behind[key]
         self._behind[key] = frozenset()  # a hand-edited cycle ends here, not in a recursion
         lineage = lineage_of(dataset)
-        agreements = set(lineage["agreements"].values())
+        agreements = set(lineage["agreements"].values()) | self._unrecorded(dataset, lineage)
         for entry in lineage["derived_from"]:
             parent = self.versions.get(_parse_version_ref(entry) or ("", 0))
             if parent is not None:
                 agreements |= self.behind(parent)
         self._behind[key] = frozenset(str(a) for a in agreements)
         return self._behind[key]
+
+    def _unrecorded(self, dataset: Dataset, lineage: dict[str, Any]) -> set[str]:
+        # A version naming no agreement: judged by its area, never as holding none.
+        if lineage["agreements"] or dataset.name in LINEAGE_FREE:
+            return set()
+        if dataset.name.startswith("source/"):
+            return set(self.covering.get(dataset.name.removeprefix("source/"), frozenset()))
+        if dataset.name.startswith(MIXED_AREAS) and not lineage["derived_from"]:
+            return set(self.every_agreement)
+        return set()
 
     def holding(self, reference: str) -> list[Dataset]:
         """Every version that holds ``reference``'s data, by name and version."""
@@ -234,9 +300,10 @@ def _left_out_reason(reference: str) -> str:
 
 
 def _sources_under(lineage: _Lineage, reference: str) -> list[str]:
-    """The sources a rebuild leaves out: those whose newest extract holds the agreement's
-    data, and those a version's lineage names under it that have no extract stored."""
-    sources = set()
+    """The sources a rebuild leaves out: every source the agreement covers in any version of
+    its terms, those whose newest extract holds its data, and those a version's lineage names
+    under it that have no extract stored."""
+    sources = {source for source, refs in lineage.covering.items() if reference in refs}
     for (name, _), dataset in lineage.versions.items():
         for source, named in lineage_of(dataset)["agreements"].items():
             extract = lineage.newest(source_dataset_name(str(source)))
@@ -245,6 +312,20 @@ def _sources_under(lineage: _Lineage, reference: str) -> list[str]:
         if name.startswith("source/") and reference in lineage.behind(lineage.newest(name)):
             sources.add(name.removeprefix("source/"))
     return sorted(sources)
+
+
+def _still_held_sources(lineage: _Lineage, reference: str) -> list[Dataset]:
+    """Versions under ``source/X``, for a source ``X`` the agreement covers, that are not
+    destroyed and will not be (their lineage names another agreement only)."""
+    covered = {source for source, refs in lineage.covering.items() if reference in refs}
+    return [
+        d
+        for (name, _), d in lineage.versions.items()
+        if name.removeprefix("source/") in covered
+        and name.startswith("source/")
+        and d.shredded_at is None
+        and reference not in lineage.behind(d)
+    ]
 
 
 def _mixed_newest(lineage: _Lineage, name: str, reference: str) -> bool:
@@ -343,6 +424,24 @@ def destruction_certificate(session: Session, reference: str) -> DestructionCert
     lineage = _Lineage(session)
     holding = lineage.holding(reference)
     version, providers = _provider_names(agreement)
+    left_behind = set(
+        session.execute(
+            select(AuditEvent.target).where(
+                AuditEvent.action == "vault.shred", AuditEvent.outcome == "error"
+            )
+        ).scalars()
+    )
+    exports = sorted(
+        set(
+            session.execute(
+                select(AuditEvent.target).where(
+                    AuditEvent.action == "synthetic.export",
+                    AuditEvent.outcome == "ok",
+                    AuditEvent.seq < event.seq,
+                )
+            ).scalars()
+        )
+    )
     rebuilt = _rebuilt(session, reference)
     rebuilt_names = {r.name for r in rebuilt}
     return DestructionCertificate(
@@ -361,6 +460,7 @@ def destruction_certificate(session: Session, reference: str) -> DestructionCert
                 d.content_hash,
                 d.file_path,
                 _utc_text(d.shredded_at),
+                file_removed=f"{d.name}@{d.version}" not in left_behind,
             )
             for d in holding
         ],
@@ -370,9 +470,15 @@ def destruction_certificate(session: Session, reference: str) -> DestructionCert
             {d.name for d in holding if d.name not in rebuilt_names}
             & {n for n, _ in lineage.versions if _mixed_newest(lineage, n, reference)}
         ),
-        method=METHOD,
+        method=METHOD
+        + (
+            FILES_LEFT.format(count=len(kept))
+            if (kept := [d for d in holding if f"{d.name}@{d.version}" in left_behind])
+            else FILES_REMOVED
+        ),
         audit_seq=event.seq,
         audit_hash=event.event_hash,
+        exports=exports,
     )
 
 
@@ -398,6 +504,53 @@ def write_destruction_certificate(
     )
     markdown_path.write_text(certificate.as_markdown(), encoding="utf-8")
     return certificate
+
+
+def _refuse(
+    session: Session,
+    vault: Vault,
+    actor: str,
+    reference: str,
+    message: str,
+    *,
+    error: type[AgreementError] = AgreementEndError,
+) -> NoReturn:
+    """Record a refused end (``agreement.end``, outcome deny) and raise it."""
+    session.rollback()
+    record_event(
+        session,
+        actor=actor,
+        action="agreement.end",
+        target=reference,
+        outcome="deny",
+        reason=message,
+        max_field_chars=vault.policies.access.audit_field_max_chars,
+    )
+    session.commit()
+    raise error(message)
+
+
+def _refuse_if_sources_held(
+    session: Session, vault: Vault, actor: str, reference: str, lineage: _Lineage
+) -> None:
+    """Refuse (audited) to end, and so to certify, while an extract of a source the agreement
+    covers would still be held after its data are destroyed."""
+    held = _still_held_sources(lineage, reference)
+    if held:
+        names = ", ".join(
+            f"{d.name}@{d.version} (lineage names "
+            f"{', '.join(sorted(set(lineage_of(d)['agreements'].values()))) or 'no agreement'})"
+            for d in held
+        )
+        _refuse(
+            session,
+            vault,
+            actor,
+            reference,
+            f"agreement {reference} covers data still held in {names}, which its end would "
+            "not destroy, so its destruction cannot be certified; a steward destroys those "
+            "versions (Vault.shred) or corrects their lineage, then ends the agreement again",
+        )
 
 
 def end_agreement(
@@ -426,14 +579,21 @@ def end_agreement(
     """
     reason = (reason or "").strip()
     if not reason:
-        raise AgreementEndError(
-            f"say why agreement {reference} ends (--reason); the reason goes on the certificate"
+        _refuse(
+            session,
+            vault,
+            actor,
+            reference,
+            f"say why agreement {reference} ends (--reason); the reason goes on the certificate",
         )
     # Authorised first: someone who may not destroy data learns nothing of the agreement.
     authorise(
         session, username=actor, action="dataset.destroy", policies=vault.policies, today=today
     )
-    agreement = get_agreement(session, reference)
+    try:
+        agreement = get_agreement(session, reference)
+    except AgreementError as exc:
+        _refuse(session, vault, actor, reference, str(exc), error=type(exc))
     if agreement.status == "ended":
         message = (
             f"agreement {reference} was already ended on "
@@ -441,22 +601,12 @@ def end_agreement(
             f"({agreement.end_reason}); its data are destroyed, nothing more to do (its "
             "certificate can be written again with write_destruction_certificate)"
         )
-        session.rollback()
-        record_event(
-            session,
-            actor=actor,
-            action="agreement.end",
-            target=reference,
-            outcome="error",
-            reason=message,
-            max_field_chars=vault.policies.access.audit_field_max_chars,
-        )
-        session.commit()
-        raise AgreementEndError(message)
+        _refuse(session, vault, actor, reference, message)
     tell = progress or (lambda _message: None)
     shred_reason = f"{_left_out_reason(reference)}: {reason}"
 
     lineage = _Lineage(session)
+    _refuse_if_sources_held(session, vault, actor, reference, lineage)
     left_out = _sources_under(lineage, reference)
     if _mixed_newest(lineage, PERSON_LOOKUP, reference):
         _rebuild_person_lookup(
@@ -487,6 +637,7 @@ def end_agreement(
             tell(f"destroyed {dataset.name}@{dataset.version}")
 
     # Last: an agreement is marked ended only once all its data are destroyed.
+    _refuse_if_sources_held(session, vault, actor, reference, _Lineage(session))
     agreement = get_agreement(session, reference)
     agreement.status = "ended"
     agreement.ended_at = utc_now()
@@ -516,6 +667,9 @@ def end_agreement(
 
 
 __all__ = [
+    "EXPORTS_NOTE",
+    "FILES_REMOVED",
+    "LINEAGE_FREE",
     "METHOD",
     "AgreementEndError",
     "DestroyedVersion",

@@ -25,6 +25,7 @@ from srs.governance.deployment import Deployment
 from srs.governance.registry import Registry, open_registry, projects
 from srs.governance.registry.models import AuditEvent, Dataset
 from srs.pipeline.agreement_end import (
+    FILES_REMOVED,
     METHOD,
     AgreementEndError,
     destruction_certificate,
@@ -279,7 +280,8 @@ def test_the_certificate_lists_exactly_what_was_destroyed(held, offences, tmp_pa
     assert on_file["reference"] == ENDED and on_file["agreement_version"] == 1
     assert on_file["providers"] == ["Victim Services Agency"]
     assert on_file["reason"] == "the agency withdrew from the programme"
-    assert on_file["method"] == METHOD and "AES-256-GCM" in METHOD
+    assert on_file["method"] == METHOD + FILES_REMOVED and "AES-256-GCM" in METHOD
+    assert all(d["file_removed"] for d in on_file["destroyed"])
     destroyed = {(d["name"], d["version"]): d for d in on_file["destroyed"]}
     assert set(destroyed) == EXPECTED_DESTROYED
     for key, entry in destroyed.items():
@@ -358,7 +360,7 @@ def test_ending_twice_is_refused(held, offences, tmp_path):
     with held.registry.sessions() as s:
         refused = s.execute(
             select(AuditEvent).where(
-                AuditEvent.action == "agreement.end", AuditEvent.outcome == "error"
+                AuditEvent.action == "agreement.end", AuditEvent.outcome == "deny"
             )
         ).scalar_one()
         assert "already ended" in refused.reason
@@ -589,3 +591,121 @@ def test_a_mixed_dataset_with_no_rebuild_is_destroyed_and_named(held, offences, 
     assert "1 not rebuilt" in str(certificate)
     with pytest.raises(VaultShredded):
         steward_read(held, "steward/linkage_model")
+
+
+def store_by_hand(held: Held, name: str, frame: pd.DataFrame, lineage: dict) -> int:
+    """A version stored as `srs dataset store` did before lineage was required, or whose
+    lineage was hand-edited afterwards: stored, then its registry row's lineage replaced."""
+    with held.registry.sessions() as s:
+        stored = held.vault.store(
+            s, name, frame, actor=held.people.steward, lineage=source_lineage("x", "y", [])
+        )
+        stored.lineage = lineage
+        s.commit()
+        return stored.version
+
+
+def set_lineage(held: Held, name: str, version: int, lineage: dict) -> None:
+    with held.registry.sessions() as s:
+        row = s.execute(
+            select(Dataset).where(Dataset.name == name, Dataset.version == version)
+        ).scalar_one()
+        row.lineage = lineage
+        s.commit()
+
+
+def test_a_hand_stored_extract_with_no_lineage_is_destroyed_and_left_out(
+    held, extracts, offences, tmp_path
+):
+    # The steward "fixes a typo" in the victims extract by hand: its newest version names no
+    # agreement. It is still victims data under DSA-VICTIMS: destroyed, and victims are left
+    # out of every rebuild.
+    version = store_by_hand(held, "source/victims", extracts.tables["victims"], {})
+    certificate = end(held, offences, tmp_path)
+    destroyed = {(d.name, d.version) for d in certificate.destroyed}
+    assert ("source/victims", version) in destroyed and destroyed >= EXPECTED_DESTROYED
+    assert versions(held)[("source/victims", version)].shredded_at is not None
+    with pytest.raises(VaultShredded):
+        steward_read(held, "source/victims")
+    assert "victims" not in set(steward_read(held, PERSON_LOOKUP)["source"])
+    assert research_read(held, "linked/victims").empty
+    assert not research_read(held, "linked/persons")["is_victim"].any()
+    assert certificate.rebuilt and all(r.left_out == ["victims"] for r in certificate.rebuilt)
+
+
+def test_an_extract_still_held_under_another_agreement_stops_the_end(
+    held, extracts, offences, tmp_path
+):
+    # A hand-edited lineage files victims data under DSA-CPS: the end would leave it held, so
+    # it is refused (audited) before anything is destroyed, and nothing is certified.
+    version = store_by_hand(
+        held,
+        "source/victims",
+        extracts.tables["victims"],
+        source_lineage("victims", "DSA-CPS", []),
+    )
+    with pytest.raises(AgreementEndError, match=rf"source/victims@{version}.*DSA-CPS"):
+        end(held, offences, tmp_path)
+    assert not any(d.shredded_at for d in versions(held).values())
+    assert not (tmp_path / "certificates").exists()
+    with held.registry.sessions() as s:
+        assert get_agreement(s, ENDED).status == "in_force"
+        refused = s.execute(
+            select(AuditEvent).where(
+                AuditEvent.action == "agreement.end", AuditEvent.outcome == "deny"
+            )
+        ).scalar_one()
+        assert f"source/victims@{version}" in refused.reason
+        assert verify_chain(s).intact
+
+
+def test_lineage_less_linked_and_steward_versions_hold_every_agreement(held, offences, tmp_path):
+    # A linked version whose lineage was wiped, and a steward file stored with none: both may
+    # hold anything, so both go; the pseudonymisation key (no source's records) stays.
+    set_lineage(held, "linked/victims", 1, {})
+    notes = store_by_hand(held, "steward/notes", pd.DataFrame({"note": ["victims seen"]}), {})
+    certificate = end(held, offences, tmp_path)
+    destroyed = {(d.name, d.version) for d in certificate.destroyed}
+    assert {("linked/victims", 1), ("steward/notes", notes)} <= destroyed
+    assert "steward/notes" in certificate.not_rebuilt
+    stored = versions(held)
+    assert stored[("steward/notes", notes)].shredded_at is not None
+    assert stored[(PSEUDONYM_KEY, 1)].shredded_at is None
+
+
+def test_refused_ends_are_audited(held, offences, tmp_path):
+    with pytest.raises(AgreementEndError, match="say why"):
+        end(held, offences, tmp_path, reason="")
+    with pytest.raises(AgreementError, match="no agreement"):
+        end(held, offences, tmp_path, reference="DSA-NOBODY")
+    with held.registry.sessions() as s:
+        refused = (
+            s.execute(
+                select(AuditEvent)
+                .where(AuditEvent.action == "agreement.end", AuditEvent.outcome == "deny")
+                .order_by(AuditEvent.seq)
+            )
+            .scalars()
+            .all()
+        )
+        assert [e.target for e in refused] == [ENDED, "DSA-NOBODY"]
+        assert "say why" in refused[0].reason and "no agreement" in refused[1].reason
+        assert verify_chain(s).intact
+
+
+def test_the_certificate_says_which_files_could_not_be_removed(held, offences, tmp_path):
+    # The victims extract's file cannot be unlinked (a directory stands for a read-only disk):
+    # the key still goes, and the certificate says that file stayed instead of claiming all.
+    with held.registry.sessions() as s:
+        path = held.deployment.vault_dir / held.vault.get(s, "source/victims", 1).file_path
+    path.unlink()
+    path.mkdir()
+    (path / "busy").write_text("x")
+    certificate = end(held, offences, tmp_path)
+    removed = {(d.name, d.version): d.file_removed for d in certificate.destroyed}
+    assert removed.pop(("source/victims", 1)) is False and all(removed.values())
+    assert not certificate.method.endswith(FILES_REMOVED) and "except 1" in certificate.method
+    on_file = json.loads(Path(certificate.files[0]).read_text())
+    assert [d["file_removed"] for d in on_file["destroyed"]].count(False) == 1
+    text = Path(certificate.files[1]).read_text()
+    assert "| File removed |" in text and text.count("| no |") == 1
