@@ -3,10 +3,12 @@
 The edges of ``synthetic/``: a steward's ``build_replica_in_vault`` reads the linked datasets
 (``synthetic.build``, audited), makes and evaluates a replica, writes its HTML report and JSON
 figures to ``HOME/synthetic/``, and stores it in the vault as public ``synthetic/*`` data only
-when every privacy gate passed (a failure is audited and raised with its reasons).
-``export_open_data`` writes the stored replica as an open-data package for anyone with
-``synthetic.read``. The CLI (``srs synth``) and the demo call these. A researcher session on
-the ``synthetic`` source reads a stored replica in place of its linked dataset
+when every privacy gate passed (a failure is audited and raised with its reasons), each
+table with the lineage of the linked versions read (``replica_lineage``), so ending an
+agreement behind them destroys the replica. ``export_open_data`` writes the stored replica as
+an open-data package for anyone with ``synthetic.read`` and records the folder
+(``open_data.export``). The CLI (``srs synth``) and the demo call these. A researcher session
+on the ``synthetic`` source reads a stored replica in place of its linked dataset
 (``read_replica``, ``stored_replicas``).
 """
 
@@ -26,6 +28,7 @@ from srs.governance.audit import record_event
 from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet
 from srs.governance.registry.models import Dataset
+from srs.pipeline.agreement_end import lineage_of
 from srs.vault.store import Vault
 
 if TYPE_CHECKING:
@@ -90,6 +93,23 @@ def reports_dir(deployment: Deployment, passed: bool = True) -> Path:
     return deployment.home / "synthetic" / ("cross_justice" if passed else "cross_justice-failed")
 
 
+def replica_lineage(read: list[Dataset]) -> dict[str, Any]:
+    """The lineage every table of a replica is stored with: the sources and agreements of the
+    linked versions it was built from, and those versions (``derived_from``), so ending an
+    agreement behind them destroys the replica too."""
+    sources: set[str] = set()
+    agreements: dict[str, str] = {}
+    for dataset in read:
+        lineage = lineage_of(dataset)
+        sources |= {str(source) for source in lineage["sources"]}
+        agreements |= {str(k): str(v) for k, v in lineage["agreements"].items()}
+    return {
+        "sources": sorted(sources),
+        "agreements": dict(sorted(agreements.items())),
+        "derived_from": [f"{d.name}@{d.version}" for d in read],
+    }
+
+
 @dataclass
 class BuiltReplica:
     """What a build stored and where its report is."""
@@ -124,8 +144,14 @@ def build_replica_in_vault(
             "a replica is built of the related set (persons -> journeys -> victims, "
             f"reoffending), so name all of {', '.join(LINKED_SET)} or none"
         )
-    tables = {name: vault.read_for_synthesis(session, name, actor=actor) for name in asked}
-    dictionaries = {name: vault.get(session, name).data_dictionary for name in asked}
+    # The versions read are pinned first, so the lineage names exactly what was read.
+    read = {name: vault.get(session, name) for name in asked}
+    tables = {
+        name: vault.read_for_synthesis(session, name, actor=actor, version=read[name].version)
+        for name in asked
+    }
+    dictionaries = {name: read[name].data_dictionary for name in asked}
+    lineage = replica_lineage(list(read.values()))
     session.commit()
     result = make_open_replica(
         tables,
@@ -178,6 +204,7 @@ def build_replica_in_vault(
             frame,
             actor=actor,
             data_dictionary=result.replica.dictionaries.get(name) or dictionaries[name],
+            lineage=lineage,
         )
         stored.append(synthetic_name(name))
     record_event(
@@ -212,19 +239,20 @@ def export_open_data(
     licence: str = "CC-BY-4.0",
     overwrite: bool = False,
 ) -> ExportedPackage:
-    """Export the stored replica (``synthetic.read``, audited) with its passing reports."""
+    """Export the stored replica (``synthetic.read``, audited) with its passing reports; the
+    folder written is recorded (``open_data.export``) so an agreement's destruction
+    certificate can name the exports it cannot recall."""
     from synthetic.export import export_replica, validate_package
 
     folder = reports_dir(deployment, True)
     if not (folder / "privacy.json").exists():
         raise ReplicaRefused("no replica has passed its gates yet; run `srs synth build` first")
+    stored = [vault.get(session, synthetic_name(name)) for name in LINKED_SET]
     tables = {
-        name: vault.read_synthetic(session, synthetic_name(name), actor=actor)
-        for name in LINKED_SET
+        name: vault.read_synthetic(session, d.name, actor=actor, version=d.version)
+        for name, d in zip(LINKED_SET, stored, strict=True)
     }
-    dictionaries = {
-        name: vault.get(session, synthetic_name(name)).data_dictionary for name in LINKED_SET
-    }
+    dictionaries = {name: d.data_dictionary for name, d in zip(LINKED_SET, stored, strict=True)}
     session.commit()
     path = export_replica(
         tables,
@@ -235,6 +263,17 @@ def export_open_data(
         licence=licence,
         overwrite=overwrite,
     )
+    # Where it went, so that ending an agreement can name the exports it cannot recall.
+    record_event(
+        session,
+        actor=actor,
+        action="open_data.export",
+        target=str(Path(path).resolve()),
+        outcome="ok",
+        details={"replica": [f"{d.name}@{d.version}" for d in stored]},
+        max_field_chars=vault.policies.access.audit_field_max_chars,
+    )
+    session.commit()
     return ExportedPackage(
         path=path,
         rows=sum(len(t) for t in tables.values()),

@@ -435,7 +435,7 @@ def destruction_certificate(session: Session, reference: str) -> DestructionCert
         set(
             session.execute(
                 select(AuditEvent.target).where(
-                    AuditEvent.action == "synthetic.export",
+                    AuditEvent.action == "open_data.export",
                     AuditEvent.outcome == "ok",
                     AuditEvent.seq < event.seq,
                 )
