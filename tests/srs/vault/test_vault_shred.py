@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from agreement_fixtures import register_standard_agreements
 from sqlalchemy import select
 
 from registry_fixtures import PROJECT, TODAY, populate
@@ -20,6 +21,8 @@ from srs.vault.crypto import generate_master_key, read_key_file, unwrap_data_key
 from srs.vault.store import Vault, VaultError, VaultIntegrityError, VaultShredded
 
 NAME = "linked/journeys"
+LINEAGE = {"sources": ["police_arrests"], "agreements": {"police_arrests": "DSA-POLICE"}}
+PERMITTED_BASIS = "Digital Economy Act 2017 s.64 (research)"
 
 
 @pytest.fixture
@@ -34,8 +37,23 @@ def setup(registry: Registry, policies, deployment: Deployment, frame):
     write_key_file(deployment.key_file, generate_master_key())
     vault = Vault(deployment, policies)
     with registry.sessions() as s:
-        vault.store(s, NAME, frame, actor=people.steward, classification="confidential")
-        vault.store(s, NAME, frame.head(1), actor=people.steward, classification="confidential")
+        # Linked data carry their lineage (the vault refuses them without one), so the
+        # project names the agreement behind them, under a legal basis it permits.
+        register_standard_agreements(s, policies, people.steward)
+        projects.name_agreement(
+            s, actor=people.admin, policies=policies, code=PROJECT, reference="DSA-POLICE"
+        )
+        projects.get_project(s, PROJECT).legal_basis = PERMITTED_BASIS
+        s.commit()
+        for rows in (frame, frame.head(1)):
+            vault.store(
+                s,
+                NAME,
+                rows,
+                actor=people.steward,
+                classification="confidential",
+                lineage=LINEAGE,
+            )
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=NAME
         )
