@@ -126,9 +126,11 @@ class DestructionCertificate:
     def __str__(self) -> str:
         where = f"; certificate: {self.files[0]}" if self.files else ""
         left = f", {len(self.not_rebuilt)} not rebuilt" if self.not_rebuilt else ""
+        kept = sum(not d.file_removed for d in self.destroyed)
+        files = f" ({kept} ciphertext files could not be removed)" if kept else ""
         return (
-            f"{len(self.destroyed)} dataset versions destroyed, {len(self.rebuilt)} rebuilt"
-            f"{left}{where}"
+            f"{len(self.destroyed)} dataset versions destroyed{files}, "
+            f"{len(self.rebuilt)} rebuilt{left}{where}"
         )
 
     def as_dict(self) -> dict[str, Any]:

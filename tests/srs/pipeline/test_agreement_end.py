@@ -709,3 +709,4 @@ def test_the_certificate_says_which_files_could_not_be_removed(held, offences, t
     assert [d["file_removed"] for d in on_file["destroyed"]].count(False) == 1
     text = Path(certificate.files[1]).read_text()
     assert "| File removed |" in text and text.count("| no |") == 1
+    assert "(1 ciphertext files could not be removed)" in str(certificate)
