@@ -68,6 +68,7 @@ from output_checking.workflow import (
     authorise_checker,
     differencing_summary,
     get_request,
+    outputs_refusal,
     refuse,
     released_tables,
     request_outputs,
@@ -208,7 +209,9 @@ def create_release(
     approved and every output to release matches its audit trail: files, content, submission,
     the current round's approve votes and what they approved (see
     ``output_checking.release_evidence``), and unless differencing against the released tables
-    and the outputs released together finds nothing, or the approvers overrode it.
+    and the outputs released together finds nothing, or the approvers overrode it. Refused
+    too when an output was made from a dataset version destroyed since, or under an agreement
+    that has ended or expired (``output_checking.workflow.provenance``).
     """
     recover_releases(session, deployment)
     request = get_request(session, request_id)
@@ -226,6 +229,15 @@ def create_release(
     if not approved:
         raise _refuse_release(
             session, actor, request.id, f"request #{request.id} has no approved outputs"
+        )
+    refusal = outputs_refusal(session, approved)
+    if refusal:
+        raise _refuse_release(
+            session,
+            actor,
+            request.id,
+            f"request #{request.id} cannot be released, nothing was released: {refusal}",
+            outputs=[o.id for o in approved],
         )
     project_code = request.project.code
     evidence = gather_evidence(

@@ -24,7 +24,8 @@ is audited.
 
 The parts: ``states`` (a request's states, its audited transitions and refusals),
 ``researcher`` (draft, submit, withdraw), ``differencing`` (the tables an output is compared
-with), ``reviews`` (votes, the two-person rule, deciding), ``reviewed`` (the digest of what a
+with), ``reviews`` (votes, the two-person rule, deciding), ``provenance`` (the data an output was
+made from still held, under agreements in force), ``reviewed`` (the digest of what a
 checker approved) and ``views`` (the queue and what each viewer may see of a request). Import
 from here; the parts are the package's own layout.
 """
@@ -40,6 +41,7 @@ from output_checking.workflow.differencing import (
     run_differencing,
     together_tables,
 )
+from output_checking.workflow.provenance import dataset_problems, outputs_refusal
 from output_checking.workflow.researcher import create_request, submit_request, withdraw_request
 from output_checking.workflow.reviewed import (
     REVIEWED_FIELDS,
@@ -116,10 +118,12 @@ __all__ = [
     "complete_reviewers",
     "conflicts",
     "create_request",
+    "dataset_problems",
     "differencing_summary",
     "field_digests",
     "get_request",
     "output_record",
+    "outputs_refusal",
     "project_requests",
     "published_table",
     "refuse",

@@ -15,6 +15,7 @@ from output_checking.workflow.differencing import (
     run_differencing,
     together_tables,
 )
+from output_checking.workflow.provenance import outputs_refusal
 from output_checking.workflow.states import (
     CHANGES_REQUESTED,
     DRAFT,
@@ -120,7 +121,9 @@ def submit_request(
     """Send a draft (or a request returned for changes) to the checkers' queue.
 
     The differencing check runs now against the project's releases, so checkers see its
-    evidence; a resubmission starts a new round of reviews.
+    evidence; a resubmission starts a new round of reviews. Refused (audited) when an output
+    was made from a dataset version destroyed or under an agreement no longer in force
+    (``output_checking.workflow.provenance``).
     """
     request = get_request(session, request_id)
     code = request.project.code
@@ -150,6 +153,15 @@ def submit_request(
             action="request.submit",
             target=request_target(request),
             reason=f"request #{request.id} has no outputs left to submit",
+        )
+    refusal = outputs_refusal(session, outputs)
+    if refusal:
+        raise refuse(
+            session,
+            actor=actor,
+            action="request.submit",
+            target=request_target(request),
+            reason=f"request #{request.id} cannot be submitted: {refusal}",
         )
     resubmission = request.status == CHANGES_REQUESTED
     if resubmission:

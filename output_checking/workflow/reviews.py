@@ -24,6 +24,7 @@ from output_checking.workflow.differencing import (
     run_differencing,
     together_tables,
 )
+from output_checking.workflow.provenance import outputs_refusal
 from output_checking.workflow.reviewed import field_digests, output_record, reviewed_digest
 from output_checking.workflow.states import (
     APPROVED,
@@ -128,7 +129,9 @@ def vote(
     ``comment`` goes with the vote; with ``comment_visibility="researcher"`` the author sees
     it once the request is decided. An approve vote on a table re-runs the differencing check
     against the released tables and the request's other tables; if it finds a disclosive
-    difference the vote is refused unless ``override_reason`` says why it is safe. Its audit
+    difference the vote is refused unless ``override_reason`` says why it is safe; an approval
+    of an output made from data destroyed or under an agreement no longer in force is refused
+    (``output_checking.workflow.provenance``). Its audit
     event records the digest of what the checker approved (``reviewed_fields``), and each
     field's own short digest when they fit the audit field bound.
     """
@@ -180,6 +183,15 @@ def vote(
             reason=f"request #{request.id} is reviewed; only its reviewers may change votes",
         )
     reviewed: dict[str, Any] = {}
+    if decision == "approve" and (refusal := outputs_refusal(session, [output])):
+        raise refuse(
+            session,
+            actor=checker,
+            action="output.approve",
+            target=target,
+            reason=f"{refusal}; reject it instead",
+            output_id=output.id,
+        )
     if decision == "approve":
         findings = run_differencing(
             output,

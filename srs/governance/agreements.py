@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from datetime import date
+from typing import NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -119,6 +120,30 @@ def _new_version(
     )
 
 
+def _audit_refusal(
+    session: Session,
+    actor: str,
+    action: str,
+    reference: str,
+    refusal: AgreementError,
+    policies: PolicySet,
+) -> NoReturn:
+    """Commit a denied ``action`` on ``reference`` to the audit log, then raise ``refusal``:
+    the refusal stays on record though the caller rolls back."""
+    record_event(
+        session,
+        actor=actor,
+        action=action,
+        target=reference,
+        outcome="deny",
+        reason=str(refusal),
+        details={"key": refusal.key} if refusal.key else None,
+        max_field_chars=policies.access.audit_field_max_chars,
+    )
+    session.commit()
+    raise refusal
+
+
 def _reference_in_use(session: Session, reference: str) -> bool:
     query = select(Agreement.id).where(Agreement.reference == reference)
     return session.execute(query).first() is not None
@@ -140,12 +165,15 @@ def create_agreement(
     for a bad or taken reference, or terms naming an unknown source, variable or level.
     """
     authorise(session, username=actor, action="agreement.manage", policies=policies)
-    _check_reference(reference)
-    if _reference_in_use(session, reference):
-        raise AgreementError(
-            f"an agreement {reference!r} already exists; amend it with `srs agreement amend`"
-        )
-    _check_against_deployment(terms, policies, known_sources)
+    try:
+        _check_reference(reference)
+        if _reference_in_use(session, reference):
+            raise AgreementError(
+                f"an agreement {reference!r} already exists; amend it with `srs agreement amend`"
+            )
+        _check_against_deployment(terms, policies, known_sources)
+    except AgreementError as refusal:
+        _audit_refusal(session, actor, "agreement.create", reference, refusal, policies)
     agreement = Agreement(reference=reference, title=terms.title, created_by=actor)
     session.add(agreement)
     version = _new_version(agreement, 1, terms, actor, "as signed")
@@ -194,21 +222,24 @@ def amend_agreement(
     current version's.
     """
     authorise(session, username=actor, action="agreement.manage", policies=policies)
-    agreement = get_agreement(session, reference)
-    if agreement.status != "in_force":
-        raise AgreementError(
-            f"agreement {reference} has ended and cannot be amended; record a new agreement "
-            "with `srs agreement create`"
-        )
-    note = change_note.strip()
-    if not note:
-        raise AgreementError("an amendment needs a note saying what changed and why (--note)")
-    _check_against_deployment(terms, policies, known_sources)
-    current = current_version(agreement)
-    if terms.sha256() == current.terms_sha256:
-        raise AgreementError(
-            f"the terms are those of version {current.version} of {reference}; nothing to amend"
-        )
+    try:
+        agreement = get_agreement(session, reference)
+        if agreement.status != "in_force":
+            raise AgreementError(
+                f"agreement {reference} has ended and cannot be amended; record a new agreement "
+                "with `srs agreement create`"
+            )
+        note = change_note.strip()
+        if not note:
+            raise AgreementError("an amendment needs a note saying what changed and why (--note)")
+        _check_against_deployment(terms, policies, known_sources)
+        current = current_version(agreement)
+        if terms.sha256() == current.terms_sha256:
+            raise AgreementError(
+                f"the terms are those of version {current.version} of {reference}; nothing to amend"
+            )
+    except AgreementError as refusal:
+        _audit_refusal(session, actor, "agreement.amend", reference, refusal, policies)
     version = _new_version(agreement, current.version + 1, terms, actor, note)
     session.add(version)
     agreement.title = terms.title
@@ -350,44 +381,61 @@ def _delivery_refusal(
             f"the first extract with period {BASE_PERIOD!r}",
             None,
         )
-    repeated = session.execute(
+    # Periods are compared as date ranges, each read in the periodicity it was written in: an
+    # amendment from monthly to quarterly must not let 2024-Q4 in after 2024-11 and 2024-12.
+    every_earlier = session.execute(
         select(Delivery)
-        .where(Delivery.source == source, Delivery.period == period)
+        .where(Delivery.source == source, Delivery.period != BASE_PERIOD)
         .order_by(Delivery.id)
-        .limit(1)
-    ).scalar_one_or_none()
-    if repeated is not None:
-        return (
-            f"period {period} of {source} was already delivered (delivery {repeated.id} of "
-            f"{repeated.received_at.date().isoformat()}); send corrections in the next period's "
-            "delivery",
-            None,
-        )
+    ).scalars()
+    for earlier_delivery in every_earlier:
+        bounds = delivered_period_bounds(earlier_delivery.period)
+        if bounds is not None and bounds[0] <= last and first <= bounds[1]:
+            shown = (
+                "was already delivered"
+                if earlier_delivery.period == period
+                else f"overlaps period {earlier_delivery.period} "
+                f"({bounds[0].isoformat()} to {bounds[1].isoformat()}), already delivered"
+            )
+            return (
+                f"period {period} of {source} {shown} (delivery {earlier_delivery.id} of "
+                f"{earlier_delivery.received_at.date().isoformat()}); send corrections in the "
+                "next period's delivery",
+                None,
+            )
     # Periods arrive in order: a month skipped and sent after a later one would rewrite data
     # researchers have already used; its records come in the next delivery as late arrivals.
-    later = [
-        p
+    ranges = {
+        p: bounds
         for p in delivered
-        if p != BASE_PERIOD
-        and _period_start(p, terms.periodicity) is not None
-        and _period_start(p, terms.periodicity) > first
-    ]
-    if later:
-        newest = max(later, key=lambda p: _period_start(p, terms.periodicity))
-        return (
-            f"period {period} of {source} comes before period {newest}, already delivered; "
-            "deliveries arrive in order: send its records in the next period's delivery (they "
-            "count as late arrivals)",
-            None,
-        )
+        if p != BASE_PERIOD and (bounds := delivered_period_bounds(p)) is not None
+    }
+    if ranges:
+        newest = max(ranges, key=lambda p: ranges[p][1])
+        if first <= ranges[newest][1]:
+            return (
+                f"period {period} of {source} ({first.isoformat()} to {last.isoformat()}) comes "
+                f"before period {newest} (to {ranges[newest][1].isoformat()}), already "
+                "delivered; deliveries arrive in order: send its records in the next period's "
+                "delivery (they count as late arrivals)",
+                None,
+            )
     return None, version
 
 
-def _period_start(period: str, periodicity: str) -> date | None:
-    try:
-        return period_bounds(period, periodicity)[0]
-    except AgreementError:
-        return None
+def delivered_period_bounds(period: str) -> tuple[date, date] | None:
+    """The first and last day of a delivered ``period`` in whichever periodicity it was
+    written (monthly ``2024-11``, quarterly ``2024-Q4``, annual ``2024``); None for the base.
+
+    >>> delivered_period_bounds("2024-Q4")
+    (datetime.date(2024, 10, 1), datetime.date(2024, 12, 31))
+    """
+    for periodicity in ("monthly", "quarterly", "annual"):
+        try:
+            return period_bounds(period, periodicity)
+        except AgreementError:
+            continue  # not written in this periodicity; try the next
+    return None
 
 
 def check_delivery(
@@ -473,6 +521,7 @@ __all__ = [
     "check_delivery",
     "create_agreement",
     "current_version",
+    "delivered_period_bounds",
     "get_agreement",
     "in_force",
     "list_agreements",

@@ -14,6 +14,7 @@ import hashlib
 import io
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -30,6 +31,12 @@ from srs.governance.policy import PolicyError, default_policy_dir
 from srs.pipeline.offences import OffenceList
 
 DICTIONARY_DIR = "data_dictionaries"
+# The ingest policy (``policies/ingest.yaml``): the largest extract file taken in. Without the
+# file, DEFAULT_MAX_EXTRACT_BYTES; a file larger is refused before a byte of it is read.
+INGEST_POLICY_FILE = "ingest.yaml"
+DEFAULT_MAX_EXTRACT_BYTES = 5_000_000_000
+# Files are hashed in chunks of this many bytes, so a large extract is never held twice.
+HASH_CHUNK_BYTES = 1 << 20
 # A column is of the wrong type (a schema error) when at least this share of its non-empty
 # values fail to parse; below it, the failing rows are rejected one by one.
 WRONG_TYPE_SHARE = 0.5
@@ -87,6 +94,55 @@ def reason_kind(reason: str, columns: set[str]) -> str:
 
 class SchemaError(SRSError):
     """The file cannot be ingested at all: its structure does not match the dictionary."""
+
+
+class UnsharedVariables(SchemaError):
+    """The file carries values in variables the data-sharing agreement does not list for its
+    source: the whole file is refused (``variables`` names them, ``rows`` counts the rows)."""
+
+    def __init__(self, message: str, *, variables: list[str], rows: int) -> None:
+        super().__init__(message)
+        self.variables = variables
+        self.rows = rows
+
+
+class IngestPolicy(PolicyModel):
+    """``policies/ingest.yaml``: bounds on what ingest takes in."""
+
+    # Largest extract file in bytes; a larger one is refused before it is read or hashed.
+    max_extract_bytes: int = Field(default=DEFAULT_MAX_EXTRACT_BYTES, ge=1, strict=True)
+
+
+def load_ingest_policy(folder: Path | None = None) -> IngestPolicy:
+    """The ingest policy of the policy folder (``ingest.yaml``), or its defaults when the
+    folder has no such file; ``PolicyError`` naming the file and key when it is malformed.
+
+    >>> load_ingest_policy().max_extract_bytes  # doctest: +SKIP
+    5000000000
+    """
+    path = Path(folder or default_policy_dir()) / INGEST_POLICY_FILE
+    if not path.is_file():
+        return IngestPolicy()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return IngestPolicy.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML ({exc})") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(file)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise PolicyError(f"{path}: {problems}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in chunks (a multi-gigabyte extract is never held)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        while chunk := stream.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ColumnSpec(PolicyModel):
@@ -377,6 +433,7 @@ def validate_extract(
     path: Path,
     held_ids: pd.Series | None = None,
     events_until: tuple[str, date] | None = None,
+    variables: Collection[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, RowCounts]:
     """Typed accepted rows, the rejects (line, reasons, raw values) of a read extract, and
     counts: the required values the rows had to carry, how many were filled, and the kinds of
@@ -386,6 +443,7 @@ def validate_extract(
     ``delivery_action`` must be add (an id not held), correct or withdraw (an id held); a
     withdrawal needs only its record id. ``events_until`` (a date column and the last day of the
     delivery's period) rejects a row whose event comes after the period it was delivered for.
+    A variable not in ``variables`` (those the agreement lists; None: all) is never required.
     """
     reasons = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
 
@@ -422,7 +480,7 @@ def validate_extract(
                 f"{path}: column {spec.name} should hold {spec.type} values but {int(bad_type.sum()):,} of "
                 f"{filled:,} do not (e.g. {example!r}); wrong column or wrong format"
             )
-        if spec.required:
+        if spec.required and (variables is None or spec.name in variables):
             # A withdrawal names its record and nothing else.
             applies = ~withdraw | (spec.name == dictionary.record_id)
             required_values += int(applies.sum())
@@ -515,17 +573,25 @@ def ingest_file(
     offences: OffenceList,
     held_ids: pd.Series | None = None,
     events_until: tuple[str, date] | None = None,
+    variables: Collection[str] | None = None,
+    sha256: str | None = None,
 ) -> IngestResult:
     """Read and validate ``path`` against ``dictionary``: accepted rows, rejects and counts.
 
     With ``held_ids`` (the record ids held so far) the file is a delivery: it has the column
     ``delivery_action`` (add, correct or withdraw) and its accepted rows keep it.
     ``events_until`` (date column, last day) rejects rows dated after the delivery's period.
+    ``variables`` are those the data-sharing agreement lists for the source (None: the whole
+    dictionary): a file with a value, on any row (a withdrawal too), in another variable of the
+    dictionary is refused whole (``UnsharedVariables``), and those variables are not required.
+    ``sha256`` is the file's hash when the caller has it already (``file_sha256``).
     """
     path = Path(path)
     frame, lines, early, rows_in = read_extract(path, dictionary, delivery=held_ids is not None)
+    if variables is not None:
+        _refuse_unshared(frame, dictionary, set(variables), path)
     accepted, rejects, counts = validate_extract(
-        frame, lines, dictionary, offences, path, held_ids, events_until
+        frame, lines, dictionary, offences, path, held_ids, events_until, variables
     )
     counts.reason_kinds.update(reason_kind(reason, set()) for _, reason, _ in early)
     if early:
@@ -542,7 +608,7 @@ def ingest_file(
         accepted=accepted,
         rejects=rejects,
         rows_in=rows_in,
-        file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        file_sha256=sha256 or file_sha256(path),
         required_values=counts.required_values,
         required_filled=counts.required_filled,
         reason_kinds=dict(sorted(counts.reason_kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -553,6 +619,30 @@ def ingest_file(
             f"{result.rows_rejected} rejected; this is a bug in ingest, please report it"
         )
     return result
+
+
+def _refuse_unshared(
+    frame: pd.DataFrame, dictionary: DataDictionary, shared: set[str], path: Path
+) -> None:
+    """``UnsharedVariables`` when a variable of the dictionary the agreement does not list
+    holds a value on any row (``delivery_action`` is not a variable of the data)."""
+    filled = {
+        spec.name: ~_is_blank(frame[spec.name])
+        for spec in dictionary.columns
+        if spec.name not in shared
+    }
+    unshared = [name for name, mask in filled.items() if mask.any()]
+    if not unshared:
+        return
+    rows = int(pd.concat([filled[name] for name in unshared], axis=1).any(axis=1).sum())
+    raise UnsharedVariables(
+        f"{path}: {rows:,} row(s) carry values in {', '.join(unshared)}, which the "
+        f"data-sharing agreement does not list for {dictionary.source}; nothing was taken in: "
+        "the provider must leave these variables out (empty) or the agreement be amended "
+        "(`srs agreement amend`)",
+        variables=unshared,
+        rows=rows,
+    )
 
 
 def write_rejects(result: IngestResult, path: Path) -> None:

@@ -8,7 +8,6 @@ de-identified ``linked/*`` datasets can ever be granted to projects.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,13 +34,17 @@ from srs.pipeline.deliveries import (
     write_quality_report,
 )
 from srs.pipeline.ingest import (
+    INGEST_POLICY_FILE,
     IngestResult,
     SchemaError,
+    UnsharedVariables,
     ingest_file,
     known_sources,
     load_dictionary,
+    load_ingest_policy,
     write_rejects,
 )
+from srs.pipeline.ingest import file_sha256 as hash_file
 from srs.pipeline.linked_datasets import (
     JUSTICE_SOURCES,
     LinkedDatasets,
@@ -96,13 +99,23 @@ def ingest_into_vault(
     today = today or datetime.now(UTC).date()
     name = source_dataset_name(source)
     if delivery and not period:
-        raise PipelineError(
-            f"a delivery of {source} needs the period it covers (--period YYYY-MM, e.g. 2024-11)"
+        _refuse(
+            session,
+            actor,
+            source,
+            "",
+            f"a delivery of {source} needs the period it covers (--period YYYY-MM, e.g. 2024-11)",
+            vault.policies,
         )
     if not delivery and period not in (None, BASE_PERIOD):
-        raise PipelineError(
+        _refuse(
+            session,
+            actor,
+            source,
+            str(period),
             f"period {period!r} was given for a base extract; ingest a periodic delivery with "
-            "--delivery --period"
+            "--delivery --period",
+            vault.policies,
         )
     period = period if delivery else BASE_PERIOD
     file_format = path.suffix.lower().lstrip(".") or "(no suffix)"
@@ -120,10 +133,36 @@ def ingest_into_vault(
         today=today,
     )
     terms = terms_of(version)
+    reference = version.agreement.reference
+    level = vault.policies.classification.level_for(name)
+    ceiling = terms.confidentiality_security.max_classification
+    if not vault.policies.classification.at_most(level, ceiling):
+        _refuse(
+            session,
+            actor,
+            source,
+            period,
+            f"{name} is held {level}, above {ceiling}, the most agreement {reference} (version "
+            f"{version.version}) allows; nothing was taken in: amend the agreement or the "
+            "classification policy",
+            vault.policies,
+        )
     if not path.is_file():
         missing = SchemaError(f"{path}: no such file")
         _refuse(session, actor, source, period, str(missing), vault.policies, missing)
-    file_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    size, limit = path.stat().st_size, load_ingest_policy(vault.policies.source_dir)
+    if size > limit.max_extract_bytes:
+        _refuse(
+            session,
+            actor,
+            source,
+            period,
+            f"{path.name} is {size:,} bytes, more than the {limit.max_extract_bytes:,} "
+            f"ingest takes (max_extract_bytes in {INGEST_POLICY_FILE}); ask the provider to "
+            "split it by period, or raise the limit",
+            vault.policies,
+        )
+    file_sha256 = hash_file(path)
     again = session.scalars(
         # An empty delivery (no rows this period) may well repeat an earlier one byte for byte.
         select(Delivery).where(
@@ -166,8 +205,31 @@ def ingest_into_vault(
         if previous is not None and column is not None
         else None
     )
+    shared = terms.data_for(source).variables
     try:
-        result = ingest_file(path, dictionary, offences, held_ids=held, events_until=events_until)
+        result = ingest_file(
+            path,
+            dictionary,
+            offences,
+            held_ids=held,
+            events_until=events_until,
+            variables=None if shared == ["*"] else shared,
+            sha256=file_sha256,
+        )
+    except UnsharedVariables as exc:
+        reason = (
+            f"{exc} (agreement {reference}, version {version.version}, lists {', '.join(shared)})"
+        )
+        _refuse(
+            session,
+            actor,
+            source,
+            period,
+            reason,
+            vault.policies,
+            UnsharedVariables(reason, variables=exc.variables, rows=exc.rows),
+            {"variables": exc.variables, "rows": exc.rows, "agreement": reference},
+        )
     except SchemaError as exc:
         _refuse(session, actor, source, period, str(exc), vault.policies, exc)
     if previous is not None:
@@ -273,9 +335,10 @@ def _refuse(
     reason: str,
     policies: PolicySet,
     error: SRSError | None = None,
+    details: dict[str, object] | None = None,
 ) -> NoReturn:
-    """Audit (committed) and raise the refusal of an extract the agreement check let through:
-    ``error`` when given, else a ``PipelineError`` with the reason."""
+    """Audit (committed) and raise the refusal of an extract: ``error`` when given, else a
+    ``PipelineError`` with the reason."""
     record_event(
         session,
         actor=actor,
@@ -283,7 +346,7 @@ def _refuse(
         target=source_dataset_name(source),
         outcome="deny",
         reason=reason,
-        details={"period": period},
+        details={"period": period, **(details or {})},
         max_field_chars=policies.access.audit_field_max_chars,
     )
     session.commit()

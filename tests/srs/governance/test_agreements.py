@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -319,7 +320,69 @@ def test_amendment_refusals(registry, policies, people, note, same_terms, ended,
             change_note=note,
             known_sources=SOURCES,
         )
-    assert events(registry, "agreement.amend") == []
+    # The refusal is on record (committed though the caller's work is rolled back), no version.
+    [event] = events(registry, "agreement.amend")
+    assert (event.actor, event.outcome, event.target) == (people.steward, "deny", "DSA-POLICE")
+    assert re.search(match, event.reason)
+    with registry.sessions() as s:
+        assert len(get_agreement(s, "DSA-POLICE").versions) == 1
+
+
+def test_amending_an_unknown_agreement_is_refused_and_audited(registry, policies, people):
+    with registry.sessions() as s, pytest.raises(AgreementError, match="no agreement 'DSA-NONE'"):
+        amend_agreement(
+            s,
+            actor=people.steward,
+            policies=policies,
+            reference="DSA-NONE",
+            terms=parse_terms(template()),
+            change_note="a change",
+            known_sources=SOURCES,
+        )
+    [event] = events(registry, "agreement.amend")
+    assert (event.outcome, event.target) == ("deny", "DSA-NONE")
+
+
+@pytest.mark.parametrize(
+    ("reference", "change", "match", "key"),
+    [
+        ("DSA-POLICE", None, "already exists", None),
+        ("DSA POLICE", None, "is not valid", None),
+        (
+            "DSA-OTHER",
+            lambda d: d["data"][0].update(source="tax_records"),
+            "no data dictionary",
+            "data.source",
+        ),
+        (
+            "DSA-OTHER",
+            lambda d: d["data"][0].update(variables=["arrest_id", "shoe_size"]),
+            "shoe_size are not",
+            "data.variables",
+        ),
+    ],
+)
+def test_create_refusals_are_audited(registry, policies, people, reference, change, match, key):
+    create(registry, policies, people)
+    data = template()
+    if change is not None:
+        change(data)
+    with registry.sessions() as s, pytest.raises(AgreementError, match=match):
+        create_agreement(
+            s,
+            actor=people.steward,
+            policies=policies,
+            reference=reference,
+            terms=parse_terms(data),
+            known_sources={source: ["arrest_date", "arrest_id"] for source in SOURCES},
+        )
+    denied = [e for e in events(registry, "agreement.create") if e.outcome == "deny"]
+    [event] = denied
+    assert (event.actor, event.target) == (people.steward, reference)
+    assert match in event.reason
+    assert (details(event) or {}).get("key") == key
+    with registry.sessions() as s:
+        assert [a.reference for a in list_agreements(s)] == ["DSA-POLICE"]
 
 
 def test_a_researcher_may_not_record_an_agreement_and_the_deny_is_audited(
@@ -512,6 +575,58 @@ def test_a_period_before_one_already_delivered_refuses(registry, policies, peopl
     event = refused(registry, policies, people, "2026-09 .* comes before period 2026-10", "2026-09")
     assert "late arrivals" in event.reason
     assert deliver(registry, policies, people, "2026-11", today=date(2026, 12, 8)) == 1
+
+
+def amend_periodicity(registry, policies, people, periodicity):
+    data = template()
+    data["data"][0]["periodicity"] = periodicity
+    with registry.sessions() as s:
+        amend_agreement(
+            s,
+            actor=people.steward,
+            policies=policies,
+            reference="DSA-POLICE",
+            terms=parse_terms(data),
+            change_note=f"deliveries become {periodicity}",
+            known_sources=SOURCES,
+        )
+
+
+def test_a_quarter_covering_months_already_delivered_refuses_after_an_amendment(
+    registry, policies, people
+):
+    # Monthly July, August and September were delivered, then the agreement became quarterly:
+    # 2026-Q3 would deliver the same three months again, 2026-Q2 would arrive out of order.
+    create(registry, policies, people)
+    for period in ("base", "2026-07", "2026-08", "2026-09"):
+        deliver(registry, policies, people, period)
+    amend_periodicity(registry, policies, people, "quarterly")
+    event = refused(registry, policies, people, "2026-Q3 .* overlaps period 2026-0[789]", "2026-Q3")
+    assert "next period's delivery" in event.reason
+    refused(registry, policies, people, "2026-Q2 .* comes before period 2026-09", "2026-Q2")
+    assert deliver(registry, policies, people, "2026-Q4", today=date(2027, 1, 5)) == 2
+
+
+def test_a_month_inside_a_quarter_already_delivered_refuses_after_an_amendment(
+    registry, policies, people
+):
+    create(registry, policies, people)
+    amend_periodicity(registry, policies, people, "quarterly")
+    deliver(registry, policies, people, "base")
+    deliver(registry, policies, people, "2026-Q3")
+    amend_periodicity(registry, policies, people, "monthly")
+    refused(registry, policies, people, "2026-09 .* overlaps period 2026-Q3", "2026-09")
+    refused(registry, policies, people, "2026-06 .* comes before period 2026-Q3", "2026-06")
+    assert deliver(registry, policies, people, "2026-10") == 3
+    amend_periodicity(registry, policies, people, "annual")
+    refused(
+        registry,
+        policies,
+        people,
+        "2026 .* overlaps period 2026-Q3",
+        "2026",
+        today=date(2027, 1, 5),
+    )
 
 
 def test_a_once_agreement_takes_only_the_base(registry, policies, people):

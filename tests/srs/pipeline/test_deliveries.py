@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from agreement_fixtures import register_standard_agreements
 from pipeline_fixtures import register_agreements
 from sqlalchemy import select
 
 from registry_fixtures import populate
 from srs.governance.access import AccessDenied
-from srs.governance.agreements import AgreementRefused
+from srs.governance.agreements import AgreementRefused, amend_agreement, parse_terms
 from srs.governance.deployment import Deployment
-from srs.governance.policy import PolicySet
+from srs.governance.policy import PolicySet, load_policies
 from srs.governance.registry import Registry
 from srs.governance.registry.models import AuditEvent, Dataset, Delivery
 from srs.pipeline.deliveries import (
@@ -29,7 +30,15 @@ from srs.pipeline.deliveries import (
     delivery_quality,
     write_quality_report,
 )
-from srs.pipeline.ingest import SchemaError, ingest_file, load_dictionary, reason_kind
+from srs.pipeline.ingest import (
+    INGEST_POLICY_FILE,
+    SchemaError,
+    UnsharedVariables,
+    ingest_file,
+    known_sources,
+    load_dictionary,
+    reason_kind,
+)
 from srs.pipeline.stewardship import PipelineError, ingest_into_vault
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
@@ -483,3 +492,190 @@ def test_a_researcher_cannot_ingest(registry, policies, steward, tmp_path, offen
         assert {event.actor for event in decided} == {actor}
     assert refusals(registry)[-1][0] == "access.dataset.store"
     assert not (tmp_path / "mine.csv.quality.json").exists()
+
+
+# ---------------------------------------------------------------- the agreement's terms
+SHARED = [
+    "arrest_id",
+    "crime_ref",
+    "sex",
+    "offence_code",
+    "offence_date",
+    "arrest_date",
+    "force_code",
+]
+
+
+def amend_police(registry, policies, actor, change, note="names no longer shared") -> None:
+    data = yaml.safe_load(
+        (policies.source_dir / "agreements" / "dsa-police.yaml").read_text(encoding="utf-8")
+    )
+    change(data)
+    with registry.sessions() as s:
+        amend_agreement(
+            s,
+            actor=actor,
+            policies=policies,
+            reference="DSA-POLICE",
+            terms=parse_terms(data),
+            change_note=note,
+            known_sources=known_sources(policies.source_dir),
+        )
+
+
+def share_only(variables):
+    return lambda data: data["data"][0].update(variables=variables)
+
+
+def blanked(line: str) -> str:
+    """A delivery row with the identifying variables (pnc_id, names, birth date, postcode)
+    left empty, as a provider sharing only SHARED sends it."""
+    fields = line.split(",")
+    for position in (2, 3, 4, 6, 7):
+        fields[position] = ""
+    return ",".join(fields)
+
+
+def test_a_delivery_with_values_the_agreement_does_not_list_is_refused_whole(
+    registry, policies, steward, tmp_path, offences
+) -> None:
+    actor, vault = steward
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, actor)
+    ingest(registry, vault, actor, write(tmp_path, BASE, "police.csv"), offences)
+    amend_police(registry, policies, actor, share_only(SHARED))
+    # The provider still sends names, birth dates and postcodes: nothing is taken in.
+    with pytest.raises(UnsharedVariables, match="forename, surname, date_of_birth") as caught:
+        ingest(
+            registry,
+            vault,
+            actor,
+            delivery_file(tmp_path, DELIVERY[:2]),
+            offences,
+            delivery=True,
+            period="2026-10",
+            today=date(2026, 11, 5),
+        )
+    assert caught.value.variables == ["forename", "surname", "date_of_birth"]
+    assert "provider must leave these variables out" in str(caught.value)
+    assert "agreement be amended" in str(caught.value) and "DSA-POLICE, version 2" in str(
+        caught.value
+    )
+    assert versions(registry) == [1]
+    with registry.sessions() as s:
+        assert s.scalar(select(Delivery).where(Delivery.period == "2026-10")) is None
+        event = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "ingest.refused")
+            .order_by(AuditEvent.seq.desc())
+        ).first()
+        assert event.outcome == "deny" and "forename" in event.reason
+        assert json.loads(event.details)["variables"] == ["forename", "surname", "date_of_birth"]
+    # A withdrawal carrying an unlisted value is refused too: the value was sent all the same.
+    withdrawal = "A000000003,,,Ali,,,,,,,,,withdraw"
+    with pytest.raises(UnsharedVariables, match="1 row\\(s\\) carry values in forename"):
+        ingest(
+            registry,
+            vault,
+            actor,
+            delivery_file(tmp_path, [withdrawal], "withdraw.csv"),
+            offences,
+            delivery=True,
+            period="2026-10",
+            today=date(2026, 11, 5),
+        )
+    # The same rows without them are taken in: the unlisted variables are not required, and
+    # delivery_action is not a variable of the data.
+    result, stored = ingest(
+        registry,
+        vault,
+        actor,
+        delivery_file(tmp_path, [blanked(line) for line in DELIVERY[:2]], "clean.csv"),
+        offences,
+        delivery=True,
+        period="2026-10",
+        today=date(2026, 11, 5),
+    )
+    assert (result.rows_accepted, result.rows_rejected, stored.version) == (2, 0, 2)
+    with registry.sessions() as s:
+        held = vault.read_steward_zone(s, "source/police_arrests", actor=actor)
+    added = held[held["arrest_id"] == "A000000004"].iloc[0]
+    assert pd.isna(added["forename"]) and added["force_code"] == "F02"
+
+
+def test_a_base_extract_with_unlisted_values_is_refused(
+    registry, policies, steward, tmp_path, offences
+) -> None:
+    actor, vault = steward
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, actor)
+    amend_police(registry, policies, actor, share_only([*SHARED, "forename", "surname"]))
+    with pytest.raises(UnsharedVariables, match="pnc_id, date_of_birth, postcode"):
+        ingest(registry, vault, actor, write(tmp_path, BASE, "police.csv"), offences)
+    assert versions(registry) == []
+    # ["*"] again: the whole dictionary is shared, the same file is taken in.
+    amend_police(registry, policies, actor, share_only(["*"]), note="all variables again")
+    result, _ = ingest(registry, vault, actor, write(tmp_path, BASE, "police.csv"), offences)
+    assert result.rows_accepted == 3
+
+
+def test_an_extract_held_above_the_agreements_classification_is_refused(
+    registry, policies, steward, tmp_path, offences
+) -> None:
+    actor, vault = steward
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, actor)
+    amend_police(
+        registry,
+        policies,
+        actor,
+        lambda data: data["confidentiality_security"].update(max_classification="confidential"),
+        note="held at most confidential",
+    )
+    with pytest.raises(PipelineError, match="held highly_confidential, above confidential"):
+        ingest(registry, vault, actor, write(tmp_path, BASE, "police.csv"), offences)
+    assert versions(registry) == []
+    assert refusals(registry)[-1][0] == "ingest.refused"
+    assert "DSA-POLICE (version 2)" in refusals(registry)[-1][1]
+
+
+def test_parameter_errors_are_audited(registry, policies, steward, tmp_path, offences) -> None:
+    actor, vault = steward
+    plain = write(tmp_path, BASE[:1], "plain.csv")
+    with pytest.raises(PipelineError, match="needs the period it covers"):
+        ingest(registry, vault, actor, plain, offences, delivery=True)
+    assert refusals(registry)[-1] == (
+        "ingest.refused",
+        "a delivery of police_arrests needs the period it covers (--period YYYY-MM, e.g. 2024-11)",
+    )
+    with pytest.raises(PipelineError, match="was given for a base extract"):
+        ingest(registry, vault, actor, plain, offences, period="2026-11")
+    assert refusals(registry)[-1][0] == "ingest.refused"
+    assert "'2026-11' was given for a base extract" in refusals(registry)[-1][1]
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(
+    registry, steward, deployment, tmp_path, offences
+) -> None:
+    actor, _ = steward
+    folder = tmp_path / "policies"
+    shutil.copytree(load_policies().source_dir, folder)
+    (folder / INGEST_POLICY_FILE).write_text("max_extract_bytes: 200\n", encoding="utf-8")
+    limited = load_policies(folder)
+    vault = Vault(deployment, limited)
+    with registry.sessions() as s:
+        register_standard_agreements(s, limited, actor)
+    path = write(tmp_path, BASE, "police.csv")
+    assert path.stat().st_size > 200
+    with pytest.raises(PipelineError, match=r"police.csv is [\d,]+ bytes, more than the 200"):
+        ingest(registry, vault, actor, path, offences)
+    assert versions(registry) == []
+    assert refusals(registry)[-1][0] == "ingest.refused"
+    assert "max_extract_bytes" in refusals(registry)[-1][1]
+    # A file within the limit is taken in.
+    small = write(tmp_path, BASE[:1], "small.csv", header=HEADER)
+    (folder / INGEST_POLICY_FILE).write_text(
+        f"max_extract_bytes: {small.stat().st_size}\n", encoding="utf-8"
+    )
+    result, _ = ingest(registry, vault, actor, small, offences)
+    assert result.rows_accepted == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from srs.governance.policy import PolicyError
-from srs.pipeline.ingest import SchemaError, ingest_file, known_sources, load_dictionary
+from srs.pipeline.ingest import (
+    DEFAULT_MAX_EXTRACT_BYTES,
+    HASH_CHUNK_BYTES,
+    INGEST_POLICY_FILE,
+    SchemaError,
+    UnsharedVariables,
+    file_sha256,
+    ingest_file,
+    known_sources,
+    load_dictionary,
+    load_ingest_policy,
+)
 
 HEADER = "arrest_id,crime_ref,pnc_id,forename,surname,sex,date_of_birth,postcode,offence_code,offence_date,arrest_date,force_code"
 GOOD = [
@@ -202,3 +214,56 @@ def test_counts_always_add_up(tmp_path, police, offences, cells) -> None:
     except SchemaError:
         return  # a whole-file refusal is a clear answer too
     assert result.rows_in == result.rows_accepted + result.rows_rejected
+
+
+# ---------------------------------------------------------------- size, hashing, variables
+def test_the_file_hash_is_streamed_and_matches_the_bytes(tmp_path, police, offences) -> None:
+    # Larger than one hashing chunk, so the chunks are joined as one digest.
+    path = write(tmp_path, [], raw=b"x" * (HASH_CHUNK_BYTES * 2 + 17))
+    assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    clean = write(tmp_path, [HEADER, *GOOD], name="clean.csv")
+    assert ingest(clean, police, offences).file_sha256 == file_sha256(clean)
+    # A hash the caller took already is kept, not taken again.
+    assert ingest_file(clean, police, offences, sha256="ab" * 32).file_sha256 == "ab" * 32
+
+
+def test_the_ingest_policy_defaults_and_is_validated(tmp_path) -> None:
+    assert load_ingest_policy(tmp_path).max_extract_bytes == DEFAULT_MAX_EXTRACT_BYTES
+    assert load_ingest_policy().max_extract_bytes == DEFAULT_MAX_EXTRACT_BYTES
+    (tmp_path / INGEST_POLICY_FILE).write_text("max_extract_bytes: 1000\n", encoding="utf-8")
+    assert load_ingest_policy(tmp_path).max_extract_bytes == 1000
+    for text, key in [
+        ("max_extract_bytes: 0\n", "max_extract_bytes"),
+        ("max_extract_bytes: true\n", "max_extract_bytes"),
+        ("max_extract_bytes: '5GB'\n", "max_extract_bytes"),
+        ("max_extract_byte: 10\n", "max_extract_byte"),
+        ("max_extract_bytes: [1\n", "not valid YAML"),
+    ]:
+        (tmp_path / INGEST_POLICY_FILE).write_text(text, encoding="utf-8")
+        with pytest.raises(PolicyError, match=key):
+            load_ingest_policy(tmp_path)
+
+
+def test_values_in_variables_not_shared_refuse_the_file(tmp_path, police, offences) -> None:
+    shared = [c.name for c in police.columns if c.name not in ("postcode", "pnc_id")]
+    path = write(tmp_path, [HEADER, *GOOD])
+    with pytest.raises(UnsharedVariables, match="2 row\\(s\\) carry values in pnc_id, postcode"):
+        ingest_file(path, police, offences, variables=shared)
+    # The same file as Parquet: refused the same way.
+    parquet = tmp_path / "police.parquet"
+    pd.read_csv(path, dtype=str).to_parquet(parquet)
+    with pytest.raises(UnsharedVariables) as caught:
+        ingest_file(parquet, police, offences, variables=shared)
+    assert caught.value.variables == ["pnc_id", "postcode"] and caught.value.rows == 2
+    # Blank in the file: taken in, and a required variable not shared is not required.
+    blank = [
+        ",".join(v if i not in (2, 3, 7) else "" for i, v in enumerate(line.split(",")))
+        for line in GOOD
+    ]
+    result = ingest_file(
+        write(tmp_path, [HEADER, *blank], name="blank.csv"),
+        police,
+        offences,
+        variables=[s for s in shared if s != "forename"],
+    )
+    assert (result.rows_accepted, result.rows_rejected) == (3, 0)
