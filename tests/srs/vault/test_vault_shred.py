@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from agreement_fixtures import admit_to_agreements, register_standard_agreements, research_lineage
 from sqlalchemy import select
 
 from registry_fixtures import PROJECT, TODAY, populate
@@ -34,8 +35,17 @@ def setup(registry: Registry, policies, deployment: Deployment, frame):
     write_key_file(deployment.key_file, generate_master_key())
     vault = Vault(deployment, policies)
     with registry.sessions() as s:
-        vault.store(s, NAME, frame, actor=people.steward, classification="confidential")
-        vault.store(s, NAME, frame.head(1), actor=people.steward, classification="confidential")
+        register_standard_agreements(s, policies, people.admin)
+        admit_to_agreements(s, policies, admin=people.admin, code=PROJECT)
+        for rows in (frame, frame.head(1)):
+            vault.store(
+                s,
+                NAME,
+                rows,
+                actor=people.steward,
+                classification="confidential",
+                lineage=research_lineage(policies),
+            )
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=NAME
         )
