@@ -68,3 +68,7 @@ def admit_to_agreements(session: Session, policies: PolicySet, *, admin: str, co
             projects.name_agreement(
                 session, actor=admin, policies=policies, code=code, reference=reference
             )
+
+
+# The lineage of a linked dataset built from the police's extract alone (DSA-POLICE).
+RESEARCH_LINEAGE = {"sources": ["police_arrests"], "agreements": {"police_arrests": "DSA-POLICE"}}
