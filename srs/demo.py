@@ -216,12 +216,6 @@ def run_demo(home: Path, console: Console) -> None:
             "Built and stored the de-identified linked datasets: "
             + ", ".join(f"{name} ({len(table):,} rows)" for name, table in linked.tables.items())
         )
-        vault.store(
-            s,
-            "source/identifiable_sample",
-            simulation.extracts["victims"].head(20),
-            actor="steward",
-        )
         try:
             vault.read(s, "linked/journeys", actor="ana", project="P2026-001")
         except AccessDenied as exc:
@@ -238,7 +232,7 @@ def run_demo(home: Path, console: Console) -> None:
         )
         for actor, dataset, why in (
             ("ben", "linked/journeys", "expired accreditation"),
-            ("ana", "source/identifiable_sample", "steward-zone data"),
+            ("ana", "source/victims", "steward-zone data"),
         ):
             try:
                 vault.read(s, dataset, actor=actor, project="P2026-001")

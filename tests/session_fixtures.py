@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from agreement_fixtures import (
+    PERMITTED_BASIS,
+    admit_to_agreements,
+    register_standard_agreements,
+    research_lineage,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -58,10 +64,24 @@ def prepare(registry: Registry, deployment: Deployment, policies: PolicySet) -> 
     vault = Vault(deployment, policies)
     today = datetime.now(UTC).date()
     with registry.sessions() as s:
+        # The shipped agreements, named by both projects (with the basis they permit).
+        agreements = register_standard_agreements(s, policies, people.admin)
+        admit_to_agreements(s, policies, admin=people.admin, code=PROJECT)
         vault.store(
-            s, "linked/journeys", journeys(), actor=people.steward, data_dictionary=DICTIONARY
+            s,
+            "linked/journeys",
+            journeys(),
+            actor=people.steward,
+            data_dictionary=DICTIONARY,
+            lineage=research_lineage(policies, ("police_arrests", "magistrates_cases")),
         )
-        vault.store(s, "linked/victims", journeys(seed=9), actor=people.steward)
+        vault.store(
+            s,
+            "linked/victims",
+            journeys(seed=9),
+            actor=people.steward,
+            lineage=research_lineage(policies, ("victims",)),
+        )
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/journeys"
         )
@@ -72,10 +92,11 @@ def prepare(registry: Registry, deployment: Deployment, policies: PolicySet) -> 
             code=OTHER_PROJECT,
             title="Victims",
             purpose="Victim journeys",
-            legal_basis="DEA 2017 s.64",
+            legal_basis=PERMITTED_BASIS,
             start_date=today.replace(year=today.year - 1),
             end_date=today.replace(year=today.year + 1),
             approved_classification="confidential",
+            agreements=sorted(agreements),
         )
         projects.add_member(
             s, actor=people.admin, policies=policies, code=OTHER_PROJECT, username=people.outsider

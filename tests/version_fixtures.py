@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from agreement_fixtures import agreement_for, research_lineage
 from session_fixtures import DICTIONARY, journeys
 from sqlalchemy import select
 
@@ -17,14 +18,16 @@ CHANGES = {"added": 200, "corrected": 3, "withdrawn": 1}
 
 
 def store_second_version(lab, policies) -> None:
-    """linked/journeys@2: the courts' and police's November deliveries on top of version 1."""
+    """linked/journeys@2: the courts' and police's November deliveries (under the shipped
+    agreements the session fixtures record) on top of version 1."""
     deployment, registry = lab
     with registry.sessions() as db:
-        agreement = Agreement(reference="DSA-COURTS", title="Courts data", created_by="steward")
-        db.add(agreement)
-        db.flush()
         delivered = []
-        for source in ("courts", "police"):
+        for source in ("magistrates_cases", "police_arrests"):
+            reference = agreement_for(policies, source)
+            agreement = db.execute(
+                select(Agreement).where(Agreement.reference == reference)
+            ).scalar_one()
             delivery = Delivery(
                 source=source,
                 agreement_id=agreement.id,
@@ -53,9 +56,9 @@ def store_second_version(lab, policies) -> None:
             actor="steward",
             data_dictionary=DICTIONARY,
             lineage={
-                "sources": ["courts", "police"],
+                **research_lineage(policies, ("magistrates_cases", "police_arrests")),
                 "deliveries": delivered,
-                "derived_from": ["linked/persons@2"],
+                "derived_from": ["linked/journeys@1"],
             },
             change_summary=CHANGES,
         )

@@ -17,14 +17,30 @@ app = noun_group("Store datasets in the vault and see the catalogue.")
 @app.command("store")
 def dataset_store(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Dataset name, e.g. linked/journeys."),
+    name: str = typer.Argument(
+        ...,
+        help="Dataset name outside the data areas, e.g. reference/court_codes (source/, "
+        "linked/ and steward/ are written only by the pipeline).",
+    ),
     path: Path = typer.Argument(..., help="A CSV or Parquet file.", exists=True, dir_okay=False),
     classification: str = typer.Option(
         None, help="public, confidential or highly_confidential (default: by policy)."
     ),
 ) -> None:
-    """Encrypt a CSV or Parquet file into the vault as the next version of NAME (stewards)."""
+    """Encrypt a CSV or Parquet file into the vault as the next version of NAME (stewards).
+
+    Not for the data areas: extracts come in with `srs ingest` under an agreement, linked
+    datasets with `srs linked build`, and the steward zone's lookups and keys are written by
+    the linkage; a file stored by hand there would carry no agreement behind it."""
     state: CommandContext = ctx.obj
+    access = state.policies.access
+    if access.requires_lineage(name) or access.in_steward_zone(name):
+        raise UsageError(
+            f"{name} is not stored by hand: its data must come from deliveries under "
+            "data-sharing agreements. Extracts come in with `srs ingest` under an agreement, "
+            "linked datasets with `srs linked build`, and the steward zone's lookups and keys "
+            "are written by `srs link run`"
+        )
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":

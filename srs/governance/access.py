@@ -10,14 +10,21 @@ permitting the project's purpose and legal basis, and named by the project.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from srs.errors import SRSError
-from srs.governance.agreement_terms import current_version, permitted_use_refusal
+from srs.governance.agreement_terms import (
+    current_version,
+    in_force,
+    permitted_use_refusal,
+    terms_of,
+)
 from srs.governance.audit import cut_text, record_event
 from srs.governance.policy import PolicySet
 from srs.governance.registry.models import (
@@ -34,8 +41,10 @@ PROJECT_ACTIONS = frozenset({"dataset.read", "output.create", "project.grant"})
 MEMBER_ACTIONS = frozenset({"dataset.read", "output.create"})
 # The two-person rule: a checker never reviews or releases the outputs of a project they are in.
 NON_MEMBER_ACTIONS = frozenset({"output.review", "output.release"})
-# Uses of data that the agreements behind a dataset must permit (UNODC's "use of information").
-AGREEMENT_ACTIONS = frozenset({"project.grant", "dataset.read"})
+# Uses of data that the agreements behind a dataset must permit (UNODC's "use of information"):
+# a project's grant and read (in force, permitting its purpose and basis, named by it) and a
+# steward's synthesis (in force; there is no project).
+AGREEMENT_ACTIONS = frozenset({"project.grant", "dataset.read", "synthetic.build"})
 
 # For each source behind a dataset version: the source, the current terms of the agreement it
 # was delivered under and that agreement (None, None when no agreement is recorded).
@@ -74,15 +83,22 @@ def decide(
     dataset_name: str | None = None,
     dataset_classification: str | None = None,
     agreements_behind: AgreementsBehind | None = None,
+    stored_lineage: Mapping[str, Any] | None = None,
 ) -> AccessDecision:
     """Decide one request from the facts; no database, no side effects.
 
     ``project`` is None when the named project does not exist; ``dataset_classification`` is
     the stored dataset's level, or the classification policy's level for that name.
     ``agreements_behind`` are the agreements of the sources behind the dataset version acted on
-    (its lineage); empty for a dataset stored by hand, which is judged without them. A grant or
-    a read is refused unless every one is in force, permits the project's purpose category and
-    legal basis, and is named by the project.
+    (its lineage); empty for a dataset of a lineage-free area (open data, reference tables),
+    which is judged without them. A grant or a read is refused unless every one is in force,
+    permits the project's purpose category and legal basis, and is named by the project; a
+    synthesis (``synthetic.build``) unless every one is in force.
+
+    ``stored_lineage`` is the lineage of the version acted on, None when no version is stored.
+    In an area of the policy's ``lineage_required`` (``source/*``, ``linked/*``) a grant, read
+    or synthesis fails closed: refused when nothing is stored yet, or when the version's
+    lineage names no sources (a hand-edited registry row).
     """
     if person is None:
         return _deny(f"no account named {username!r} is registered")
@@ -150,6 +166,15 @@ def decide(
             f"{dataset_name} is not a steward-zone dataset; research data is read through a project"
         )
 
+    if action == "synthetic.build" and dataset_name is not None:
+        refusal = (
+            _lineage_refusal(action, dataset_name, stored_lineage)
+            if policies.access.requires_lineage(dataset_name)
+            else None
+        ) or _not_in_force(dataset_name, agreements_behind or [], today)
+        if refusal is not None:
+            return _deny(refusal)
+
     if dataset_name is not None and project is not None and action in PROJECT_ACTIONS:
         level = dataset_classification or policies.classification.level_for(dataset_name)
         if not policies.classification.at_most(level, project.approved_classification):
@@ -162,6 +187,10 @@ def decide(
             for grant in project.grants
         ):
             return _deny(f"project {project.code} has no grant for {dataset_name}")
+        if action in AGREEMENT_ACTIONS and policies.access.requires_lineage(dataset_name):
+            refusal = _lineage_refusal(action, dataset_name, stored_lineage)
+            if refusal is not None:
+                return _deny(refusal)
         if action in AGREEMENT_ACTIONS and agreements_behind:
             refusal = permitted_use_refusal(project, agreements_behind, today) or (
                 _unnamed_agreement(project, dataset_name, agreements_behind)
@@ -179,6 +208,53 @@ def decide(
     return AccessDecision(
         True, f"{username} may {action}" + (f" {dataset_name}" if dataset_name else "")
     )
+
+
+def _lineage_refusal(
+    action: str, dataset_name: str, lineage: Mapping[str, Any] | None
+) -> str | None:
+    """Why ``action`` on a version of ``dataset_name`` (in an area whose data come under
+    agreements) is refused, from its lineage, or None when it names sources. With no version
+    stored (``lineage`` None) a grant is refused, as there is nothing to judge it against; a
+    read or synthesis goes on to fail for the missing version."""
+    if lineage is None:
+        return (
+            f"{dataset_name}: nothing stored yet; grant once `srs linked build` has stored it"
+            if action == "project.grant"
+            else None
+        )
+    sources = lineage.get("sources") if isinstance(lineage, Mapping) else None
+    if not isinstance(sources, list) or not sources:
+        return (
+            f"stored without lineage: {dataset_name} names no source or agreement behind it "
+            "(stored by hand or its registry record edited), so it may not be used; extracts "
+            "come in with `srs ingest` under an agreement, linked datasets with "
+            "`srs linked build`"
+        )
+    return None
+
+
+def _not_in_force(
+    dataset_name: str, agreements_behind: AgreementsBehind, today: date
+) -> str | None:
+    """Why data under these agreements may not be synthesised (an agreement missing, not in
+    force on ``today`` or no longer covering its source), or None."""
+    for source, version, agreement in agreements_behind:
+        if version is None or agreement is None:
+            return (
+                f"no data-sharing agreement is recorded for source {source} behind "
+                f"{dataset_name}, so its data may not be synthesised"
+            )
+        named = f"agreement {agreement.reference} (version {version.version})"
+        not_in_force = in_force(agreement, today)
+        if not_in_force is not None:
+            return (
+                f"{named}, under which source {source} behind {dataset_name} was delivered, "
+                f"is not in force: {not_in_force}; its data may not be synthesised"
+            )
+        if terms_of(version).data_for(source) is None:
+            return f"{named} no longer covers source {source}; its data may not be synthesised"
+    return None
 
 
 def _unnamed_agreement(
@@ -199,29 +275,66 @@ def _unnamed_agreement(
 
 def agreements_behind(session: Session, stored: Dataset) -> AgreementsBehind:
     """The agreements behind a stored dataset version, from its lineage
-    (``{"sources": [...], "agreements": {source: reference}}``): for each source, the current
-    version of its agreement and the agreement, or (source, None, None) when none is recorded.
-    Empty when the version has no lineage (stored by hand)."""
-    lineage = stored.lineage if isinstance(stored.lineage, dict) else {}
-    sources = lineage.get("sources") or []
-    references = lineage.get("agreements") or {}
-    if not isinstance(sources, list) or not isinstance(references, dict):
-        # A lineage that cannot be read stands for data of unknown provenance: deny by default.
-        return [(f"(unreadable lineage of {stored.name} v{stored.version})", None, None)]
+    (``{"sources": [...], "agreements": {source: reference}, "derived_from": ["name@v"]}``):
+    for each source, the current version of its agreement and the agreement, or
+    (source, None, None) when none is recorded. Versions named in ``derived_from`` are
+    followed (a dataset derived from versions carrying agreements carries them too), each
+    once, so a hand-edited cycle ends. A lineage that cannot be read, or a ``derived_from``
+    entry naming no stored version, stands for data of unknown provenance: an entry with no
+    agreement, which every use refuses. Empty when no version in the chain names a source."""
     behind: AgreementsBehind = []
-    for source in sources:
-        reference = references.get(source)
-        agreement = (
-            session.execute(
-                select(Agreement).where(Agreement.reference == reference)
-            ).scalar_one_or_none()
-            if isinstance(reference, str)
-            else None
-        )
-        if agreement is None or not agreement.versions:
-            behind.append((str(source), None, None))
-        else:
-            behind.append((str(source), current_version(agreement), agreement))
+    listed: set[tuple[str, object]] = set()
+    visited: set[tuple[str, int]] = set()
+    pending = [stored]
+    while pending:
+        dataset = pending.pop()
+        if (dataset.name, dataset.version) in visited:
+            continue
+        visited.add((dataset.name, dataset.version))
+        lineage = dataset.lineage if isinstance(dataset.lineage, dict) else {}
+        sources = lineage.get("sources") or []
+        references = lineage.get("agreements") or {}
+        derived = lineage.get("derived_from") or []
+        if not (
+            isinstance(sources, list) and isinstance(references, dict) and isinstance(derived, list)
+        ):
+            # A lineage that cannot be read stands for data of unknown provenance: deny.
+            behind.append(
+                (f"(unreadable lineage of {dataset.name} v{dataset.version})", None, None)
+            )
+            continue
+        for source in sources:
+            reference = references.get(source) if isinstance(source, str) else None
+            if (str(source), reference) in listed:
+                continue
+            listed.add((str(source), reference))
+            agreement = (
+                session.execute(
+                    select(Agreement).where(Agreement.reference == reference)
+                ).scalar_one_or_none()
+                if isinstance(reference, str)
+                else None
+            )
+            if agreement is None or not agreement.versions:
+                behind.append((str(source), None, None))
+            else:
+                behind.append((str(source), current_version(agreement), agreement))
+        for entry in derived:
+            name, _, number = str(entry).rpartition("@")
+            parent = (
+                stored_dataset(session, name, int(number)) if name and number.isdigit() else None
+            )
+            if parent is None:
+                behind.append(
+                    (
+                        f"(unknown version {str(entry)[:200]!r} in the lineage of "
+                        f"{dataset.name} v{dataset.version})",
+                        None,
+                        None,
+                    )
+                )
+            else:
+                pending.append(parent)
     return behind
 
 
@@ -292,6 +405,11 @@ def authorise(
         dataset_name=dataset_name,
         dataset_classification=stored.classification if stored else None,
         agreements_behind=behind,
+        stored_lineage=(
+            (stored.lineage if isinstance(stored.lineage, dict) else {})
+            if stored is not None
+            else None
+        ),
     )
     target = dataset_name or project_code or action
     record_event(

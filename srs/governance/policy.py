@@ -137,6 +137,10 @@ class AccessPolicy(PolicyModel):
     audit_field_max_chars: int = Field(ge=200, le=1_000_000)
     airlock: AirlockPolicy
     steward_zone: list[str] = Field(min_length=1)
+    # Data areas whose versions must come from deliveries under agreements (the pipeline writes
+    # them with a lineage naming sources and agreements); empty only where no data is real
+    # (a practice deployment on synthetic open data).
+    lineage_required: list[str]
     roles: dict[str, list[str]]
 
     @model_validator(mode="after")
@@ -148,6 +152,17 @@ class AccessPolicy(PolicyModel):
                 "sit idle for longer than it may last"
             )
         return self
+
+    @field_validator("lineage_required")
+    @classmethod
+    def _area_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not re.fullmatch(r"[a-z0-9_]+/\*", pattern):
+                raise ValueError(
+                    f"lineage_required: {pattern!r} is not a data area; write it as area/*, "
+                    'e.g. "linked/*"'
+                )
+        return patterns
 
     @field_validator("roles")
     @classmethod
@@ -173,6 +188,11 @@ class AccessPolicy(PolicyModel):
     def in_steward_zone(self, dataset_name: str) -> bool:
         """True for datasets only stewards may read (extracts with identifiers, keys, lookups)."""
         return any(fnmatch.fnmatchcase(dataset_name, pattern) for pattern in self.steward_zone)
+
+    def requires_lineage(self, dataset_name: str) -> bool:
+        """True for datasets that must come from deliveries under agreements (``source/*``,
+        ``linked/*``): stored only with a lineage naming their sources and agreements."""
+        return any(fnmatch.fnmatchcase(dataset_name, pattern) for pattern in self.lineage_required)
 
     @property
     def known_actions(self) -> set[str]:

@@ -299,11 +299,22 @@ def _previous_register(session: Session, vault: Vault, *, actor: str) -> pd.Data
     return register
 
 
+def _alias_log(session: Session, vault: Vault, *, actor: str) -> pd.DataFrame | None:
+    """The newest held version of the steward's alias log, or None when none is held (none
+    stored yet, or its newest version destroyed when an agreement behind it ended)."""
+    if not vault.exists(session, KEY_ALIASES):
+        return None
+    newest = vault.get(session, KEY_ALIASES)
+    if newest.shredded_at is not None:
+        return None
+    return vault.read_steward_zone(session, KEY_ALIASES, actor=actor, version=newest.version)
+
+
 def _retired_keys(session: Session, vault: Vault, *, actor: str) -> dict[str, int]:
     """Every key retired so far (merged or withdrawn), with its serial: never issued again."""
-    if not vault.exists(session, KEY_ALIASES):
+    log = _alias_log(session, vault, actor=actor)
+    if log is None:
         return {}
-    log = vault.read_steward_zone(session, KEY_ALIASES, actor=actor)
     aliases = log[log["change"] != "split"]
     return dict(zip(aliases["retired_key"], aliases["key_serial"].astype(int), strict=True))
 
@@ -355,6 +366,24 @@ _KEY_CHANGES_DICTIONARY = [
 ]
 
 
+def _register_lineage(session: Session, vault: Vault, derived_from: list[str]) -> dict[str, object]:
+    """The register's lineage: the sources of the extract versions it was linked from, the
+    agreement each was delivered under (from the extract's own lineage) and those versions."""
+    sources: list[str] = []
+    agreements: dict[str, str] = {}
+    for entry in derived_from:
+        name, _, number = entry.rpartition("@")
+        extract = vault.get(session, name, int(number))
+        lineage = extract.lineage if isinstance(extract.lineage, dict) else {}
+        named = lineage.get("agreements") if isinstance(lineage.get("agreements"), dict) else {}
+        for source in lineage.get("sources") or [name.removeprefix("source/")]:
+            if isinstance(source, str) and source not in sources:
+                sources.append(source)
+            if isinstance(source, str) and isinstance(named.get(source), str):
+                agreements[source] = named[source]
+    return {"sources": sorted(sources), "agreements": agreements, "derived_from": derived_from}
+
+
 def _store_register(
     session: Session,
     vault: Vault,
@@ -366,7 +395,14 @@ def _store_register(
     derived_from: list[str],
 ) -> int:
     """Store the register (with each record's identifier hash), the model when one was
-    trained, and the key changes: aliases in the steward zone, pseudonyms in linked/."""
+    trained, and the key changes: aliases in the steward zone, pseudonyms in linked/.
+
+    The register carries the lineage of the extracts it was linked from (their sources and
+    agreements); the alias log and ``linked/key_changes`` carry the same sources and agreements,
+    derived from the register's version, so the access check and the end of an agreement
+    judge them as the register. ``linked/key_changes`` is stored again when its newest
+    version was destroyed (an agreement ended), even with no key change."""
+    lineage = _register_lineage(session, vault, derived_from)
     hashes = pd.Series(
         _identifier_hashes(records).to_numpy(),
         index=pd.MultiIndex.from_arrays([records["source_dataset"], records["record_id"]]),
@@ -380,7 +416,7 @@ def _store_register(
         PERSON_LOOKUP,
         register,
         actor=actor,
-        lineage={"derived_from": derived_from},
+        lineage=lineage,
         change_summary=dict(reconciliation.report),
     )
     if model is not None:
@@ -389,8 +425,13 @@ def _store_register(
             LINKAGE_MODEL,
             pd.DataFrame({"model_json": [json.dumps(model)], "lookup_version": [stored.version]}),
             actor=actor,
-            lineage={"derived_from": derived_from},
+            lineage=lineage,
         )
+    behind = {
+        "sources": lineage["sources"],
+        "agreements": lineage["agreements"],
+        "derived_from": [f"{PERSON_LOOKUP}@{stored.version}"],
+    }
     changes = reconciliation.changes
     now = pd.Timestamp.now(tz="UTC")
     history = None
@@ -401,22 +442,23 @@ def _store_register(
         history = changes.assign(
             key_serial=serials, changed_at=now.isoformat(), lookup_version=stored.version
         )
-        if vault.exists(session, KEY_ALIASES):
-            history = pd.concat(
-                [vault.read_steward_zone(session, KEY_ALIASES, actor=actor), history],
-                ignore_index=True,
-            )
-        vault.store(session, KEY_ALIASES, history, actor=actor)
-    if history is not None or not vault.exists(session, KEY_CHANGES):
+        log = _alias_log(session, vault, actor=actor)
+        if log is not None:
+            history = pd.concat([log, history], ignore_index=True)
+        vault.store(session, KEY_ALIASES, history, actor=actor, lineage=behind)
+    published_before = (
+        vault.get(session, KEY_CHANGES) if vault.exists(session, KEY_CHANGES) else None
+    )
+    if history is not None or published_before is None or published_before.shredded_at:
         # Researchers' copy: the pseudonyms and when, rebuilt whole from the steward's log
         # (a steward may not read linked/ datasets outside a project).
-        history = (
-            history
-            if history is not None
-            else changes.assign(
+        if history is None:
+            # No change now: the log held so far, or none (the first link, or a log destroyed).
+            history = _alias_log(session, vault, actor=actor)
+        if history is None:
+            history = changes.assign(
                 changed_at=pd.Series(dtype="string"), lookup_version=pd.Series(dtype="Int64")
             )
-        )
         published = pd.DataFrame(
             {
                 "retired_person_key": history["retired_key"].astype("string"),
@@ -435,7 +477,7 @@ def _store_register(
             published,
             actor=actor,
             data_dictionary=_KEY_CHANGES_DICTIONARY,
-            lineage={"derived_from": [f"{PERSON_LOOKUP}@{stored.version}"]},
+            lineage=behind,
         )
     return stored.version
 

@@ -124,6 +124,13 @@ def create_practice_deployment(home: Path, policies: PolicySet) -> Deployment:
     return deployment
 
 
+def practice_policies(policies: PolicySet) -> PolicySet:
+    """The site's policies with no area requiring lineage: a practice deployment holds only
+    synthetic open data, stored under the linked names though no agreement lies behind it."""
+    access = policies.access.model_copy(update={"lineage_required": []})
+    return policies.model_copy(update={"access": access})
+
+
 def store_open_data(registry: Registry, vault: Vault, data: OpenData, policies: PolicySet) -> None:
     """Store each open-data table under its linked name (a new version only when it changed)
     with its data dictionary, and grant it to the practice project."""
@@ -174,7 +181,7 @@ def practice_session(
     the session is garbage-collected or the interpreter exits. Prints the synthetic-data notice,
     also in ``s.notice``; every output's context says it was computed on synthetic open data.
     """
-    policies = policies or load_policies()
+    policies = practice_policies(policies or load_policies())
     data = open_data(name, path=open_data_path)
     where = practice_home or os.environ.get(PRACTICE_HOME_ENV, "").strip() or None
     home = Path(where or tempfile.mkdtemp(prefix="srs-practice-")).expanduser().resolve()

@@ -130,7 +130,9 @@ class Vault:
         ``lineage`` says where the version came from (``{"sources": [...], "agreements":
         {source: reference}, "deliveries": [...], "derived_from": ["name@version"]}``), which
         the access check and the end of an agreement follow; ``change_summary`` what changed
-        against the previous version.
+        against the previous version. A name in an area of the access policy's
+        ``lineage_required`` (``source/*``, ``linked/*``) is refused, and the refusal audited,
+        unless the lineage names its sources and the agreement of every one.
         """
         validate_dataset_name(name)
         authorise(
@@ -140,6 +142,21 @@ class Vault:
             policies=self.policies,
             dataset_name=name,
         )
+        refusal = self._lineage_refusal(name, lineage)
+        if refusal is not None:
+            session.rollback()
+            record_event(
+                session,
+                actor=actor,
+                action="vault.store",
+                target=name,
+                outcome="deny",
+                reason=refusal,
+                details={"lineage": lineage if isinstance(lineage, dict) else None},
+                max_field_chars=self.policies.access.audit_field_max_chars,
+            )
+            session.commit()
+            raise VaultError(refusal)
         level = classification or self.policies.classification.level_for(name)
         if level not in self.policies.classification.levels:
             raise VaultError(
@@ -184,6 +201,31 @@ class Vault:
         )
         session.commit()
         return dataset
+
+    def _lineage_refusal(self, name: str, lineage: dict[str, Any] | None) -> str | None:
+        """Why ``name`` may not be stored with ``lineage``, or None: a version of an area whose
+        data come from deliveries under agreements names its sources and their agreements."""
+        if not self.policies.access.requires_lineage(name):
+            return None
+        lineage = lineage if isinstance(lineage, dict) else {}
+        sources = lineage.get("sources")
+        agreements = lineage.get("agreements")
+        if (
+            isinstance(sources, list)
+            and sources
+            and isinstance(agreements, dict)
+            and all(
+                isinstance(source, str) and isinstance(agreements.get(source), str)
+                for source in sources
+            )
+        ):
+            return None
+        return (
+            f"{name} is not stored by hand: its data must come from deliveries under "
+            "data-sharing agreements, with a lineage naming its sources and their agreements. "
+            "Extracts come in with `srs ingest` under an agreement, linked datasets with "
+            "`srs linked build`"
+        )
 
     def get(self, session: Session, name: str, version: int | None = None) -> Dataset:
         """The catalogue record of ``name`` (newest version unless one is given)."""

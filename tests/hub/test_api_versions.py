@@ -84,7 +84,7 @@ def test_a_pinned_version_and_the_versions_list_come_through_the_api(s, hub) -> 
     first, second = s.versions("linked/journeys")
     assert isinstance(second, DatasetVersion)
     assert (first.version, second.version, second.rows) == (1, 2, NEWER_ROWS)
-    assert second.deliveries == (("courts", "2026-11"), ("police", "2026-11"))
+    assert second.deliveries == (("magistrates_cases", "2026-11"), ("police_arrests", "2026-11"))
     assert second.change_summary == CHANGES and not second.shredded
     with pytest.raises(VaultError, match="linked/journeys has no version 7"):
         s.dataset("linked/journeys", version=7)

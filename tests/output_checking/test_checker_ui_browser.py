@@ -18,6 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from agreement_fixtures import (
+    RESEARCH_LINEAGE,
+    admit_to_agreements,
+    register_standard_agreements,
+)
 from browser_fixtures import Checker
 from selenium.webdriver.common.by import By
 from sqlalchemy import select
@@ -172,7 +177,16 @@ def _record_outputs(
         # A DP query reads a dataset the environment holds, granted to the project.
         write_key_file(deployment.key_file, generate_master_key())
         vault = Vault(deployment, policies)
-        vault.store(s, "linked/journeys", journeys, actor="steward", data_dictionary=DICTIONARY)
+        register_standard_agreements(s, policies, "admin")
+        admit_to_agreements(s, policies, admin="admin", code=PROJECT)
+        vault.store(
+            s,
+            "linked/journeys",
+            journeys,
+            actor="steward",
+            data_dictionary=DICTIONARY,
+            lineage=RESEARCH_LINEAGE,
+        )
         grant_dataset(
             s, actor="steward", policies=policies, code=PROJECT, dataset_name="linked/journeys"
         )

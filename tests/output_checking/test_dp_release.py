@@ -13,6 +13,12 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from agreement_fixtures import (
+    PERMITTED_BASIS,
+    RESEARCH_LINEAGE,
+    admit_to_agreements,
+    register_standard_agreements,
+)
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -75,8 +81,15 @@ def hold(registry, deployment, policies, people) -> Vault:
     write_key_file(deployment.key_file, generate_master_key())
     vault = Vault(deployment, policies)
     with registry.sessions() as s:
-        vault.store(s, DATASET, journeys(), actor=people.steward, data_dictionary=DICTIONARY)
-        vault.store(s, OTHER_DATASET, victims(), actor=people.steward)
+        vault.store(
+            s,
+            DATASET,
+            journeys(),
+            actor=people.steward,
+            data_dictionary=DICTIONARY,
+            lineage=RESEARCH_LINEAGE,
+        )
+        vault.store(s, OTHER_DATASET, victims(), actor=people.steward, lineage=RESEARCH_LINEAGE)
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=DATASET
         )
@@ -87,10 +100,11 @@ def hold(registry, deployment, policies, people) -> Vault:
             code=OTHER_PROJECT,
             title="Victims",
             purpose="Victim journeys",
-            legal_basis="DEA 2017 s.64",
+            legal_basis=PERMITTED_BASIS,
             start_date=TODAY - timedelta(days=30),
             end_date=TODAY + timedelta(days=300),
             approved_classification="confidential",
+            agreements=["DSA-POLICE"],
         )
         for member in (people.outsider, people.researcher):
             projects.add_member(
@@ -108,7 +122,11 @@ def hold(registry, deployment, policies, people) -> Vault:
 
 @pytest.fixture
 def people(registry, policies):
-    return populate(registry, policies)
+    population = populate(registry, policies)
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, population.admin)
+        admit_to_agreements(s, policies, admin=population.admin, code=PROJECT)
+    return population
 
 
 @pytest.fixture
@@ -496,7 +514,14 @@ def test_a_huge_rho_is_refused_by_the_ceiling_not_overflowed(registry, vault, po
 
 def test_the_version_read_is_the_version_recorded(registry, vault, policies, people) -> None:
     with registry.sessions() as s:
-        vault.store(s, DATASET, journeys(seed=4), actor=people.steward, data_dictionary=DICTIONARY)
+        vault.store(
+            s,
+            DATASET,
+            journeys(seed=4),
+            actor=people.steward,
+            data_dictionary=DICTIONARY,
+            lineage=RESEARCH_LINEAGE,
+        )
     newest = release(registry, vault, policies, dp.count())
     first = release(registry, vault, policies, dp.count(), version=1)
     with registry.sessions() as s:
@@ -582,6 +607,7 @@ def store_a_heavy_person(registry, vault, people) -> None:
             pd.concat([heavy, extra], ignore_index=True),
             actor=people.steward,
             data_dictionary=DICTIONARY,
+            lineage=RESEARCH_LINEAGE,
         )
 
 
@@ -680,7 +706,13 @@ def test_a_datasets_privacy_unit_is_the_one_its_policy_names(registry, vault, po
 
 def test_a_dataset_without_its_privacy_unit_is_refused(registry, vault, policies, people) -> None:
     with registry.sessions() as s:
-        vault.store(s, DATASET, journeys().drop(columns="person_key"), actor=people.steward)
+        vault.store(
+            s,
+            DATASET,
+            journeys().drop(columns="person_key"),
+            actor=people.steward,
+            lineage=RESEARCH_LINEAGE,
+        )
     with pytest.raises(dp.DPQueryError, match="has no column 'person_key', the privacy unit"):
         release(registry, vault, policies, dp.count())
     assert nothing_spent(registry, policies)
@@ -708,6 +740,7 @@ def test_an_older_version_above_the_projects_classification_is_not_read(
             actor=people.steward,
             classification="highly_confidential",
             data_dictionary=DICTIONARY,
+            lineage=RESEARCH_LINEAGE,
         )
         vault.store(
             s,
@@ -716,6 +749,7 @@ def test_an_older_version_above_the_projects_classification_is_not_read(
             actor=people.steward,
             classification="confidential",
             data_dictionary=DICTIONARY,
+            lineage=RESEARCH_LINEAGE,
         )
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/extra"

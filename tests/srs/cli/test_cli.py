@@ -85,15 +85,26 @@ def test_full_steward_journey(home: Path, tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
     csv = tmp_path / "journeys.csv"
     pd.DataFrame({"person_key": ["a", "b"], "stage": ["charge", "court"]}).to_csv(csv, index=False)
-    stored = srs(home, "dataset", "store", "linked/journeys", str(csv), actor="steward")
+    # A table of no agreement's data (the data areas are written only by the pipeline).
+    name = "reference/court_stages"
+    stored = srs(
+        home,
+        "dataset",
+        "store",
+        name,
+        str(csv),
+        "--classification",
+        "confidential",
+        actor="steward",
+    )
     assert stored.exit_code == 0, stored.output
-    assert "linked/journeys@1: 2 rows" in stored.output
-    assert srs(home, "project", "grant", "P001", "linked/journeys", actor="steward").exit_code == 0
+    assert f"{name}@1: 2 rows" in stored.output
+    assert srs(home, "project", "grant", "P001", name, actor="steward").exit_code == 0
     listing = srs(home, "project", "list")
-    assert "ana (researcher)" in listing.output and "linked/journeys" in listing.output
-    shown = srs(home, "dataset", "show", "linked/journeys")
+    assert "ana (researcher)" in listing.output and name in listing.output
+    shown = srs(home, "dataset", "show", name)
     assert "person_key" in shown.output and "confidential" in shown.output
-    assert "linked/journeys" in srs(home, "dataset", "list").output
+    assert name in srs(home, "dataset", "list").output
     assert "ana" in srs(home, "researcher", "list").output
     assert srs(home, "researcher", "lock", "ana", "--reason", "left").exit_code == 0
     assert srs(home, "researcher", "unlock", "ana").exit_code == 0
@@ -106,6 +117,31 @@ def test_full_steward_journey(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "audit.jsonl"
     assert srs(home, "audit", "export", "--out", str(out)).exit_code == 0
     assert len(out.read_text().splitlines()) >= 10
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [
+        ("linked/journeys", "srs linked build"),
+        ("linked/made_up", "srs linked build"),
+        ("source/victims", "srs ingest"),
+        ("steward/person_lookup", "srs link run"),
+    ],
+)
+def test_the_data_areas_are_not_stored_by_hand(home: Path, tmp_path: Path, name, how) -> None:
+    # Review of issue 18 (H1/H2): `srs dataset store linked/victims fixed.parquet` put a
+    # version with no agreement behind it where research reads, and an agreement's end kept it.
+    srs(home, "researcher", "add", "steward", "--name", "Sam", "--role", "steward")
+    csv = tmp_path / "fixed.csv"
+    pd.DataFrame({"person_key": ["a"], "sex": ["F"]}).to_csv(csv, index=False)
+    refused = srs(home, "dataset", "store", name, str(csv), actor="steward")
+    assert refused.exit_code == 2, refused.output
+    assert "is not stored by hand" in refused.output and how in refused.output
+    assert "`srs ingest` under an agreement" in refused.output
+    assert "Traceback" not in refused.output
+    assert name not in srs(home, "dataset", "list").output
+    helped = srs(home, "dataset", "store", "--help", actor="steward")
+    assert "linked/journeys" not in helped.output and "reference/" in helped.output
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import json
 from datetime import date, timedelta
 
 import pytest
+from agreement_fixtures import PERMITTED_BASIS
 from browser_fixtures import Checker
 from selenium.webdriver.common.by import By
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from output_checking.web import BackgroundServer, make_app
 from output_checking.workflow import WorkflowError, vote
 from srs.cli import app
 from srs.governance.access import AccessDenied
+from srs.governance.agreement_terms import standard_agreements
 from srs.governance.audit import verify_chain
 from srs.governance.registry import accounts, projects
 from srs.governance.registry.models import AuditEvent, Output, ReleaseRequest
@@ -60,10 +62,11 @@ def journey(pipeline, policies):
             code=PROJECT,
             title="Sentencing journeys",
             purpose="Release journey test",
-            legal_basis="DEA 2017 s.64",
+            legal_basis=PERMITTED_BASIS,
             start_date=today - timedelta(days=1),
             end_date=today + timedelta(days=30),
             approved_classification="confidential",
+            agreements=sorted(standard_agreements(policies.source_dir)),
         )
         projects.add_member(s, actor="admin", policies=policies, code=PROJECT, username="ana")
         projects.grant_dataset(

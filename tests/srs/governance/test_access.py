@@ -4,19 +4,37 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
+from agreement_fixtures import RESEARCH_LINEAGE, admit_to_agreements, register_standard_agreements
 from sqlalchemy import select, update
 
 from registry_fixtures import PROJECT, TODAY, populate
 from srs.governance.access import AccessDenied, authorise
+from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet
 from srs.governance.registry import Registry, projects
 from srs.governance.registry.models import AuditEvent, Project
+from srs.vault.crypto import generate_master_key, write_key_file
+from srs.vault.store import Vault
 
 
 @pytest.fixture
-def people(registry: Registry, policies: PolicySet):
-    return populate(registry, policies)
+def people(registry: Registry, policies: PolicySet, deployment: Deployment):
+    """The standard people; linked/journeys stored under DSA-POLICE, which P001 names."""
+    population = populate(registry, policies)
+    write_key_file(deployment.key_file, generate_master_key())
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, population.admin)
+        admit_to_agreements(s, policies, admin=population.admin, code=PROJECT)
+        Vault(deployment, policies).store(
+            s,
+            "linked/journeys",
+            pd.DataFrame({"person_key": ["p1"]}),
+            actor=population.steward,
+            lineage=RESEARCH_LINEAGE,
+        )
+    return population
 
 
 def read(registry, policies, username, dataset="linked/journeys", project=PROJECT, today=TODAY):

@@ -24,7 +24,7 @@ from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet
 from srs.governance.registry import Registry, projects
 from srs.governance.registry.accounts import RegistryError
-from srs.governance.registry.models import AuditEvent, Grant, Project, Researcher
+from srs.governance.registry.models import AuditEvent, Dataset, Grant, Project, Researcher
 from srs.pipeline.ingest import known_sources
 from srs.vault.crypto import generate_master_key, write_key_file
 from srs.vault.store import Vault
@@ -276,22 +276,168 @@ def test_decide_judges_the_agreements_it_is_given_without_a_database(registry, p
             "project": project,
             "project_code": STUDY,
             "dataset_name": DATASET,
+            "stored_lineage": LINEAGE,
         }
         assert decide(**facts).allowed
         behind = [("police_arrests", current_version(police), police)]
         assert decide(**facts, agreements_behind=behind).allowed
+        unsourced = decide(**{**facts, "stored_lineage": {"derived_from": []}})
+        assert not unsourced.allowed and "stored without lineage" in unsourced.reason
+        nothing = decide(
+            **{
+                **facts,
+                "person": steward_of(s, people),
+                "action": "project.grant",
+                "stored_lineage": None,
+            }
+        )
+        assert not nothing.allowed and "nothing stored yet" in nothing.reason
         police.status, police.end_reason = "ended", "withdrawn"
         ended = decide(**facts, agreements_behind=behind)
         assert not ended.allowed and "because withdrawn" in ended.reason
+        synthesis = decide(
+            **{**facts, "person": steward_of(s, people), "action": "synthetic.build"},
+            agreements_behind=behind,
+        )
+        assert not synthesis.allowed and "may not be synthesised" in synthesis.reason
         s.rollback()
 
 
-def test_a_dataset_stored_by_hand_is_judged_as_before(registry, policies, lab):
+def steward_of(s, people) -> Researcher:
+    return s.execute(select(Researcher).where(Researcher.username == people.steward)).scalar_one()
+
+
+def strip_lineage(registry, name=DATASET, lineage=None) -> None:
+    """A careless steward's (or an attacker's) edit of the registry row: the lineage emptied."""
+    with registry.sessions() as s:
+        row = s.execute(select(Dataset).where(Dataset.name == name)).scalars().all()[-1]
+        row.lineage = {} if lineage is None else lineage
+        s.commit()
+
+
+@pytest.mark.parametrize(
+    "lineage", [{}, {"sources": []}, {"derived_from": ["linked/arrest_charges@1"]}]
+)
+def test_a_version_whose_lineage_was_emptied_is_never_granted_nor_read(
+    registry, policies, lab, lineage
+):
+    # Review of issue 18 (H1): a linked/ version with no sources was judged without any
+    # agreement, so a project naming none, of a basis none permits, was granted it and read it.
+    people, vault = lab
+    strip_lineage(registry, lineage=lineage)
+    event = refused_grant(registry, policies, people, "stored without lineage: linked/arrest")
+    assert "srs linked build" in event.reason
+    with registry.sessions() as s:
+        project = projects.get_project(s, STUDY)
+        project.grants.append(Grant(dataset_name=DATASET, granted_by=people.steward))
+        s.commit()
+    with pytest.raises(AccessDenied, match="stored without lineage"):
+        read(registry, vault, people)
+    assert last_deny(registry).action == "access.dataset.read"
+    with registry.sessions() as s, pytest.raises(AccessDenied, match="stored without lineage"):
+        vault.read_for_synthesis(s, DATASET, actor=people.steward)
+
+
+def test_a_grant_of_a_data_area_name_with_nothing_stored_is_refused(registry, policies, lab):
+    # Review of issue 18 (L5): with nothing stored there were no agreements to judge.
+    people, _ = lab
+    refused_grant(
+        registry,
+        policies,
+        people,
+        "linked/not_built: nothing stored yet; grant once `srs linked build` has stored it",
+        dataset="linked/not_built",
+    )
+
+
+def test_a_dataset_outside_the_data_areas_is_judged_without_agreements(registry, policies, lab):
     people, vault = lab
     with registry.sessions() as s:
-        vault.store(s, "linked/by_hand", frame(), actor=people.steward)
+        vault.store(
+            s, "reference/court_codes", frame(), actor=people.steward, classification="confidential"
+        )
     # P001 names no agreement and its legal basis is none an agreement permits.
-    grant(registry, policies, people, code=PROJECT, dataset="linked/by_hand")
+    grant(registry, policies, people, code=PROJECT, dataset="reference/court_codes")
+
+
+def test_the_agreements_of_the_versions_a_dataset_was_derived_from_are_judged(
+    registry, policies, lab
+):
+    # Review of issue 18 (M1): linked/key_changes named only the register it came from, so no
+    # agreement behind the register was checked.
+    people, vault = lab
+    with registry.sessions() as s:
+        victims = vault.store(
+            s,
+            "linked/victim_support",
+            frame(),
+            actor=people.steward,
+            lineage={"sources": ["victims"], "agreements": {"victims": "DSA-VICTIMS"}},
+        )
+        vault.store(
+            s,
+            "linked/derived",
+            frame(),
+            actor=people.steward,
+            lineage={**LINEAGE, "derived_from": [f"linked/victim_support@{victims.version}"]},
+        )
+    # P-ARREST names DSA-POLICE and DSA-CPS, not DSA-VICTIMS behind the version it derives from.
+    refused_grant(
+        registry, policies, people, "does not name agreement DSA-VICTIMS", dataset="linked/derived"
+    )
+    with registry.sessions() as s:
+        projects.name_agreement(
+            s, actor=people.admin, policies=policies, code=STUDY, reference="DSA-VICTIMS"
+        )
+    grant(registry, policies, people, dataset="linked/derived")
+
+
+@pytest.mark.parametrize(
+    ("derived_from", "match"),
+    [
+        (["linked/arrest_charges@1", "linked/arrest_charges@1"], None),
+        (["linked/arrest_charges@2"], None),  # itself: a hand-edited cycle
+        (["linked/nothing@1"], "no data-sharing agreement is recorded for source .unknown version"),
+        (["not a reference"], "unknown version"),
+    ],
+)
+def test_derived_from_is_followed_once_and_an_unknown_parent_fails_closed(
+    registry, policies, lab, derived_from, match
+):
+    people, vault = lab
+    with registry.sessions() as s:
+        vault.store(
+            s,
+            DATASET,
+            frame(),
+            actor=people.steward,
+            lineage={**LINEAGE, "derived_from": derived_from},
+        )
+    if match is None:
+        grant(registry, policies, people)
+    else:
+        refused_grant(registry, policies, people, match)
+
+
+def test_a_replica_is_built_only_from_data_under_agreements_in_force(registry, policies, lab):
+    # Review of issue 18 (H3): synthetic.build did not look at agreements, so replicas were
+    # built from the data of an expired agreement.
+    people, vault = lab
+    with registry.sessions() as s:
+        assert len(vault.read_for_synthesis(s, DATASET, actor=people.steward)) == 2
+    amend(
+        registry,
+        policies,
+        people,
+        "DSA-CPS",
+        lambda d: d["duration"].update(end=TODAY.replace(month=10, day=31)),
+        note="Ended early by both parties",
+    )
+    with registry.sessions() as s, pytest.raises(AccessDenied, match="may not be synthesised"):
+        vault.read_for_synthesis(s, DATASET, actor=people.steward)
+    event = last_deny(registry)
+    assert (event.action, event.target) == ("access.synthetic.build", DATASET)
+    assert "DSA-CPS" in event.reason and "expired on 2026-10-31" in event.reason
 
 
 def test_projects_name_agreements_and_the_naming_is_audited(registry, policies, lab):

@@ -276,9 +276,29 @@ def test_project_budget_defaults_to_policy(registry, policies) -> None:
     assert project.privacy_budget_rho == policies.privacy_budget.default_project_rho
 
 
-def test_membership_and_grant_errors(registry, policies) -> None:
+def test_membership_and_grant_errors(registry, policies, deployment) -> None:
+    import pandas as pd
+    from agreement_fixtures import (
+        RESEARCH_LINEAGE,
+        admit_to_agreements,
+        register_standard_agreements,
+    )
+
+    from srs.vault.crypto import generate_master_key, write_key_file
+    from srs.vault.store import Vault
+
     people = populate(registry, policies)
+    write_key_file(deployment.key_file, generate_master_key())
     with registry.sessions() as s:
+        register_standard_agreements(s, policies, people.admin)
+        admit_to_agreements(s, policies, admin=people.admin, code=PROJECT)
+        Vault(deployment, policies).store(
+            s,
+            "linked/journeys",
+            pd.DataFrame({"person_key": ["p1"]}),
+            actor=people.steward,
+            lineage=RESEARCH_LINEAGE,
+        )
         with pytest.raises(accounts.RegistryError, match="already a member"):
             projects.add_member(s, actor="admin", policies=policies, code=PROJECT, username="ana")
         with pytest.raises(accounts.RegistryError, match="member role"):

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from agreement_fixtures import PERMITTED_BASIS, agreement_for
 from pipeline_fixtures import register_agreements
 from sqlalchemy import select
 
 from srs.governance.access import AccessDenied
+from srs.governance.agreement_terms import standard_agreements
 from srs.governance.deployment import Deployment
 from srs.governance.policy import PolicySet
 from srs.governance.registry import Registry, accounts, open_registry, projects
@@ -285,6 +287,8 @@ def test_a_planted_merge_keeps_the_older_key_and_records_an_alias(refreshed: Ref
 
 
 def grant_key_changes(session, policies: PolicySet) -> None:
+    """ana in P-KEYS (naming every agreement, of the basis they permit), granted key changes;
+    a project naming none (P-NONE) is refused the grant."""
     accounts.add_researcher(
         session,
         actor="admin",
@@ -302,15 +306,49 @@ def grant_key_changes(session, policies: PolicySet) -> None:
         code="P-KEYS",
         title="Reoffending over deliveries",
         purpose="p",
-        legal_basis="DEA",
+        legal_basis=PERMITTED_BASIS,
         start_date=date.today() - timedelta(days=1),
         end_date=date.today() + timedelta(days=30),
         approved_classification="confidential",
+        agreements=sorted(standard_agreements(policies.source_dir)),
     )
     projects.add_member(session, actor="admin", policies=policies, code="P-KEYS", username="ana")
     projects.grant_dataset(
         session, actor=STEWARD, policies=policies, code="P-KEYS", dataset_name=KEY_CHANGES
     )
+
+
+def test_key_changes_and_aliases_carry_the_registers_sources_and_agreements(
+    refreshed: Refreshed, policies: PolicySet
+) -> None:
+    # Review of issue 18 (M1, L3): key changes named only the register, aliases nothing, so no
+    # agreement was checked on a grant and none of their ends destroyed them.
+    with refreshed.registry.sessions() as s:
+        register = refreshed.vault.get(s, PERSON_LOOKUP)
+        expected = {source: agreement_for(policies, source) for source in SOURCES}
+        assert register.lineage["sources"] == sorted(SOURCES)
+        assert register.lineage["agreements"] == expected
+        for name in (KEY_CHANGES, KEY_ALIASES):
+            lineage = refreshed.vault.get(s, name).lineage
+            assert lineage["sources"] == sorted(SOURCES)
+            assert lineage["agreements"] == expected
+            assert lineage["derived_from"][0].startswith(f"{PERSON_LOOKUP}@")
+        projects.create_project(
+            s,
+            actor="admin",
+            policies=policies,
+            code="P-NONE",
+            title="No agreement",
+            purpose="p",
+            legal_basis="not a permitted basis",
+            start_date=date.today() - timedelta(days=1),
+            end_date=date.today() + timedelta(days=30),
+            approved_classification="confidential",
+        )
+        with pytest.raises(AccessDenied, match="legal basis 'not a permitted basis' is not one"):
+            projects.grant_dataset(
+                s, actor=STEWARD, policies=policies, code="P-NONE", dataset_name=KEY_CHANGES
+            )
 
 
 def test_refresh_f1_is_close_to_a_full_relinks(refreshed: Refreshed) -> None:
@@ -474,3 +512,22 @@ def test_refresh_clusters_refuses_records_and_clusters_of_different_links() -> N
     both = pd.DataFrame({"unique_id": ["a:1", "a:2"], "cluster_id": ["a:1", "a:1"]})
     kept = refresh_clusters(held, both, {}, none, ["a:1"], load_linkage_settings())
     assert kept[["unique_id", "cluster_id"]].values.tolist() == [["a:2", "a:2"]]
+
+
+def test_key_changes_destroyed_are_stored_again_by_the_next_link(refreshed: Refreshed) -> None:
+    # Review of issue 18 (M2): a destroyed newest version counted as present, so key changes
+    # stayed destroyed for good and projects could no longer read them. Runs last: it shreds.
+    vault = refreshed.vault
+    with refreshed.registry.sessions() as s:
+        if not any(p.code == "P-KEYS" for p in projects.list_projects(s)):
+            grant_key_changes(s, vault.policies)
+        newest = vault.get(s, KEY_CHANGES)
+        log = vault.read_steward_zone(s, KEY_ALIASES, actor=STEWARD)
+        vault.shred(s, newest, actor=STEWARD, reason="agreement DSA-VICTIMS ended")
+        s.commit()
+        link_in_vault(s, vault, actor=STEWARD, settings=load_linkage_settings())
+        again = vault.get(s, KEY_CHANGES)
+        assert again.version == newest.version + 1 and again.shredded_at is None
+        changes = vault.read(s, KEY_CHANGES, actor="ana", project="P-KEYS")
+    # Rebuilt whole from the steward's log, which still holds every change.
+    assert set(changes["retired_person_key"]) >= set(log["retired_key"])

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
+from agreement_fixtures import research_lineage
 from session_fixtures import journeys
 from session_fixtures import stored_output as output
 from sqlalchemy import select
@@ -78,11 +79,14 @@ def test_versions_list_deliveries_lineage_and_change_summaries(s, two_versions) 
     assert (first.version, first.rows, first.deliveries, first.change_summary) == (1, 600, (), {})
     assert first.lineage == "" and not first.shredded
     assert (second.version, second.rows) == (2, NEWER_ROWS)
-    assert second.deliveries == (("courts", "2026-11"), ("police", "2026-11"))
-    assert second.derived_from == ("linked/persons@2",)
+    assert second.deliveries == (("magistrates_cases", "2026-11"), ("police_arrests", "2026-11"))
+    assert second.derived_from == ("linked/journeys@1",)
     assert second.change_summary == CHANGES
     assert second.changes == "added 200, corrected 3, withdrawn 1"
-    assert second.lineage == "courts 2026-11; police 2026-11; derived from linked/persons@2"
+    assert (
+        second.lineage
+        == "magistrates_cases 2026-11; police_arrests 2026-11; derived from linked/journeys@1"
+    )
     assert datetime.fromisoformat(second.stored_at) >= datetime.fromisoformat(first.stored_at)
 
 
@@ -109,7 +113,12 @@ def test_versions_leave_out_those_above_the_projects_approval(s, lab, policies) 
     with registry.sessions() as db:
         for seed, level in ((1, "highly_confidential"), (2, "confidential")):
             vault.store(
-                db, "linked/extra", journeys(seed=seed), actor="steward", classification=level
+                db,
+                "linked/extra",
+                journeys(seed=seed),
+                actor="steward",
+                classification=level,
+                lineage=research_lineage(policies),
             )
         projects.grant_dataset(
             db, actor="steward", policies=policies, code=PROJECT, dataset_name="linked/extra"

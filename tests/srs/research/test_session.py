@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from agreement_fixtures import research_lineage
 from matplotlib.figure import Figure
 from session_fixtures import DICTIONARY, OTHER_PROJECT, journeys, prepare
 from session_fixtures import stored_output as output
@@ -556,6 +557,7 @@ def test_an_older_version_above_the_projects_classification_is_not_read(s, lab, 
                 actor="steward",
                 classification=level,
                 data_dictionary=DICTIONARY,
+                lineage=research_lineage(policies),
             )
         projects.grant_dataset(
             db, actor="steward", policies=policies, code=PROJECT, dataset_name="linked/extra"

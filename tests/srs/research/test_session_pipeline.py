@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from agreement_fixtures import PERMITTED_BASIS
 from sqlalchemy import select
 
 import srs
 from srs.governance.access import AccessDenied
+from srs.governance.agreement_terms import standard_agreements
 from srs.governance.registry import accounts, projects
 from srs.governance.registry.models import AuditEvent, Output, Project
 
@@ -43,10 +45,11 @@ def projects_on_the_pipeline(pipeline, policies):
                 code=code,
                 title=code,
                 purpose="Session tests",
-                legal_basis="DEA 2017 s.64",
+                legal_basis=PERMITTED_BASIS,
                 start_date=today - timedelta(days=1),
                 end_date=today + timedelta(days=30),
                 approved_classification="confidential",
+                agreements=sorted(standard_agreements(policies.source_dir)),
             )
             projects.add_member(s, actor="admin", policies=policies, code=code, username=member)
             for name in granted:

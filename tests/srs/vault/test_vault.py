@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from agreement_fixtures import admit_to_agreements, register_standard_agreements, research_lineage
 from sqlalchemy import select
 
 from registry_fixtures import PROJECT, TODAY, populate
@@ -36,12 +37,22 @@ def frame() -> pd.DataFrame:
 def setup(registry: Registry, policies, deployment: Deployment):
     people = populate(registry, policies)
     write_key_file(deployment.key_file, generate_master_key())
+    with registry.sessions() as s:
+        register_standard_agreements(s, policies, people.admin)
+        admit_to_agreements(s, policies, admin=people.admin, code=PROJECT)
     return people, Vault(deployment, policies)
 
 
 def store_and_grant(registry, policies, vault, people, frame, name="linked/journeys"):
     with registry.sessions() as s:
-        stored = vault.store(s, name, frame, actor=people.steward, classification="confidential")
+        stored = vault.store(
+            s,
+            name,
+            frame,
+            actor=people.steward,
+            classification="confidential",
+            lineage=research_lineage(policies),
+        )
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=name
         )
@@ -69,7 +80,12 @@ def test_versions_increase_and_old_versions_stay_readable(registry, policies, se
     store_and_grant(registry, policies, vault, people, frame)
     with registry.sessions() as s:
         second = vault.store(
-            s, "linked/journeys", frame.head(1), actor=people.steward, classification="confidential"
+            s,
+            "linked/journeys",
+            frame.head(1),
+            actor=people.steward,
+            classification="confidential",
+            lineage=research_lineage(policies),
         )
     assert second.version == 2
     assert len(read(registry, vault, people)) == 1
@@ -86,13 +102,25 @@ def test_each_version_is_read_only_as_far_as_its_own_classification_allows(
     people, vault = setup
     with registry.sessions() as s:
         for level in ("highly_confidential", "confidential"):
-            vault.store(s, "linked/journeys", frame, actor=people.steward, classification=level)
+            vault.store(
+                s,
+                "linked/journeys",
+                frame,
+                actor=people.steward,
+                classification=level,
+                lineage=research_lineage(policies),
+            )
         # Granting judges the newest version, confidential here; the grant covers every version.
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name="linked/journeys"
         )
         vault.store(
-            s, "linked/journeys", frame, actor=people.steward, classification="highly_confidential"
+            s,
+            "linked/journeys",
+            frame,
+            actor=people.steward,
+            classification="highly_confidential",
+            lineage=research_lineage(policies),
         )
     for version in (1, 3, None):
         with pytest.raises(AccessDenied, match="classified highly_confidential"):
@@ -131,7 +159,9 @@ def test_a_synthetic_version_above_public_is_not_read_as_synthetic(
 def test_denied_read_never_opens_the_file(registry, policies, setup, frame, deployment):
     people, vault = setup
     with registry.sessions() as s:
-        vault.store(s, "linked/journeys", frame, actor=people.steward)
+        vault.store(
+            s, "linked/journeys", frame, actor=people.steward, lineage=research_lineage(policies)
+        )
     for path in deployment.vault_dir.rglob("*.enc"):
         path.write_bytes(b"garbage")  # would raise an integrity error if it were read
     with pytest.raises(AccessDenied, match="no grant"):
@@ -142,6 +172,78 @@ def test_only_stewards_store(registry, policies, setup, frame):
     people, vault = setup
     with registry.sessions() as s, pytest.raises(AccessDenied, match="may not dataset.store"):
         vault.store(s, "linked/journeys", frame, actor=people.researcher)
+
+
+@pytest.mark.parametrize(
+    "lineage",
+    [
+        None,
+        {},
+        {"sources": []},
+        {"derived_from": ["steward/person_lookup@1"]},
+        {"sources": ["police_arrests"]},
+        {"sources": ["police_arrests"], "agreements": {}},
+        {"sources": ["police_arrests", "victims"], "agreements": {"police_arrests": "DSA-POLICE"}},
+        {"sources": "police_arrests", "agreements": {"police_arrests": "DSA-POLICE"}},
+        {"sources": [["police_arrests"]], "agreements": {"police_arrests": "DSA-POLICE"}},
+        {"sources": ["police_arrests"], "agreements": {"police_arrests": 7}},
+    ],
+)
+@pytest.mark.parametrize("name", ["linked/journeys", "source/police_arrests"])
+def test_data_areas_are_not_stored_without_sources_and_agreements(
+    registry, policies, setup, frame, name, lineage
+):
+    # Review of issue 18 (H1/H2): a version stored by hand in linked/ or source/ carried no
+    # agreement, so every agreement check passed it and the end of an agreement kept it.
+    people, vault = setup
+    with registry.sessions() as s, pytest.raises(VaultError, match="not stored by hand") as no:
+        vault.store(s, name, frame, actor=people.steward, lineage=lineage)
+    assert "`srs ingest` under an agreement" in str(no.value)
+    assert "`srs linked build`" in str(no.value)
+    with registry.sessions() as s:
+        assert vault.exists(s, name) is False
+        refused = s.execute(
+            select(AuditEvent).where(AuditEvent.action == "vault.store")
+        ).scalar_one()
+        assert (refused.target, refused.outcome) == (name, "deny")
+        assert "srs linked build" in refused.reason
+    assert not list(deployment_files(vault))
+
+
+def deployment_files(vault):
+    return [p for p in vault.deployment.vault_dir.rglob("*.enc")]
+
+
+def test_data_areas_are_stored_with_a_lineage_and_other_areas_without(
+    registry, policies, setup, frame
+):
+    people, vault = setup
+    with registry.sessions() as s:
+        linked = vault.store(
+            s, "linked/journeys", frame, actor=people.steward, lineage=research_lineage(policies)
+        )
+        assert linked.lineage["agreements"] == {"police_arrests": "DSA-POLICE"}
+        # Areas outside lineage_required (reference tables, replicas) need no lineage.
+        assert vault.store(s, "reference/court_codes", frame, actor=people.steward).version == 1
+
+
+def test_the_data_areas_are_a_validated_policy(policies):
+    from pydantic import ValidationError
+
+    from srs.governance.policy import AccessPolicy
+
+    assert policies.access.lineage_required == ["source/*", "linked/*"]
+    assert policies.access.requires_lineage("linked/x")
+    assert not policies.access.requires_lineage("steward/person_lookup")
+    assert not policies.access.requires_lineage("linkedx/y")
+    fields = policies.access.model_dump()
+    for bad in (["linked"], ["linked/x"], ["*"], ["Linked/*"], "linked/*"):
+        with pytest.raises(ValidationError, match="lineage_required"):
+            AccessPolicy(**{**fields, "lineage_required": bad})
+    without = dict(fields)
+    del without["lineage_required"]
+    with pytest.raises(ValidationError, match="lineage_required"):
+        AccessPolicy(**without)
 
 
 @pytest.mark.parametrize("name", ["", "Linked/x", "linked//x", "../etc", "linked/x y", "_x/y"])

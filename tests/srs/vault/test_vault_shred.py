@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 import pytest
-from agreement_fixtures import register_standard_agreements
+from agreement_fixtures import admit_to_agreements, register_standard_agreements, research_lineage
 from sqlalchemy import select
 
 from registry_fixtures import PROJECT, TODAY, populate
@@ -37,14 +37,8 @@ def setup(registry: Registry, policies, deployment: Deployment, frame):
     write_key_file(deployment.key_file, generate_master_key())
     vault = Vault(deployment, policies)
     with registry.sessions() as s:
-        # Linked data carry their lineage (the vault refuses them without one), so the
-        # project names the agreement behind them, under a legal basis it permits.
-        register_standard_agreements(s, policies, people.steward)
-        projects.name_agreement(
-            s, actor=people.admin, policies=policies, code=PROJECT, reference="DSA-POLICE"
-        )
-        projects.get_project(s, PROJECT).legal_basis = PERMITTED_BASIS
-        s.commit()
+        register_standard_agreements(s, policies, people.admin)
+        admit_to_agreements(s, policies, admin=people.admin, code=PROJECT)
         for rows in (frame, frame.head(1)):
             vault.store(
                 s,
@@ -52,7 +46,7 @@ def setup(registry: Registry, policies, deployment: Deployment, frame):
                 rows,
                 actor=people.steward,
                 classification="confidential",
-                lineage=LINEAGE,
+                lineage=research_lineage(policies),
             )
         projects.grant_dataset(
             s, actor=people.steward, policies=policies, code=PROJECT, dataset_name=NAME
