@@ -281,8 +281,17 @@ class _Lineage:
         return set()
 
     def holding(self, reference: str) -> list[Dataset]:
-        """Every version that holds ``reference``'s data, by name and version."""
-        return [d for d in self.versions.values() if reference in self.behind(d)]
+        """Every version that holds ``reference``'s data, by name and version.
+
+        The steward's lineage-free records are never among them, whatever their lineage says:
+        the pseudonymisation key holds no data, and the log of retired person keys holds only
+        pseudonyms, which must outlive every agreement so no retired key is ever issued again.
+        """
+        return [
+            d
+            for d in self.versions.values()
+            if d.name not in LINEAGE_FREE and reference in self.behind(d)
+        ]
 
     def newest(self, name: str) -> Dataset | None:
         """The newest version of ``name`` (None when none is stored)."""
@@ -354,6 +363,18 @@ def _rebuild_person_lookup(
     lookup = vault.read_steward_zone(session, PERSON_LOOKUP, actor=actor, version=old.version)
     kept = lookup[~lookup["source"].isin(left_out)].reset_index(drop=True)
     before = lineage_of(old)
+    agreements = {
+        source: named
+        for source, named in before["agreements"].items()
+        if named != reference and source not in left_out
+    }
+    for source in sorted(set(kept["source"].astype(str)) - set(agreements)):
+        # The old lookup's lineage does not say (an older or edited one): the source's
+        # newest extract does.
+        extract = lineage.newest(f"source/{source}")
+        named = lineage_of(extract)["agreements"].get(source) if extract is not None else None
+        if named is not None and named != reference:
+            agreements[source] = named
     vault.store(
         session,
         PERSON_LOOKUP,
@@ -362,11 +383,7 @@ def _rebuild_person_lookup(
         data_dictionary=old.data_dictionary,
         lineage={
             "sources": sorted(set(kept["source"].astype(str))),
-            "agreements": {
-                source: named
-                for source, named in before["agreements"].items()
-                if named != reference and source not in left_out
-            },
+            "agreements": agreements,
             # Only what it still holds: not the old lookup, nor the left-out sources.
             "derived_from": [
                 entry

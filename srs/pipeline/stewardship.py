@@ -438,6 +438,21 @@ def publish_linked_datasets(
         raise PipelineError(
             f"the linked datasets need every source; not yet ingested: {', '.join(missing)}"
         )
+    unrecorded = sorted(
+        f"{stored.name}@{stored.version}"
+        for source, stored in held.items()
+        if not isinstance(stored.lineage, dict)
+        or not isinstance(stored.lineage.get("agreements"), dict)
+        or source not in stored.lineage["agreements"]
+    )
+    if unrecorded:
+        # Linked data carry the agreement of every source in them; an extract whose lineage
+        # names none (a hand-edited registry row) cannot go in.
+        raise PipelineError(
+            f"no agreement is recorded in the lineage of {', '.join(unrecorded)}; the linked "
+            "datasets carry the agreement of every source in them: ingest the source again "
+            "under its agreement (`srs ingest`) or restore the registry from backup"
+        )
     sources = {
         source: vault.read_steward_zone(
             session, source_dataset_name(source), actor=actor, version=stored.version
