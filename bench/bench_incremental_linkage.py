@@ -51,9 +51,12 @@ from srs.pipeline.linkage import (
     link_tables,
     load_linkage_settings,
     mapping_from_dictionary,
-    standardise,
 )
-from srs.pipeline.linkage.incremental import refresh_clusters
+from srs.pipeline.linkage.incremental import (
+    raw_hashes,
+    refresh_clusters,
+    standardised_delivery,
+)
 from srs.pipeline.linkage.person_keys import reconcile_person_keys
 from srs.pipeline.simulation import SOURCES, simulate
 
@@ -160,11 +163,6 @@ def main() -> None:
     )
     parser.add_argument("--persons", type=int, default=50_000, help="persons to simulate")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--standardise-all",
-        action="store_true",
-        help="count standardising every record (to find the delivery) in the refresh's time",
-    )
     args = parser.parse_args()
     logging.getLogger("splink").setLevel(logging.ERROR)
     settings = load_linkage_settings()
@@ -188,31 +186,35 @@ def main() -> None:
         result = link_tables(full, mappings, settings)
         return reconcile_person_keys(register, result.lookup, keys)
 
+    # What the refresh reads from the vault (steward/linkage_records): the first link's
+    # standardised records, each with the hash of its raw linkage fields.
+    hashes = raw_hashes(first, mappings).set_index("unique_id")["raw_hash"]
+    linked = base.records.assign(raw_hash=hashes.reindex(base.records["unique_id"]).to_numpy())
+    notes: list[str] = []
+
     def refresh():
-        changed = {
-            s: full[s][
-                full[s][mappings[s].record_id]
-                .astype(str)
-                .isin({i for x, i in added | corrected if x == s})
-            ]
-            for s in SOURCES
-        }
-        if args.standardise_all:
-            standardise(full, mappings, settings)
-        new_records = standardise(changed, mappings, settings)
-        model_settings = identifier_comparisons(settings, mappings, new_records)
+        # As refresh_in_vault: find the delivery by hash in the newest extracts, standardise
+        # its records only, score them against the held ones, reconcile the keys.
+        found = standardised_delivery(full, mappings, linked, settings, notes)
+        model_settings = identifier_comparisons(settings, mappings, found.records)
         clusters = refresh_clusters(
-            base.records,
+            found.held,
             base.clusters,
             base.model,
-            new_records,
-            [],
+            found.new,
+            found.removed,
             model_settings,
+            notes=notes,
         )
         lookup = clusters[["source_dataset", "record_id", "cluster_id"]].rename(
             columns={"source_dataset": "source"}
         )
-        return reconcile_person_keys(register, lookup, keys)
+        reconciled = reconcile_person_keys(register, lookup, keys)
+        print(
+            f"refresh found {found.added:,} new, {found.changed:,} corrected, "
+            f"{len(found.removed):,} withdrawn record(s)"
+        )
+        return reconciled
 
     # The refresh first: the process keeps memory it freed, so the second run's growth is
     # understated, and the full relink's is the figure that matters for sizing a machine.
