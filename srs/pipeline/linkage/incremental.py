@@ -266,6 +266,9 @@ def _new_links(
     link_type = settings.link_type
     db_api = database_api(settings.backend)
     new_tables = input_tables(db_api, new, link_type)
+    # Only held records some blocking rule pairs with a new one can be scored against them:
+    # the others are left out of the tables Splink reads (the same pairs, far fewer rows).
+    held = _sharing_a_block(held, new, settings.blocking_rules)
     held_tables = input_tables(db_api, held, link_type) if len(held) else []
     model = dict(model_json, link_type=link_type)
     linker = Linker(
@@ -323,6 +326,25 @@ def _new_links(
     if not frames:
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r"])
     return pd.concat(frames, ignore_index=True).astype(str)
+
+
+def _sharing_a_block(
+    held: pd.DataFrame, new: pd.DataFrame, blocking_rules: list[list[str]]
+) -> pd.DataFrame:
+    """The held records that agree with some new record on every column of some blocking
+    rule (a missing value agrees with nothing, as in the rule's SQL)."""
+    keep = np.zeros(len(held), dtype=bool)
+    for rule in blocking_rules:
+        if not set(rule) <= set(held.columns) & set(new.columns):
+            return held  # a rule on a column not here: Splink says so; keep every record
+        wanted = new[rule].dropna()
+        if wanted.empty:
+            continue
+        # Compared by hash: a collision keeps a record Splink then finds no pair for.
+        filled = held[rule].notna().all(axis=1).to_numpy()
+        hashed = pd.util.hash_pandas_object(held[rule], index=False).to_numpy()
+        keep |= filled & np.isin(hashed, pd.util.hash_pandas_object(wanted, index=False))
+    return held[keep]
 
 
 def _components(
