@@ -596,8 +596,16 @@ def test_a_register_of_an_older_link_refreshes_by_standardising_every_record(
         more = cps.iloc[[5]].assign(defendant_surname="Quasimodo", delivery_action="correct")
         deliver(s, vault, "cps_charging", more, tmp_path / "d2.csv", "2025-01")
         again = refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
-    assert seen == [f"cps_charging:{cps['cps_urn'].iloc[5]}"]
-    assert (again.records_added, again.records_changed) == (0, 1)
+        assert seen == [f"cps_charging:{cps['cps_urn'].iloc[5]}"]
+        assert (again.records_added, again.records_changed) == (0, 1)
+        # Kept records destroyed (an agreement ended): the next refresh does it the old way.
+        vault.shred(s, vault.get(s, LINKAGE_RECORDS), actor=STEWARD, reason="test")
+        seen.clear()
+        last = cps.iloc[[6]].assign(defendant_surname="Zebedee", delivery_action="correct")
+        deliver(s, vault, "cps_charging", last, tmp_path / "d3.csv", "2025-02")
+        third = refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+    assert len(seen) == total and third.records_changed == 1
+    assert any("every record was standardised" in n for n in third.notes)
 
 
 def test_find_delivery_compares_raw_fields_by_hash() -> None:
