@@ -266,9 +266,6 @@ def _new_links(
     link_type = settings.link_type
     db_api = database_api(settings.backend)
     new_tables = input_tables(db_api, new, link_type)
-    # Only held records some blocking rule pairs with a new one can be scored against them:
-    # the others are left out of the tables Splink reads (the same pairs, far fewer rows).
-    held = _sharing_a_block(held, new, settings.blocking_rules)
     held_tables = input_tables(db_api, held, link_type) if len(held) else []
     model = dict(model_json, link_type=link_type)
     linker = Linker(
@@ -328,25 +325,6 @@ def _new_links(
     return pd.concat(frames, ignore_index=True).astype(str)
 
 
-def _sharing_a_block(
-    held: pd.DataFrame, new: pd.DataFrame, blocking_rules: list[list[str]]
-) -> pd.DataFrame:
-    """The held records that agree with some new record on every column of some blocking
-    rule (a missing value agrees with nothing, as in the rule's SQL)."""
-    keep = np.zeros(len(held), dtype=bool)
-    for rule in blocking_rules:
-        if not set(rule) <= set(held.columns) & set(new.columns):
-            return held  # a rule on a column not here: Splink says so; keep every record
-        wanted = new[rule].dropna()
-        if wanted.empty:
-            continue
-        # Compared by hash: a collision keeps a record Splink then finds no pair for.
-        filled = held[rule].notna().all(axis=1).to_numpy()
-        hashed = pd.util.hash_pandas_object(held[rule], index=False).to_numpy()
-        keep |= filled & np.isin(hashed, pd.util.hash_pandas_object(wanted, index=False))
-    return held[keep]
-
-
 def _components(
     records: pd.DataFrame, held_cluster: pd.Series, edges: pd.DataFrame
 ) -> pd.DataFrame:
@@ -373,8 +351,17 @@ def _components(
     out = records.reset_index(drop=True).copy()
     out["unique_id"] = out["unique_id"].astype(str)
     out["component"] = labels[:n]
-    # The least unique_id of each component: the first of its records in sorted order (a
-    # groupby min on text runs in Python, one group at a time).
-    least = out.sort_values("unique_id").drop_duplicates("component")
-    out["cluster_id"] = out["component"].map(least.set_index("component")["unique_id"])
+    # The least unique_id of each component, found by Arrow (a pandas groupby min on text
+    # runs in Python, one group at a time; sorting every id costs more than this).
+    import pyarrow as pa
+
+    table = pa.table(
+        {"component": out["component"].to_numpy(), "unique_id": pa.array(out["unique_id"])}
+    )
+    least = table.group_by("component").aggregate([("unique_id", "min")])
+    names = pd.Series(
+        least.column("unique_id_min").to_numpy(zero_copy_only=False),
+        index=least.column("component").to_numpy(),
+    )
+    out["cluster_id"] = names.reindex(out["component"].to_numpy()).to_numpy()
     return out[CLUSTER_COLUMNS]
