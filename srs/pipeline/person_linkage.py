@@ -5,8 +5,8 @@ The steward zone keeps the person register (``steward/person_lookup``: every rec
 and the key issued to it), the trained model (``steward/linkage_model``), the standardised
 records the register was linked from with a hash of each one's raw linkage fields
 (``steward/linkage_records``: a refresh finds the delivery by hash and standardises only its
-records) and every key change (``steward/key_aliases``); ``linked/key_changes`` is its pseudonymous copy that a project may be
-granted. The key policy itself is ``srs.pipeline.linkage.person_keys``.
+records) and every key change (``steward/key_aliases``); ``linked/key_changes`` is its
+pseudonymous copy that a project may be granted. The key policy itself is ``srs.pipeline.linkage.person_keys``.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ def link_in_vault(
         records=result.records,
         hashes=raw_hashes(tables, mappings),
         version=version,
+        derived_from=derived_from,
     )
     if clerical_path is not None:
         clerical_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -208,11 +209,12 @@ def refresh_in_vault(
         removed, added_count, changed_count = found.removed, found.added, found.changed
         hashes = found.hashes
     else:
-        say("standardising every record (no stored linkage records: a register of an older link)")
+        say(f"standardising every record (no {LINKAGE_RECORDS} for this register)")
         notes.append(
-            f"{LINKAGE_RECORDS} was not stored with this register (a link from before it was "
-            "kept): every record was standardised to find the delivery; this refresh stores "
-            "it, so the next one standardises the delivery's records only"
+            f"no {LINKAGE_RECORDS} is held for this register (a link from before they were "
+            "kept, or they were destroyed when an agreement ended): every record was "
+            "standardised to find the delivery; this refresh keeps them, so the next one "
+            "standardises the delivery's records only"
         )
         records = standardise(tables, mappings, settings, notes)
         hashes = _identifier_hashes(records)
@@ -263,6 +265,7 @@ def refresh_in_vault(
         records=records,
         hashes=hashes,
         version=version,
+        derived_from=derived_from,
     )
     seconds = time.perf_counter() - start
     figures = {
@@ -327,6 +330,7 @@ def _store_linkage_records(
     records: pd.DataFrame,
     hashes: pd.DataFrame,
     version: int,
+    derived_from: list[str],
 ) -> None:
     """Keep the standardised records the register version was linked from, each with the hash
     of its raw linkage fields (steward zone): the next refresh reads them instead of
@@ -338,7 +342,7 @@ def _store_linkage_records(
         LINKAGE_RECORDS,
         kept.reset_index(drop=True),
         actor=actor,
-        lineage={"derived_from": [f"{PERSON_LOOKUP}@{version}"]},
+        lineage={"derived_from": [*derived_from, f"{PERSON_LOOKUP}@{version}"]},
     )
 
 
