@@ -8,27 +8,31 @@ delivery brings those records (of persons already linked and of new ones) and co
 the records linked (a surname, forename or date of birth the simulator had noised is set to
 the person's true one). Both ways then give every record its person: the full relink links
 every record again and reconciles the keys with the register (``reconcile_person_keys``);
-the refresh standardises the delivery's records only and scores them against the held ones
-with the saved model (``refresh_clusters``), then reconciles. Printed: wall time of each
-(and their ratio; target: refresh <= 10% of the full relink), the share of unchanged
-persons (no record of theirs in the delivery) whose person_key is the same as before
-(target: 100%), pairwise F1 against the ground truth (target: refresh within 0.002 of the
-full relink's) and the peak memory each adds to the process (the refresh runs first).
+the refresh reads the records the last link standardised (``steward/linkage_records``; here
+from Parquet bytes, without the vault's decryption), finds the delivery in the newest
+extracts by a hash of each record's raw linkage fields, standardises the delivery's records
+only and scores them against the held ones with the saved model, then reconciles: the same
+functions ``refresh_in_vault`` calls (``standardised_delivery``, ``identifier_comparisons``,
+``refresh_clusters``, ``reconcile_person_keys``). Printed: wall time of each (and their
+ratio; target: refresh <= 10% of the full relink), the share of unchanged persons (no
+record of theirs in the delivery) whose person_key is the same as before (target: 100%),
+pairwise F1 against the ground truth (target: refresh within 0.002 of the full relink's)
+and the peak memory each adds to the process (the refresh runs first).
 
-Figures are of the linkage itself, without the vault (reading and decrypting the extracts,
-storing the register), which both ways pay alike. The refresh also hashes every record's
-standardised identifiers to find the delivery in the vault; ``--standardise-all`` adds that
-(standardising every record) to the refresh's time, as ``refresh_in_vault`` does it.
+Figures are of the linkage itself, without the rest of the vault (reading and decrypting the
+extracts, storing the register and the standardised records), which both ways pay alike.
 
-Measured (2 cores, shared): 50,000 persons, full relink 54.6 s, refresh 2.7 s (0.05), keys
-kept 100%, F1 0.9988 both; 200,000 persons, full relink 249 s, refresh 20.9 s (0.084), keys
-kept 100%, F1 0.9979 both. A million persons (about 2.4 million records) needs the policy's
-blocking rules for a million persons (policies/linkage.yaml; the comparison budget refuses
-the default ones there, which the full relink and the refresh both use) and a bigger machine:
-at 200,000 persons the full relink already adds 4.7 GB to the process. The refresh scores
-new x held pairs, which grow with the held records times the delivery's, so its share of a
-full relink's time need not fall with size (5% at 50,000 persons, 8.4% at 200,000); at a
-million it is not measured here.
+Measured (2 cores shared with other work, so seconds vary by a fifth run to run): 50,000
+persons, full relink 19.7 s, refresh 2.9 s (0.148), keys kept 100%, F1 0.9988 both, peak
+669 MB and 176 MB; 200,000 persons, full relink 124 s, refresh 20.2 s (0.163), keys kept 100%,
+F1 0.9979 both, peak 4.1 GB and 0.9 GB. The target (<= 0.10) is not met: a refresh pays
+about a second whatever the delivery (Splink's setup, the scoring queries) plus what grows
+with the records held (reading them, hashing every record's raw fields, the new x held
+pairs, reconciling the keys of every record: ``reconcile_person_keys`` alone takes 0.5 s at
+50,000 persons and 2.8 s at 200,000, a full relink pays it too). A million persons (about
+2.4 million records) needs the policy's blocking rules for a million persons
+(policies/linkage.yaml; the comparison budget refuses the default ones there) and a bigger
+machine; it is not measured here.
 """
 
 from __future__ import annotations
@@ -51,11 +55,15 @@ from srs.pipeline.linkage import (
     link_tables,
     load_linkage_settings,
     mapping_from_dictionary,
-    standardise,
 )
-from srs.pipeline.linkage.incremental import refresh_clusters
+from srs.pipeline.linkage.incremental import (
+    raw_hashes,
+    refresh_clusters,
+    standardised_delivery,
+)
 from srs.pipeline.linkage.person_keys import reconcile_person_keys
 from srs.pipeline.simulation import SOURCES, simulate
+from srs.vault.crypto import frame_to_parquet_bytes, parquet_bytes_to_frame
 
 NEW_SHARE = 0.02
 CORRECTED_SHARE = 0.01
@@ -160,11 +168,6 @@ def main() -> None:
     )
     parser.add_argument("--persons", type=int, default=50_000, help="persons to simulate")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--standardise-all",
-        action="store_true",
-        help="count standardising every record (to find the delivery) in the refresh's time",
-    )
     args = parser.parse_args()
     logging.getLogger("splink").setLevel(logging.ERROR)
     settings = load_linkage_settings()
@@ -188,31 +191,39 @@ def main() -> None:
         result = link_tables(full, mappings, settings)
         return reconcile_person_keys(register, result.lookup, keys)
 
+    # What the refresh reads from the vault (steward/linkage_records): the first link's
+    # standardised records, each with the hash of its raw linkage fields.
+    hashes = raw_hashes(first, mappings).set_index("unique_id")["raw_hash"]
+    linked = base.records.assign(raw_hash=hashes.reindex(base.records["unique_id"]).to_numpy())
+    stored = frame_to_parquet_bytes(linked)  # as the vault keeps them (before encryption)
+    notes: list[str] = []
+
     def refresh():
-        changed = {
-            s: full[s][
-                full[s][mappings[s].record_id]
-                .astype(str)
-                .isin({i for x, i in added | corrected if x == s})
-            ]
-            for s in SOURCES
-        }
-        if args.standardise_all:
-            standardise(full, mappings, settings)
-        new_records = standardise(changed, mappings, settings)
-        model_settings = identifier_comparisons(settings, mappings, new_records)
+        # As refresh_in_vault: read the linked records, find the delivery by hash in the
+        # newest extracts, standardise its records only, score them against the held ones,
+        # reconcile the keys.
+        found = standardised_delivery(
+            full, mappings, parquet_bytes_to_frame(stored), settings, notes
+        )
+        model_settings = identifier_comparisons(settings, mappings, found.records)
         clusters = refresh_clusters(
-            base.records,
+            found.held,
             base.clusters,
             base.model,
-            new_records,
-            [],
+            found.new,
+            found.removed,
             model_settings,
+            notes=notes,
         )
         lookup = clusters[["source_dataset", "record_id", "cluster_id"]].rename(
             columns={"source_dataset": "source"}
         )
-        return reconcile_person_keys(register, lookup, keys)
+        reconciled = reconcile_person_keys(register, lookup, keys)
+        print(
+            f"refresh found {found.added:,} new, {found.changed:,} corrected, "
+            f"{len(found.removed):,} withdrawn record(s)"
+        )
+        return reconciled
 
     # The refresh first: the process keeps memory it freed, so the second run's growth is
     # understated, and the full relink's is the figure that matters for sizing a machine.

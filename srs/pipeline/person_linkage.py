@@ -2,9 +2,11 @@
 delivery (``srs link refresh``), with person keys that stay stable.
 
 The steward zone keeps the person register (``steward/person_lookup``: every record's person
-and the key issued to it), the trained model (``steward/linkage_model``) and every key change
-(``steward/key_aliases``); ``linked/key_changes`` is its pseudonymous copy that a project may be
-granted. The key policy itself is ``srs.pipeline.linkage.person_keys``.
+and the key issued to it), the trained model (``steward/linkage_model``), the standardised
+records the register was linked from with a hash of each one's raw linkage fields
+(``steward/linkage_records``: a refresh finds the delivery by hash and standardises only its
+records) and every key change (``steward/key_aliases``); ``linked/key_changes`` is its
+pseudonymous copy that a project may be granted. The key policy itself is ``srs.pipeline.linkage.person_keys``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from srs.pipeline.linkage import (
     mapping_from_dictionary,
     standardise,
 )
-from srs.pipeline.linkage.incremental import refresh_clusters
+from srs.pipeline.linkage.incremental import raw_hashes, refresh_clusters, standardised_delivery
 from srs.pipeline.linkage.person_keys import (
     CHANGE_KINDS,
     KeyReconciliation,
@@ -49,6 +51,7 @@ from srs.vault.store import Vault
 LINKAGE_MODEL = "steward/linkage_model"
 KEY_ALIASES = "steward/key_aliases"
 KEY_CHANGES = "linked/key_changes"
+LINKAGE_RECORDS = "steward/linkage_records"
 
 
 def link_in_vault(
@@ -85,6 +88,15 @@ def link_in_vault(
         reconciliation=reconciliation,
         records=result.records,
         model=result.model,
+        derived_from=derived_from,
+    )
+    _store_linkage_records(
+        session,
+        vault,
+        actor=actor,
+        records=result.records,
+        hashes=raw_hashes(tables, mappings),
+        version=version,
         derived_from=derived_from,
     )
     if clerical_path is not None:
@@ -183,27 +195,46 @@ def refresh_in_vault(
     mappings = {
         s: mapping_from_dictionary(load_dictionary(s, vault.policies.source_dir)) for s in tables
     }
-    say("standardising the records")
-    records = standardise(tables, mappings, settings, notes)
-    settings = identifier_comparisons(settings, mappings, records)
-    hashes = _identifier_hashes(records)
     before = previous.assign(
         unique_id=previous["source"].astype(str) + ":" + previous["record_id"].astype(str)
     ).set_index("unique_id")
-    known = records["unique_id"].isin(before.index)
-    was = before["identifier_hash"].reindex(records["unique_id"]).to_numpy()
-    changed = known.to_numpy() & (was != hashes.to_numpy())
-    fresh = ~known.to_numpy() | changed
-    removed = sorted(set(before.index) - set(records["unique_id"]))
-    added_count, changed_count = int((~known).sum()), int(changed.sum())
-    if not fresh.any() and not removed:
-        notes.append("no record was added, corrected or withdrawn since the last link")
-        return _nothing_refreshed(previous, time.perf_counter() - start, notes)
+    linked = _linked_records(session, vault, actor=actor)
+    if linked is not None:
+        say("finding the delivery's records")
+        found = standardised_delivery(tables, mappings, linked, settings, notes)
+        if found is None:
+            notes.append("no record was added, corrected or withdrawn since the last link")
+            return _nothing_refreshed(previous, time.perf_counter() - start, notes)
+        previous_records, new_records, records = found.held, found.new, found.records
+        removed, added_count, changed_count = found.removed, found.added, found.changed
+        hashes = found.hashes
+    else:
+        say(f"standardising every record (no {LINKAGE_RECORDS} for this register)")
+        notes.append(
+            f"no {LINKAGE_RECORDS} is held for this register (a link from before they were "
+            "kept, or they were destroyed when an agreement ended): every record was "
+            "standardised to find the delivery; this refresh keeps them, so the next one "
+            "standardises the delivery's records only"
+        )
+        records = standardise(tables, mappings, settings, notes)
+        hashes = _identifier_hashes(records)
+        known = records["unique_id"].isin(before.index)
+        was = before["identifier_hash"].reindex(records["unique_id"]).to_numpy()
+        changed = known.to_numpy() & (was != hashes.to_numpy())
+        fresh = ~known.to_numpy() | changed
+        removed = sorted(set(before.index) - set(records["unique_id"]))
+        added_count, changed_count = int((~known).sum()), int(changed.sum())
+        if not fresh.any() and not removed:
+            notes.append("no record was added, corrected or withdrawn since the last link")
+            return _nothing_refreshed(previous, time.perf_counter() - start, notes)
+        previous_records, new_records = records[~fresh], records[fresh]
+        hashes = raw_hashes(tables, mappings)
+    settings = identifier_comparisons(settings, mappings, records)
     clusters = refresh_clusters(
-        records[~fresh],
+        previous_records,
         before.reset_index()[["unique_id", "cluster_id"]],
         model,
-        records[fresh],
+        new_records,
         removed,
         settings,
         notes=notes,
@@ -225,6 +256,15 @@ def refresh_in_vault(
         reconciliation=reconciliation,
         records=records,
         model=None,
+        derived_from=derived_from,
+    )
+    _store_linkage_records(
+        session,
+        vault,
+        actor=actor,
+        records=records,
+        hashes=hashes,
+        version=version,
         derived_from=derived_from,
     )
     seconds = time.perf_counter() - start
@@ -258,6 +298,51 @@ def refresh_in_vault(
         lookup_version=version,
         report_path=report_path,
         notes=notes,
+    )
+
+
+def _linked_records(session: Session, vault: Vault, *, actor: str) -> pd.DataFrame | None:
+    """The standardised records (with their raw hashes) of the stored register, or None when
+    none were stored with its newest version (a link from before they were kept, or they were
+    destroyed): the refresh then standardises every record to find the delivery."""
+    if not vault.exists(session, LINKAGE_RECORDS):
+        return None
+    stored = vault.get(session, LINKAGE_RECORDS)
+    register = f"{PERSON_LOOKUP}@{vault.get(session, PERSON_LOOKUP).version}"
+    if stored.shredded_at is not None or register not in (stored.lineage or {}).get(
+        "derived_from", []
+    ):
+        return None
+    linked = vault.read_steward_zone(session, LINKAGE_RECORDS, actor=actor)
+    if not {"unique_id", "source_dataset", "record_id", "raw_hash"} <= set(linked.columns):
+        raise PipelineError(
+            f"{LINKAGE_RECORDS} lacks the records' ids or raw hashes (a hand-edited dataset?); "
+            "run `srs link run` to link every record again and store them"
+        )
+    return linked
+
+
+def _store_linkage_records(
+    session: Session,
+    vault: Vault,
+    *,
+    actor: str,
+    records: pd.DataFrame,
+    hashes: pd.DataFrame,
+    version: int,
+    derived_from: list[str],
+) -> None:
+    """Keep the standardised records the register version was linked from, each with the hash
+    of its raw linkage fields (steward zone): the next refresh reads them instead of
+    standardising every record again."""
+    of_record = hashes.set_index("unique_id")["raw_hash"].reindex(records["unique_id"])
+    kept = records.assign(raw_hash=of_record.to_numpy())
+    vault.store(
+        session,
+        LINKAGE_RECORDS,
+        kept.reset_index(drop=True),
+        actor=actor,
+        lineage={"derived_from": [*derived_from, f"{PERSON_LOOKUP}@{version}"]},
     )
 
 

@@ -214,9 +214,18 @@ def input_tables(db_api, records: pd.DataFrame, link_type: str) -> list:  # noqa
 
 
 def _as_text_table(db_api, frame: pd.DataFrame):  # noqa: ANN001
-    text = frame.astype(object).where(frame.notna(), None).reset_index(drop=True)
-    text = text.apply(lambda column: column.map(str, na_action="ignore"))
+    text = frame.reset_index(drop=True)
+    # A column already of text (standardise makes them so) goes in as it is; mapping str over
+    # every value is most of the time spent here.
+    text = text.apply(
+        lambda column: (
+            column
+            if column.dtype == object and pd.api.types.infer_dtype(column) in ("string", "empty")
+            else column.astype(object).where(column.notna(), None).map(str, na_action="ignore")
+        )
+    )
     if getattr(db_api, "spark", None) is not None:
+        text = text.where(text.notna(), None)  # Spark takes None, not NaN, as missing text
         from pyspark.sql.types import StringType, StructField, StructType
 
         schema = StructType([StructField(str(c), StringType(), True) for c in text.columns])

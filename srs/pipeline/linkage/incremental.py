@@ -6,11 +6,16 @@ The held records are never scored against each other again, so a refresh costs a
 the delivery costs, not what all the records cost. New links can only join: a new record that
 links to two persons merges them. A split (records of one person found to be two) is found
 only by a full relink (``srs link run``), which scores every pair again.
+
+:func:`find_delivery` finds what a delivery added, corrected and withdrew by comparing a hash
+of each record's raw linkage fields with the one kept at the last link, so only the
+delivery's records need standardising.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,9 +23,166 @@ import pandas as pd
 from srs.pipeline.linkage.backends import database_api, input_tables
 from srs.pipeline.linkage.errors import LinkageError
 from srs.pipeline.linkage.link import _without_empty_columns, corroborated
+from srs.pipeline.linkage.roles import LINKAGE_COLUMNS, SourceMapping, trimmed_headers
 from srs.pipeline.linkage.settings import LinkageSettings
+from srs.pipeline.linkage.standardisation import standardise
 
 CLUSTER_COLUMNS = ["unique_id", "source_dataset", "record_id", "cluster_id"]
+
+
+def raw_hashes(
+    tables: Mapping[str, pd.DataFrame], mappings: Mapping[str, SourceMapping]
+) -> pd.DataFrame:
+    """``unique_id`` (``source:record_id``, as ``standardise`` makes it) and ``raw_hash``: a
+    64-bit hash of the record's linkage fields as the source holds them (every column its
+    mapping names but the record id). A record whose fields change gets another hash; the
+    fields are not standardised, so this costs a small part of standardising them."""
+    parts = []
+    for name, frame in tables.items():
+        if name not in mappings:
+            raise LinkageError(f"no column mapping for table {name!r}")
+        mapping = mappings[name]
+        frame = trimmed_headers(frame)
+        columns = list(dict.fromkeys(c for c in mapping.source_columns()[1:]))
+        missing = [c for c in [mapping.record_id, *columns] if c not in frame.columns]
+        if missing:
+            raise LinkageError(
+                f"table {name!r} has no column(s) {', '.join(missing)} named in its mapping"
+            )
+        # Text, so a column stored with another type in a later version hashes alike when its
+        # values are alike; the column's name and place are part of the hash.
+        values = frame[columns].astype("string").fillna("\x00")
+        values.columns = [f"{i}:{c}" for i, c in enumerate(columns)]
+        hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unique_id": (name + ":" + frame[mapping.record_id].astype(str)).to_numpy(),
+                    "raw_hash": hashed.view(np.int64),
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(
+            {"unique_id": pd.Series(dtype=object), "raw_hash": pd.Series(dtype=np.int64)}
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What changed since the last link: the raw rows to standardise and link, and counts."""
+
+    tables: dict[str, pd.DataFrame]  # per source, its added and corrected records (raw rows)
+    hashes: pd.DataFrame  # unique_id, raw_hash of every record held now
+    added: int
+    changed: int
+    removed: list[str]  # unique_id of the withdrawn records
+
+    @property
+    def empty(self) -> bool:
+        """Nothing was added, corrected or withdrawn."""
+        return not (self.added or self.changed or self.removed)
+
+
+def find_delivery(
+    tables: Mapping[str, pd.DataFrame],
+    mappings: Mapping[str, SourceMapping],
+    linked: pd.DataFrame,
+) -> Delivery:
+    """The records of ``tables`` that are new or corrected since the last link, and those
+    withdrawn, found by hash: ``linked`` holds ``unique_id`` and ``raw_hash`` (as
+    :func:`raw_hashes` made them) of every record the last link linked."""
+    missing = {"unique_id", "raw_hash"} - set(linked.columns)
+    if missing:
+        raise LinkageError(
+            f"the linked records lack column(s) {', '.join(sorted(missing))}; give each "
+            "record's unique_id and raw_hash (srs.pipeline.linkage.incremental.raw_hashes)"
+        )
+    now = raw_hashes(tables, mappings)
+    if now["unique_id"].duplicated().any():
+        example = now.loc[now["unique_id"].duplicated(), "unique_id"].iloc[0]
+        raise LinkageError(f"record ids must be unique within a table; {example} appears twice")
+    before = pd.Series(
+        linked["raw_hash"].to_numpy(), index=pd.Index(linked["unique_id"].astype(str))
+    )
+    position = before.index.get_indexer(now["unique_id"])
+    known = position >= 0
+    was = np.where(known, before.to_numpy()[np.maximum(position, 0)], 0)
+    changed = known & (was != now["raw_hash"].to_numpy())
+    fresh = pd.Index(now.loc[~known | changed, "unique_id"])
+    removed = before.index.difference(pd.Index(now["unique_id"]))
+    chosen = {}
+    for name, frame in tables.items():
+        frame = trimmed_headers(frame)
+        ids = name + ":" + frame[mappings[name].record_id].astype(str)
+        rows = frame[ids.isin(fresh).to_numpy()]
+        if len(rows):
+            chosen[name] = rows.reset_index(drop=True)
+    return Delivery(
+        tables=chosen,
+        hashes=now,
+        added=int((~known).sum()),
+        changed=int(changed.sum()),
+        removed=sorted(removed),
+    )
+
+
+@dataclass(frozen=True)
+class StandardisedDelivery:
+    """A delivery's records standardised, beside the records the last link standardised."""
+
+    held: pd.DataFrame  # the last link's standardised records (without raw_hash)
+    new: pd.DataFrame  # the added and corrected records, standardised
+    records: pd.DataFrame  # every record now: held ones not replaced or withdrawn, then new
+    removed: list[str]  # unique_id of the withdrawn records
+    added: int
+    changed: int
+    hashes: pd.DataFrame  # unique_id, raw_hash of every record now (raw_hashes)
+
+
+def standardised_delivery(
+    tables: Mapping[str, pd.DataFrame],
+    mappings: Mapping[str, SourceMapping],
+    linked: pd.DataFrame,
+    settings: LinkageSettings,
+    notes: list[str] | None = None,
+) -> StandardisedDelivery | None:
+    """The delivery (:func:`find_delivery`) with only its records standardised, or None when
+    nothing was added, corrected or withdrawn. ``linked``: the last link's standardised
+    records, each with its ``raw_hash``.
+
+    Placeholder identifiers are found among the delivery's records only (a value many of them
+    share); one the last link found stays missing in the held records.
+    """
+    notes = notes if notes is not None else []
+    delivery = find_delivery(tables, mappings, linked)
+    if delivery.empty:
+        return None
+    held = linked.drop(columns="raw_hash")
+    if delivery.tables:
+        # A delivery may be of one source only: under link_only it is still compared with the
+        # other sources' held records, so it is standardised as records to link.
+        as_records = settings.model_copy(update={"link_type": "link_and_dedupe"})
+        new = standardise(delivery.tables, mappings, as_records, notes)
+        new = new.reindex(columns=held.columns)
+    else:
+        new = held.iloc[:0]
+    # Roles no source maps are left out of the comparisons without a note, as in a full link.
+    unmapped = [r for r in LINKAGE_COLUMNS if not any(m.columns.get(r) for m in mappings.values())]
+    held.attrs["unmapped_roles"] = new.attrs["unmapped_roles"] = unmapped
+    replaced = pd.Index(new["unique_id"]).append(pd.Index(delivery.removed))
+    records = pd.concat([held[~held["unique_id"].isin(replaced)], new], ignore_index=True)
+    records.attrs["unmapped_roles"] = unmapped
+    return StandardisedDelivery(
+        held=held,
+        new=new,
+        records=records,
+        removed=delivery.removed,
+        added=delivery.added,
+        changed=delivery.changed,
+        hashes=delivery.hashes,
+    )
 
 
 def refresh_clusters(
@@ -189,8 +351,17 @@ def _components(
     out = records.reset_index(drop=True).copy()
     out["unique_id"] = out["unique_id"].astype(str)
     out["component"] = labels[:n]
-    # The least unique_id of each component: the first of its records in sorted order (a
-    # groupby min on text runs in Python, one group at a time).
-    least = out.sort_values("unique_id").drop_duplicates("component")
-    out["cluster_id"] = out["component"].map(least.set_index("component")["unique_id"])
+    # The least unique_id of each component, found by Arrow (a pandas groupby min on text
+    # runs in Python, one group at a time; sorting every id costs more than this).
+    import pyarrow as pa
+
+    table = pa.table(
+        {"component": out["component"].to_numpy(), "unique_id": pa.array(out["unique_id"])}
+    )
+    least = table.group_by("component").aggregate([("unique_id", "min")])
+    names = pd.Series(
+        least.column("unique_id_min").to_numpy(zero_copy_only=False),
+        index=least.column("component").to_numpy(),
+    )
+    out["cluster_id"] = names.reindex(out["component"].to_numpy()).to_numpy()
     return out[CLUSTER_COLUMNS]

@@ -28,6 +28,7 @@ from srs.pipeline.person_linkage import (
     KEY_ALIASES,
     KEY_CHANGES,
     LINKAGE_MODEL,
+    LINKAGE_RECORDS,
     link_in_vault,
     refresh_in_vault,
 )
@@ -512,6 +513,171 @@ def test_refresh_clusters_refuses_records_and_clusters_of_different_links() -> N
     both = pd.DataFrame({"unique_id": ["a:1", "a:2"], "cluster_id": ["a:1", "a:1"]})
     kept = refresh_clusters(held, both, {}, none, ["a:1"], load_linkage_settings())
     assert kept[["unique_id", "cluster_id"]].values.tolist() == [["a:2", "a:2"]]
+
+
+def counting_standardise(monkeypatch) -> list[str]:
+    """Record the unique_id of every record the refresh standardises (the real standardise
+    runs): a refresh should standardise the delivery's records, not every record."""
+    from srs.pipeline import person_linkage
+    from srs.pipeline.linkage import incremental, standardisation
+
+    seen: list[str] = []
+
+    def standardise(tables, *args, **kwargs):
+        records = standardisation.standardise(tables, *args, **kwargs)
+        seen.extend(records["unique_id"])
+        return records
+
+    monkeypatch.setattr(incremental, "standardise", standardise)
+    monkeypatch.setattr(person_linkage, "standardise", standardise)
+    return seen
+
+
+def deliver(session, vault: Vault, source: str, table: pd.DataFrame, path: Path, period: str):
+    """Ingest ``table`` (rows with delivery_action) as ``source``'s delivery for ``period``."""
+    table.to_csv(path, index=False)
+    ingest_into_vault(
+        session,
+        vault,
+        actor=STEWARD,
+        source=source,
+        path=path,
+        offences=load_offences(),
+        delivery=True,
+        period=period,
+    )
+
+
+def test_a_refresh_standardises_only_the_delivery_and_sees_a_corrected_field(
+    tmp_path: Path, policies: PolicySet, monkeypatch
+) -> None:
+    simulation = simulate(120, 4)
+    write_simulation(simulation, tmp_path / "sim")
+    every = read_extracts(tmp_path / "sim" / "extracts")
+    cps = every["cps_charging"]
+    first = dict(every, cps_charging=cps.iloc[3:].copy())
+    registry, vault = deployment(tmp_path / "home", policies)
+    settings = load_linkage_settings()
+    with registry.sessions() as s:
+        ingest(s, vault, first, tmp_path / "in")
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        # Three records held back arrive; one record's date of birth is corrected (a raw
+        # field: the refresh finds it by hash without standardising the others).
+        fixed = first["cps_charging"].iloc[[0]].copy()
+        day, month, year = fixed["defendant_dob"].iloc[0].split("/")
+        fixed["defendant_dob"] = f"{day}/{month}/{int(year) - 1}"
+        rows = pd.concat(
+            [
+                cps.iloc[:3].assign(delivery_action="add"),
+                fixed.assign(delivery_action="correct"),
+            ]
+        )
+        deliver(s, vault, "cps_charging", rows, tmp_path / "d1.csv", DELIVERY_PERIOD)
+        seen = counting_standardise(monkeypatch)
+        result = refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+        register = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+        stored = vault.get(s, LINKAGE_RECORDS)
+        lineage = stored.lineage["derived_from"]
+        sources = [f"source/{x}@{vault.get(s, f'source/{x}').version}" for x in SOURCES]
+        kept = vault.read_steward_zone(s, LINKAGE_RECORDS, actor=STEWARD)
+    expected = {f"cps_charging:{i}" for i in rows["cps_urn"]}
+    assert sorted(seen) == sorted(expected)
+    assert (result.records_added, result.records_changed) == (3, 1)
+    assert not any("every record was standardised" in n for n in result.notes)
+    # The next refresh reads the records this one stored: their lineage names the register
+    # version and the sources (an ended agreement's data are found in them).
+    assert sorted(lineage) == sorted([*sources, f"{PERSON_LOOKUP}@{result.lookup_version}"])
+    assert set(kept["unique_id"]) == set(
+        register["source"].astype(str) + ":" + register["record_id"].astype(str)
+    )
+    corrected = kept.set_index("unique_id").loc[f"cps_charging:{fixed['cps_urn'].iloc[0]}"]
+    assert corrected["birth_year"] == str(int(year) - 1)
+
+
+def test_a_register_of_an_older_link_refreshes_by_standardising_every_record(
+    tmp_path: Path, policies: PolicySet, monkeypatch
+) -> None:
+    simulation = simulate(80, 6)
+    write_simulation(simulation, tmp_path / "sim")
+    every = read_extracts(tmp_path / "sim" / "extracts")
+    cps = every["cps_charging"]
+    first = dict(every, cps_charging=cps.iloc[2:].copy())
+    total = sum(len(t) for t in every.values())
+    registry, vault = deployment(tmp_path / "home", policies)
+    settings = load_linkage_settings()
+    with registry.sessions() as s:
+        ingest(s, vault, first, tmp_path / "in")
+        link_in_vault(s, vault, actor=STEWARD, settings=settings)
+        rows = cps.iloc[:2].assign(delivery_action="add")
+        deliver(s, vault, "cps_charging", rows, tmp_path / "d1.csv", DELIVERY_PERIOD)
+        # A hand-edited steward/linkage_records (no raw hashes) is refused, not trusted.
+        linked = vault.read_steward_zone(s, LINKAGE_RECORDS, actor=STEWARD)
+        lineage = vault.get(s, LINKAGE_RECORDS).lineage
+        vault.store(
+            s, LINKAGE_RECORDS, linked.drop(columns="raw_hash"), actor=STEWARD, lineage=lineage
+        )
+        with pytest.raises(PipelineError, match="lacks the records' ids or raw hashes"):
+            refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+        # A register stored by a link from before linkage records were kept: none names it.
+        register = vault.read_steward_zone(s, PERSON_LOOKUP, actor=STEWARD)
+        vault.store(
+            s, PERSON_LOOKUP, register, actor=STEWARD, lineage=vault.get(s, PERSON_LOOKUP).lineage
+        )
+        seen = counting_standardise(monkeypatch)
+        result = refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+        assert len(seen) == total  # the old way: every record standardised
+        assert any("every record was standardised" in n for n in result.notes)
+        assert result.records_added == 2
+        assert (
+            f"{PERSON_LOOKUP}@{result.lookup_version}"
+            in (vault.get(s, LINKAGE_RECORDS).lineage["derived_from"])
+        )
+        # The next refresh reads them: only the delivery's record is standardised.
+        seen.clear()
+        more = cps.iloc[[5]].assign(defendant_surname="Quasimodo", delivery_action="correct")
+        deliver(s, vault, "cps_charging", more, tmp_path / "d2.csv", "2025-01")
+        again = refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+        assert seen == [f"cps_charging:{cps['cps_urn'].iloc[5]}"]
+        assert (again.records_added, again.records_changed) == (0, 1)
+        # Kept records destroyed (an agreement ended): the next refresh does it the old way.
+        vault.shred(s, vault.get(s, LINKAGE_RECORDS), actor=STEWARD, reason="test")
+        seen.clear()
+        last = cps.iloc[[6]].assign(defendant_surname="Zebedee", delivery_action="correct")
+        deliver(s, vault, "cps_charging", last, tmp_path / "d3.csv", "2025-02")
+        third = refresh_in_vault(s, vault, actor=STEWARD, settings=settings)
+    assert len(seen) == total and third.records_changed == 1
+    assert any("every record was standardised" in n for n in third.notes)
+
+
+def test_find_delivery_compares_raw_fields_by_hash() -> None:
+    from srs.pipeline.ingest import load_dictionary
+    from srs.pipeline.linkage import LinkageError, mapping_from_dictionary
+    from srs.pipeline.linkage.incremental import find_delivery, raw_hashes
+
+    simulation = simulate(40, 1)
+    table = simulation.extracts["cps_charging"].astype(str).reset_index(drop=True)
+    mappings = {"cps_charging": mapping_from_dictionary(load_dictionary("cps_charging"))}
+    linked = raw_hashes({"cps_charging": table}, mappings)
+    # The same values under another column type, or headers written with spaces, hash alike.
+    assert raw_hashes({"cps_charging": table.astype("string")}, mappings).equals(linked)
+    spaced = table.rename(columns=lambda c: f" {c}")
+    assert raw_hashes({"cps_charging": spaced}, mappings).equals(linked)
+    now = table.iloc[1:].copy()  # the first record withdrawn
+    now.loc[now.index[0], "defendant_postcode"] = "ZE1 0AA"  # one corrected
+    now = pd.concat([now, table.iloc[[0]].assign(cps_urn="NEW-1")])  # one added
+    found = find_delivery({"cps_charging": now}, mappings, linked)
+    assert (found.added, found.changed) == (1, 1)
+    assert found.removed == [f"cps_charging:{table['cps_urn'].iloc[0]}"]
+    assert sorted(found.tables["cps_charging"]["cps_urn"]) == sorted(
+        ["NEW-1", table["cps_urn"].iloc[1]]
+    )
+    assert find_delivery({"cps_charging": table}, mappings, linked).empty
+    with pytest.raises(LinkageError, match="lack column"):
+        find_delivery({"cps_charging": table}, mappings, linked[["unique_id"]])
+    with pytest.raises(LinkageError, match="appears twice"):
+        find_delivery({"cps_charging": pd.concat([table, table.iloc[:1]])}, mappings, linked)
+    with pytest.raises(LinkageError, match="no column"):
+        raw_hashes({"cps_charging": table.drop(columns="defendant_dob")}, mappings)
 
 
 def test_key_changes_destroyed_are_stored_again_by_the_next_link(refreshed: Refreshed) -> None:
