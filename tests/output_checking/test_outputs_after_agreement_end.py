@@ -33,7 +33,8 @@ VICTIMS = "linked/victims"
 LINEAGE = {
     "sources": ["victims", "police_arrests"],
     "agreements": {"victims": "DSA-VICTIMS", "police_arrests": "DSA-POLICE"},
-    "derived_from": ["source/victims@1", "source/police_arrests@1"],
+    # No derived_from: the extracts are not stored here, and a lineage naming versions that
+    # are not stored is data of unknown provenance (refused).
 }
 
 
