@@ -20,7 +20,12 @@ from sqlalchemy.orm import Session
 
 from srs.errors import SRSError
 from srs.governance.access import authorise, stored_dataset
-from srs.governance.agreements import BASE_PERIOD, check_delivery, terms_of
+from srs.governance.agreements import (
+    BASE_PERIOD,
+    check_delivery,
+    delivered_period_bounds,
+    terms_of,
+)
 from srs.governance.audit import record_event
 from srs.governance.policy import PolicySet
 from srs.governance.registry.models import Dataset, Delivery
@@ -516,12 +521,9 @@ def _data_end(session: Session, sources: dict[str, pd.DataFrame], held: list[str
     ).scalars()
     ends = [extract_date(sources)]
     for period in set(periods):
-        for periodicity in ("monthly", "quarterly", "annual"):
-            try:
-                ends.append(pd.Timestamp(period_start_end(period, periodicity)[1]))
-                break
-            except SRSError:
-                continue  # not a period of this periodicity; try the next
+        bounds = delivered_period_bounds(period)
+        if bounds is not None:  # a period written in no periodicity: the event dates stand
+            ends.append(pd.Timestamp(bounds[1]))
     return max(ends)
 
 
